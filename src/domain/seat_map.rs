@@ -1,0 +1,337 @@
+//! A flight's seat map and the rules for holding, confirming and releasing seats.
+//!
+//! Every operation is all-or-nothing: on error the map is unchanged. Operations return the seats
+//! they changed, so the caller can persist exactly those.
+
+use super::aircraft::{Cabin, Layout, SeatName};
+use super::ids::OrderId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The state of one seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    /// Free to hold.
+    Available,
+    /// Held for an order until `expires_at`; after that anyone may take it.
+    Held {
+        /// The order holding it.
+        order: OrderId,
+        /// When the hold lapses.
+        expires_at: DateTime<Utc>,
+    },
+    /// Paid for by an order.
+    Sold {
+        /// The order that bought it.
+        order: OrderId,
+    },
+}
+
+impl SeatStatus {
+    /// The name used in the API: `available`, `held` or `sold`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SeatStatus::Available => "available",
+            SeatStatus::Held { .. } => "held",
+            SeatStatus::Sold { .. } => "sold",
+        }
+    }
+
+    fn order(&self) -> Option<&OrderId> {
+        match self {
+            SeatStatus::Available => None,
+            SeatStatus::Held { order, .. } | SeatStatus::Sold { order } => Some(order),
+        }
+    }
+
+    /// Whether `order` may take this seat at `now`: it is free, its hold lapsed, or it is already
+    /// held by the same order (a retried hold).
+    fn can_hold(&self, order: &OrderId, now: DateTime<Utc>) -> bool {
+        match self {
+            SeatStatus::Available => true,
+            SeatStatus::Held { order: o, expires_at } => o == order || *expires_at <= now,
+            SeatStatus::Sold { .. } => false,
+        }
+    }
+}
+
+/// What an order asks a flight for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatRequest {
+    /// These exact seats.
+    Seats(Vec<SeatName>),
+    /// Any `count` seats in `cabin`.
+    Cabin {
+        /// The class wanted.
+        cabin: Cabin,
+        /// How many seats.
+        count: u16,
+    },
+}
+
+/// Why a hold was refused. Nothing was held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum HoldError {
+    /// The request named no seat.
+    #[error("no seats requested")]
+    Empty,
+    /// The seat does not exist on this aircraft.
+    #[error("seat {0} does not exist on this flight")]
+    UnknownSeat(SeatName),
+    /// The same seat was named twice.
+    #[error("seat {0} is requested twice")]
+    DuplicateSeat(SeatName),
+    /// Someone else holds or bought the seat.
+    #[error("seat {0} is not available")]
+    Unavailable(SeatName),
+    /// The aircraft has no such cabin.
+    #[error("this flight has no {} cabin", .0.as_str())]
+    NoSuchCabin(Cabin),
+    /// Too few free seats in the cabin.
+    #[error("only {available} {} seats available, {requested} requested", .cabin.as_str())]
+    NotEnoughSeats {
+        /// Cabin asked for.
+        cabin: Cabin,
+        /// Seats asked for.
+        requested: u16,
+        /// Seats free.
+        available: usize,
+    },
+}
+
+/// Why a confirmation was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ConfirmError {
+    /// The order does not hold this seat (never did, released, or taken after its hold lapsed).
+    #[error("seat {0} is not held by this order")]
+    NotHeld(SeatName),
+    /// The order's hold on the seat has lapsed.
+    #[error("the hold on seat {0} has expired")]
+    Expired(SeatName),
+}
+
+/// A stored seat record did not fit the layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored seat {0} does not exist in the flight's layout")]
+pub struct RestoreError(pub SeatName);
+
+/// Seats in a cabin: how many exist and how many can be held now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CabinAvailability {
+    /// Seats in the cabin.
+    pub total: u32,
+    /// Seats neither held nor sold.
+    pub available: u32,
+}
+
+/// One seat as the map reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    /// Row and letter.
+    pub name: SeatName,
+    /// Its cabin.
+    pub cabin: Cabin,
+    /// Its state.
+    pub status: SeatStatus,
+}
+
+/// All seats of one flight, in layout order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatMap {
+    seats: Vec<Seat>,
+    index: HashMap<SeatName, usize>,
+}
+
+impl SeatMap {
+    /// Every seat of `layout`, available.
+    pub fn new(layout: &Layout) -> Self {
+        let seats: Vec<Seat> = layout
+            .cabins()
+            .iter()
+            .flat_map(|c| {
+                c.seats().map(|name| Seat {
+                    name,
+                    cabin: c.cabin,
+                    status: SeatStatus::Available,
+                })
+            })
+            .collect();
+        let index = seats.iter().enumerate().map(|(i, s)| (s.name, i)).collect();
+        Self { seats, index }
+    }
+
+    /// The map of `layout` with the stored non-available seats applied.
+    pub fn restore(
+        layout: &Layout,
+        stored: impl IntoIterator<Item = (SeatName, SeatStatus)>,
+    ) -> Result<Self, RestoreError> {
+        let mut map = Self::new(layout);
+        for (name, status) in stored {
+            let i = *map.index.get(&name).ok_or(RestoreError(name))?;
+            map.seats[i].status = status;
+        }
+        Ok(map)
+    }
+
+    /// All seats in layout order.
+    pub fn seats(&self) -> &[Seat] {
+        &self.seats
+    }
+
+    /// One seat's state.
+    pub fn status(&self, name: SeatName) -> Option<&SeatStatus> {
+        self.index.get(&name).map(|&i| &self.seats[i].status)
+    }
+
+    /// Per-cabin totals; a held seat counts as taken until it is released or swept.
+    pub fn availability(&self) -> BTreeMap<Cabin, CabinAvailability> {
+        let mut out: BTreeMap<Cabin, CabinAvailability> = BTreeMap::new();
+        for seat in &self.seats {
+            let entry = out.entry(seat.cabin).or_default();
+            entry.total += 1;
+            if seat.status == SeatStatus::Available {
+                entry.available += 1;
+            }
+        }
+        out
+    }
+
+    /// Holds seats for `order` until `expires_at`: all of them, or none.
+    ///
+    /// Seats whose hold lapsed before `now` count as free. Re-holding seats the order already
+    /// holds succeeds (a retried request) and moves their deadline.
+    pub fn hold(
+        &mut self,
+        request: &SeatRequest,
+        order: &OrderId,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatName>, HoldError> {
+        let picked = match request {
+            SeatRequest::Seats(names) => self.pick_named(names, order, now)?,
+            SeatRequest::Cabin { cabin, count } => self.pick_in_cabin(*cabin, *count, order, now)?,
+        };
+        let held = SeatStatus::Held {
+            order: order.clone(),
+            expires_at,
+        };
+        Ok(picked
+            .into_iter()
+            .map(|i| {
+                self.seats[i].status = held.clone();
+                self.seats[i].name
+            })
+            .collect())
+    }
+
+    fn pick_named(
+        &self,
+        names: &[SeatName],
+        order: &OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, HoldError> {
+        if names.is_empty() {
+            return Err(HoldError::Empty);
+        }
+        let mut seen = HashSet::with_capacity(names.len());
+        names
+            .iter()
+            .map(|&name| {
+                let i = *self.index.get(&name).ok_or(HoldError::UnknownSeat(name))?;
+                if !seen.insert(name) {
+                    return Err(HoldError::DuplicateSeat(name));
+                }
+                if !self.seats[i].status.can_hold(order, now) {
+                    return Err(HoldError::Unavailable(name));
+                }
+                Ok(i)
+            })
+            .collect()
+    }
+
+    fn pick_in_cabin(
+        &self,
+        cabin: Cabin,
+        count: u16,
+        order: &OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, HoldError> {
+        if count == 0 {
+            return Err(HoldError::Empty);
+        }
+        if !self.seats.iter().any(|s| s.cabin == cabin) {
+            return Err(HoldError::NoSuchCabin(cabin));
+        }
+        let free: Vec<usize> = self
+            .seats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.cabin == cabin && s.status.can_hold(order, now))
+            .map(|(i, _)| i)
+            .collect();
+        if free.len() < usize::from(count) {
+            return Err(HoldError::NotEnoughSeats {
+                cabin,
+                requested: count,
+                available: free.len(),
+            });
+        }
+        Ok(free.into_iter().take(usize::from(count)).collect())
+    }
+
+    /// Marks seats held by `order` as sold: all of them, or none.
+    pub fn confirm(
+        &mut self,
+        order: &OrderId,
+        names: &[SeatName],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatName>, ConfirmError> {
+        let mut picked = Vec::with_capacity(names.len());
+        for &name in names {
+            let i = *self.index.get(&name).ok_or(ConfirmError::NotHeld(name))?;
+            match &self.seats[i].status {
+                SeatStatus::Held { order: o, expires_at } if o == order => {
+                    if *expires_at <= now {
+                        return Err(ConfirmError::Expired(name));
+                    }
+                    picked.push(i);
+                }
+                SeatStatus::Sold { order: o } if o == order => {}
+                _ => return Err(ConfirmError::NotHeld(name)),
+            }
+        }
+        for &i in &picked {
+            self.seats[i].status = SeatStatus::Sold { order: order.clone() };
+        }
+        Ok(picked.into_iter().map(|i| self.seats[i].name).collect())
+    }
+
+    /// Frees every seat `order` holds or bought; seats of other orders are untouched.
+    pub fn release(&mut self, order: &OrderId) -> Vec<SeatName> {
+        let mut freed = Vec::new();
+        for seat in &mut self.seats {
+            if seat.status.order() == Some(order) {
+                seat.status = SeatStatus::Available;
+                freed.push(seat.name);
+            }
+        }
+        freed
+    }
+
+    /// Frees every hold that lapsed at or before `now`.
+    pub fn sweep_expired(&mut self, now: DateTime<Utc>) -> Vec<SeatName> {
+        let mut freed = Vec::new();
+        for seat in &mut self.seats {
+            if matches!(seat.status, SeatStatus::Held { expires_at, .. } if expires_at <= now) {
+                seat.status = SeatStatus::Available;
+                freed.push(seat.name);
+            }
+        }
+        freed
+    }
+}
+
+#[cfg(test)]
+#[path = "seat_map_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! Users, their roles, and the rules for emails, names and passwords.
+
+use super::ValidationError;
+use super::airport::text;
+use super::ids::UserId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted, so hashing cost stays bounded.
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// What a user may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Books and manages their own orders (every signup).
+    Customer,
+    /// Manages the catalog: airports, aircraft, flights.
+    Airline,
+    /// Everything, including roles.
+    Admin,
+}
+
+/// A normalized (trimmed, lowercased) email address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses an address: one `@`, a non-empty local part, a dotted domain, no spaces.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let email = raw.trim().to_lowercase();
+        let bad = || ValidationError::new("email", "must be an email address like ada@example.com");
+        let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && !domain.contains('@');
+        if local.is_empty()
+            || local.len() > 64
+            || email.len() > 254
+            || !domain_ok
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad());
+        }
+        Ok(Self(email))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password that met the length rules; never printed.
+pub struct Password(String);
+
+impl Password {
+    /// Checks the length rules.
+    pub fn parse(raw: String) -> Result<Self, ValidationError> {
+        let n = raw.chars().count();
+        if n < MIN_PASSWORD_LEN {
+            return Err(ValidationError::new(
+                "password",
+                format!("must be at least {MIN_PASSWORD_LEN} characters"),
+            ));
+        }
+        if raw.len() > MAX_PASSWORD_LEN {
+            return Err(ValidationError::new(
+                "password",
+                format!("must be at most {MAX_PASSWORD_LEN} bytes"),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The password's bytes, for hashing.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A person's display name.
+pub fn parse_name(raw: &str) -> Result<String, ValidationError> {
+    text("name", raw, 100)
+}
+
+/// A non-empty set of roles.
+pub fn parse_roles(roles: Vec<Role>) -> Result<BTreeSet<Role>, ValidationError> {
+    let set: BTreeSet<Role> = roles.into_iter().collect();
+    if set.is_empty() {
+        return Err(ValidationError::new("roles", "at least one role is required"));
+    }
+    Ok(set)
+}
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Its id (the token subject).
+    pub id: UserId,
+    /// Unique, normalized email.
+    pub email: Email,
+    /// Display name.
+    pub name: String,
+    /// Current roles; checked on every request, so changes take effect at once.
+    pub roles: BTreeSet<Role>,
+    /// argon2id PHC string (algorithm, parameters, per-user salt, hash).
+    pub password_hash: String,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether the user has `role`, or is an admin (who may do everything).
+    pub fn may(&self, role: Role) -> bool {
+        self.roles.contains(&role) || self.roles.contains(&Role::Admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(Email::parse(" Ada@Example.COM ").map(|e| e.0), Ok("ada@example.com".into()));
+        for bad in ["", "ada", "@x.io", "ada@", "ada@io", "ada@.io", "a b@x.io", "a@x..io", "a@b@x.io"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_bounded_and_never_printed() {
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
+        let p = Password::parse("correct horse".into()).expect("long enough");
+        assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn roles_must_not_be_empty() {
+        assert!(parse_roles(vec![]).is_err());
+        assert_eq!(parse_roles(vec![Role::Airline, Role::Airline]).map(|r| r.len()), Ok(1));
+    }
+}

@@ -1,0 +1,8 @@
+//! Contrail: a flight and ticket booking backend built as an actor system.
+//!
+//! See `DESIGN.md` in the team's shared docs for the architecture. Layers, top to bottom:
+//! [`http`] (warp), [`actors`] (ractor), [`domain`] (pure rules) and [`persistence`] (sled).
+#![warn(missing_docs)]
+
+pub mod domain;
+pub mod persistence;

@@ -1,0 +1,202 @@
+//! The node's store: typed reads, atomic batched writes, durable acknowledgements.
+
+use super::codec;
+use super::group_commit::{Flusher, FlushWaiter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, written or flushed.
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    /// A record could not be decoded: the store holds something this build cannot read.
+    #[error("record {key} is unreadable: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A record could not be encoded.
+    #[error("record {key} could not be encoded: {reason}")]
+    Encode {
+        /// The record's key.
+        key: String,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The store is shutting down.
+    #[error("storage is shut down")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// Records to write together: all of them become visible at once, or none.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a record.
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<&mut Self, StoreError> {
+        self.batch.insert(key.as_bytes(), codec::encode(key, value)?);
+        self.len += 1;
+        Ok(self)
+    }
+
+    /// Removes a record (a no-op if it does not exist).
+    pub fn delete(&mut self, key: &str) -> &mut Self {
+        self.batch.remove(key.as_bytes());
+        self.len += 1;
+        self
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A handle to the node's store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    flusher: Flusher,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and starts its group-commit task.
+    /// Must be called inside a tokio runtime.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
+        let flusher = Flusher::spawn();
+        Ok(Self {
+            inner: Arc::new(Inner { db, flusher }),
+        })
+    }
+
+    /// Reads one record.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.inner.db.get(key.as_bytes())? {
+            Some(bytes) => codec::decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a record exists, without decoding it.
+    pub fn contains(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.db.contains_key(key.as_bytes())?)
+    }
+
+    /// Every record under `prefix`, in key order, with the key's remainder after the prefix.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        let plen = prefix.len();
+        self.inner.db.scan_prefix(prefix.as_bytes()).map(move |item| {
+            let (k, v) = item?;
+            let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "key is not UTF-8".into(),
+            })?;
+            let value = codec::decode(&key, &v)?;
+            Ok((key[plen..].to_owned(), value))
+        })
+    }
+
+    /// Applies `batch` atomically now (later reads see it) and returns a future that resolves
+    /// once it is on disk. Batches become durable in the order they were committed.
+    pub fn commit(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
+        self.inner.db.apply_batch(batch.batch)?;
+        Ok(Durable(self.inner.flusher.wait(&self.inner.db)))
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flusher.wait(&self.inner.db).await
+    }
+}
+
+/// Resolves when a committed batch is on disk.
+#[must_use = "a write is not acknowledged until it is durable"]
+pub struct Durable(FlushWaiter);
+
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn committed_records_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let mut batch = WriteBatch::new();
+            batch.put("a/1", &1u32).expect("put").put("a/2", &2u32).expect("put");
+            batch.put("b/1", &"x").expect("put");
+            store.commit(batch).expect("commit").await.expect("durable");
+            let mut del = WriteBatch::new();
+            del.delete("a/2");
+            store.commit(del).expect("commit").await.expect("durable");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let got: Vec<(String, u32)> = store.scan("a/").collect::<Result<_, _>>().expect("scan");
+        assert_eq!(got, vec![("1".to_owned(), 1)]);
+        assert_eq!(store.get::<String>("b/1"), Ok(Some("x".into())));
+        assert!(matches!(store.get::<u64>("b/1"), Ok(_) | Err(StoreError::Corrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_commits_share_flushes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut b = WriteBatch::new();
+                    b.put(&format!("k/{i:04}"), &i).expect("put");
+                    store.commit(b).expect("commit").await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("durable");
+        }
+        assert_eq!(store.scan::<u32>("k/").count(), 200);
+        assert!(store.inner.flusher.flushes() < 200, "every commit flushed alone");
+    }
+}

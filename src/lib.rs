@@ -6,3 +6,5 @@
 
 pub mod domain;
 pub mod persistence;
+pub mod actors;
+pub mod settings;

@@ -1,6 +1,7 @@
 //! Aircraft types and their cabin layouts: which rows and seat letters belong to which cabin.
 
 use super::ValidationError;
+use super::ids::AircraftId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -202,6 +203,28 @@ impl Layout {
             .iter()
             .find(|c| (c.first_row..=c.last_row).contains(&seat.row) && c.letters.contains(&seat.letter))
             .map(|c| c.cabin)
+    }
+}
+
+/// An aircraft type in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aircraft {
+    /// Its id.
+    pub id: AircraftId,
+    /// Model name, e.g. `A320`.
+    pub model: String,
+    /// Its seats.
+    pub layout: Layout,
+}
+
+impl Aircraft {
+    /// Validates a new aircraft type.
+    pub fn new(model: &str, cabins: Vec<(Cabin, [u16; 2], String)>) -> Result<Self, ValidationError> {
+        Ok(Self {
+            id: AircraftId::generate(),
+            model: super::airport::text("model", model, 50)?,
+            layout: Layout::new(cabins)?,
+        })
     }
 }
 

@@ -1,0 +1,90 @@
+//! The actor system of one node.
+//!
+//! Supervision tree (every entity actor is linked to the supervisor of its kind):
+//!
+//! ```text
+//! node (startup::start)
+//! ├── FlightSupervisor ── restart policy: restart from disk, at most N times per window,
+//! │   ├── FlightActor flt_…   then quarantine (503) until the window passes
+//! │   └── FlightActor flt_…   (activated on demand by the Directory, passivated when idle)
+//! ├── SearchIndexActor ────── applies flight events to the node's search read model
+//! ├── CatalogActor ────────── single writer of airports, aircraft and new flights
+//! └── AccountsActor ───────── single writer of users and the email index
+//! ```
+//!
+//! Business outcomes travel back in replies (`Result<_, FlightError>` and friends); an `Err`
+//! returned from `handle`, or a panic, means the actor is broken and its supervisor takes over.
+
+pub mod accounts;
+pub mod catalog;
+pub mod directory;
+pub mod flight;
+pub mod search_index;
+pub mod supervisor;
+
+use crate::persistence::{Durable, StoreError};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, MessagingErr, RpcReplyPort};
+use std::time::Duration;
+
+/// Why a call into an actor produced no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The actor did not answer within the deadline.
+    #[error("the actor did not answer in time")]
+    Timeout,
+    /// The actor stopped (crashed or shut down) before answering.
+    #[error("the actor stopped before answering")]
+    Stopped,
+    /// The entity cannot be served right now (e.g. restarting too often).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// No such entity.
+    #[error("not found")]
+    NotFound,
+}
+
+/// Sends one request to `actor` and waits at most `timeout` for its reply.
+pub async fn ask<M, T>(
+    actor: &ActorRef<M>,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+    timeout: Duration,
+) -> Result<T, CallError>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    match actor.call(build, Some(timeout)).await {
+        Ok(CallResult::Success(value)) => Ok(value),
+        Ok(CallResult::Timeout) => Err(CallError::Timeout),
+        Ok(CallResult::SenderError) | Err(MessagingErr::ChannelClosed) => Err(CallError::Stopped),
+        Err(_) => Err(CallError::Stopped),
+    }
+}
+
+/// Answers `reply` with `value` once `durable` resolves, off the actor's mailbox loop, so the
+/// actor handles its next message while the write is flushed (its later writes are ordered
+/// after this one and share or follow the same flush). On a storage failure the caller gets
+/// `on_error` and `on_failure` runs (entity actors use it to crash and reload from disk).
+pub(crate) fn reply_when_durable<T, E>(
+    durable: Durable,
+    reply: RpcReplyPort<Result<T, E>>,
+    value: T,
+    on_error: impl FnOnce(&StoreError) -> E + Send + 'static,
+    on_failure: impl FnOnce(StoreError) + Send + 'static,
+) where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    tokio::spawn(async move {
+        match durable.await {
+            Ok(()) => {
+                let _ = reply.send(Ok(value));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(on_error(&e)));
+                on_failure(e);
+            }
+        }
+    });
+}

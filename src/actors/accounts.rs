@@ -1,0 +1,207 @@
+//! Accounts: the AccountsActor (single writer of users and the email index, so an email is
+//! taken at most once) and the [`Accounts`] handle the HTTP layer calls.
+//!
+//! Password hashing (argon2id, default parameters, a random salt per user) is deliberately
+//! slow, so it runs on the blocking pool before the actor is asked, never inside its mailbox.
+
+use super::{CallError, ask, reply_when_durable};
+use crate::domain::ValidationError;
+use crate::domain::ids::UserId;
+use crate::domain::user::{Email, Password, Role, User};
+use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an account operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// The email belongs to another account.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// Unknown email or wrong password (deliberately not saying which).
+    #[error("invalid email or password")]
+    BadCredentials,
+    /// The request broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The accounts actor did not answer.
+    #[error(transparent)]
+    Unavailable(#[from] CallError),
+    /// Hashing failed (should not happen with valid parameters).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+type Reply<T> = RpcReplyPort<Result<T, AccountError>>;
+
+/// Messages the accounts actor handles.
+pub enum AccountsMessage {
+    /// Store a new user unless the email is taken.
+    Create(User, Reply<User>),
+    /// Replace a user's roles.
+    SetRoles(UserId, BTreeSet<Role>, Reply<User>),
+}
+
+/// The actor.
+pub struct AccountsActor {
+    /// The node's store.
+    pub store: Store,
+}
+
+impl AccountsActor {
+    fn create(&self, user: User) -> Result<(Durable, User), AccountError> {
+        let email_key = keys::email(&user.email);
+        if self.store.contains(&email_key)? {
+            return Err(AccountError::EmailTaken);
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::user(&user.id), &user)?.put(&email_key, &user.id)?;
+        Ok((self.store.commit(batch)?, user))
+    }
+
+    fn set_roles(&self, id: &UserId, roles: BTreeSet<Role>) -> Result<(Durable, User), AccountError> {
+        let mut user: User = self.store.get(&keys::user(id))?.ok_or(AccountError::NotFound)?;
+        user.roles = roles;
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::user(id), &user)?;
+        Ok((self.store.commit(batch)?, user))
+    }
+}
+
+fn answer(result: Result<(Durable, User), AccountError>, reply: Reply<User>) {
+    match result {
+        Ok((durable, user)) => reply_when_durable(durable, reply, user, |e| AccountError::Storage(e.clone()), |_| {}),
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+impl Actor for AccountsActor {
+    type Msg = AccountsMessage;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<Self::Msg>, message: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        match message {
+            AccountsMessage::Create(user, reply) => answer(self.create(user), reply),
+            AccountsMessage::SetRoles(id, roles, reply) => answer(self.set_roles(&id, roles), reply),
+        }
+        Ok(())
+    }
+}
+
+/// What the HTTP layer uses for users.
+#[derive(Clone)]
+pub struct Accounts {
+    actor: ActorRef<AccountsMessage>,
+    store: Store,
+    timeout: Duration,
+    /// A hash of nothing, verified against when the email is unknown so that a miss takes as
+    /// long as a wrong password (no user enumeration by timing).
+    decoy_hash: Arc<String>,
+}
+
+async fn hash(password: Password) -> Result<String, AccountError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.expose())
+            .map(|h: PasswordHash| h.to_string())
+            .map_err(|e| AccountError::Hashing(e.to_string()))
+    })
+    .await
+    .map_err(|e| AccountError::Hashing(e.to_string()))?
+}
+
+impl Accounts {
+    /// A handle over the running actor.
+    pub async fn new(actor: ActorRef<AccountsMessage>, store: Store, timeout: Duration) -> Result<Self, AccountError> {
+        let decoy = hash(Password::parse("decoy-password-never-matches".into())?).await?;
+        Ok(Self {
+            actor,
+            store,
+            timeout,
+            decoy_hash: Arc::new(decoy),
+        })
+    }
+
+    /// Creates an account with `roles`.
+    pub async fn create(&self, email: Email, password: Password, name: String, roles: BTreeSet<Role>) -> Result<User, AccountError> {
+        let user = User {
+            id: UserId::generate(),
+            email,
+            name,
+            roles,
+            password_hash: hash(password).await?,
+            created_at: Utc::now(),
+        };
+        ask(&self.actor, |port| AccountsMessage::Create(user, port), self.timeout).await?
+    }
+
+    /// The user with this email and password.
+    pub async fn verify(&self, email: &str, password: String) -> Result<User, AccountError> {
+        let user: Option<User> = match Email::parse(email) {
+            Ok(email) => match self.store.get::<UserId>(&keys::email(&email))? {
+                Some(id) => self.store.get(&keys::user(&id))?,
+                None => None,
+            },
+            Err(_) => None,
+        };
+        let stored = user.as_ref().map_or_else(|| self.decoy_hash.as_str().to_owned(), |u| u.password_hash.clone());
+        let matches = tokio::task::spawn_blocking(move || {
+            Argon2::default().verify_password(password.as_bytes(), stored.as_str()).is_ok()
+        })
+        .await
+        .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        match user {
+            Some(user) if matches => Ok(user),
+            _ => Err(AccountError::BadCredentials),
+        }
+    }
+
+    /// A user by id.
+    pub fn get(&self, id: &UserId) -> Result<Option<User>, AccountError> {
+        Ok(self.store.get(&keys::user(id))?)
+    }
+
+    /// Replaces a user's roles.
+    pub async fn set_roles(&self, id: UserId, roles: BTreeSet<Role>) -> Result<User, AccountError> {
+        ask(&self.actor, |port| AccountsMessage::SetRoles(id, roles, port), self.timeout).await?
+    }
+
+    /// Creates the configured first admin if missing, or gives the account the admin role.
+    pub async fn ensure_admin(&self, email: &str, password: String) -> Result<(), AccountError> {
+        let email = Email::parse(email)?;
+        match self.store.get::<UserId>(&keys::email(&email))? {
+            None => {
+                let roles = [Role::Admin].into_iter().collect();
+                let user = self.create(email, Password::parse(password)?, "Administrator".into(), roles).await?;
+                tracing::info!(user = %user.id, email = %user.email, "created the first admin");
+            }
+            Some(id) => {
+                let user: User = self.store.get(&keys::user(&id))?.ok_or(AccountError::NotFound)?;
+                if !user.roles.contains(&Role::Admin) {
+                    let mut roles = user.roles;
+                    roles.insert(Role::Admin);
+                    self.set_roles(id, roles).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! CatalogActor: the single writer of airports, aircraft types and new flights.
+//!
+//! Uniqueness (airport codes) holds because one mailbox serializes every catalog write. A new
+//! flight is acknowledged once its record is durable and its FlightActor is running.
+
+use super::directory::Directory;
+use super::flight::{FlightCommand, FlightReply};
+use super::{CallError, reply_when_durable};
+use crate::domain::ValidationError;
+use crate::domain::aircraft::Aircraft;
+use crate::domain::airport::{Airport, AirportCode};
+use crate::domain::flight::{Flight, FlightDraft};
+use crate::domain::ids::FlightId;
+use crate::domain::search::FlightSummary;
+use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+/// Why a catalog change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    /// The request broke a rule (names the field).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An airport with this code exists.
+    #[error("airport {0} already exists")]
+    AirportExists(AirportCode),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The new flight's actor could not be started.
+    #[error("the flight was saved but could not be started: {0}")]
+    Activation(CallError),
+}
+
+type Reply<T> = RpcReplyPort<Result<T, CatalogError>>;
+
+/// Messages the catalog handles.
+pub enum CatalogMessage {
+    /// Add an airport.
+    CreateAirport(Airport, Reply<Airport>),
+    /// Every airport, by code.
+    ListAirports(Reply<Vec<Airport>>),
+    /// Add an aircraft type.
+    CreateAircraft(Aircraft, Reply<Aircraft>),
+    /// Schedule a flight and start its actor.
+    CreateFlight(FlightDraft, Reply<FlightSummary>),
+}
+
+/// The actor.
+pub struct CatalogActor {
+    /// The node's store.
+    pub store: Store,
+    /// To start new flights' actors.
+    pub directory: Directory,
+}
+
+impl CatalogActor {
+    fn create_airport(&self, airport: Airport) -> Result<(Durable, Airport), CatalogError> {
+        let key = keys::airport(&airport.code);
+        if self.store.contains(&key)? {
+            return Err(CatalogError::AirportExists(airport.code));
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(&key, &airport)?;
+        Ok((self.store.commit(batch)?, airport))
+    }
+
+    fn create_aircraft(&self, aircraft: Aircraft) -> Result<(Durable, Aircraft), CatalogError> {
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::aircraft(&aircraft.id), &aircraft)?;
+        Ok((self.store.commit(batch)?, aircraft))
+    }
+
+    fn list_airports(&self) -> Result<Vec<Airport>, CatalogError> {
+        Ok(self
+            .store
+            .scan::<Airport>(keys::AIRPORTS)
+            .map(|r| r.map(|(_, a)| a))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Validates the draft against the catalog and writes the flight's record.
+    fn create_flight(&self, draft: FlightDraft) -> Result<(Durable, Flight), CatalogError> {
+        let aircraft: Aircraft = self
+            .store
+            .get(&keys::aircraft(&draft.aircraft_id))?
+            .ok_or_else(|| ValidationError::new("aircraft_id", "no such aircraft"))?;
+        for (field, code) in [("origin", &draft.origin), ("destination", &draft.destination)] {
+            let code = AirportCode::parse(code).map_err(|e| ValidationError::new(field, e.reason))?;
+            if !self.store.contains(&keys::airport(&code))? {
+                return Err(ValidationError::new(field, format!("no airport {code} in the catalog")).into());
+            }
+        }
+        let flight = Flight::new(FlightId::generate(), draft, aircraft.layout, Utc::now())?;
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::flight(&flight.id), &flight)?;
+        Ok((self.store.commit(batch)?, flight))
+    }
+
+    /// Once the flight is durable, activates its actor and answers with its summary.
+    fn start_flight(&self, durable: Durable, flight: Flight, reply: Reply<FlightSummary>) {
+        let directory = self.directory.clone();
+        tokio::spawn(async move {
+            let result = match durable.await {
+                Err(e) => Err(CatalogError::Storage(e)),
+                Ok(()) => match directory.flight(&flight.id, FlightCommand::Get).await {
+                    Ok(Ok(FlightReply::Summary(summary))) => Ok(summary),
+                    Ok(_) => Err(CatalogError::Activation(CallError::Unavailable("unexpected reply".into()))),
+                    Err(e) => Err(CatalogError::Activation(e)),
+                },
+            };
+            if result.is_ok() {
+                tracing::info!(flight = %flight.id, number = flight.flight_number.as_str(), "flight created");
+            }
+            let _ = reply.send(result);
+        });
+    }
+}
+
+/// Answers with the value once durable, or with the error now.
+fn answer<T: Send + 'static>(result: Result<(Durable, T), CatalogError>, reply: Reply<T>) {
+    match result {
+        Ok((durable, value)) => {
+            reply_when_durable(durable, reply, value, |e| CatalogError::Storage(e.clone()), |_| {});
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+impl Actor for CatalogActor {
+    type Msg = CatalogMessage;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: ActorRef<Self::Msg>, message: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        // Storage failures are answered, not crashed on: the catalog holds no state of its own.
+        match message {
+            CatalogMessage::CreateAirport(airport, reply) => answer(self.create_airport(airport), reply),
+            CatalogMessage::ListAirports(reply) => {
+                let _ = reply.send(self.list_airports());
+            }
+            CatalogMessage::CreateAircraft(aircraft, reply) => answer(self.create_aircraft(aircraft), reply),
+            CatalogMessage::CreateFlight(draft, reply) => match self.create_flight(draft) {
+                Ok((durable, flight)) => self.start_flight(durable, flight, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,318 @@
+//! FlightActor: the only writer of one flight's seat map.
+//!
+//! Commands and replies are plain serde types, so the same enum serves local calls and, through
+//! a shard gateway, remote ones. A change is applied to the store before the actor moves on and
+//! acknowledged only once it is durable.
+
+use super::reply_when_durable;
+use super::search_index::SearchIndexMessage;
+use crate::domain::aircraft::{Cabin, SeatName};
+use crate::domain::flight::{Flight, FlightStatus};
+use crate::domain::ids::{FlightId, OrderId};
+use crate::domain::search::FlightSummary;
+use crate::domain::seat_map::{ConfirmError, HoldError, SeatMap, SeatRequest, SeatStatus};
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// How often a flight actor sweeps lapsed holds and checks whether it is idle.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The registry name of a flight's actor; at most one per node.
+pub fn actor_name(id: &FlightId) -> String {
+    format!("flight/{id}")
+}
+
+/// A request to a flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlightCommand {
+    /// The schedule, fares and seat counts.
+    Get,
+    /// Every seat with its state.
+    Seats,
+    /// Hold seats for an order, all or none, until `expires_at`.
+    Hold {
+        /// The holder.
+        order: OrderId,
+        /// Which seats.
+        request: SeatRequest,
+        /// When the hold lapses.
+        expires_at: DateTime<Utc>,
+    },
+    /// Mark seats the order holds as sold.
+    Confirm {
+        /// The holder.
+        order: OrderId,
+        /// Seats to sell.
+        seats: Vec<SeatName>,
+    },
+    /// Free every seat of the order.
+    Release {
+        /// The holder.
+        order: OrderId,
+    },
+}
+
+/// One seat as clients see it (without the holder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatView {
+    /// Seat name.
+    pub seat: SeatName,
+    /// Its cabin.
+    pub cabin: Cabin,
+    /// `available`, `held` or `sold`.
+    pub status: String,
+}
+
+/// A flight's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlightReply {
+    /// For `Get`.
+    Summary(FlightSummary),
+    /// For `Seats`.
+    Seats(Vec<SeatView>),
+    /// Seats now held (or sold, or released) by the order.
+    Changed(Vec<SeatName>),
+}
+
+/// Why a flight refused a command. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FlightError {
+    /// The hold could not be granted.
+    #[error(transparent)]
+    Hold(#[from] HoldError),
+    /// The confirmation could not be applied.
+    #[error(transparent)]
+    Confirm(#[from] ConfirmError),
+    /// The flight is cancelled.
+    #[error("flight {0} is cancelled")]
+    NotScheduled(FlightId),
+    /// The change could not be made durable.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// Messages a FlightActor handles.
+pub enum FlightMessage {
+    /// A command with the port for its answer.
+    Command(FlightCommand, RpcReplyPort<Result<FlightReply, FlightError>>),
+    /// Periodic: sweep lapsed holds, passivate when idle.
+    Tick,
+    /// A write could not be made durable: memory may be ahead of disk, so crash and reload.
+    StorageFailed(String),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
+}
+
+/// Why a flight could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No such flight in the store.
+    #[error("flight {0} does not exist")]
+    NotFound(FlightId),
+    /// The store failed or holds unreadable records.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored seats do not fit the flight's layout.
+    #[error("flight {0}: {1}")]
+    Inconsistent(FlightId, String),
+}
+
+/// The actor; its fields are the fixed handles every flight shares.
+#[derive(Clone)]
+pub struct FlightActor {
+    /// The node's store.
+    pub store: Store,
+    /// Where availability changes are published.
+    pub index: ActorRef<SearchIndexMessage>,
+    /// Idle time before passivation.
+    pub passivate_after: Duration,
+}
+
+/// A live flight: its schedule and seats, as on disk.
+pub struct FlightState {
+    flight: Flight,
+    seats: SeatMap,
+    last_active: Instant,
+}
+
+/// Loads a flight and its seats from the store.
+pub fn load(store: &Store, id: &FlightId) -> Result<(Flight, SeatMap), LoadError> {
+    let flight: Flight = store
+        .get(&keys::flight(id))?
+        .ok_or_else(|| LoadError::NotFound(id.clone()))?;
+    let stored = store
+        .scan::<SeatStatus>(&keys::seats_of(id))
+        .map(|item| {
+            let (name, status) = item?;
+            let seat = SeatName::parse(&name).map_err(|e| LoadError::Inconsistent(id.clone(), e.reason))?;
+            Ok((seat, status))
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
+    let seats = SeatMap::restore(&flight.layout, stored).map_err(|e| LoadError::Inconsistent(id.clone(), e.to_string()))?;
+    Ok((flight, seats))
+}
+
+impl FlightState {
+    fn summary(&self) -> FlightSummary {
+        FlightSummary {
+            flight: self.flight.clone(),
+            availability: self.seats.availability(),
+        }
+    }
+
+    fn seat_views(&self) -> Vec<SeatView> {
+        self.seats
+            .seats()
+            .iter()
+            .map(|s| SeatView {
+                seat: s.name,
+                cabin: s.cabin,
+                status: s.status.label().to_owned(),
+            })
+            .collect()
+    }
+
+    /// Applies a command to memory; returns the reply and the seats it changed.
+    fn apply(&mut self, cmd: FlightCommand, now: DateTime<Utc>) -> Result<(FlightReply, Vec<SeatName>), FlightError> {
+        match cmd {
+            FlightCommand::Get => Ok((FlightReply::Summary(self.summary()), vec![])),
+            FlightCommand::Seats => Ok((FlightReply::Seats(self.seat_views()), vec![])),
+            FlightCommand::Hold { order, request, expires_at } => {
+                if self.flight.status != FlightStatus::Scheduled {
+                    return Err(FlightError::NotScheduled(self.flight.id.clone()));
+                }
+                let held = self.seats.hold(&request, &order, expires_at, now)?;
+                Ok((FlightReply::Changed(held.clone()), held))
+            }
+            FlightCommand::Confirm { order, seats } => {
+                let sold = self.seats.confirm(&order, &seats, now)?;
+                Ok((FlightReply::Changed(seats), sold))
+            }
+            FlightCommand::Release { order } => {
+                let freed = self.seats.release(&order);
+                Ok((FlightReply::Changed(freed.clone()), freed))
+            }
+        }
+    }
+
+    /// The seat records to write for `changed` seats.
+    fn batch_for(&self, changed: &[SeatName]) -> Result<WriteBatch, StoreError> {
+        let mut batch = WriteBatch::new();
+        for &seat in changed {
+            let key = keys::seat(&self.flight.id, seat);
+            match self.seats.status(seat) {
+                Some(SeatStatus::Available) | None => {
+                    batch.delete(&key);
+                }
+                Some(status) => {
+                    batch.put(&key, status)?;
+                }
+            }
+        }
+        Ok(batch)
+    }
+}
+
+impl FlightActor {
+    fn publish(&self, state: &FlightState) {
+        let event = SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
+        // The index is best effort: it lags or misses an event only if it is restarting.
+        let _ = self.index.cast(event);
+    }
+
+    /// Writes `changed` seats; the caller is answered once they are durable.
+    fn persist_then_reply(
+        &self,
+        myself: &ActorRef<FlightMessage>,
+        state: &FlightState,
+        changed: &[SeatName],
+        reply: RpcReplyPort<Result<FlightReply, FlightError>>,
+        value: FlightReply,
+    ) -> Result<(), ActorProcessingErr> {
+        let durable = self.store.commit(state.batch_for(changed)?)?;
+        self.publish(state);
+        let me = myself.clone();
+        reply_when_durable(
+            durable,
+            reply,
+            value,
+            |e| FlightError::Storage(e.to_string()),
+            move |e| {
+                let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
+            },
+        );
+        Ok(())
+    }
+
+    fn tick(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) -> Result<(), ActorProcessingErr> {
+        let freed = state.seats.sweep_expired(Utc::now());
+        if !freed.is_empty() {
+            tracing::info!(flight = %state.flight.id, seats = freed.len(), "released lapsed holds");
+            metrics::counter!("contrail_holds_expired_total").increment(freed.len() as u64);
+            let durable = self.store.commit(state.batch_for(&freed)?)?;
+            self.publish(state);
+            let me = myself.clone();
+            tokio::spawn(async move {
+                if let Err(e) = durable.await {
+                    let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
+                }
+            });
+        }
+        if state.last_active.elapsed() >= self.passivate_after {
+            tracing::debug!(flight = %state.flight.id, "passivating idle flight actor");
+            // Drain: messages already queued are still handled; later ones re-activate it.
+            myself.drain()?;
+        }
+        Ok(())
+    }
+}
+
+impl Actor for FlightActor {
+    type Msg = FlightMessage;
+    type State = FlightState;
+    type Arguments = FlightId;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, id: FlightId) -> Result<Self::State, ActorProcessingErr> {
+        let (flight, seats) = load(&self.store, &id)?;
+        let state = FlightState {
+            flight,
+            seats,
+            last_active: Instant::now(),
+        };
+        let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
+        myself.send_interval(TICK, || FlightMessage::Tick);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            FlightMessage::Command(cmd, reply) => {
+                state.last_active = Instant::now();
+                if reply.is_closed() {
+                    return Ok(()); // the caller gave up; do not change anything for nobody
+                }
+                match state.apply(cmd, Utc::now()) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Ok((value, changed)) if changed.is_empty() => {
+                        let _ = reply.send(Ok(value));
+                    }
+                    Ok((value, changed)) => self.persist_then_reply(&myself, state, &changed, reply, value)?,
+                }
+                Ok(())
+            }
+            FlightMessage::Tick => self.tick(&myself, state),
+            FlightMessage::StorageFailed(e) => Err(format!("a write was not made durable: {e}").into()),
+            FlightMessage::InjectPanic => panic!("injected fault in flight {}", state.flight.id),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! SearchIndexActor: applies the events flight actors publish to the node's search read model.
+//!
+//! Searches read the shared index directly (a read lock), never through this mailbox, so
+//! searching never waits behind a flight and never messages flight actors.
+
+use crate::domain::aircraft::Cabin;
+use crate::domain::ids::FlightId;
+use crate::domain::search::{FlightIndex, FlightSummary};
+use crate::domain::seat_map::CabinAvailability;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// The node's search read model, shared between the actor (writer) and HTTP (readers).
+#[derive(Clone, Default)]
+pub struct SharedIndex(Arc<RwLock<FlightIndex>>);
+
+impl SharedIndex {
+    /// A read view; a panic while writing cannot leave the index half-updated (every update is
+    /// a single map operation), so a poisoned lock is still safe to read.
+    pub fn read(&self) -> RwLockReadGuard<'_, FlightIndex> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut FlightIndex)) {
+        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard);
+    }
+
+    /// Adds or replaces a flight (used at start-up, before the actor runs).
+    pub fn upsert(&self, summary: FlightSummary) {
+        self.update(|i| i.upsert(summary));
+    }
+}
+
+/// Events published by flight actors.
+pub enum SearchIndexMessage {
+    /// A flight was created or (re)activated: its full summary.
+    Upsert(FlightSummary),
+    /// A flight's seat counts changed.
+    Availability(FlightId, BTreeMap<Cabin, CabinAvailability>),
+}
+
+/// The writer of the shared index.
+pub struct SearchIndexActor;
+
+impl Actor for SearchIndexActor {
+    type Msg = SearchIndexMessage;
+    type State = SharedIndex;
+    type Arguments = SharedIndex;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, index: SharedIndex) -> Result<Self::State, ActorProcessingErr> {
+        Ok(index)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        index: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SearchIndexMessage::Upsert(summary) => index.upsert(summary),
+            SearchIndexMessage::Availability(id, availability) => {
+                index.update(|i| i.set_availability(&id, availability));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! Typed configuration: `config.toml`, overridden by `CONTRAIL__SECTION__KEY` variables.
+//!
+//! Every default is a named constant; secrets are [`SecretString`]s, which never print.
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default HTTP listen address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// Default storage directory.
+pub const DEFAULT_STORAGE_PATH: &str = "./data";
+/// Default hold lifetime.
+pub const DEFAULT_HOLD_TTL_SECS: u64 = 600;
+/// Default seats one user may hold on one flight.
+pub const DEFAULT_MAX_SEATS_PER_USER_PER_FLIGHT: u16 = 9;
+/// Default token lifetime.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
+/// Shortest JWT secret accepted.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+/// The secret shipped in `config.toml` for local development; a node using it says so loudly.
+pub const DEV_JWT_SECRET: &str = "DEVELOPMENT-ONLY-contrail-jwt-secret-do-not-deploy";
+/// Default sustained requests per second per authenticated user.
+pub const DEFAULT_USER_RPS: u32 = 200;
+/// Default burst per authenticated user.
+pub const DEFAULT_USER_BURST: u32 = 400;
+/// Default sustained requests per second per client address for anonymous requests; high,
+/// because a load test or a NAT puts many users behind one address.
+pub const DEFAULT_ANONYMOUS_RPS: u32 = 50_000;
+/// Default burst per client address for anonymous requests.
+pub const DEFAULT_ANONYMOUS_BURST: u32 = 50_000;
+/// Default failed signins per account per minute.
+pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
+/// Default deadline of one HTTP-to-actor call.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Default idle time after which an entity actor passivates.
+pub const DEFAULT_PASSIVATE_AFTER_SECS: u64 = 300;
+/// Default restarts allowed per entity actor within the restart window.
+pub const DEFAULT_MAX_RESTARTS: u32 = 5;
+/// Default restart window.
+pub const DEFAULT_RESTART_WINDOW_SECS: u64 = 60;
+
+/// All of a node's settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// HTTP listener and request limits.
+    pub http: HttpSettings,
+    /// Where the store lives.
+    pub storage: StorageSettings,
+    /// Booking rules.
+    pub booking: BookingSettings,
+    /// Tokens and the first admin.
+    pub auth: AuthSettings,
+    /// The payment simulator.
+    pub payments: PaymentSettings,
+    /// Outgoing notifications.
+    pub notifications: NotificationSettings,
+    /// Cluster membership (absent: a single-node cluster).
+    pub cluster: ClusterSettings,
+    /// Entity actor lifecycle.
+    pub actors: ActorSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Listen address; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Sustained requests per second per authenticated user.
+    pub user_rps: u32,
+    /// Burst per authenticated user.
+    pub user_burst: u32,
+    /// Sustained anonymous requests per second per client address.
+    pub anonymous_rps: u32,
+    /// Anonymous burst per client address.
+    pub anonymous_burst: u32,
+    /// Failed signins allowed per account per minute.
+    pub signin_failures_per_minute: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            user_rps: DEFAULT_USER_RPS,
+            user_burst: DEFAULT_USER_BURST,
+            anonymous_rps: DEFAULT_ANONYMOUS_RPS,
+            anonymous_burst: DEFAULT_ANONYMOUS_BURST,
+            signin_failures_per_minute: DEFAULT_SIGNIN_FAILURES_PER_MINUTE,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// The sled directory.
+    pub path: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_STORAGE_PATH),
+        }
+    }
+}
+
+/// `[booking]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingSettings {
+    /// How long a held order keeps its seats.
+    pub hold_ttl_secs: u64,
+    /// Most seats one user may hold on one flight.
+    pub max_seats_per_user_per_flight: u16,
+}
+
+impl Default for BookingSettings {
+    fn default() -> Self {
+        Self {
+            hold_ttl_secs: DEFAULT_HOLD_TTL_SECS,
+            max_seats_per_user_per_flight: DEFAULT_MAX_SEATS_PER_USER_PER_FLIGHT,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// HS256 key; required, at least [`MIN_JWT_SECRET_LEN`] bytes.
+    pub jwt_secret: Option<SecretString>,
+    /// Token lifetime.
+    pub token_ttl_secs: u64,
+    /// The first admin's email, created at start-up if missing.
+    pub admin_email: Option<String>,
+    /// The first admin's password.
+    pub admin_password: Option<SecretString>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
+            admin_email: None,
+            admin_password: None,
+        }
+    }
+}
+
+/// `[payments]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    /// Simulated gateway latency.
+    pub latency_ms: u64,
+    /// Share of approvals turned into declines, 0.0 to 1.0.
+    pub decline_rate: f64,
+}
+
+/// `[notifications]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// Where notifications are POSTed, if set.
+    pub webhook_url: Option<String>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's name; none means a single-node cluster.
+    pub node_id: Option<String>,
+    /// host:port for node-to-node traffic.
+    pub listen: Option<String>,
+    /// Nodes to join through.
+    pub seeds: Vec<String>,
+    /// Shared secret of the cluster.
+    pub cookie: Option<SecretString>,
+}
+
+/// `[actors]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorSettings {
+    /// Deadline of one HTTP-to-actor call.
+    pub call_timeout_ms: u64,
+    /// Idle time after which an entity actor stops (it is re-activated from disk on demand).
+    pub passivate_after_secs: u64,
+    /// Restarts allowed per actor within `restart_window_secs` before it is left stopped.
+    pub max_restarts: u32,
+    /// The restart-counting window.
+    pub restart_window_secs: u64,
+}
+
+impl Default for ActorSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout_ms: DEFAULT_CALL_TIMEOUT_MS,
+            passivate_after_secs: DEFAULT_PASSIVATE_AFTER_SECS,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            restart_window_secs: DEFAULT_RESTART_WINDOW_SECS,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,contrail=debug`; `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads `path` (if given), applies `CONTRAIL__SECTION__KEY` overrides, and validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("CONTRAIL")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("cluster.seeds")
+                    .try_parsing(true),
+            )
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks rules that types alone cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match &self.auth.jwt_secret {
+            None => bail!("auth.jwt_secret is required (at least {MIN_JWT_SECRET_LEN} bytes)"),
+            Some(s) if s.expose_secret().len() < MIN_JWT_SECRET_LEN => {
+                bail!("auth.jwt_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
+            }
+            Some(_) => {}
+        }
+        if self.auth.admin_email.is_some() != self.auth.admin_password.is_some() {
+            bail!("auth.admin_email and auth.admin_password go together");
+        }
+        if self.auth.token_ttl_secs == 0 || self.booking.hold_ttl_secs == 0 {
+            bail!("auth.token_ttl_secs and booking.hold_ttl_secs must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.payments.decline_rate) {
+            bail!("payments.decline_rate must be between 0.0 and 1.0");
+        }
+        let h = &self.http;
+        if [h.user_rps, h.user_burst, h.anonymous_rps, h.anonymous_burst, h.signin_failures_per_minute]
+            .contains(&0)
+        {
+            bail!("http rate limits must be positive");
+        }
+        if self.actors.call_timeout_ms == 0 || self.actors.passivate_after_secs == 0 {
+            bail!("actors.call_timeout_ms and actors.passivate_after_secs must be positive");
+        }
+        Ok(())
+    }
+
+    /// Whether the node runs with the development secret from the shipped `config.toml`.
+    pub fn uses_dev_secret(&self) -> bool {
+        self.auth
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret() == DEV_JWT_SECRET)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        let mut s = Settings::default();
+        s.auth.jwt_secret = Some(SecretString::from("x".repeat(32)));
+        s
+    }
+
+    #[test]
+    fn short_or_missing_secrets_are_refused() {
+        assert!(valid().validate().is_ok());
+        let mut s = valid();
+        s.auth.jwt_secret = Some(SecretString::from("short"));
+        assert!(s.validate().is_err());
+        s.auth.jwt_secret = None;
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut s = valid();
+        s.auth.jwt_secret = Some(SecretString::from("topsecret-topsecret-topsecret-xx"));
+        s.auth.admin_password = Some(SecretString::from("hunter2hunter2"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn the_shipped_config_loads() {
+        let s = Settings::load(Some(Path::new("config.toml"))).expect("config.toml is valid");
+        assert!(s.uses_dev_secret());
+    }
+}

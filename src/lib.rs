@@ -8,3 +8,6 @@ pub mod domain;
 pub mod persistence;
 pub mod actors;
 pub mod settings;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,92 @@
+//! The thin warp layer: authenticate, validate, send one message, map the reply.
+//!
+//! One `routes(ctx)` per resource, combined here with the cross-cutting filters: rate limits,
+//! request spans, metrics and the single error mapping.
+
+mod accounts;
+mod aircraft;
+mod airports;
+pub mod auth;
+pub mod body;
+pub mod error;
+mod flights;
+mod ops;
+pub mod openapi;
+pub mod rate_limit;
+mod telemetry;
+
+use crate::actors::accounts::Accounts;
+use crate::actors::catalog::CatalogMessage;
+use crate::actors::directory::Directory;
+use crate::actors::search_index::SharedIndex;
+use crate::settings::Settings;
+use auth::TokenKeys;
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::ActorRef;
+use rate_limit::RateLimits;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+/// What every handler may use; shared by all requests.
+pub struct AppContext {
+    /// The node's settings.
+    pub settings: Arc<Settings>,
+    /// Users: signup, signin, roles.
+    pub accounts: Accounts,
+    /// The single writer of the catalog.
+    pub catalog: ActorRef<CatalogMessage>,
+    /// Finds flight actors.
+    pub directory: Directory,
+    /// The search read model.
+    pub index: SharedIndex,
+    /// JWT signing and verification.
+    pub tokens: TokenKeys,
+    /// Token buckets.
+    pub limits: RateLimits,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set once storage is open and recovery is done; cleared when shutting down.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The shared context as handlers receive it.
+pub type Ctx = Arc<AppContext>;
+
+/// The reply every handler produces.
+pub type Response = warp::reply::Response;
+
+/// Every route of the API, with limits, spans, metrics and error mapping.
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    let api = rate_limit::limit(ctx.clone()).and(
+        accounts::routes(ctx.clone())
+            .or(airports::routes(ctx.clone()))
+            .unify()
+            .or(aircraft::routes(ctx.clone()))
+            .unify()
+            .or(flights::routes(ctx.clone()))
+            .unify(),
+    );
+    ops::routes(ctx)
+        .or(api)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::log::custom(telemetry::record))
+        .with(warp::trace(telemetry::span))
+}
+
+/// Passes the context to a handler.
+fn with(ctx: Ctx) -> impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || ctx.clone())
+}
+
+/// A JSON response with a status.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// Handler results.
+type Handled = Result<Response, Rejection>;

@@ -1,0 +1,79 @@
+//! `/api/v1/aircraft`.
+
+use super::auth::with_role;
+use super::error::ApiError;
+use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::ask;
+use crate::actors::catalog::CatalogMessage;
+use crate::domain::aircraft::{Aircraft, Cabin};
+use crate::domain::user::{Role, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+/// One cabin of a new aircraft.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CabinRequest {
+    cabin: Cabin,
+    /// `[first_row, last_row]`, inclusive.
+    rows: [u16; 2],
+    /// Seat letters of each row, e.g. `ABCDEF`.
+    seats: String,
+}
+
+/// Body of `POST /api/v1/aircraft`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AircraftRequest {
+    model: String,
+    cabins: Vec<CabinRequest>,
+}
+
+/// An aircraft type.
+#[derive(Serialize, ToSchema)]
+pub struct AircraftView {
+    id: String,
+    model: String,
+    capacity: usize,
+    cabins: Vec<CabinRequest>,
+}
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "aircraft")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Airline))
+        .and(with(ctx))
+        .and(body::json())
+        .and_then(create)
+}
+
+/// Add an aircraft type with its cabin layout (airline or admin).
+#[utoipa::path(post, path = "/api/v1/aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
+    responses((status = 201, body = AircraftView), (status = 400), (status = 403)))]
+async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
+    let cabins = req.cabins.into_iter().map(|c| (c.cabin, c.rows, c.seats)).collect();
+    let aircraft = Aircraft::new(&req.model, cabins).map_err(ApiError::from)?;
+    let timeout = ctx.directory.timeout();
+    let aircraft = ask(&ctx.catalog, |p| CatalogMessage::CreateAircraft(aircraft, p), timeout)
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    let view = AircraftView {
+        id: aircraft.id.to_string(),
+        model: aircraft.model.clone(),
+        capacity: aircraft.layout.capacity(),
+        cabins: aircraft
+            .layout
+            .cabins()
+            .iter()
+            .map(|c| CabinRequest {
+                cabin: c.cabin,
+                rows: [c.first_row, c.last_row],
+                seats: c.letters.iter().collect(),
+            })
+            .collect(),
+    };
+    Ok(json(StatusCode::CREATED, &view))
+}

@@ -1,0 +1,90 @@
+//! `/api/v1/airports`.
+
+use super::auth::with_role;
+use super::error::ApiError;
+use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::ask;
+use crate::actors::catalog::CatalogMessage;
+use crate::domain::airport::Airport;
+use crate::domain::user::{Role, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+/// Body of `POST /api/v1/airports`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AirportRequest {
+    /// Three uppercase letters (IATA).
+    code: String,
+    name: String,
+    city: String,
+    country: String,
+}
+
+/// An airport.
+#[derive(Serialize, ToSchema)]
+pub struct AirportView {
+    code: String,
+    name: String,
+    city: String,
+    country: String,
+}
+
+impl From<&Airport> for AirportView {
+    fn from(a: &Airport) -> Self {
+        Self {
+            code: a.code.to_string(),
+            name: a.name.clone(),
+            city: a.city.clone(),
+            country: a.country.clone(),
+        }
+    }
+}
+
+/// `{"airports": [...]}`
+#[derive(Serialize, ToSchema)]
+pub struct AirportList {
+    airports: Vec<AirportView>,
+}
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let create = warp::path!("api" / "v1" / "airports")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Airline))
+        .and(with(ctx.clone()))
+        .and(body::json())
+        .and_then(create);
+    let list = warp::path!("api" / "v1" / "airports").and(warp::get()).and(with(ctx)).and_then(list);
+    create.or(list).unify()
+}
+
+/// Add an airport (airline or admin).
+#[utoipa::path(post, path = "/api/v1/airports", tag = "catalog", security(("bearer" = [])), request_body = AirportRequest,
+    responses((status = 201, body = AirportView), (status = 400), (status = 403), (status = 409, description = "airport_exists")))]
+async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
+    let airport = Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
+    let timeout = ctx.directory.timeout();
+    let airport = ask(&ctx.catalog, |p| CatalogMessage::CreateAirport(airport, p), timeout)
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    Ok(json(StatusCode::CREATED, &AirportView::from(&airport)))
+}
+
+/// Every airport.
+#[utoipa::path(get, path = "/api/v1/airports", tag = "catalog", responses((status = 200, body = AirportList)))]
+async fn list(ctx: Ctx) -> Handled {
+    let timeout = ctx.directory.timeout();
+    let airports = ask(&ctx.catalog, CatalogMessage::ListAirports, timeout)
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    Ok(json(
+        StatusCode::OK,
+        &AirportList {
+            airports: airports.iter().map(AirportView::from).collect(),
+        },
+    ))
+}

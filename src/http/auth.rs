@@ -1,0 +1,123 @@
+//! Bearer tokens (HS256 JWT, algorithm pinned) and the filters that turn them into a caller.
+//!
+//! A token names its subject; the caller's roles are read from the stored user on every
+//! request, so a role change (or a deleted account) takes effect at once, not at token expiry.
+
+use super::Ctx;
+use super::error::ApiError;
+use crate::domain::ids::UserId;
+use crate::domain::user::{Role, User};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use warp::{Filter, Rejection};
+
+/// Token claims.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+    /// Roles when issued (informational: authorization uses the stored roles).
+    pub roles: Vec<Role>,
+}
+
+/// Signing and verification keys; the secret itself is not kept.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: u64,
+}
+
+impl TokenKeys {
+    /// Keys for an HS256 secret.
+    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl_secs,
+        }
+    }
+
+    /// Token lifetime in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// A token for `user`.
+    pub fn issue(&self, user: &User) -> Result<String, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            iat: now,
+            exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+            roles: user.roles.iter().copied().collect(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("token signing failed: {e}")))
+    }
+
+    /// The user id of a valid token: right algorithm, right key, untampered, not expired.
+    pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+        UserId::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))
+    }
+}
+
+/// The bearer token of an `Authorization` header, if it has one.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The authenticated caller, with their current roles; 401 otherwise.
+pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let ctx = ctx.clone();
+        async move {
+            let token = bearer(header.as_deref())
+                .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+            let id = ctx.tokens.verify(token)?;
+            let user = ctx
+                .accounts
+                .get(&id)
+                .map_err(ApiError::from)?
+                .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
+            Ok::<User, Rejection>(user)
+        }
+    })
+}
+
+/// The caller, if they have `role` (admins have every role); 401 or 403 otherwise.
+pub fn with_role(ctx: Ctx, role: Role) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    caller(ctx).and_then(move |user: User| async move {
+        if user.may(role) {
+            Ok(user)
+        } else {
+            Err(Rejection::from(ApiError::Forbidden))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_is_parsed_case_insensitively() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(None), None);
+    }
+}

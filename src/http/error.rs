@@ -1,0 +1,208 @@
+//! The one API error type and the one place it becomes an HTTP response.
+//!
+//! Every failure a client can see has the body `{"error":{"code","message"}}` with a stable
+//! `code`. Internal faults are logged with their cause; the client gets a generic message.
+
+use crate::actors::CallError;
+use crate::actors::accounts::AccountError;
+use crate::actors::catalog::CatalogError;
+use crate::domain::ValidationError;
+use serde::Serialize;
+use std::convert::Infallible;
+use warp::http::StatusCode;
+use warp::http::header::{HeaderValue, RETRY_AFTER};
+use warp::reject::Reject;
+use warp::{Rejection, Reply};
+
+/// Seconds a client should wait before retrying a 503.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// Everything the API answers with instead of a success.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`: malformed JSON, unknown field, failed validation.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401 `unauthorized`: missing, invalid or expired token, or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`: authenticated, but the role does not allow it.
+    #[error("your role does not allow this")]
+    Forbidden,
+    /// 404 `not_found`: unknown id or route, or someone else's resource.
+    #[error("not found")]
+    NotFound,
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 409 with a specific code (`email_taken`, `airport_exists`, `seats_unavailable`, ...).
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What conflicted.
+        message: String,
+    },
+    /// 413 `payload_too_large`: body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415 `unsupported_media_type`: a body that is not `application/json`.
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    /// 429 `rate_limited`, with `Retry-After`.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after_secs: u64,
+    },
+    /// 503 `unavailable`, with `Retry-After`: the entity's owner cannot answer right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500 `internal`: a fault on our side (logged; the client sees a generic message).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Reject for ApiError {}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::InvalidRequest(e.to_string())
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotFound => ApiError::NotFound,
+            CallError::Timeout => ApiError::Unavailable("the service did not answer in time; retry".into()),
+            CallError::Stopped => ApiError::Unavailable("the request was interrupted by a restart; retry".into()),
+            CallError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => ApiError::Conflict {
+                code: "email_taken",
+                message: e.to_string(),
+            },
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::BadCredentials => ApiError::Unauthorized(e.to_string()),
+            AccountError::Invalid(v) => v.into(),
+            AccountError::Unavailable(c) => c.into(),
+            AccountError::Storage(_) | AccountError::Hashing(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Invalid(v) => v.into(),
+            CatalogError::AirportExists(_) => ApiError::Conflict {
+                code: "airport_exists",
+                message: e.to_string(),
+            },
+            CatalogError::Activation(c) => c.into(),
+            CatalogError::Storage(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> warp::reply::Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Detail<'a>,
+        }
+        #[derive(Serialize)]
+        struct Detail<'a> {
+            code: &'a str,
+            message: String,
+        }
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                "an internal error occurred".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message,
+            },
+        };
+        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// Turns every rejection, ours or warp's, into the API's error shape.
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::InvalidRequest("the query string is malformed".into())
+    } else if let Some(h) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::InvalidRequest(format!("header {} is malformed", h.name()))
+    } else if let Some(h) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::InvalidRequest(format!("header {} is required", h.name()))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge(super::body::MAX_BODY_BYTES)
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        ApiError::UnsupportedMediaType
+    } else {
+        ApiError::Internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error.into_response())
+}

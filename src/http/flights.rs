@@ -1,0 +1,276 @@
+//! `/api/v1/flights`: create (airline/admin), search (read model), one flight and its seats
+//! (from the flight's actor).
+
+use super::auth::with_role;
+use super::error::ApiError;
+use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::ask;
+use crate::actors::catalog::CatalogMessage;
+use crate::actors::flight::{FlightCommand, FlightError, FlightReply};
+use crate::domain::ValidationError;
+use crate::domain::aircraft::Cabin;
+use crate::domain::airport::AirportCode;
+use crate::domain::flight::{FlightDraft, FlightStatus};
+use crate::domain::ids::{AircraftId, FlightId};
+use crate::domain::search::{Cursor, DEFAULT_LIMIT, FlightSummary, MAX_LIMIT, SearchQuery, SortKey};
+use crate::domain::user::{Role, User};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+/// Most passengers one search may ask seats for.
+const MAX_PASSENGERS: u16 = 50;
+
+/// Body of `POST /api/v1/flights`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlightRequest {
+    /// e.g. `AI101`.
+    flight_number: String,
+    aircraft_id: String,
+    /// Airport code.
+    origin: String,
+    /// Airport code.
+    destination: String,
+    departs_at: DateTime<Utc>,
+    arrives_at: DateTime<Utc>,
+    /// Fare in minor units for every cabin of the aircraft.
+    fares: BTreeMap<Cabin, u64>,
+    /// ISO 4217 code.
+    currency: String,
+}
+
+/// Seats of one cabin.
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityView {
+    total: u32,
+    available: u32,
+}
+
+/// A flight with its seat counts.
+#[derive(Serialize, ToSchema)]
+pub struct FlightView {
+    id: String,
+    flight_number: String,
+    aircraft_id: String,
+    origin: String,
+    destination: String,
+    departs_at: DateTime<Utc>,
+    arrives_at: DateTime<Utc>,
+    duration_minutes: i64,
+    status: FlightStatus,
+    currency: String,
+    fares: BTreeMap<Cabin, u64>,
+    availability: BTreeMap<Cabin, AvailabilityView>,
+    /// In search results: the per-passenger fare that matched the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_cents: Option<u64>,
+}
+
+impl FlightView {
+    fn new(s: &FlightSummary, price_cents: Option<u64>) -> Self {
+        let f = &s.flight;
+        Self {
+            id: f.id.to_string(),
+            flight_number: f.flight_number.as_str().to_owned(),
+            aircraft_id: f.aircraft_id.to_string(),
+            origin: f.origin.to_string(),
+            destination: f.destination.to_string(),
+            departs_at: f.departs_at,
+            arrives_at: f.arrives_at,
+            duration_minutes: f.duration().num_minutes(),
+            status: f.status,
+            currency: f.currency.to_string(),
+            fares: f.fares.clone(),
+            availability: s
+                .availability
+                .iter()
+                .map(|(c, a)| (*c, AvailabilityView { total: a.total, available: a.available }))
+                .collect(),
+            price_cents,
+        }
+    }
+}
+
+/// A page of search results.
+#[derive(Serialize, ToSchema)]
+pub struct FlightPage {
+    flights: Vec<FlightView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// One seat.
+#[derive(Serialize, ToSchema)]
+pub struct SeatView {
+    seat: String,
+    cabin: Cabin,
+    /// `available`, `held` or `sold`.
+    status: String,
+}
+
+/// `{"seats": [...]}`
+#[derive(Serialize, ToSchema)]
+pub struct SeatList {
+    seats: Vec<SeatView>,
+}
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let create = warp::path!("api" / "v1" / "flights")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Airline))
+        .and(with(ctx.clone()))
+        .and(body::json())
+        .and_then(create);
+    let search = warp::path!("api" / "v1" / "flights")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(search);
+    let get = warp::path!("api" / "v1" / "flights" / String)
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .and_then(get);
+    let seats = warp::path!("api" / "v1" / "flights" / String / "seats")
+        .and(warp::get())
+        .and(with(ctx))
+        .and_then(seats);
+    create.or(search).unify().or(get).unify().or(seats).unify()
+}
+
+/// Schedule a flight (airline or admin); its FlightActor starts at once.
+#[utoipa::path(post, path = "/api/v1/flights", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
+    responses((status = 201, body = FlightView), (status = 400), (status = 403)))]
+async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
+    let aircraft_id = AircraftId::parse(&req.aircraft_id)
+        .ok_or_else(|| ApiError::from(ValidationError::new("aircraft_id", "no such aircraft")))?;
+    let draft = FlightDraft {
+        flight_number: req.flight_number,
+        aircraft_id,
+        origin: req.origin,
+        destination: req.destination,
+        departs_at: req.departs_at,
+        arrives_at: req.arrives_at,
+        fares: req.fares,
+        currency: req.currency,
+    };
+    let timeout = ctx.directory.timeout();
+    let summary = ask(&ctx.catalog, |p| CatalogMessage::CreateFlight(draft, p), timeout)
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    Ok(json(StatusCode::CREATED, &FlightView::new(&summary, None)))
+}
+
+/// Parses search parameters; unknown parameters are refused so typos do not go unnoticed.
+fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, ValidationError> {
+    const KNOWN: [&str; 9] = [
+        "origin", "destination", "date", "passengers", "cabin", "max_price_cents", "sort", "limit", "cursor",
+    ];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ValidationError::new(unknown.as_str(), "unknown query parameter"));
+    }
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let airport = |field: &str| {
+        get(field)
+            .map(|v| AirportCode::parse(v).map_err(|e| ValidationError::new(field, e.reason)))
+            .transpose()
+    };
+    let number = |field: &str, min: u64, max: u64| {
+        get(field)
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| ValidationError::new(field, format!("must be a whole number from {min} to {max}")))
+            })
+            .transpose()
+    };
+    let sort = get("sort").map(SortKey::parse).transpose()?.unwrap_or_default();
+    Ok(SearchQuery {
+        origin: airport("origin")?,
+        destination: airport("destination")?,
+        date: get("date")
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| ValidationError::new("date", "must be YYYY-MM-DD"))
+            })
+            .transpose()?,
+        passengers: number("passengers", 1, u64::from(MAX_PASSENGERS))?.map_or(1, |n| n as u16),
+        cabin: get("cabin").map(str::parse::<Cabin>).transpose()?,
+        max_price_cents: number("max_price_cents", 0, u64::MAX)?,
+        sort,
+        limit: number("limit", 1, MAX_LIMIT as u64)?.map_or(DEFAULT_LIMIT, |n| n as usize),
+        after: get("cursor").map(|c| Cursor::decode(c, sort)).transpose()?,
+    })
+}
+
+/// Search flights (reads the node's search index; availability may lag bookings by
+/// milliseconds, a booking is always decided by the flight itself).
+#[utoipa::path(get, path = "/api/v1/flights", tag = "catalog",
+    params(
+        ("origin" = Option<String>, Query), ("destination" = Option<String>, Query),
+        ("date" = Option<String>, Query, description = "YYYY-MM-DD (UTC)"),
+        ("passengers" = Option<u16>, Query), ("cabin" = Option<Cabin>, Query),
+        ("max_price_cents" = Option<u64>, Query),
+        ("sort" = Option<String>, Query, description = "price | departure | duration"),
+        ("limit" = Option<u16>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = FlightPage), (status = 400)))]
+async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
+    let query = parse_query(&params).map_err(ApiError::from)?;
+    let page = {
+        let index = ctx.index.read();
+        let page = index.search(&query, Utc::now());
+        FlightPage {
+            flights: page.flights.iter().map(|(s, fare)| FlightView::new(s, Some(*fare))).collect(),
+            next_cursor: page.next.map(|c| c.encode()),
+        }
+    };
+    Ok(json(StatusCode::OK, &page))
+}
+
+async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightReply, ApiError> {
+    let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
+    match ctx.directory.flight(&id, cmd).await? {
+        Ok(reply) => Ok(reply),
+        Err(FlightError::Storage(e)) => Err(ApiError::Unavailable(format!("storage failed: {e}"))),
+        Err(e) => Err(ApiError::Conflict {
+            code: "seats_unavailable",
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// One flight with live seat counts (from its actor).
+#[utoipa::path(get, path = "/api/v1/flights/{id}", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = FlightView), (status = 404), (status = 503)))]
+async fn get(id: String, ctx: Ctx) -> Handled {
+    match ask_flight(&ctx, &id, FlightCommand::Get).await? {
+        FlightReply::Summary(s) => Ok(json(StatusCode::OK, &FlightView::new(&s, None))),
+        _ => Err(ApiError::Internal("flight answered Get with something else".into()).into()),
+    }
+}
+
+/// The seat map (from the flight's actor).
+#[utoipa::path(get, path = "/api/v1/flights/{id}/seats", tag = "catalog", params(("id" = String, Path)),
+    responses((status = 200, body = SeatList), (status = 404), (status = 503)))]
+async fn seats(id: String, ctx: Ctx) -> Handled {
+    match ask_flight(&ctx, &id, FlightCommand::Seats).await? {
+        FlightReply::Seats(seats) => Ok(json(
+            StatusCode::OK,
+            &SeatList {
+                seats: seats
+                    .into_iter()
+                    .map(|s| SeatView {
+                        seat: s.seat.to_string(),
+                        cabin: s.cabin,
+                        status: s.status,
+                    })
+                    .collect(),
+            },
+        )),
+        _ => Err(ApiError::Internal("flight answered Seats with something else".into()).into()),
+    }
+}

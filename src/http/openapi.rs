@@ -1,0 +1,36 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the request and
+//! response types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Contrail", description = "Flight and ticket booking API"),
+    paths(
+        super::accounts::signup, super::accounts::signin, super::accounts::me, super::accounts::set_roles,
+        super::airports::create, super::airports::list,
+        super::aircraft::create,
+        super::flights::create, super::flights::search, super::flights::get, super::flights::seats,
+        super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc, super::ops::cluster,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The document served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,49 @@
+//! `contrail`: runs a node (`contrail serve --config config.toml`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use contrail::settings::Settings;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "contrail", version, about = "Flight and ticket booking backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until SIGTERM or Ctrl-C.
+    Serve {
+        /// The configuration file; CONTRAIL__SECTION__KEY variables override it.
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let settings = Settings::load(Some(&config)).with_context(|| format!("loading {}", config.display()))?;
+            contrail::telemetry::init(&settings.log);
+            if settings.uses_dev_secret() {
+                tracing::warn!("running with the DEVELOPMENT-ONLY JWT secret from the shipped config.toml");
+            }
+            let node = contrail::startup::start(settings).await?;
+            shutdown_signal().await?;
+            node.shutdown().await
+        }
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; tracing::info!("interrupt received") }
+    }
+    Ok(())
+}

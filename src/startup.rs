@@ -1,0 +1,230 @@
+//! Builds and runs one node: storage, recovery, actors, HTTP. The binary and every
+//! integration test start Contrail through [`start`].
+
+use crate::actors::accounts::{Accounts, AccountsActor};
+use crate::actors::catalog::CatalogActor;
+use crate::actors::directory::Directory;
+use crate::actors::flight::{self, FlightActor};
+use crate::actors::search_index::{SearchIndexActor, SharedIndex};
+use crate::actors::supervisor::{FlightSupervisor, Quarantine, RestartPolicy};
+use crate::domain::flight::Flight;
+use crate::domain::search::FlightSummary;
+use crate::http::auth::TokenKeys;
+use crate::http::rate_limit::RateLimits;
+use crate::http::{AppContext, Ctx};
+use crate::persistence::{Store, keys};
+use crate::settings::Settings;
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ractor::{Actor, ActorCell};
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for in-flight HTTP requests and for actors to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often periodic housekeeping (metrics upkeep, idle rate-limit keys) runs.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// A running node.
+pub struct Node {
+    http_addr: SocketAddr,
+    ctx: Ctx,
+    store: Store,
+    /// Signals the HTTP server to stop accepting and finish in-flight requests.
+    stop_http: oneshot::Sender<()>,
+    /// The HTTP server task.
+    server: JoinHandle<()>,
+    /// Metrics upkeep and rate-limit cleanup.
+    housekeeping: JoinHandle<()>,
+    /// Parent of every flight actor.
+    flight_supervisor: ActorCell,
+    /// Catalog, accounts and search index actors.
+    singletons: Vec<ActorCell>,
+}
+
+impl Node {
+    /// The address the HTTP server is bound to (the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The node's directory of entity actors (tests use it for fault injection).
+    pub fn directory(&self) -> &Directory {
+        &self.ctx.directory
+    }
+
+    /// Stops the node: stop accepting, finish in-flight requests, stop actors, flush storage.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.ctx.ready.store(false, Ordering::Release);
+        let _ = self.stop_http.send(());
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.server).await.is_err() {
+            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+        }
+        self.housekeeping.abort();
+        self.flight_supervisor
+            .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+            .await;
+        let _ = self
+            .flight_supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+            .await;
+        for actor in &self.singletons {
+            let _ = actor.stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE)).await;
+        }
+        drop(self.ctx);
+        self.store.flush().await.context("final flush")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts a node: opens storage, recovers the search index, starts actors and the HTTP server.
+pub async fn start(settings: Settings) -> anyhow::Result<Node> {
+    settings.validate()?;
+    let settings = Arc::new(settings);
+    let store = Store::open(&settings.storage.path)?;
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let index = SharedIndex::default();
+    let recovered = recover_index(&store, &index)?;
+    tracing::info!(flights = recovered, path = %settings.storage.path.display(), "storage recovered");
+
+    let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+    let (index_actor, _) = Actor::spawn(None, SearchIndexActor, index.clone()).await?;
+    let template = FlightActor {
+        store: store.clone(),
+        index: index_actor.clone(),
+        passivate_after: Duration::from_secs(settings.actors.passivate_after_secs),
+    };
+    let quarantine = Quarantine::default();
+    let supervisor = FlightSupervisor {
+        template: template.clone(),
+        policy: RestartPolicy {
+            max_restarts: settings.actors.max_restarts,
+            window: Duration::from_secs(settings.actors.restart_window_secs),
+        },
+        quarantine: quarantine.clone(),
+    };
+    let (supervisor, _) = Actor::spawn(None, supervisor, ()).await?;
+    let directory = Directory::new(store.clone(), supervisor.clone(), template, quarantine, timeout);
+    let catalog = CatalogActor {
+        store: store.clone(),
+        directory: directory.clone(),
+    };
+    let (catalog, _) = Actor::spawn(None, catalog, ()).await?;
+    let (accounts_actor, _) = Actor::spawn(None, AccountsActor { store: store.clone() }, ()).await?;
+    let accounts = Accounts::new(accounts_actor.clone(), store.clone(), timeout).await?;
+    if let (Some(email), Some(password)) = (&settings.auth.admin_email, &settings.auth.admin_password) {
+        accounts
+            .ensure_admin(email, password.expose_secret().to_owned())
+            .await
+            .context("creating the first admin from auth.admin_email / auth.admin_password")?;
+    }
+
+    let secret = settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .context("auth.jwt_secret is required")?;
+    let ctx: Ctx = Arc::new(AppContext {
+        settings: settings.clone(),
+        accounts,
+        catalog: catalog.clone(),
+        directory,
+        index,
+        tokens: TokenKeys::new(secret.expose_secret().as_bytes(), settings.auth.token_ttl_secs),
+        limits: RateLimits::new(&settings.http),
+        metrics: metrics_handle()?,
+        ready: ready.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.http.bind)
+        .await
+        .with_context(|| format!("binding the HTTP listener to {}", settings.http.bind))?;
+    let http_addr = listener.local_addr()?;
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        warp::serve(crate::http::routes(ctx.clone()))
+            .incoming(listener)
+            .graceful(async {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+    let housekeeping = tokio::spawn(housekeeping(ctx.clone()));
+    ready.store(true, Ordering::Release);
+    tracing::info!(%http_addr, "contrail node listening");
+    Ok(Node {
+        http_addr,
+        ctx,
+        store,
+        stop_http,
+        server,
+        housekeeping,
+        flight_supervisor: supervisor.get_cell(),
+        singletons: vec![catalog.get_cell(), accounts_actor.get_cell(), index_actor.get_cell()],
+    })
+}
+
+/// Loads every flight's summary into the search index. A flight whose records cannot be read
+/// is logged and left out (requests for it get 503), rather than shown with made-up seats.
+fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for item in store.scan::<Flight>(keys::FLIGHTS) {
+        let (id, _) = match item {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable flight record left out of search");
+                continue;
+            }
+        };
+        let Some(id) = crate::domain::ids::FlightId::parse(&id) else {
+            tracing::error!(key = %id, "flight record with a malformed id left out of search");
+            continue;
+        };
+        match flight::load(store, &id) {
+            Ok((flight, seats)) => {
+                index.upsert(FlightSummary {
+                    flight,
+                    availability: seats.availability(),
+                });
+                count += 1;
+            }
+            Err(e) => tracing::error!(flight = %id, error = %e, "flight left out of search"),
+        }
+    }
+    Ok(count)
+}
+
+async fn housekeeping(ctx: Ctx) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        every.tick().await;
+        ctx.metrics.run_upkeep();
+        ctx.limits.forget_idle();
+    }
+}
+
+/// The process-wide Prometheus recorder (one per process, shared by nodes started in it).
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 8192.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes))
+                .and_then(|b| b.install_recorder().map_err(Into::into))
+                .map_err(|e| tracing::error!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+        .context("the Prometheus recorder could not be installed")
+}

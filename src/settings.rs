@@ -33,6 +33,9 @@ pub const DEFAULT_ANONYMOUS_RPS: u32 = 50_000;
 pub const DEFAULT_ANONYMOUS_BURST: u32 = 50_000;
 /// Default failed signins per account per minute.
 pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
+/// Default log filter: warp reports every 4xx as a warning, which for a booking API (404s,
+/// 409s) is noise; our own request span and metrics cover them.
+pub const DEFAULT_LOG_FILTER: &str = "info,warp::filters::trace=error";
 /// Default deadline of one HTTP-to-actor call.
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Default idle time after which an entity actor passivates.
@@ -239,7 +242,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-            filter: "info".into(),
+            filter: DEFAULT_LOG_FILTER.into(),
         }
     }
 }

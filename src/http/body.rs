@@ -51,5 +51,17 @@ where
             chunk.advance(n);
         }
     }
-    serde_json::from_slice::<T>(&buf).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")).into())
+    let mut de = serde_json::Deserializer::from_slice(&buf);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = if field == "." {
+            format!("invalid JSON body: {}", e.inner())
+        } else {
+            format!("{field}: {}", e.inner())
+        };
+        Rejection::from(ApiError::InvalidRequest(message))
+    })?;
+    de.end()
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }

@@ -67,6 +67,7 @@ impl Node {
             tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
         }
         self.housekeeping.abort();
+        let _ = self.housekeeping.await;
         self.flight_supervisor
             .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
             .await;
@@ -79,6 +80,15 @@ impl Node {
         }
         drop(self.ctx);
         self.store.flush().await.context("final flush")?;
+        // Actor tasks drop their store handles just after they report stopped; wait for that so
+        // the database is closed (and its lock released) when this returns.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.store.handles() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if self.store.handles() > 1 {
+            tracing::warn!(handles = self.store.handles(), "storage still in use after shutdown");
+        }
         tracing::info!("stopped");
         Ok(())
     }

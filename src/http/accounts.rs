@@ -88,7 +88,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 }
 
 /// Create an account; every signup is a customer.
-#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+#[utoipa::path(post, path = "/api/v1/auth/signup", operation_id = "signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = UserView), (status = 400), (status = 409, description = "email_taken")))]
 async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
     let email = Email::parse(&req.email).map_err(ApiError::from)?;
@@ -101,7 +101,7 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
 }
 
 /// Exchange credentials for a bearer token.
-#[utoipa::path(post, path = "/api/v1/auth/signin", tag = "auth", request_body = SigninRequest,
+#[utoipa::path(post, path = "/api/v1/auth/signin", operation_id = "signin", tag = "auth", request_body = SigninRequest,
     responses((status = 200, body = TokenView), (status = 401), (status = 429)))]
 async fn signin(ctx: Ctx, req: SigninRequest) -> Handled {
     ctx.limits.check_signin(&req.email)?;
@@ -121,13 +121,13 @@ async fn signin(ctx: Ctx, req: SigninRequest) -> Handled {
 }
 
 /// The caller's own account.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/auth/me", operation_id = "me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401)))]
 #[allow(dead_code)]
 fn me() {}
 
 /// Replace a user's roles (admin only).
-#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", operation_id = "set_roles", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = RolesRequest,
     responses((status = 200, body = UserView), (status = 403), (status = 404)))]
 async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Handled {

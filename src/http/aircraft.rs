@@ -50,7 +50,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 }
 
 /// Add an aircraft type with its cabin layout (airline or admin).
-#[utoipa::path(post, path = "/api/v1/aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
+#[utoipa::path(post, path = "/api/v1/aircraft", operation_id = "create_aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
     responses((status = 201, body = AircraftView), (status = 400), (status = 403)))]
 async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
     let cabins = req.cabins.into_iter().map(|c| (c.cabin, c.rows, c.seats)).collect();

@@ -61,7 +61,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 }
 
 /// Add an airport (airline or admin).
-#[utoipa::path(post, path = "/api/v1/airports", tag = "catalog", security(("bearer" = [])), request_body = AirportRequest,
+#[utoipa::path(post, path = "/api/v1/airports", operation_id = "create_airport", tag = "catalog", security(("bearer" = [])), request_body = AirportRequest,
     responses((status = 201, body = AirportView), (status = 400), (status = 403), (status = 409, description = "airport_exists")))]
 async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
     let airport = Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
@@ -74,7 +74,7 @@ async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
 }
 
 /// Every airport.
-#[utoipa::path(get, path = "/api/v1/airports", tag = "catalog", responses((status = 200, body = AirportList)))]
+#[utoipa::path(get, path = "/api/v1/airports", operation_id = "list_airports", tag = "catalog", responses((status = 200, body = AirportList)))]
 async fn list(ctx: Ctx) -> Handled {
     let timeout = ctx.directory.timeout();
     let airports = ask(&ctx.catalog, CatalogMessage::ListAirports, timeout)

@@ -142,7 +142,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 }
 
 /// Schedule a flight (airline or admin); its FlightActor starts at once.
-#[utoipa::path(post, path = "/api/v1/flights", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
+#[utoipa::path(post, path = "/api/v1/flights", operation_id = "create_flight", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
     responses((status = 201, body = FlightView), (status = 400), (status = 403)))]
 async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
     let aircraft_id = AircraftId::parse(&req.aircraft_id)
@@ -209,7 +209,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
 
 /// Search flights (reads the node's search index; availability may lag bookings by
 /// milliseconds, a booking is always decided by the flight itself).
-#[utoipa::path(get, path = "/api/v1/flights", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/flights", operation_id = "search_flights", tag = "catalog",
     params(
         ("origin" = Option<String>, Query), ("destination" = Option<String>, Query),
         ("date" = Option<String>, Query, description = "YYYY-MM-DD (UTC)"),
@@ -244,7 +244,7 @@ async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightRep
 }
 
 /// One flight with live seat counts (from its actor).
-#[utoipa::path(get, path = "/api/v1/flights/{id}", tag = "catalog", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/flights/{id}", operation_id = "get_flight", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = FlightView), (status = 404), (status = 503)))]
 async fn get(id: String, ctx: Ctx) -> Handled {
     match ask_flight(&ctx, &id, FlightCommand::Get).await? {
@@ -254,7 +254,7 @@ async fn get(id: String, ctx: Ctx) -> Handled {
 }
 
 /// The seat map (from the flight's actor).
-#[utoipa::path(get, path = "/api/v1/flights/{id}/seats", tag = "catalog", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/flights/{id}/seats", operation_id = "get_seats", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = SeatList), (status = 404), (status = 503)))]
 async fn seats(id: String, ctx: Ctx) -> Handled {
     match ask_flight(&ctx, &id, FlightCommand::Seats).await? {

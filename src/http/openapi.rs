@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Contrail", description = "Flight and ticket booking API"),
+    info(title = "Contrail", description = "Flight and ticket booking API", license(name = "Proprietary")),
     paths(
         super::accounts::signup, super::accounts::signin, super::accounts::me, super::accounts::set_roles,
         super::airports::create, super::airports::list,

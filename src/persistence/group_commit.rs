@@ -78,7 +78,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Ack>, flushes: Arc<AtomicU64>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, "storage flush failed");
         }
-        for (_db, ack) in waiting.drain(..) {
+        // Drop the database handles before acknowledging, so that once the last writer has its
+        // answer and lets go of the store, nothing here keeps the database open.
+        let acks: Vec<_> = waiting.drain(..).map(|(_db, ack)| ack).collect();
+        for ack in acks {
             let _ = ack.send(result.clone());
         }
     }

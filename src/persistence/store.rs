@@ -138,6 +138,11 @@ impl Store {
         Ok(Durable(self.inner.flusher.wait(&self.inner.db)))
     }
 
+    /// How many handles to this store exist (the database closes when the last one drops).
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.flusher.wait(&self.inner.db).await

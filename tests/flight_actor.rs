@@ -1,0 +1,184 @@
+//! Flight actors under concurrency, panics, passivation and corrupt records, on a real node.
+
+mod helpers;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use contrail::actors::CallError;
+use contrail::actors::flight::{FlightCommand, FlightError, FlightReply};
+use contrail::domain::aircraft::{Cabin, SeatName};
+use contrail::domain::ids::{FlightId, OrderId};
+use contrail::domain::seat_map::{HoldError, SeatRequest};
+use contrail::persistence::{Store, WriteBatch, keys};
+use helpers::*;
+use reqwest::StatusCode;
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn hold(request: SeatRequest) -> FlightCommand {
+    FlightCommand::Hold {
+        order: OrderId::generate(),
+        request,
+        expires_at: Utc::now() + ChronoDuration::minutes(10),
+    }
+}
+
+async fn held_seats(app: &TestApp, flight: &str) -> Vec<String> {
+    let r = app.get(&format!("/api/v1/flights/{flight}/seats"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.body["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter(|s| s["status"] != "available")
+        .filter_map(|s| s["seat"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_holds_on_fifty_seats_sell_each_seat_once() {
+    let mut app = spawn_app().await;
+    let (_, flight) = app.one_flight(10, "ABCDE").await; // 50 seats
+    let id = FlightId::parse(&flight).expect("id");
+    let directory = app.node().directory().clone();
+    let tasks: Vec<_> = (0..300)
+        .map(|_| {
+            let d = directory.clone();
+            let id = id.clone();
+            tokio::spawn(async move { d.flight(&id, hold(SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 })).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(Ok(FlightReply::Changed(seats))) => won.extend(seats),
+            Ok(Err(FlightError::Hold(HoldError::NotEnoughSeats { .. }))) => refused += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 50);
+    assert_eq!(refused, 250);
+    let distinct: HashSet<SeatName> = won.iter().copied().collect();
+    assert_eq!(distinct.len(), 50, "a seat was sold twice");
+    assert_eq!(held_seats(&app, &flight).await.len(), 50);
+    // Every acknowledged hold is durable.
+    drop(directory);
+    app.restart().await;
+    assert_eq!(held_seats(&app, &flight).await.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_buyers_for_one_seat_give_exactly_one_hold() {
+    let app = spawn_app().await;
+    let (_, flight) = app.one_flight(10, "ABCDE").await;
+    let id = FlightId::parse(&flight).expect("id");
+    let seat = SeatName::parse("1A").expect("seat");
+    let directory = app.node().directory().clone();
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let d = directory.clone();
+            let id = id.clone();
+            tokio::spawn(async move { d.flight(&id, hold(SeatRequest::Seats(vec![seat]))).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(FlightError::Hold(HoldError::Unavailable(s)))) => assert_eq!(s, seat),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(held_seats(&app, &flight).await, vec!["1A".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() {
+    let app = spawn_app().await;
+    let (admin, flight) = app.one_flight(10, "ABCDE").await;
+    let other = {
+        let aircraft = app.aircraft(&admin, 2, "AB").await;
+        app.flight(&admin, TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100)).await
+    };
+    let id = FlightId::parse(&flight).expect("id");
+    let directory = app.node().directory().clone();
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let d = directory.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            if i == 20 {
+                d.inject_panic(&id).await.map(|_| None)
+            } else {
+                d.flight(&id, hold(SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 }))
+                    .await
+                    .map(Some)
+            }
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(20), t).await.expect("a caller hung").expect("task") {
+            Ok(Some(Ok(FlightReply::Changed(seats)))) => acked.extend(seats.iter().map(|s| s.to_string())),
+            Ok(Some(Ok(other))) => panic!("unexpected reply {other:?}"),
+            Ok(Some(Err(e))) => panic!("hold refused with seats left: {e:?}"),
+            Ok(None) => {}
+            Err(CallError::Stopped | CallError::Timeout | CallError::Unavailable(_)) => {}
+            Err(CallError::NotFound) => panic!("flight vanished"),
+        }
+    }
+    // The other flight never noticed.
+    assert_eq!(app.get(&format!("/api/v1/flights/{other}"), None).await.status, StatusCode::OK);
+    // The flight is back, restarted from disk, with every acknowledged hold.
+    let ok = eventually(Duration::from_secs(10), || async {
+        app.get(&format!("/api/v1/flights/{flight}"), None).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(ok, "the flight did not come back");
+    let held: HashSet<String> = held_seats(&app, &flight).await.into_iter().collect();
+    for seat in &acked {
+        assert!(held.contains(seat), "acknowledged hold on {seat} was lost");
+    }
+    assert!(!acked.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_flights_passivate_and_come_back_from_disk() {
+    let app = spawn_app_with(|s| s.actors.passivate_after_secs = 1).await;
+    let (_, flight) = app.one_flight(4, "AB").await;
+    let id = FlightId::parse(&flight).expect("id");
+    let directory = app.node().directory().clone();
+    let r = directory.flight(&id, hold(SeatRequest::Seats(vec![SeatName::parse("2B").expect("seat")]))).await;
+    assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
+    assert!(directory.active_flights().await.expect("count") >= 1);
+    let passivated = eventually(Duration::from_secs(15), || async { directory.active_flights().await == Ok(0) }).await;
+    assert!(passivated, "the idle flight actor never stopped");
+    assert_eq!(held_seats(&app, &flight).await, vec!["2B".to_owned()]);
+    assert_eq!(directory.active_flights().await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
+    let mut app = spawn_app().await;
+    let (admin, broken) = app.one_flight(4, "AB").await;
+    let aircraft = app.aircraft(&admin, 2, "AB").await;
+    let fine = app.flight(&admin, TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100)).await;
+    let node = app.node.take().expect("node");
+    node.shutdown().await.expect("shutdown");
+    {
+        let store = Store::open(&app.data_dir()).expect("open");
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::flight(&FlightId::parse(&broken).expect("id")), &7u8).expect("put");
+        store.commit(batch).expect("commit").await.expect("durable");
+    }
+    app.restart().await;
+    let r = app.get(&format!("/api/v1/flights/{broken}"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(app.get(&format!("/api/v1/flights/{fine}"), None).await.status, StatusCode::OK);
+    let found = app.get("/api/v1/flights?origin=DEL", None).await;
+    let ids: Vec<&str> = found.body["flights"].as_array().expect("list").iter().filter_map(|f| f["id"].as_str()).collect();
+    assert_eq!(ids, vec![fine.as_str()]);
+}

@@ -10,8 +10,8 @@ pub mod auth;
 pub mod body;
 pub mod error;
 mod flights;
-mod ops;
 pub mod openapi;
+mod ops;
 pub mod rate_limit;
 mod telemetry;
 
@@ -59,7 +59,9 @@ pub type Ctx = Arc<AppContext>;
 pub type Response = warp::reply::Response;
 
 /// Every route of the API, with limits, spans, metrics and error mapping.
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    ctx: Ctx,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
     let api = rate_limit::limit(ctx.clone()).and(
         accounts::routes(ctx.clone())
             .or(airports::routes(ctx.clone()))

@@ -4,10 +4,10 @@
 //! [`http`] (warp), [`actors`] (ractor), [`domain`] (pure rules) and [`persistence`] (sled).
 #![warn(missing_docs)]
 
-pub mod domain;
-pub mod persistence;
 pub mod actors;
-pub mod settings;
+pub mod domain;
 pub mod http;
+pub mod persistence;
+pub mod settings;
 pub mod startup;
 pub mod telemetry;

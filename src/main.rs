@@ -6,7 +6,11 @@ use contrail::settings::Settings;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "contrail", version, about = "Flight and ticket booking backend")]
+#[command(
+    name = "contrail",
+    version,
+    about = "Flight and ticket booking backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,10 +30,13 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config } => {
-            let settings = Settings::load(Some(&config)).with_context(|| format!("loading {}", config.display()))?;
+            let settings = Settings::load(Some(&config))
+                .with_context(|| format!("loading {}", config.display()))?;
             contrail::telemetry::init(&settings.log);
             if settings.uses_dev_secret() {
-                tracing::warn!("running with the DEVELOPMENT-ONLY JWT secret from the shipped config.toml");
+                tracing::warn!(
+                    "running with the DEVELOPMENT-ONLY JWT secret from the shipped config.toml"
+                );
             }
             let node = contrail::startup::start(settings).await?;
             shutdown_signal().await?;

@@ -90,7 +90,9 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            bind: DEFAULT_BIND.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            bind: DEFAULT_BIND
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             user_rps: DEFAULT_USER_RPS,
             user_burst: DEFAULT_USER_BURST,
             anonymous_rps: DEFAULT_ANONYMOUS_RPS,
@@ -290,8 +292,14 @@ impl Settings {
             bail!("payments.decline_rate must be between 0.0 and 1.0");
         }
         let h = &self.http;
-        if [h.user_rps, h.user_burst, h.anonymous_rps, h.anonymous_burst, h.signin_failures_per_minute]
-            .contains(&0)
+        if [
+            h.user_rps,
+            h.user_burst,
+            h.anonymous_rps,
+            h.anonymous_burst,
+            h.signin_failures_per_minute,
+        ]
+        .contains(&0)
         {
             bail!("http rate limits must be positive");
         }
@@ -336,7 +344,10 @@ mod tests {
         s.auth.jwt_secret = Some(SecretString::from("topsecret-topsecret-topsecret-xx"));
         s.auth.admin_password = Some(SecretString::from("hunter2hunter2"));
         let shown = format!("{s:?}");
-        assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

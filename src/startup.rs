@@ -63,7 +63,10 @@ impl Node {
         tracing::info!("shutting down");
         self.ctx.ready.store(false, Ordering::Release);
         let _ = self.stop_http.send(());
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.server).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.server)
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
         }
         self.housekeeping.abort();
@@ -76,7 +79,9 @@ impl Node {
             .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
             .await;
         for actor in &self.singletons {
-            let _ = actor.stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE)).await;
+            let _ = actor
+                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+                .await;
         }
         drop(self.ctx);
         self.store.flush().await.context("final flush")?;
@@ -87,7 +92,10 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if self.store.handles() > 1 {
-            tracing::warn!(handles = self.store.handles(), "storage still in use after shutdown");
+            tracing::warn!(
+                handles = self.store.handles(),
+                "storage still in use after shutdown"
+            );
         }
         tracing::info!("stopped");
         Ok(())
@@ -122,15 +130,30 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         quarantine: quarantine.clone(),
     };
     let (supervisor, _) = Actor::spawn(None, supervisor, ()).await?;
-    let directory = Directory::new(store.clone(), supervisor.clone(), template, quarantine, timeout);
+    let directory = Directory::new(
+        store.clone(),
+        supervisor.clone(),
+        template,
+        quarantine,
+        timeout,
+    );
     let catalog = CatalogActor {
         store: store.clone(),
         directory: directory.clone(),
     };
     let (catalog, _) = Actor::spawn(None, catalog, ()).await?;
-    let (accounts_actor, _) = Actor::spawn(None, AccountsActor { store: store.clone() }, ()).await?;
+    let (accounts_actor, _) = Actor::spawn(
+        None,
+        AccountsActor {
+            store: store.clone(),
+        },
+        (),
+    )
+    .await?;
     let accounts = Accounts::new(accounts_actor.clone(), store.clone(), timeout).await?;
-    if let (Some(email), Some(password)) = (&settings.auth.admin_email, &settings.auth.admin_password) {
+    if let (Some(email), Some(password)) =
+        (&settings.auth.admin_email, &settings.auth.admin_password)
+    {
         accounts
             .ensure_admin(email, password.expose_secret().to_owned())
             .await
@@ -148,7 +171,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         catalog: catalog.clone(),
         directory,
         index,
-        tokens: TokenKeys::new(secret.expose_secret().as_bytes(), settings.auth.token_ttl_secs),
+        tokens: TokenKeys::new(
+            secret.expose_secret().as_bytes(),
+            settings.auth.token_ttl_secs,
+        ),
         limits: RateLimits::new(&settings.http),
         metrics: metrics_handle()?,
         ready: ready.clone(),
@@ -178,7 +204,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         server,
         housekeeping,
         flight_supervisor: supervisor.get_cell(),
-        singletons: vec![catalog.get_cell(), accounts_actor.get_cell(), index_actor.get_cell()],
+        singletons: vec![
+            catalog.get_cell(),
+            accounts_actor.get_cell(),
+            index_actor.get_cell(),
+        ],
     })
 }
 
@@ -226,12 +256,19 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-            let sizes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 8192.0];
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 8192.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes))
-                .and_then(|b| b.install_recorder().map_err(Into::into))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes)
+                })
+                .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::error!(error = %e, "metrics recorder not installed"))
                 .ok()
         })

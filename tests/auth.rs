@@ -44,7 +44,10 @@ async fn signup_rules_and_duplicate_email() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
         assert_eq!(r.code(), "invalid_request");
     }
-    assert_eq!(app.signup("dup@example.com", "password-1").await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.signup("dup@example.com", "password-1").await.status,
+        StatusCode::CREATED
+    );
     let again = app.signup("DUP@example.com", "password-2").await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.code(), "email_taken");
@@ -53,10 +56,18 @@ async fn signup_rules_and_duplicate_email() {
 #[tokio::test]
 async fn concurrent_signups_with_one_email_create_one_account() {
     let app = spawn_app().await;
-    let tasks: Vec<_> = (0..16).map(|_| app.signup("race@example.com", "password-123")).collect();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| app.signup("race@example.com", "password-123"))
+        .collect();
     let replies = futures::future::join_all(tasks).await;
-    let created = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
-    let taken = replies.iter().filter(|r| r.status == StatusCode::CONFLICT).count();
+    let created = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let taken = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CONFLICT)
+        .count();
     assert_eq!((created, taken), (1, 15));
 }
 
@@ -81,11 +92,16 @@ fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
 async fn forged_and_expired_tokens_are_rejected() {
     let app = spawn_app().await;
     let (id, good) = app.customer().await;
-    assert_eq!(app.get("/api/v1/auth/me", Some(&good)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/auth/me", Some(&good)).await.status,
+        StatusCode::OK
+    );
 
     let key = EncodingKey::from_secret(SECRET.as_bytes());
-    let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&id, -120), &key).expect("encode");
-    let other_alg = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims(&id, 600), &key).expect("encode");
+    let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&id, -120), &key)
+        .expect("encode");
+    let other_alg = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims(&id, 600), &key)
+        .expect("encode");
     let wrong_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims(&id, 600),
@@ -129,27 +145,61 @@ async fn role_changes_take_effect_immediately_and_only_admins_grant_them() {
     let (id, token) = app.customer().await;
     let airport = json!({"code": "LHR", "name": "Heathrow", "city": "London", "country": "GB"});
 
-    let r = app.post("/api/v1/airports", Some(&token), airport.clone()).await;
+    let r = app
+        .post("/api/v1/airports", Some(&token), airport.clone())
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "forbidden");
 
     let path = format!("/api/v1/users/{id}/roles");
-    let r = app.request(Method::PUT, &path, Some(&token), Some(json!({"roles": ["admin"]}))).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "a customer granted itself a role");
+    let r = app
+        .request(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({"roles": ["admin"]})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a customer granted itself a role"
+    );
 
-    let r = app.request(Method::PUT, &path, Some(&admin), Some(json!({"roles": ["airline"]}))).await;
+    let r = app
+        .request(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"roles": ["airline"]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["roles"], json!(["airline"]));
     // Same token, new role: takes effect without signing in again.
     let r = app.post("/api/v1/airports", Some(&token), airport).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 
-    let r = app.request(Method::PUT, &path, Some(&admin), Some(json!({"roles": []}))).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = app.request(Method::PUT, &path, Some(&admin), Some(json!({"roles": ["pilot"]}))).await;
+    let r = app
+        .request(Method::PUT, &path, Some(&admin), Some(json!({"roles": []})))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = app
-        .request(Method::PUT, "/api/v1/users/usr_doesnotexist/roles", Some(&admin), Some(json!({"roles": ["airline"]})))
+        .request(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"roles": ["pilot"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .request(
+            Method::PUT,
+            "/api/v1/users/usr_doesnotexist/roles",
+            Some(&admin),
+            Some(json!({"roles": ["airline"]})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
@@ -170,11 +220,18 @@ async fn requests_over_the_limit_get_429_with_retry_after() {
         statuses.push(r.status);
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(r.code(), "rate_limited");
-            let retry: u64 = r.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+            let retry: u64 = r.headers["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
             assert!(retry >= 1);
         }
     }
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
     // Probes are never limited.
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
 }
@@ -190,10 +247,15 @@ async fn authenticated_users_have_their_own_buckets() {
     let (_, b) = app.customer().await;
     let mut a_limited = false;
     for _ in 0..6 {
-        a_limited |= app.get("/api/v1/auth/me", Some(&a)).await.status == StatusCode::TOO_MANY_REQUESTS;
+        a_limited |=
+            app.get("/api/v1/auth/me", Some(&a)).await.status == StatusCode::TOO_MANY_REQUESTS;
     }
     assert!(a_limited, "user a was never limited");
-    assert_eq!(app.get("/api/v1/auth/me", Some(&b)).await.status, StatusCode::OK, "user b paid for user a");
+    assert_eq!(
+        app.get("/api/v1/auth/me", Some(&b)).await.status,
+        StatusCode::OK,
+        "user b paid for user a"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +264,9 @@ async fn password_guessing_locks_the_account_even_for_the_right_password() {
     app.signup("victim@example.com", "the-real-password").await;
     let mut locked = false;
     for i in 0..6 {
-        let r = app.signin("victim@example.com", &format!("guess-{i}-wrong")).await;
+        let r = app
+            .signin("victim@example.com", &format!("guess-{i}-wrong"))
+            .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             locked = true;
             assert!(r.headers.contains_key("retry-after"));
@@ -212,8 +276,17 @@ async fn password_guessing_locks_the_account_even_for_the_right_password() {
     }
     assert!(locked, "guessing was never limited");
     let r = app.signin("victim@example.com", "the-real-password").await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "a locked account revealed the right password");
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a locked account revealed the right password"
+    );
     // Other accounts are unaffected.
     app.signup("other@example.com", "other-password").await;
-    assert_eq!(app.signin("other@example.com", "other-password").await.status, StatusCode::OK);
+    assert_eq!(
+        app.signin("other@example.com", "other-password")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }

@@ -12,8 +12,14 @@ async fn customers_cannot_write_the_catalog() {
     let app = spawn_app().await;
     let (_, customer) = app.customer().await;
     let writes = [
-        ("/api/v1/airports", json!({"code": "DEL", "name": "a", "city": "b", "country": "c"})),
-        ("/api/v1/aircraft", json!({"model": "A320", "cabins": [{"cabin": "economy", "rows": [1, 2], "seats": "AB"}]})),
+        (
+            "/api/v1/airports",
+            json!({"code": "DEL", "name": "a", "city": "b", "country": "c"}),
+        ),
+        (
+            "/api/v1/aircraft",
+            json!({"model": "A320", "cabins": [{"cabin": "economy", "rows": [1, 2], "seats": "AB"}]}),
+        ),
         ("/api/v1/flights", json!({})),
     ];
     for (path, body) in writes {
@@ -30,17 +36,41 @@ async fn airports_are_validated_unique_and_listed() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     for code in ["del", "DE", "DELH", "D1L"] {
-        let r = app.post("/api/v1/airports", Some(&admin), json!({"code": code, "name": "a", "city": "b", "country": "c"})).await;
+        let r = app
+            .post(
+                "/api/v1/airports",
+                Some(&admin),
+                json!({"code": code, "name": "a", "city": "b", "country": "c"}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{code}");
-        assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("code"), "{}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("code"),
+            "{}",
+            r.body
+        );
     }
     app.airport(&admin, "DEL").await;
-    let dup = app.post("/api/v1/airports", Some(&admin), json!({"code": "DEL", "name": "a", "city": "b", "country": "c"})).await;
+    let dup = app
+        .post(
+            "/api/v1/airports",
+            Some(&admin),
+            json!({"code": "DEL", "name": "a", "city": "b", "country": "c"}),
+        )
+        .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert_eq!(dup.code(), "airport_exists");
     app.airport(&admin, "BOM").await;
     let list = app.get("/api/v1/airports", None).await;
-    let codes: Vec<&str> = list.body["airports"].as_array().expect("list").iter().filter_map(|a| a["code"].as_str()).collect();
+    let codes: Vec<&str> = list.body["airports"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["code"].as_str())
+        .collect();
     assert_eq!(codes, vec!["BOM", "DEL"]);
 }
 
@@ -66,7 +96,9 @@ async fn aircraft_layouts_are_validated() {
         json!({"model": "", "cabins": [{"cabin": "economy", "rows": [1, 5], "seats": "AB"}]}),
     ];
     for body in bad {
-        let r = app.post("/api/v1/aircraft", Some(&admin), body.clone()).await;
+        let r = app
+            .post("/api/v1/aircraft", Some(&admin), body.clone())
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
         assert_eq!(r.code(), "invalid_request");
     }
@@ -88,10 +120,19 @@ async fn each_flight_rule_is_enforced_and_named() {
     let cases = [
         ("origin", with("origin", json!("del"))),
         ("destination", with("destination", json!("DEL"))),
-        ("arrives_at", with("arrives_at", json!("2031-01-01T09:00:00Z"))),
+        (
+            "arrives_at",
+            with("arrives_at", json!("2031-01-01T09:00:00Z")),
+        ),
         ("fares", with("fares", json!({}))),
-        ("fares", with("fares", json!({"economy": 5000, "business": 9000}))),
-        ("aircraft_id", with("aircraft_id", json!("acf_doesnotexist"))),
+        (
+            "fares",
+            with("fares", json!({"economy": 5000, "business": 9000})),
+        ),
+        (
+            "aircraft_id",
+            with("aircraft_id", json!("acf_doesnotexist")),
+        ),
         ("aircraft_id", with("aircraft_id", json!("???"))),
         ("destination", with("destination", json!("XYZ"))),
         ("departs_at", with("departs_at", json!("yesterday"))),
@@ -103,13 +144,22 @@ async fn each_flight_rule_is_enforced_and_named() {
         let r = app.post("/api/v1/flights", Some(&admin), body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{rule}: {}", r.body);
         assert_eq!(r.code(), "invalid_request");
-        let message = r.body["error"]["message"].as_str().unwrap_or_default().to_owned();
+        let message = r.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let field = rule.split(' ').next().unwrap_or(rule);
-        assert!(message.contains(field) || rule == "unknown field" && message.contains("gate"), "{rule}: {message}");
+        assert!(
+            message.contains(field) || rule == "unknown field" && message.contains("gate"),
+            "{rule}: {message}"
+        );
     }
     let r = app.post("/api/v1/flights", Some(&admin), good).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["availability"]["economy"], json!({"total": 30, "available": 30}));
+    assert_eq!(
+        r.body["availability"]["economy"],
+        json!({"total": 30, "available": 30})
+    );
     assert_eq!(r.body["status"], "scheduled");
 }
 
@@ -126,12 +176,21 @@ async fn malformed_oversized_and_non_json_bodies() {
             .body(body)
             .send()
     };
-    let r = send(b"{\"code\": ".to_vec(), "application/json").await.expect("sent");
+    let r = send(b"{\"code\": ".to_vec(), "application/json")
+        .await
+        .expect("sent");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = send(b"code=DEL".to_vec(), "application/x-www-form-urlencoded").await.expect("sent");
+    let r = send(b"code=DEL".to_vec(), "application/x-www-form-urlencoded")
+        .await
+        .expect("sent");
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let big = format!("{{\"code\":\"DEL\",\"name\":\"{}\",\"city\":\"b\",\"country\":\"c\"}}", "x".repeat(70 * 1024));
-    let r = send(big.into_bytes(), "application/json").await.expect("sent");
+    let big = format!(
+        "{{\"code\":\"DEL\",\"name\":\"{}\",\"city\":\"b\",\"country\":\"c\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let r = send(big.into_bytes(), "application/json")
+        .await
+        .expect("sent");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "payload_too_large");
@@ -152,14 +211,23 @@ async fn oversized_chunked_bodies_are_refused_too() {
     stream.write_all(head.as_bytes()).await.expect("write");
     let chunk = vec![b' '; 16 * 1024];
     for _ in 0..6 {
-        let framed = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()].concat();
+        let framed = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk.clone(),
+            b"\r\n".to_vec(),
+        ]
+        .concat();
         if stream.write_all(&framed).await.is_err() {
             break; // the server may close early once the limit is hit
         }
     }
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
@@ -175,8 +243,13 @@ async fn unknown_routes_methods_and_ids_use_the_error_shape() {
         let r = app.get(&format!("/api/v1/flights/{id}/seats"), None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
     }
-    let r = app.request(reqwest::Method::DELETE, "/api/v1/airports", None, None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let r = app
+        .request(reqwest::Method::DELETE, "/api/v1/airports", None, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 }
 
 #[tokio::test]
@@ -196,24 +269,43 @@ async fn seat_maps_come_from_the_flight() {
     let mut body = TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-01-01T10:00:00Z", 90, 5000);
     body["fares"] = json!({"economy": 5000, "business": 15000});
     let flight = app.flight(&admin, body).await;
-    let seats = app.get(&format!("/api/v1/flights/{flight}/seats"), None).await;
+    let seats = app
+        .get(&format!("/api/v1/flights/{flight}/seats"), None)
+        .await;
     assert_eq!(seats.status, StatusCode::OK);
     let names: Vec<String> = seats.body["seats"]
         .as_array()
         .expect("seats")
         .iter()
-        .map(|s| format!("{}:{}:{}", s["seat"].as_str().unwrap_or(""), s["cabin"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or("")))
+        .map(|s| {
+            format!(
+                "{}:{}:{}",
+                s["seat"].as_str().unwrap_or(""),
+                s["cabin"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(
         names,
         vec![
-            "1A:business:available", "1C:business:available", "2A:business:available", "2C:business:available",
-            "3A:economy:available", "3B:economy:available", "3C:economy:available",
-            "4A:economy:available", "4B:economy:available", "4C:economy:available",
+            "1A:business:available",
+            "1C:business:available",
+            "2A:business:available",
+            "2C:business:available",
+            "3A:economy:available",
+            "3B:economy:available",
+            "3C:economy:available",
+            "4A:economy:available",
+            "4B:economy:available",
+            "4C:economy:available",
         ]
     );
     let f = app.get(&format!("/api/v1/flights/{flight}"), None).await;
-    assert_eq!(f.body["availability"]["business"], json!({"total": 4, "available": 4}));
+    assert_eq!(
+        f.body["availability"]["business"],
+        json!({"total": 4, "available": 4})
+    );
     assert_eq!(f.body["duration_minutes"], 90);
 }
 
@@ -224,7 +316,12 @@ async fn search(app: &TestApp, query: &str) -> Value {
 }
 
 fn fares(body: &Value) -> Vec<u64> {
-    body["flights"].as_array().expect("flights").iter().filter_map(|f| f["price_cents"].as_u64()).collect()
+    body["flights"]
+        .as_array()
+        .expect("flights")
+        .iter()
+        .filter_map(|f| f["price_cents"].as_u64())
+        .collect()
 }
 
 #[tokio::test]
@@ -239,30 +336,74 @@ async fn search_filters_sorts_and_pages() {
     // Seven DEL->BOM flights on 2031-05-01 with distinct fares, departures and durations.
     for i in 0..7u64 {
         let departs = format!("2031-05-01T{:02}:00:00Z", 6 + i);
-        let body = TestApp::flight_body(&big, "DEL", "BOM", &departs, 200 - (i as i64) * 20, 9000 - i * 1000);
+        let body = TestApp::flight_body(
+            &big,
+            "DEL",
+            "BOM",
+            &departs,
+            200 - (i as i64) * 20,
+            9000 - i * 1000,
+        );
         app.flight(&admin, body).await;
     }
-    app.flight(&admin, TestApp::flight_body(&small, "DEL", "BOM", "2031-05-01T20:00:00Z", 100, 1000)).await;
-    app.flight(&admin, TestApp::flight_body(&big, "DEL", "BOM", "2031-05-02T06:00:00Z", 100, 500)).await;
-    app.flight(&admin, TestApp::flight_body(&big, "DEL", "BLR", "2031-05-01T06:00:00Z", 100, 700)).await;
+    app.flight(
+        &admin,
+        TestApp::flight_body(&small, "DEL", "BOM", "2031-05-01T20:00:00Z", 100, 1000),
+    )
+    .await;
+    app.flight(
+        &admin,
+        TestApp::flight_body(&big, "DEL", "BOM", "2031-05-02T06:00:00Z", 100, 500),
+    )
+    .await;
+    app.flight(
+        &admin,
+        TestApp::flight_body(&big, "DEL", "BLR", "2031-05-01T06:00:00Z", 100, 700),
+    )
+    .await;
 
     let day = "origin=DEL&destination=BOM&date=2031-05-01";
-    assert_eq!(fares(&search(&app, day).await), vec![1000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]);
+    assert_eq!(
+        fares(&search(&app, day).await),
+        vec![1000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]
+    );
     // Three passengers do not fit the 2-seat aircraft.
-    assert_eq!(fares(&search(&app, &format!("{day}&passengers=3")).await).len(), 7);
-    assert_eq!(fares(&search(&app, &format!("{day}&max_price_cents=4000")).await), vec![1000, 3000, 4000]);
-    assert_eq!(fares(&search(&app, "origin=DEL&destination=BOM").await).len(), 9);
+    assert_eq!(
+        fares(&search(&app, &format!("{day}&passengers=3")).await).len(),
+        7
+    );
+    assert_eq!(
+        fares(&search(&app, &format!("{day}&max_price_cents=4000")).await),
+        vec![1000, 3000, 4000]
+    );
+    assert_eq!(
+        fares(&search(&app, "origin=DEL&destination=BOM").await).len(),
+        9
+    );
     assert_eq!(fares(&search(&app, "origin=DEL").await).len(), 10);
     assert_eq!(fares(&search(&app, "destination=BLR").await), vec![700]);
-    assert_eq!(fares(&search(&app, &format!("{day}&cabin=business")).await).len(), 0);
+    assert_eq!(
+        fares(&search(&app, &format!("{day}&cabin=business")).await).len(),
+        0
+    );
 
     let by_departure = search(&app, &format!("{day}&sort=departure")).await;
-    let departures: Vec<&str> = by_departure["flights"].as_array().expect("f").iter().filter_map(|f| f["departs_at"].as_str()).collect();
+    let departures: Vec<&str> = by_departure["flights"]
+        .as_array()
+        .expect("f")
+        .iter()
+        .filter_map(|f| f["departs_at"].as_str())
+        .collect();
     let mut sorted = departures.clone();
     sorted.sort();
     assert_eq!(departures, sorted);
     let by_duration = search(&app, &format!("{day}&sort=duration")).await;
-    let durations: Vec<i64> = by_duration["flights"].as_array().expect("f").iter().filter_map(|f| f["duration_minutes"].as_i64()).collect();
+    let durations: Vec<i64> = by_duration["flights"]
+        .as_array()
+        .expect("f")
+        .iter()
+        .filter_map(|f| f["duration_minutes"].as_i64())
+        .collect();
     assert!(durations.windows(2).all(|w| w[0] <= w[1]), "{durations:?}");
 
     // Paging: 3 per page, no gaps, no repeats, same order as one big page.
@@ -282,7 +423,16 @@ async fn search_filters_sorts_and_pages() {
     }
     assert_eq!(paged, vec![1000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]);
 
-    for bad in ["date=01-05-2031", "passengers=0", "cabin=lounge", "sort=cheapest", "limit=1000", "cursor=xyz", "origin=del", "colour=red"] {
+    for bad in [
+        "date=01-05-2031",
+        "passengers=0",
+        "cabin=lounge",
+        "sort=cheapest",
+        "limit=1000",
+        "cursor=xyz",
+        "origin=del",
+        "colour=red",
+    ] {
         let r = app.get(&format!("/api/v1/flights?{bad}"), None).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.code(), "invalid_request");

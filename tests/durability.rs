@@ -21,7 +21,11 @@ struct Server {
 impl Server {
     fn start(data: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_contrail"))
-            .args(["serve", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
+            .args([
+                "serve",
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+            ])
             .env("CONTRAIL__STORAGE__PATH", data)
             .env("CONTRAIL__HTTP__BIND", "127.0.0.1:0")
             .env("CONTRAIL__AUTH__ADMIN_EMAIL", ADMIN_EMAIL)
@@ -36,14 +40,17 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let Some(addr) = v["http_addr"].as_str() {
-                        let _ = tx.send(addr.to_owned());
-                    }
+                if let Some(addr) = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v["http_addr"].as_str().map(str::to_owned))
+                {
+                    let _ = tx.send(addr);
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the node reported its address");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node reported its address");
         Self {
             child,
             base: format!("http://{addr}"),
@@ -63,7 +70,12 @@ impl Drop for Server {
     }
 }
 
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Option<(StatusCode, Value)> {
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Option<(StatusCode, Value)> {
     let mut req = client.post(url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -74,9 +86,14 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 }
 
 async fn admin_token(client: &reqwest::Client, base: &str) -> String {
-    let (status, body) = post(client, format!("{base}/api/v1/auth/signin"), None, json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-        .await
-        .expect("signin");
+    let (status, body) = post(
+        client,
+        format!("{base}/api/v1/auth/signin"),
+        None,
+        json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+    )
+    .await
+    .expect("signin");
     assert_eq!(status, StatusCode::OK);
     body["token"].as_str().expect("token").to_owned()
 }
@@ -84,12 +101,21 @@ async fn admin_token(client: &reqwest::Client, base: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("dir");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     let server = Server::start(dir.path());
     let base = server.base.clone();
     let admin = admin_token(&client, &base).await;
     for code in ["DEL", "BOM"] {
-        post(&client, format!("{base}/api/v1/airports"), Some(&admin), json!({"code": code, "name": "n", "city": "c", "country": "IN"})).await;
+        post(
+            &client,
+            format!("{base}/api/v1/airports"),
+            Some(&admin),
+            json!({"code": code, "name": "n", "city": "c", "country": "IN"}),
+        )
+        .await;
     }
     let (_, aircraft) = post(
         &client,
@@ -106,14 +132,36 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     let acked_flights = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..12 {
-        let (client, base, admin, aircraft) = (client.clone(), base.clone(), admin.clone(), aircraft.clone());
+        let (client, base, admin, aircraft) = (
+            client.clone(),
+            base.clone(),
+            admin.clone(),
+            aircraft.clone(),
+        );
         let (users, flights) = (acked_users.clone(), acked_flights.clone());
         writers.push(tokio::spawn(async move {
             for i in 0..200 {
                 if w % 3 == 0 {
-                    let body = TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-06-01T10:00:00Z", 100 + i, 1000 + i as u64);
-                    match post(&client, format!("{base}/api/v1/flights"), Some(&admin), body).await {
-                        Some((StatusCode::CREATED, v)) => flights.lock().expect("lock").push(v["id"].as_str().unwrap_or_default().to_owned()),
+                    let body = TestApp::flight_body(
+                        &aircraft,
+                        "DEL",
+                        "BOM",
+                        "2031-06-01T10:00:00Z",
+                        100 + i,
+                        1000 + i as u64,
+                    );
+                    match post(
+                        &client,
+                        format!("{base}/api/v1/flights"),
+                        Some(&admin),
+                        body,
+                    )
+                    .await
+                    {
+                        Some((StatusCode::CREATED, v)) => flights
+                            .lock()
+                            .expect("lock")
+                            .push(v["id"].as_str().unwrap_or_default().to_owned()),
                         Some(_) => {}
                         None => return, // the server is gone
                     }
@@ -131,7 +179,9 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     }
     // Kill once a fair amount has been acknowledged, while writers are still busy.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while acked_users.lock().expect("lock").len() + acked_flights.lock().expect("lock").len() < 60 && tokio::time::Instant::now() < deadline {
+    while acked_users.lock().expect("lock").len() + acked_flights.lock().expect("lock").len() < 60
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill9();
@@ -140,22 +190,44 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     }
     let users = acked_users.lock().expect("lock").clone();
     let flights = acked_flights.lock().expect("lock").clone();
-    assert!(users.len() + flights.len() >= 60, "too little was acknowledged to prove anything");
+    assert!(
+        users.len() + flights.len() >= 60,
+        "too little was acknowledged to prove anything"
+    );
 
     let server = Server::start(dir.path());
     let base = server.base.clone();
     for email in &users {
-        let (status, _) = post(&client, format!("{base}/api/v1/auth/signin"), None, json!({"email": email, "password": "password-123"}))
-            .await
-            .expect("signin");
-        assert_eq!(status, StatusCode::OK, "acknowledged signup {email} was lost");
+        let (status, _) = post(
+            &client,
+            format!("{base}/api/v1/auth/signin"),
+            None,
+            json!({"email": email, "password": "password-123"}),
+        )
+        .await
+        .expect("signin");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "acknowledged signup {email} was lost"
+        );
     }
     for id in &flights {
-        let resp = client.get(format!("{base}/api/v1/flights/{id}")).send().await.expect("get");
-        assert_eq!(resp.status(), StatusCode::OK, "acknowledged flight {id} was lost");
+        let resp = client
+            .get(format!("{base}/api/v1/flights/{id}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "acknowledged flight {id} was lost"
+        );
     }
     let search: Value = client
-        .get(format!("{base}/api/v1/flights?origin=DEL&destination=BOM&limit=100"))
+        .get(format!(
+            "{base}/api/v1/flights?origin=DEL&destination=BOM&limit=100"
+        ))
         .send()
         .await
         .expect("search")
@@ -171,10 +243,24 @@ async fn sigterm_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("dir");
     let mut server = Server::start(dir.path());
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("{}/readyz", server.base)).send().await.expect("ready").status(), StatusCode::OK);
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill");
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .expect("ready")
+            .status(),
+        StatusCode::OK
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || server.child.wait()).await.expect("join").expect("wait");
+    let exit = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     assert!(exit.success(), "exit status {exit:?}");
 }
 
@@ -183,17 +269,39 @@ async fn a_restart_keeps_users_airports_aircraft_and_flights() {
     let mut app = spawn_app().await;
     let (admin, flight) = app.one_flight(5, "AB").await;
     let email = "keep@example.com";
-    assert_eq!(app.signup(email, "password-keep").await.status, StatusCode::CREATED);
-    let before_flight = app.get(&format!("/api/v1/flights/{flight}"), None).await.body;
+    assert_eq!(
+        app.signup(email, "password-keep").await.status,
+        StatusCode::CREATED
+    );
+    let before_flight = app
+        .get(&format!("/api/v1/flights/{flight}"), None)
+        .await
+        .body;
     let before_airports = app.get("/api/v1/airports", None).await.body;
-    let aircraft = before_flight["aircraft_id"].as_str().expect("aircraft").to_owned();
+    let aircraft = before_flight["aircraft_id"]
+        .as_str()
+        .expect("aircraft")
+        .to_owned();
 
     app.restart().await;
 
-    assert_eq!(app.signin(email, "password-keep").await.status, StatusCode::OK);
-    assert_eq!(app.get("/api/v1/airports", None).await.body, before_airports);
-    assert_eq!(app.get(&format!("/api/v1/flights/{flight}"), None).await.body, before_flight);
-    let found = app.get("/api/v1/flights?origin=DEL&destination=BOM", None).await;
+    assert_eq!(
+        app.signin(email, "password-keep").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/airports", None).await.body,
+        before_airports
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/flights/{flight}"), None)
+            .await
+            .body,
+        before_flight
+    );
+    let found = app
+        .get("/api/v1/flights?origin=DEL&destination=BOM", None)
+        .await;
     assert_eq!(found.body["flights"][0]["id"], flight.as_str());
     // The aircraft survived too: a new flight can use it.
     let admin2 = app.admin_token().await;

@@ -23,7 +23,9 @@ fn hold(request: SeatRequest) -> FlightCommand {
 }
 
 async fn held_seats(app: &TestApp, flight: &str) -> Vec<String> {
-    let r = app.get(&format!("/api/v1/flights/{flight}/seats"), None).await;
+    let r = app
+        .get(&format!("/api/v1/flights/{flight}/seats"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     r.body["seats"]
         .as_array()
@@ -44,7 +46,16 @@ async fn three_hundred_concurrent_holds_on_fifty_seats_sell_each_seat_once() {
         .map(|_| {
             let d = directory.clone();
             let id = id.clone();
-            tokio::spawn(async move { d.flight(&id, hold(SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 })).await })
+            tokio::spawn(async move {
+                d.flight(
+                    &id,
+                    hold(SeatRequest::Cabin {
+                        cabin: Cabin::Economy,
+                        count: 1,
+                    }),
+                )
+                .await
+            })
         })
         .collect();
     let mut won = Vec::new();
@@ -99,7 +110,11 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
     let (admin, flight) = app.one_flight(10, "ABCDE").await;
     let other = {
         let aircraft = app.aircraft(&admin, 2, "AB").await;
-        app.flight(&admin, TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100)).await
+        app.flight(
+            &admin,
+            TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100),
+        )
+        .await
     };
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
@@ -111,16 +126,28 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
             if i == 20 {
                 d.inject_panic(&id).await.map(|_| None)
             } else {
-                d.flight(&id, hold(SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 }))
-                    .await
-                    .map(Some)
+                d.flight(
+                    &id,
+                    hold(SeatRequest::Cabin {
+                        cabin: Cabin::Economy,
+                        count: 1,
+                    }),
+                )
+                .await
+                .map(Some)
             }
         }));
     }
     let mut acked = Vec::new();
     for t in tasks {
-        match tokio::time::timeout(Duration::from_secs(20), t).await.expect("a caller hung").expect("task") {
-            Ok(Some(Ok(FlightReply::Changed(seats)))) => acked.extend(seats.iter().map(|s| s.to_string())),
+        match tokio::time::timeout(Duration::from_secs(20), t)
+            .await
+            .expect("a caller hung")
+            .expect("task")
+        {
+            Ok(Some(Ok(FlightReply::Changed(seats)))) => {
+                acked.extend(seats.iter().map(|s| s.to_string()))
+            }
             Ok(Some(Ok(other))) => panic!("unexpected reply {other:?}"),
             Ok(Some(Err(e))) => panic!("hold refused with seats left: {e:?}"),
             Ok(None) => {}
@@ -129,10 +156,18 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
         }
     }
     // The other flight never noticed.
-    assert_eq!(app.get(&format!("/api/v1/flights/{other}"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/v1/flights/{other}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     // The flight is back, restarted from disk, with every acknowledged hold.
     let ok = eventually(Duration::from_secs(10), || async {
-        app.get(&format!("/api/v1/flights/{flight}"), None).await.status == StatusCode::OK
+        app.get(&format!("/api/v1/flights/{flight}"), None)
+            .await
+            .status
+            == StatusCode::OK
     })
     .await;
     assert!(ok, "the flight did not come back");
@@ -149,10 +184,20 @@ async fn idle_flights_passivate_and_come_back_from_disk() {
     let (_, flight) = app.one_flight(4, "AB").await;
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
-    let r = directory.flight(&id, hold(SeatRequest::Seats(vec![SeatName::parse("2B").expect("seat")]))).await;
+    let r = directory
+        .flight(
+            &id,
+            hold(SeatRequest::Seats(vec![
+                SeatName::parse("2B").expect("seat"),
+            ])),
+        )
+        .await;
     assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
     assert!(directory.active_flights().await.expect("count") >= 1);
-    let passivated = eventually(Duration::from_secs(15), || async { directory.active_flights().await == Ok(0) }).await;
+    let passivated = eventually(Duration::from_secs(15), || async {
+        directory.active_flights().await == Ok(0)
+    })
+    .await;
     assert!(passivated, "the idle flight actor never stopped");
     assert_eq!(held_seats(&app, &flight).await, vec!["2B".to_owned()]);
     assert_eq!(directory.active_flights().await, Ok(1));
@@ -163,13 +208,20 @@ async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
     let mut app = spawn_app().await;
     let (admin, broken) = app.one_flight(4, "AB").await;
     let aircraft = app.aircraft(&admin, 2, "AB").await;
-    let fine = app.flight(&admin, TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100)).await;
+    let fine = app
+        .flight(
+            &admin,
+            TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100),
+        )
+        .await;
     let node = app.node.take().expect("node");
     node.shutdown().await.expect("shutdown");
     {
         let store = Store::open(&app.data_dir()).expect("open");
         let mut batch = WriteBatch::new();
-        batch.put(&keys::flight(&FlightId::parse(&broken).expect("id")), &7u8).expect("put");
+        batch
+            .put(&keys::flight(&FlightId::parse(&broken).expect("id")), &7u8)
+            .expect("put");
         store.commit(batch).expect("commit").await.expect("durable");
     }
     app.restart().await;
@@ -177,8 +229,18 @@ async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
     assert_eq!(r.code(), "unavailable");
     assert!(r.headers.contains_key("retry-after"));
-    assert_eq!(app.get(&format!("/api/v1/flights/{fine}"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/v1/flights/{fine}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let found = app.get("/api/v1/flights?origin=DEL", None).await;
-    let ids: Vec<&str> = found.body["flights"].as_array().expect("list").iter().filter_map(|f| f["id"].as_str()).collect();
+    let ids: Vec<&str> = found.body["flights"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
     assert_eq!(ids, vec![fine.as_str()]);
 }

@@ -11,7 +11,10 @@ async fn health_and_readiness() {
     let app = spawn_app().await;
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
     let r = app.get("/readyz", None).await;
-    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
 }
 
 #[tokio::test]
@@ -19,7 +22,15 @@ async fn metrics_cover_requests_storage_and_actors() {
     let app = spawn_app().await;
     let (_, flight) = app.one_flight(2, "AB").await;
     app.get(&format!("/api/v1/flights/{flight}"), None).await;
-    let text = app.client.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     for needle in [
         "contrail_http_requests_total{method=\"GET\",route=\"/api/v1/flights/{id}\",status=\"200\"}",
         "contrail_http_request_duration_seconds_bucket",
@@ -57,11 +68,25 @@ async fn openapi_documents_every_route() {
         ("/openapi.json", "get"),
     ];
     for (path, method) in expected {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is undocumented");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is undocumented"
+        );
     }
-    let documented: usize = paths.values().map(|p| p.as_object().map_or(0, |m| m.len())).sum();
-    assert_eq!(documented, expected.len(), "the document lists routes that do not exist");
-    let ids: Vec<&Value> = paths.values().flat_map(|p| p.as_object().into_iter().flat_map(|m| m.values())).map(|op| &op["operationId"]).collect();
+    let documented: usize = paths
+        .values()
+        .map(|p| p.as_object().map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "the document lists routes that do not exist"
+    );
+    let ids: Vec<&Value> = paths
+        .values()
+        .flat_map(|p| p.as_object().into_iter().flat_map(|m| m.values()))
+        .map(|op| &op["operationId"])
+        .collect();
     let unique: std::collections::HashSet<String> = ids.iter().map(|v| v.to_string()).collect();
     assert_eq!(unique.len(), ids.len(), "operation ids must be unique");
 }
@@ -70,7 +95,10 @@ async fn openapi_documents_every_route() {
 async fn the_cluster_view_is_for_admins() {
     let app = spawn_app().await;
     let (_, customer) = app.customer().await;
-    assert_eq!(app.get("/api/v1/cluster", Some(&customer)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/cluster", Some(&customer)).await.status,
+        StatusCode::FORBIDDEN
+    );
     let admin = app.admin_token().await;
     let r = app.get("/api/v1/cluster", Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK);

@@ -66,12 +66,21 @@ impl AccountsActor {
             return Err(AccountError::EmailTaken);
         }
         let mut batch = WriteBatch::new();
-        batch.put(&keys::user(&user.id), &user)?.put(&email_key, &user.id)?;
+        batch
+            .put(&keys::user(&user.id), &user)?
+            .put(&email_key, &user.id)?;
         Ok((self.store.commit(batch)?, user))
     }
 
-    fn set_roles(&self, id: &UserId, roles: BTreeSet<Role>) -> Result<(Durable, User), AccountError> {
-        let mut user: User = self.store.get(&keys::user(id))?.ok_or(AccountError::NotFound)?;
+    fn set_roles(
+        &self,
+        id: &UserId,
+        roles: BTreeSet<Role>,
+    ) -> Result<(Durable, User), AccountError> {
+        let mut user: User = self
+            .store
+            .get(&keys::user(id))?
+            .ok_or(AccountError::NotFound)?;
         user.roles = roles;
         let mut batch = WriteBatch::new();
         batch.put(&keys::user(id), &user)?;
@@ -81,7 +90,13 @@ impl AccountsActor {
 
 fn answer(result: Result<(Durable, User), AccountError>, reply: Reply<User>) {
     match result {
-        Ok((durable, user)) => reply_when_durable(durable, reply, user, |e| AccountError::Storage(e.clone()), |_| {}),
+        Ok((durable, user)) => reply_when_durable(
+            durable,
+            reply,
+            user,
+            |e| AccountError::Storage(e.clone()),
+            |_| {},
+        ),
         Err(e) => {
             let _ = reply.send(Err(e));
         }
@@ -97,10 +112,17 @@ impl Actor for AccountsActor {
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, message: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             AccountsMessage::Create(user, reply) => answer(self.create(user), reply),
-            AccountsMessage::SetRoles(id, roles, reply) => answer(self.set_roles(&id, roles), reply),
+            AccountsMessage::SetRoles(id, roles, reply) => {
+                answer(self.set_roles(&id, roles), reply)
+            }
         }
         Ok(())
     }
@@ -130,7 +152,11 @@ async fn hash(password: Password) -> Result<String, AccountError> {
 
 impl Accounts {
     /// A handle over the running actor.
-    pub async fn new(actor: ActorRef<AccountsMessage>, store: Store, timeout: Duration) -> Result<Self, AccountError> {
+    pub async fn new(
+        actor: ActorRef<AccountsMessage>,
+        store: Store,
+        timeout: Duration,
+    ) -> Result<Self, AccountError> {
         let decoy = hash(Password::parse("decoy-password-never-matches".into())?).await?;
         Ok(Self {
             actor,
@@ -141,7 +167,13 @@ impl Accounts {
     }
 
     /// Creates an account with `roles`.
-    pub async fn create(&self, email: Email, password: Password, name: String, roles: BTreeSet<Role>) -> Result<User, AccountError> {
+    pub async fn create(
+        &self,
+        email: Email,
+        password: Password,
+        name: String,
+        roles: BTreeSet<Role>,
+    ) -> Result<User, AccountError> {
         let user = User {
             id: UserId::generate(),
             email,
@@ -150,7 +182,12 @@ impl Accounts {
             password_hash: hash(password).await?,
             created_at: Utc::now(),
         };
-        ask(&self.actor, |port| AccountsMessage::Create(user, port), self.timeout).await?
+        ask(
+            &self.actor,
+            |port| AccountsMessage::Create(user, port),
+            self.timeout,
+        )
+        .await?
     }
 
     /// The user with this email and password.
@@ -162,9 +199,14 @@ impl Accounts {
             },
             Err(_) => None,
         };
-        let stored = user.as_ref().map_or_else(|| self.decoy_hash.as_str().to_owned(), |u| u.password_hash.clone());
+        let stored = user.as_ref().map_or_else(
+            || self.decoy_hash.as_str().to_owned(),
+            |u| u.password_hash.clone(),
+        );
         let matches = tokio::task::spawn_blocking(move || {
-            Argon2::default().verify_password(password.as_bytes(), stored.as_str()).is_ok()
+            Argon2::default()
+                .verify_password(password.as_bytes(), stored.as_str())
+                .is_ok()
         })
         .await
         .map_err(|e| AccountError::Hashing(e.to_string()))?;
@@ -181,7 +223,12 @@ impl Accounts {
 
     /// Replaces a user's roles.
     pub async fn set_roles(&self, id: UserId, roles: BTreeSet<Role>) -> Result<User, AccountError> {
-        ask(&self.actor, |port| AccountsMessage::SetRoles(id, roles, port), self.timeout).await?
+        ask(
+            &self.actor,
+            |port| AccountsMessage::SetRoles(id, roles, port),
+            self.timeout,
+        )
+        .await?
     }
 
     /// Creates the configured first admin if missing, or gives the account the admin role.
@@ -190,11 +237,21 @@ impl Accounts {
         match self.store.get::<UserId>(&keys::email(&email))? {
             None => {
                 let roles = [Role::Admin].into_iter().collect();
-                let user = self.create(email, Password::parse(password)?, "Administrator".into(), roles).await?;
+                let user = self
+                    .create(
+                        email,
+                        Password::parse(password)?,
+                        "Administrator".into(),
+                        roles,
+                    )
+                    .await?;
                 tracing::info!(user = %user.id, email = %user.email, "created the first admin");
             }
             Some(id) => {
-                let user: User = self.store.get(&keys::user(&id))?.ok_or(AccountError::NotFound)?;
+                let user: User = self
+                    .store
+                    .get(&keys::user(&id))?
+                    .ok_or(AccountError::NotFound)?;
                 if !user.roles.contains(&Role::Admin) {
                     let mut roles = user.roles;
                     roles.insert(Role::Admin);

@@ -86,10 +86,18 @@ impl CatalogActor {
             .store
             .get(&keys::aircraft(&draft.aircraft_id))?
             .ok_or_else(|| ValidationError::new("aircraft_id", "no such aircraft"))?;
-        for (field, code) in [("origin", &draft.origin), ("destination", &draft.destination)] {
-            let code = AirportCode::parse(code).map_err(|e| ValidationError::new(field, e.reason))?;
+        for (field, code) in [
+            ("origin", &draft.origin),
+            ("destination", &draft.destination),
+        ] {
+            let code =
+                AirportCode::parse(code).map_err(|e| ValidationError::new(field, e.reason))?;
             if !self.store.contains(&keys::airport(&code))? {
-                return Err(ValidationError::new(field, format!("no airport {code} in the catalog")).into());
+                return Err(ValidationError::new(
+                    field,
+                    format!("no airport {code} in the catalog"),
+                )
+                .into());
             }
         }
         let flight = Flight::new(FlightId::generate(), draft, aircraft.layout, Utc::now())?;
@@ -106,7 +114,9 @@ impl CatalogActor {
                 Err(e) => Err(CatalogError::Storage(e)),
                 Ok(()) => match directory.flight(&flight.id, FlightCommand::Get).await {
                     Ok(Ok(FlightReply::Summary(summary))) => Ok(summary),
-                    Ok(_) => Err(CatalogError::Activation(CallError::Unavailable("unexpected reply".into()))),
+                    Ok(_) => Err(CatalogError::Activation(CallError::Unavailable(
+                        "unexpected reply".into(),
+                    ))),
                     Err(e) => Err(CatalogError::Activation(e)),
                 },
             };
@@ -122,7 +132,13 @@ impl CatalogActor {
 fn answer<T: Send + 'static>(result: Result<(Durable, T), CatalogError>, reply: Reply<T>) {
     match result {
         Ok((durable, value)) => {
-            reply_when_durable(durable, reply, value, |e| CatalogError::Storage(e.clone()), |_| {});
+            reply_when_durable(
+                durable,
+                reply,
+                value,
+                |e| CatalogError::Storage(e.clone()),
+                |_| {},
+            );
         }
         Err(e) => {
             let _ = reply.send(Err(e));
@@ -139,14 +155,23 @@ impl Actor for CatalogActor {
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, message: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         // Storage failures are answered, not crashed on: the catalog holds no state of its own.
         match message {
-            CatalogMessage::CreateAirport(airport, reply) => answer(self.create_airport(airport), reply),
+            CatalogMessage::CreateAirport(airport, reply) => {
+                answer(self.create_airport(airport), reply)
+            }
             CatalogMessage::ListAirports(reply) => {
                 let _ = reply.send(self.list_airports());
             }
-            CatalogMessage::CreateAircraft(aircraft, reply) => answer(self.create_aircraft(aircraft), reply),
+            CatalogMessage::CreateAircraft(aircraft, reply) => {
+                answer(self.create_aircraft(aircraft), reply)
+            }
             CatalogMessage::CreateFlight(draft, reply) => match self.create_flight(draft) {
                 Ok((durable, flight)) => self.start_flight(durable, flight, reply),
                 Err(e) => {

@@ -4,7 +4,9 @@
 //! Activation goes through ractor's name registry, which admits one actor per name, so two
 //! requests racing to activate the same flight end up at the same actor (single writer).
 
-use super::flight::{FlightActor, FlightCommand, FlightError, FlightMessage, FlightReply, actor_name};
+use super::flight::{
+    FlightActor, FlightCommand, FlightError, FlightMessage, FlightReply, actor_name,
+};
 use super::supervisor::{Quarantine, SupervisorMessage};
 use super::{CallError, ask};
 use crate::domain::ids::FlightId;
@@ -55,7 +57,11 @@ impl Directory {
     /// command is delivered to its next activation. If it stops after delivery, the caller gets
     /// [`CallError::Stopped`] (the command may or may not have been applied; every flight
     /// command is idempotent per order, so the client may retry).
-    pub async fn flight(&self, id: &FlightId, cmd: FlightCommand) -> Result<Result<FlightReply, FlightError>, CallError> {
+    pub async fn flight(
+        &self,
+        id: &FlightId,
+        cmd: FlightCommand,
+    ) -> Result<Result<FlightReply, FlightError>, CallError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let Some(actor) = self.find_or_activate(id).await? else {
@@ -70,7 +76,13 @@ impl Directory {
                 return Err(CallError::Timeout);
             }
             let command = cmd.clone();
-            match actor.call(|port| FlightMessage::Command(command, port), Some(remaining)).await {
+            match actor
+                .call(
+                    |port| FlightMessage::Command(command, port),
+                    Some(remaining),
+                )
+                .await
+            {
                 Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),
                 Ok(ractor::rpc::CallResult::Timeout) => return Err(CallError::Timeout),
                 Ok(ractor::rpc::CallResult::SenderError) => return Err(CallError::Stopped),
@@ -84,34 +96,61 @@ impl Directory {
     /// Fault injection for supervision tests: makes the flight's actor panic.
     pub async fn inject_panic(&self, id: &FlightId) -> Result<(), CallError> {
         let actor = self.find_or_activate(id).await?.ok_or(CallError::Stopped)?;
-        actor.cast(FlightMessage::InjectPanic).map_err(|_| CallError::Stopped)
+        actor
+            .cast(FlightMessage::InjectPanic)
+            .map_err(|_| CallError::Stopped)
     }
 
     /// How many flight actors run on this node.
     pub async fn active_flights(&self) -> Result<usize, CallError> {
-        ask(&self.supervisor, SupervisorMessage::ActiveCount, self.timeout).await
+        ask(
+            &self.supervisor,
+            SupervisorMessage::ActiveCount,
+            self.timeout,
+        )
+        .await
     }
 
     /// The running actor, a fresh activation, or `None` when the name is briefly taken by an
     /// actor that is stopping (try again shortly).
-    async fn find_or_activate(&self, id: &FlightId) -> Result<Option<ActorRef<FlightMessage>>, CallError> {
+    async fn find_or_activate(
+        &self,
+        id: &FlightId,
+    ) -> Result<Option<ActorRef<FlightMessage>>, CallError> {
         let name = actor_name(id);
         if let Some(actor) = ActorRef::<FlightMessage>::where_is(name.clone()) {
             return Ok(Some(actor));
         }
         if self.quarantine.blocks(id) {
-            return Err(CallError::Unavailable(format!("flight {id} is restarting too often")));
+            return Err(CallError::Unavailable(format!(
+                "flight {id} is restarting too often"
+            )));
         }
-        if !self.store.contains(&keys::flight(id)).map_err(|e| CallError::Unavailable(e.to_string()))? {
+        if !self
+            .store
+            .contains(&keys::flight(id))
+            .map_err(|e| CallError::Unavailable(e.to_string()))?
+        {
             return Err(CallError::NotFound);
         }
-        match Actor::spawn_linked(Some(name.clone()), self.template.clone(), id.clone(), self.supervisor.get_cell()).await {
+        match Actor::spawn_linked(
+            Some(name.clone()),
+            self.template.clone(),
+            id.clone(),
+            self.supervisor.get_cell(),
+        )
+        .await
+        {
             Ok((actor, _)) => Ok(Some(actor)),
             // Someone else activated it first, or it is still draining: use theirs or wait.
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(ActorRef::<FlightMessage>::where_is(name)),
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
+                Ok(ActorRef::<FlightMessage>::where_is(name))
+            }
             Err(e) => {
                 tracing::error!(flight = %id, error = %e, "flight actor could not be activated");
-                Err(CallError::Unavailable(format!("flight {id} could not be loaded")))
+                Err(CallError::Unavailable(format!(
+                    "flight {id} could not be loaded"
+                )))
             }
         }
     }

@@ -97,7 +97,10 @@ pub enum FlightError {
 /// Messages a FlightActor handles.
 pub enum FlightMessage {
     /// A command with the port for its answer.
-    Command(FlightCommand, RpcReplyPort<Result<FlightReply, FlightError>>),
+    Command(
+        FlightCommand,
+        RpcReplyPort<Result<FlightReply, FlightError>>,
+    ),
     /// Periodic: sweep lapsed holds, passivate when idle.
     Tick,
     /// A write could not be made durable: memory may be ahead of disk, so crash and reload.
@@ -147,11 +150,13 @@ pub fn load(store: &Store, id: &FlightId) -> Result<(Flight, SeatMap), LoadError
         .scan::<SeatStatus>(&keys::seats_of(id))
         .map(|item| {
             let (name, status) = item?;
-            let seat = SeatName::parse(&name).map_err(|e| LoadError::Inconsistent(id.clone(), e.reason))?;
+            let seat = SeatName::parse(&name)
+                .map_err(|e| LoadError::Inconsistent(id.clone(), e.reason))?;
             Ok((seat, status))
         })
         .collect::<Result<Vec<_>, LoadError>>()?;
-    let seats = SeatMap::restore(&flight.layout, stored).map_err(|e| LoadError::Inconsistent(id.clone(), e.to_string()))?;
+    let seats = SeatMap::restore(&flight.layout, stored)
+        .map_err(|e| LoadError::Inconsistent(id.clone(), e.to_string()))?;
     Ok((flight, seats))
 }
 
@@ -176,11 +181,19 @@ impl FlightState {
     }
 
     /// Applies a command to memory; returns the reply and the seats it changed.
-    fn apply(&mut self, cmd: FlightCommand, now: DateTime<Utc>) -> Result<(FlightReply, Vec<SeatName>), FlightError> {
+    fn apply(
+        &mut self,
+        cmd: FlightCommand,
+        now: DateTime<Utc>,
+    ) -> Result<(FlightReply, Vec<SeatName>), FlightError> {
         match cmd {
             FlightCommand::Get => Ok((FlightReply::Summary(self.summary()), vec![])),
             FlightCommand::Seats => Ok((FlightReply::Seats(self.seat_views()), vec![])),
-            FlightCommand::Hold { order, request, expires_at } => {
+            FlightCommand::Hold {
+                order,
+                request,
+                expires_at,
+            } => {
                 if self.flight.status != FlightStatus::Scheduled {
                     return Err(FlightError::NotScheduled(self.flight.id.clone()));
                 }
@@ -218,7 +231,8 @@ impl FlightState {
 
 impl FlightActor {
     fn publish(&self, state: &FlightState) {
-        let event = SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
+        let event =
+            SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
         // The index is best effort: it lags or misses an event only if it is restarting.
         let _ = self.index.cast(event);
     }
@@ -247,7 +261,11 @@ impl FlightActor {
         Ok(())
     }
 
-    fn tick(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) -> Result<(), ActorProcessingErr> {
+    fn tick(
+        &self,
+        myself: &ActorRef<FlightMessage>,
+        state: &mut FlightState,
+    ) -> Result<(), ActorProcessingErr> {
         let freed = state.seats.sweep_expired(Utc::now());
         if !freed.is_empty() {
             tracing::info!(flight = %state.flight.id, seats = freed.len(), "released lapsed holds");
@@ -275,7 +293,11 @@ impl Actor for FlightActor {
     type State = FlightState;
     type Arguments = FlightId;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, id: FlightId) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        id: FlightId,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (flight, seats) = load(&self.store, &id)?;
         let state = FlightState {
             flight,
@@ -306,12 +328,16 @@ impl Actor for FlightActor {
                     Ok((value, changed)) if changed.is_empty() => {
                         let _ = reply.send(Ok(value));
                     }
-                    Ok((value, changed)) => self.persist_then_reply(&myself, state, &changed, reply, value)?,
+                    Ok((value, changed)) => {
+                        self.persist_then_reply(&myself, state, &changed, reply, value)?
+                    }
                 }
                 Ok(())
             }
             FlightMessage::Tick => self.tick(&myself, state),
-            FlightMessage::StorageFailed(e) => Err(format!("a write was not made durable: {e}").into()),
+            FlightMessage::StorageFailed(e) => {
+                Err(format!("a write was not made durable: {e}").into())
+            }
             FlightMessage::InjectPanic => panic!("injected fault in flight {}", state.flight.id),
         }
     }

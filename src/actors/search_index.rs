@@ -19,11 +19,16 @@ impl SharedIndex {
     /// A read view; a panic while writing cannot leave the index half-updated (every update is
     /// a single map operation), so a poisoned lock is still safe to read.
     pub fn read(&self) -> RwLockReadGuard<'_, FlightIndex> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn update(&self, f: impl FnOnce(&mut FlightIndex)) {
-        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard);
     }
 
@@ -49,7 +54,11 @@ impl Actor for SearchIndexActor {
     type State = SharedIndex;
     type Arguments = SharedIndex;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, index: SharedIndex) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        index: SharedIndex,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(index)
     }
 

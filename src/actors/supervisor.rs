@@ -31,7 +31,10 @@ impl Quarantine {
     }
 
     fn insert(&self, id: FlightId, until: Instant) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, until);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, until);
     }
 }
 
@@ -78,7 +81,12 @@ impl FlightSupervisor {
         metrics::gauge!("contrail_flight_actors_active").set(active as f64);
     }
 
-    async fn on_failure(&self, myself: &ActorRef<SupervisorMessage>, state: &mut SupervisorState, id: FlightId) {
+    async fn on_failure(
+        &self,
+        myself: &ActorRef<SupervisorMessage>,
+        state: &mut SupervisorState,
+        id: FlightId,
+    ) {
         metrics::counter!("contrail_actor_restarts_total", "kind" => "flight").increment(1);
         let now = Instant::now();
         let recent = state.failures.entry(id.clone()).or_default();
@@ -89,13 +97,20 @@ impl FlightSupervisor {
             self.quarantine.insert(id, now + self.policy.window);
             return;
         }
-        let spawned =
-            Actor::spawn_linked(Some(actor_name(&id)), self.template.clone(), id.clone(), myself.get_cell()).await;
+        let spawned = Actor::spawn_linked(
+            Some(actor_name(&id)),
+            self.template.clone(),
+            id.clone(),
+            myself.get_cell(),
+        )
+        .await;
         match spawned {
             Ok(_) => tracing::info!(flight = %id, "flight actor restarted from disk"),
             // Already re-activated by a request in the meantime: nothing to do.
             Err(ractor::SpawnErr::ActorAlreadyRegistered(_)) => {}
-            Err(e) => tracing::error!(flight = %id, error = %e, "flight actor could not be restarted"),
+            Err(e) => {
+                tracing::error!(flight = %id, error = %e, "flight actor could not be restarted")
+            }
         }
     }
 }
@@ -105,7 +120,11 @@ impl Actor for FlightSupervisor {
     type State = SupervisorState;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState::default())
     }
 
@@ -131,7 +150,9 @@ impl Actor for FlightSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorStarted(_) => Self::set_active(state, state.active + 1),
-            SupervisionEvent::ActorTerminated(..) => Self::set_active(state, state.active.saturating_sub(1)),
+            SupervisionEvent::ActorTerminated(..) => {
+                Self::set_active(state, state.active.saturating_sub(1))
+            }
             SupervisionEvent::ActorFailed(cell, error) => {
                 Self::set_active(state, state.active.saturating_sub(1));
                 tracing::error!(actor = ?cell.get_name(), error = %error, "flight actor failed");

@@ -14,7 +14,17 @@ pub const MAX_CAPACITY: usize = 1_000;
 
 /// A travel class. Ordered from the front of the aircraft.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Cabin {
@@ -71,8 +81,15 @@ impl SeatName {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let bad = || ValidationError::new("seats", format!("'{raw}' is not a seat name like 12A"));
         let (digits, letter) = raw.split_at(raw.len().saturating_sub(1));
-        let letter = letter.chars().next().filter(char::is_ascii_uppercase).ok_or_else(bad)?;
-        if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let letter = letter
+            .chars()
+            .next()
+            .filter(char::is_ascii_uppercase)
+            .ok_or_else(bad)?;
+        if digits.is_empty()
+            || digits.starts_with('0')
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         let row: u16 = digits.parse().map_err(|_| bad())?;
@@ -123,8 +140,11 @@ impl CabinLayout {
 
     /// Every seat of the cabin, row by row.
     pub fn seats(&self) -> impl Iterator<Item = SeatName> + '_ {
-        (self.first_row..=self.last_row)
-            .flat_map(move |row| self.letters.iter().map(move |&letter| SeatName { row, letter }))
+        (self.first_row..=self.last_row).flat_map(move |row| {
+            self.letters
+                .iter()
+                .map(move |&letter| SeatName { row, letter })
+        })
     }
 }
 
@@ -138,14 +158,20 @@ impl Layout {
     /// Validates cabins given as (cabin, [first_row, last_row], letters).
     pub fn new(cabins: Vec<(Cabin, [u16; 2], String)>) -> Result<Self, ValidationError> {
         if cabins.is_empty() {
-            return Err(ValidationError::new("cabins", "at least one cabin is required"));
+            return Err(ValidationError::new(
+                "cabins",
+                "at least one cabin is required",
+            ));
         }
         let mut seen = BTreeSet::new();
         let mut parsed: Vec<CabinLayout> = Vec::with_capacity(cabins.len());
         for (i, (cabin, [first_row, last_row], letters)) in cabins.into_iter().enumerate() {
             let field = |f: &str| format!("cabins[{i}].{f}");
             if !seen.insert(cabin) {
-                return Err(ValidationError::new(field("cabin"), "each cabin may appear once"));
+                return Err(ValidationError::new(
+                    field("cabin"),
+                    "each cabin may appear once",
+                ));
             }
             if first_row == 0 || first_row > last_row || last_row > MAX_ROW {
                 return Err(ValidationError::new(
@@ -174,7 +200,12 @@ impl Layout {
                     format!("overlap the rows of the {} cabin", other.cabin.as_str()),
                 ));
             }
-            parsed.push(CabinLayout { cabin, first_row, last_row, letters });
+            parsed.push(CabinLayout {
+                cabin,
+                first_row,
+                last_row,
+                letters,
+            });
         }
         parsed.sort_by_key(|c| c.first_row);
         let layout = Self { cabins: parsed };
@@ -201,7 +232,9 @@ impl Layout {
     pub fn cabin_of(&self, seat: SeatName) -> Option<Cabin> {
         self.cabins
             .iter()
-            .find(|c| (c.first_row..=c.last_row).contains(&seat.row) && c.letters.contains(&seat.letter))
+            .find(|c| {
+                (c.first_row..=c.last_row).contains(&seat.row) && c.letters.contains(&seat.letter)
+            })
             .map(|c| c.cabin)
     }
 }
@@ -219,7 +252,10 @@ pub struct Aircraft {
 
 impl Aircraft {
     /// Validates a new aircraft type.
-    pub fn new(model: &str, cabins: Vec<(Cabin, [u16; 2], String)>) -> Result<Self, ValidationError> {
+    pub fn new(
+        model: &str,
+        cabins: Vec<(Cabin, [u16; 2], String)>,
+    ) -> Result<Self, ValidationError> {
         Ok(Self {
             id: AircraftId::generate(),
             model: super::airport::text("model", model, 50)?,
@@ -258,9 +294,15 @@ mod tests {
     #[test]
     fn cabin_of_finds_the_right_cabin() {
         let l = a320();
-        assert_eq!(l.cabin_of(SeatName::parse("2C").expect("seat")), Some(Cabin::Business));
+        assert_eq!(
+            l.cabin_of(SeatName::parse("2C").expect("seat")),
+            Some(Cabin::Business)
+        );
         assert_eq!(l.cabin_of(SeatName::parse("2B").expect("seat")), None);
-        assert_eq!(l.cabin_of(SeatName::parse("30F").expect("seat")), Some(Cabin::Economy));
+        assert_eq!(
+            l.cabin_of(SeatName::parse("30F").expect("seat")),
+            Some(Cabin::Economy)
+        );
         assert_eq!(l.cabin_of(SeatName::parse("31A").expect("seat")), None);
     }
 
@@ -273,8 +315,14 @@ mod tests {
             vec![(Cabin::Economy, [1, 3], "AA".to_string())],
             vec![(Cabin::Economy, [1, 3], "ab".to_string())],
             vec![(Cabin::Economy, [1, 3], String::new())],
-            vec![(Cabin::Economy, [1, 3], "A".into()), (Cabin::Business, [3, 4], "A".into())],
-            vec![(Cabin::Economy, [1, 3], "A".into()), (Cabin::Economy, [4, 5], "A".into())],
+            vec![
+                (Cabin::Economy, [1, 3], "A".into()),
+                (Cabin::Business, [3, 4], "A".into()),
+            ],
+            vec![
+                (Cabin::Economy, [1, 3], "A".into()),
+                (Cabin::Economy, [4, 5], "A".into()),
+            ],
             vec![(Cabin::Economy, [1, 999], "ABCDEFGHJK".into())],
         ];
         for cabins in cases {

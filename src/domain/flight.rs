@@ -23,10 +23,13 @@ impl FlightNumber {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let b = raw.as_bytes();
         let designator_ok = b.len() >= 3
-            && b[..2].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && b[..2]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
             && b[..2].iter().any(u8::is_ascii_uppercase);
         let digits = b.get(2..).unwrap_or_default();
-        if designator_ok && (1..=4).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        if designator_ok && (1..=4).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        {
             Ok(Self(raw.to_owned()))
         } else {
             Err(ValidationError::new(
@@ -52,7 +55,10 @@ impl Currency {
         if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ValidationError::new("currency", "must be a 3-letter ISO 4217 code, e.g. USD"))
+            Err(ValidationError::new(
+                "currency",
+                "must be a 3-letter ISO 4217 code, e.g. USD",
+            ))
         }
     }
 
@@ -135,17 +141,24 @@ impl Flight {
         now: DateTime<Utc>,
     ) -> Result<Self, ValidationError> {
         let flight_number = FlightNumber::parse(&draft.flight_number)?;
-        let origin = AirportCode::parse(&draft.origin).map_err(|e| ValidationError::new("origin", e.reason))?;
-        let destination =
-            AirportCode::parse(&draft.destination).map_err(|e| ValidationError::new("destination", e.reason))?;
+        let origin = AirportCode::parse(&draft.origin)
+            .map_err(|e| ValidationError::new("origin", e.reason))?;
+        let destination = AirportCode::parse(&draft.destination)
+            .map_err(|e| ValidationError::new("destination", e.reason))?;
         if origin == destination {
-            return Err(ValidationError::new("destination", "must differ from origin"));
+            return Err(ValidationError::new(
+                "destination",
+                "must differ from origin",
+            ));
         }
         if draft.departs_at <= now {
             return Err(ValidationError::new("departs_at", "must be in the future"));
         }
         if draft.arrives_at <= draft.departs_at {
-            return Err(ValidationError::new("arrives_at", "must be after departs_at"));
+            return Err(ValidationError::new(
+                "arrives_at",
+                "must be after departs_at",
+            ));
         }
         if draft.arrives_at - draft.departs_at > Duration::hours(MAX_FLIGHT_HOURS) {
             return Err(ValidationError::new(
@@ -164,10 +177,16 @@ impl Flight {
         for (cabin, &fare) in &draft.fares {
             let field = format!("fares.{}", cabin.as_str());
             if !layout.cabins().iter().any(|c| c.cabin == *cabin) {
-                return Err(ValidationError::new(field, "the aircraft has no such cabin"));
+                return Err(ValidationError::new(
+                    field,
+                    "the aircraft has no such cabin",
+                ));
             }
             if fare == 0 || fare > MAX_FARE_CENTS {
-                return Err(ValidationError::new(field, format!("must be 1 to {MAX_FARE_CENTS}")));
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be 1 to {MAX_FARE_CENTS}"),
+                ));
             }
         }
         Ok(Self {

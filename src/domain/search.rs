@@ -44,7 +44,10 @@ impl SortKey {
             "price" => Ok(Self::Price),
             "departure" => Ok(Self::Departure),
             "duration" => Ok(Self::Duration),
-            _ => Err(ValidationError::new("sort", "must be price, departure or duration")),
+            _ => Err(ValidationError::new(
+                "sort",
+                "must be price, departure or duration",
+            )),
         }
     }
 
@@ -73,7 +76,12 @@ impl Cursor {
 
     /// Parses a cursor made by [`Cursor::encode`] for the same sort order.
     pub fn decode(raw: &str, sort: SortKey) -> Result<Self, ValidationError> {
-        let bad = || ValidationError::new("cursor", "is not a cursor from a previous page of this search");
+        let bad = || {
+            ValidationError::new(
+                "cursor",
+                "is not a cursor from a previous page of this search",
+            )
+        };
         let mut parts = raw.splitn(4, '.');
         let tag = parts.next().ok_or_else(bad)?;
         if tag.len() != 1 || !tag.starts_with(sort.tag()) {
@@ -82,7 +90,10 @@ impl Cursor {
         let v = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let d = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let id = parts.next().and_then(FlightId::parse).ok_or_else(bad)?;
-        Ok(Self { sort, position: (v, d, id) })
+        Ok(Self {
+            sort,
+            position: (v, d, id),
+        })
     }
 }
 
@@ -140,7 +151,11 @@ impl FlightIndex {
     }
 
     /// Records new seat counts for a known flight; unknown flights are ignored.
-    pub fn set_availability(&mut self, id: &FlightId, availability: BTreeMap<Cabin, CabinAvailability>) {
+    pub fn set_availability(
+        &mut self,
+        id: &FlightId,
+        availability: BTreeMap<Cabin, CabinAvailability>,
+    ) {
         if let Some(s) = self.by_id.get_mut(id) {
             s.availability = availability;
         }
@@ -178,7 +193,10 @@ impl FlightIndex {
         let more = hits.len() > q.limit;
         hits.truncate(q.limit);
         let next = match (more, hits.last()) {
-            (true, Some((pos, _, _))) => Some(Cursor { sort: q.sort, position: pos.clone() }),
+            (true, Some((pos, _, _))) => Some(Cursor {
+                sort: q.sort,
+                position: pos.clone(),
+            }),
             _ => None,
         };
         Page {
@@ -187,8 +205,12 @@ impl FlightIndex {
         }
     }
 
-    fn candidates<'a>(&'a self, q: &SearchQuery) -> Box<dyn Iterator<Item = &'a FlightSummary> + 'a> {
-        let lookup = move |k: &(AirportCode, AirportCode, DateTime<Utc>, FlightId)| self.by_id.get(&k.3);
+    fn candidates<'a>(
+        &'a self,
+        q: &SearchQuery,
+    ) -> Box<dyn Iterator<Item = &'a FlightSummary> + 'a> {
+        let lookup =
+            move |k: &(AirportCode, AirportCode, DateTime<Utc>, FlightId)| self.by_id.get(&k.3);
         match (q.origin, q.destination) {
             (Some(o), Some(d)) => {
                 let (from, to) = match q.date {
@@ -205,7 +227,14 @@ impl FlightIndex {
             }
             (Some(o), None) => Box::new(
                 self.by_route
-                    .range((o, AirportCode::MIN, DateTime::<Utc>::MIN_UTC, FlightId::min())..)
+                    .range(
+                        (
+                            o,
+                            AirportCode::MIN,
+                            DateTime::<Utc>::MIN_UTC,
+                            FlightId::min(),
+                        )..,
+                    )
                     .take_while(move |k| k.0 == o)
                     .filter_map(lookup),
             ),
@@ -225,7 +254,11 @@ fn matching_fare(s: &FlightSummary, q: &SearchQuery) -> Option<u64> {
         .fares
         .iter()
         .filter(|(cabin, _)| q.cabin.is_none_or(|c| c == **cabin))
-        .filter(|(cabin, _)| s.availability.get(*cabin).is_some_and(|a| a.available >= needed))
+        .filter(|(cabin, _)| {
+            s.availability
+                .get(*cabin)
+                .is_some_and(|a| a.available >= needed)
+        })
         .map(|(_, fare)| *fare)
         .filter(|fare| q.max_price_cents.is_none_or(|max| *fare <= max))
         .min()

@@ -5,10 +5,19 @@ use crate::domain::ids::AircraftId;
 use chrono::Duration;
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 1, 10, 0, 0, 0).single().expect("time")
+    Utc.with_ymd_and_hms(2030, 1, 10, 0, 0, 0)
+        .single()
+        .expect("time")
 }
 
-fn summary(origin: &str, dest: &str, hour: i64, minutes: i64, fare: u64, available: u32) -> FlightSummary {
+fn summary(
+    origin: &str,
+    dest: &str,
+    hour: i64,
+    minutes: i64,
+    fare: u64,
+    available: u32,
+) -> FlightSummary {
     let layout = Layout::new(vec![(Cabin::Economy, [1, 10], "AB".into())]).expect("layout");
     let departs = base() + Duration::hours(hour);
     let draft = FlightDraft {
@@ -21,13 +30,34 @@ fn summary(origin: &str, dest: &str, hour: i64, minutes: i64, fare: u64, availab
         fares: [(Cabin::Economy, fare)].into_iter().collect(),
         currency: "USD".into(),
     };
-    let flight = Flight::new(FlightId::generate(), draft, layout, base() - Duration::days(1)).expect("flight");
-    let availability = [(Cabin::Economy, CabinAvailability { total: 20, available })].into_iter().collect();
-    FlightSummary { flight, availability }
+    let flight = Flight::new(
+        FlightId::generate(),
+        draft,
+        layout,
+        base() - Duration::days(1),
+    )
+    .expect("flight");
+    let availability = [(
+        Cabin::Economy,
+        CabinAvailability {
+            total: 20,
+            available,
+        },
+    )]
+    .into_iter()
+    .collect();
+    FlightSummary {
+        flight,
+        availability,
+    }
 }
 
 fn query() -> SearchQuery {
-    SearchQuery { passengers: 1, limit: DEFAULT_LIMIT, ..SearchQuery::default() }
+    SearchQuery {
+        passengers: 1,
+        limit: DEFAULT_LIMIT,
+        ..SearchQuery::default()
+    }
 }
 
 fn code(s: &str) -> Option<AirportCode> {
@@ -62,14 +92,27 @@ fn filters_route_date_seats_and_price() {
     by_dest.destination = code("BLR");
     assert_eq!(index.search(&by_dest, now).flights.len(), 1);
     // Departed flights are not offered.
-    assert_eq!(index.search(&by_origin, base() + Duration::hours(5)).flights.len(), 1);
+    assert_eq!(
+        index
+            .search(&by_origin, base() + Duration::hours(5))
+            .flights
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn sorts_and_pages_without_gaps_or_repeats() {
     let mut index = FlightIndex::default();
     for i in 0..25i64 {
-        index.upsert(summary("DEL", "BOM", i, 60 + (i * 7) % 50, 1000 + ((i * 13) % 7) as u64 * 100, 5));
+        index.upsert(summary(
+            "DEL",
+            "BOM",
+            i,
+            60 + (i * 7) % 50,
+            1000 + ((i * 13) % 7) as u64 * 100,
+            5,
+        ));
     }
     let now = base() - Duration::hours(1);
     for sort in [SortKey::Price, SortKey::Departure, SortKey::Duration] {
@@ -79,7 +122,11 @@ fn sorts_and_pages_without_gaps_or_repeats() {
         let mut seen = Vec::new();
         loop {
             let page = index.search(&q, now);
-            seen.extend(page.flights.iter().map(|(s, fare)| (s.flight.clone(), *fare)));
+            seen.extend(
+                page.flights
+                    .iter()
+                    .map(|(s, fare)| (s.flight.clone(), *fare)),
+            );
             match page.next {
                 Some(c) => q.after = Some(Cursor::decode(&c.encode(), sort).expect("own cursor")),
                 None => break,
@@ -103,7 +150,10 @@ fn sorts_and_pages_without_gaps_or_repeats() {
 #[test]
 fn cursors_are_checked() {
     assert!(Cursor::decode("garbage", SortKey::Price).is_err());
-    let c = Cursor { sort: SortKey::Price, position: (1, 2, FlightId::generate()) };
+    let c = Cursor {
+        sort: SortKey::Price,
+        position: (1, 2, FlightId::generate()),
+    };
     assert!(Cursor::decode(&c.encode(), SortKey::Departure).is_err());
     assert_eq!(Cursor::decode(&c.encode(), SortKey::Price), Ok(c));
 }
@@ -118,6 +168,16 @@ fn availability_updates_change_results() {
     q.passengers = 3;
     let now = base() - Duration::hours(1);
     assert_eq!(index.search(&q, now).flights.len(), 1);
-    index.set_availability(&id, [(Cabin::Economy, CabinAvailability { total: 20, available: 2 })].into());
+    index.set_availability(
+        &id,
+        [(
+            Cabin::Economy,
+            CabinAvailability {
+                total: 20,
+                available: 2,
+            },
+        )]
+        .into(),
+    );
     assert_eq!(index.search(&q, now).flights.len(), 0);
 }

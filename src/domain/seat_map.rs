@@ -50,7 +50,10 @@ impl SeatStatus {
     fn can_hold(&self, order: &OrderId, now: DateTime<Utc>) -> bool {
         match self {
             SeatStatus::Available => true,
-            SeatStatus::Held { order: o, expires_at } => o == order || *expires_at <= now,
+            SeatStatus::Held {
+                order: o,
+                expires_at,
+            } => o == order || *expires_at <= now,
             SeatStatus::Sold { .. } => false,
         }
     }
@@ -210,7 +213,9 @@ impl SeatMap {
     ) -> Result<Vec<SeatName>, HoldError> {
         let picked = match request {
             SeatRequest::Seats(names) => self.pick_named(names, order, now)?,
-            SeatRequest::Cabin { cabin, count } => self.pick_in_cabin(*cabin, *count, order, now)?,
+            SeatRequest::Cabin { cabin, count } => {
+                self.pick_in_cabin(*cabin, *count, order, now)?
+            }
         };
         let held = SeatStatus::Held {
             order: order.clone(),
@@ -291,7 +296,10 @@ impl SeatMap {
         for &name in names {
             let i = *self.index.get(&name).ok_or(ConfirmError::NotHeld(name))?;
             match &self.seats[i].status {
-                SeatStatus::Held { order: o, expires_at } if o == order => {
+                SeatStatus::Held {
+                    order: o,
+                    expires_at,
+                } if o == order => {
                     if *expires_at <= now {
                         return Err(ConfirmError::Expired(name));
                     }
@@ -302,7 +310,9 @@ impl SeatMap {
             }
         }
         for &i in &picked {
-            self.seats[i].status = SeatStatus::Sold { order: order.clone() };
+            self.seats[i].status = SeatStatus::Sold {
+                order: order.clone(),
+            };
         }
         Ok(picked.into_iter().map(|i| self.seats[i].name).collect())
     }

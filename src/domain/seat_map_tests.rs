@@ -11,7 +11,9 @@ fn layout() -> Layout {
 }
 
 fn t(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("valid time")
+    Utc.timestamp_opt(1_800_000_000 + secs, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn seat(s: &str) -> SeatName {
@@ -29,7 +31,10 @@ fn a_taken_seat_cannot_be_held_and_nothing_partial_is_left() {
     let req = SeatRequest::Seats(vec![seat("3A"), seat("3B")]);
     assert_eq!(map.hold(&req, &o[0], t(60), t(0)).map(|v| v.len()), Ok(2));
     let clash = SeatRequest::Seats(vec![seat("4A"), seat("3B")]);
-    assert_eq!(map.hold(&clash, &o[1], t(60), t(0)), Err(HoldError::Unavailable(seat("3B"))));
+    assert_eq!(
+        map.hold(&clash, &o[1], t(60), t(0)),
+        Err(HoldError::Unavailable(seat("3B")))
+    );
     assert_eq!(map.status(seat("4A")), Some(&SeatStatus::Available));
 }
 
@@ -39,10 +44,20 @@ fn a_lapsed_hold_can_be_taken_and_not_confirmed() {
     let mut map = SeatMap::new(&layout());
     let req = SeatRequest::Seats(vec![seat("1A")]);
     map.hold(&req, &o[0], t(10), t(0)).expect("first hold");
-    assert_eq!(map.confirm(&o[0], &[seat("1A")], t(10)), Err(ConfirmError::Expired(seat("1A"))));
-    map.hold(&req, &o[1], t(100), t(11)).expect("lapsed hold is free");
-    assert_eq!(map.confirm(&o[0], &[seat("1A")], t(12)), Err(ConfirmError::NotHeld(seat("1A"))));
-    assert_eq!(map.confirm(&o[1], &[seat("1A")], t(12)).map(|v| v.len()), Ok(1));
+    assert_eq!(
+        map.confirm(&o[0], &[seat("1A")], t(10)),
+        Err(ConfirmError::Expired(seat("1A")))
+    );
+    map.hold(&req, &o[1], t(100), t(11))
+        .expect("lapsed hold is free");
+    assert_eq!(
+        map.confirm(&o[0], &[seat("1A")], t(12)),
+        Err(ConfirmError::NotHeld(seat("1A")))
+    );
+    assert_eq!(
+        map.confirm(&o[1], &[seat("1A")], t(12)).map(|v| v.len()),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -50,12 +65,39 @@ fn cabin_requests_pick_only_that_cabin() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
     let got = map
-        .hold(&SeatRequest::Cabin { cabin: Cabin::Business, count: 4 }, &o[0], t(60), t(0))
+        .hold(
+            &SeatRequest::Cabin {
+                cabin: Cabin::Business,
+                count: 4,
+            },
+            &o[0],
+            t(60),
+            t(0),
+        )
         .expect("four business seats");
     assert!(got.iter().all(|s| s.row <= 2));
-    let more = map.hold(&SeatRequest::Cabin { cabin: Cabin::Business, count: 1 }, &o[1], t(60), t(0));
-    assert!(matches!(more, Err(HoldError::NotEnoughSeats { available: 0, .. })));
-    let none = map.hold(&SeatRequest::Cabin { cabin: Cabin::First, count: 1 }, &o[1], t(60), t(0));
+    let more = map.hold(
+        &SeatRequest::Cabin {
+            cabin: Cabin::Business,
+            count: 1,
+        },
+        &o[1],
+        t(60),
+        t(0),
+    );
+    assert!(matches!(
+        more,
+        Err(HoldError::NotEnoughSeats { available: 0, .. })
+    ));
+    let none = map.hold(
+        &SeatRequest::Cabin {
+            cabin: Cabin::First,
+            count: 1,
+        },
+        &o[1],
+        t(60),
+        t(0),
+    );
     assert_eq!(none, Err(HoldError::NoSuchCabin(Cabin::First)));
 }
 
@@ -64,10 +106,19 @@ fn unknown_and_duplicate_seats_are_refused() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
     let unknown = SeatRequest::Seats(vec![seat("1B")]);
-    assert_eq!(map.hold(&unknown, &o[0], t(1), t(0)), Err(HoldError::UnknownSeat(seat("1B"))));
+    assert_eq!(
+        map.hold(&unknown, &o[0], t(1), t(0)),
+        Err(HoldError::UnknownSeat(seat("1B")))
+    );
     let dup = SeatRequest::Seats(vec![seat("1A"), seat("1A")]);
-    assert_eq!(map.hold(&dup, &o[0], t(1), t(0)), Err(HoldError::DuplicateSeat(seat("1A"))));
-    assert_eq!(map.hold(&SeatRequest::Seats(vec![]), &o[0], t(1), t(0)), Err(HoldError::Empty));
+    assert_eq!(
+        map.hold(&dup, &o[0], t(1), t(0)),
+        Err(HoldError::DuplicateSeat(seat("1A")))
+    );
+    assert_eq!(
+        map.hold(&SeatRequest::Seats(vec![]), &o[0], t(1), t(0)),
+        Err(HoldError::Empty)
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +135,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..4usize, prop::collection::vec(0..13usize, 0..4), 1..50i64)
             .prop_map(|(o, s, ttl)| Op::HoldSeats(o, s, ttl)),
-        (0..4usize, any::<bool>(), 0..6u16, 1..50i64).prop_map(|(o, b, n, ttl)| Op::HoldCabin(o, b, n, ttl)),
+        (0..4usize, any::<bool>(), 0..6u16, 1..50i64)
+            .prop_map(|(o, b, n, ttl)| Op::HoldCabin(o, b, n, ttl)),
         (0..4usize, prop::collection::vec(0..13usize, 0..4)).prop_map(|(o, s)| Op::Confirm(o, s)),
         (0..4usize).prop_map(Op::Release),
         Just(Op::Sweep),

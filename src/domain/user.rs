@@ -15,7 +15,17 @@ pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// What a user may do.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -108,7 +118,10 @@ pub fn parse_name(raw: &str) -> Result<String, ValidationError> {
 pub fn parse_roles(roles: Vec<Role>) -> Result<BTreeSet<Role>, ValidationError> {
     let set: BTreeSet<Role> = roles.into_iter().collect();
     if set.is_empty() {
-        return Err(ValidationError::new("roles", "at least one role is required"));
+        return Err(ValidationError::new(
+            "roles",
+            "at least one role is required",
+        ));
     }
     Ok(set)
 }
@@ -143,8 +156,13 @@ mod tests {
 
     #[test]
     fn emails_are_normalized_and_checked() {
-        assert_eq!(Email::parse(" Ada@Example.COM ").map(|e| e.0), Ok("ada@example.com".into()));
-        for bad in ["", "ada", "@x.io", "ada@", "ada@io", "ada@.io", "a b@x.io", "a@x..io", "a@b@x.io"] {
+        assert_eq!(
+            Email::parse(" Ada@Example.COM ").map(|e| e.0),
+            Ok("ada@example.com".into())
+        );
+        for bad in [
+            "", "ada", "@x.io", "ada@", "ada@io", "ada@.io", "a b@x.io", "a@x..io", "a@b@x.io",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -160,6 +178,9 @@ mod tests {
     #[test]
     fn roles_must_not_be_empty() {
         assert!(parse_roles(vec![]).is_err());
-        assert_eq!(parse_roles(vec![Role::Airline, Role::Airline]).map(|r| r.len()), Ok(1));
+        assert_eq!(
+            parse_roles(vec![Role::Airline, Role::Airline]).map(|r| r.len()),
+            Ok(1)
+        );
     }
 }

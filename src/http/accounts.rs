@@ -95,7 +95,11 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
     let password = Password::parse(req.password).map_err(ApiError::from)?;
     let name = parse_name(&req.name).map_err(ApiError::from)?;
     let roles = [Role::Customer].into_iter().collect();
-    let user = ctx.accounts.create(email, password, name, roles).await.map_err(ApiError::from)?;
+    let user = ctx
+        .accounts
+        .create(email, password, name, roles)
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(user = %user.id, "signed up");
     Ok(json(StatusCode::CREATED, &UserView::from(&user)))
 }
@@ -133,7 +137,11 @@ fn me() {}
 async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Handled {
     let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
     let roles = parse_roles(req.roles).map_err(ApiError::from)?;
-    let user = ctx.accounts.set_roles(id, roles).await.map_err(ApiError::from)?;
+    let user = ctx
+        .accounts
+        .set_roles(id, roles)
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(user = %user.id, roles = ?user.roles, "roles changed");
     Ok(json(StatusCode::OK, &UserView::from(&user)))
 }

@@ -53,13 +53,21 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 #[utoipa::path(post, path = "/api/v1/aircraft", operation_id = "create_aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
     responses((status = 201, body = AircraftView), (status = 400), (status = 403)))]
 async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
-    let cabins = req.cabins.into_iter().map(|c| (c.cabin, c.rows, c.seats)).collect();
+    let cabins = req
+        .cabins
+        .into_iter()
+        .map(|c| (c.cabin, c.rows, c.seats))
+        .collect();
     let aircraft = Aircraft::new(&req.model, cabins).map_err(ApiError::from)?;
     let timeout = ctx.directory.timeout();
-    let aircraft = ask(&ctx.catalog, |p| CatalogMessage::CreateAircraft(aircraft, p), timeout)
-        .await
-        .map_err(ApiError::from)?
-        .map_err(ApiError::from)?;
+    let aircraft = ask(
+        &ctx.catalog,
+        |p| CatalogMessage::CreateAircraft(aircraft, p),
+        timeout,
+    )
+    .await
+    .map_err(ApiError::from)?
+    .map_err(ApiError::from)?;
     let view = AircraftView {
         id: aircraft.id.to_string(),
         model: aircraft.model.clone(),

@@ -56,7 +56,10 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(with(ctx.clone()))
         .and(body::json())
         .and_then(create);
-    let list = warp::path!("api" / "v1" / "airports").and(warp::get()).and(with(ctx)).and_then(list);
+    let list = warp::path!("api" / "v1" / "airports")
+        .and(warp::get())
+        .and(with(ctx))
+        .and_then(list);
     create.or(list).unify()
 }
 
@@ -64,12 +67,17 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 #[utoipa::path(post, path = "/api/v1/airports", operation_id = "create_airport", tag = "catalog", security(("bearer" = [])), request_body = AirportRequest,
     responses((status = 201, body = AirportView), (status = 400), (status = 403), (status = 409, description = "airport_exists")))]
 async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
-    let airport = Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
+    let airport =
+        Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
     let timeout = ctx.directory.timeout();
-    let airport = ask(&ctx.catalog, |p| CatalogMessage::CreateAirport(airport, p), timeout)
-        .await
-        .map_err(ApiError::from)?
-        .map_err(ApiError::from)?;
+    let airport = ask(
+        &ctx.catalog,
+        |p| CatalogMessage::CreateAirport(airport, p),
+        timeout,
+    )
+    .await
+    .map_err(ApiError::from)?
+    .map_err(ApiError::from)?;
     Ok(json(StatusCode::CREATED, &AirportView::from(&airport)))
 }
 

@@ -68,7 +68,8 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
-        UserId::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))
+        UserId::parse(&data.claims.sub)
+            .ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))
     }
 }
 
@@ -91,14 +92,19 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
                 .accounts
                 .get(&id)
                 .map_err(ApiError::from)?
-                .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the token's account no longer exists".into())
+                })?;
             Ok::<User, Rejection>(user)
         }
     })
 }
 
 /// The caller, if they have `role` (admins have every role); 401 or 403 otherwise.
-pub fn with_role(ctx: Ctx, role: Role) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+pub fn with_role(
+    ctx: Ctx,
+    role: Role,
+) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
     caller(ctx).and_then(move |user: User| async move {
         if user.may(role) {
             Ok(user)

@@ -21,7 +21,11 @@ where
         .and_then(parse::<T, _, _>)
 }
 
-async fn parse<T, S, B>(content_type: Option<String>, length: Option<u64>, body: S) -> Result<T, Rejection>
+async fn parse<T, S, B>(
+    content_type: Option<String>,
+    length: Option<u64>,
+    body: S,
+) -> Result<T, Rejection>
 where
     T: DeserializeOwned,
     S: Stream<Item = Result<B, warp::Error>>,
@@ -40,7 +44,8 @@ where
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;
+        let mut chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;
         if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
             return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES).into());
         }

@@ -75,8 +75,12 @@ impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         match e {
             CallError::NotFound => ApiError::NotFound,
-            CallError::Timeout => ApiError::Unavailable("the service did not answer in time; retry".into()),
-            CallError::Stopped => ApiError::Unavailable("the request was interrupted by a restart; retry".into()),
+            CallError::Timeout => {
+                ApiError::Unavailable("the service did not answer in time; retry".into())
+            }
+            CallError::Stopped => {
+                ApiError::Unavailable("the request was interrupted by a restart; retry".into())
+            }
             CallError::Unavailable(why) => ApiError::Unavailable(why),
         }
     }
@@ -93,7 +97,9 @@ impl From<AccountError> for ApiError {
             AccountError::BadCredentials => ApiError::Unauthorized(e.to_string()),
             AccountError::Invalid(v) => v.into(),
             AccountError::Unavailable(c) => c.into(),
-            AccountError::Storage(_) | AccountError::Hashing(_) => ApiError::Internal(e.to_string()),
+            AccountError::Storage(_) | AccountError::Hashing(_) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -170,14 +176,17 @@ impl ApiError {
                 message,
             },
         };
-        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }
@@ -199,7 +208,10 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         ApiError::InvalidRequest(format!("header {} is required", h.name()))
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge(super::body::MAX_BODY_BYTES)
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
         ApiError::UnsupportedMediaType
     } else {
         ApiError::Internal(format!("unhandled rejection: {rejection:?}"))

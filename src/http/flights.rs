@@ -12,7 +12,9 @@ use crate::domain::aircraft::Cabin;
 use crate::domain::airport::AirportCode;
 use crate::domain::flight::{FlightDraft, FlightStatus};
 use crate::domain::ids::{AircraftId, FlightId};
-use crate::domain::search::{Cursor, DEFAULT_LIMIT, FlightSummary, MAX_LIMIT, SearchQuery, SortKey};
+use crate::domain::search::{
+    Cursor, DEFAULT_LIMIT, FlightSummary, MAX_LIMIT, SearchQuery, SortKey,
+};
 use crate::domain::user::{Role, User};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -88,7 +90,15 @@ impl FlightView {
             availability: s
                 .availability
                 .iter()
-                .map(|(c, a)| (*c, AvailabilityView { total: a.total, available: a.available }))
+                .map(|(c, a)| {
+                    (
+                        *c,
+                        AvailabilityView {
+                            total: a.total,
+                            available: a.available,
+                        },
+                    )
+                })
                 .collect(),
             price_cents,
         }
@@ -158,20 +168,35 @@ async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
         currency: req.currency,
     };
     let timeout = ctx.directory.timeout();
-    let summary = ask(&ctx.catalog, |p| CatalogMessage::CreateFlight(draft, p), timeout)
-        .await
-        .map_err(ApiError::from)?
-        .map_err(ApiError::from)?;
+    let summary = ask(
+        &ctx.catalog,
+        |p| CatalogMessage::CreateFlight(draft, p),
+        timeout,
+    )
+    .await
+    .map_err(ApiError::from)?
+    .map_err(ApiError::from)?;
     Ok(json(StatusCode::CREATED, &FlightView::new(&summary, None)))
 }
 
 /// Parses search parameters; unknown parameters are refused so typos do not go unnoticed.
 fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, ValidationError> {
     const KNOWN: [&str; 9] = [
-        "origin", "destination", "date", "passengers", "cabin", "max_price_cents", "sort", "limit", "cursor",
+        "origin",
+        "destination",
+        "date",
+        "passengers",
+        "cabin",
+        "max_price_cents",
+        "sort",
+        "limit",
+        "cursor",
     ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ValidationError::new(unknown.as_str(), "unknown query parameter"));
+        return Err(ValidationError::new(
+            unknown.as_str(),
+            "unknown query parameter",
+        ));
     }
     let get = |k: &str| params.get(k).map(String::as_str);
     let airport = |field: &str| {
@@ -185,17 +210,26 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
                 v.parse::<u64>()
                     .ok()
                     .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| ValidationError::new(field, format!("must be a whole number from {min} to {max}")))
+                    .ok_or_else(|| {
+                        ValidationError::new(
+                            field,
+                            format!("must be a whole number from {min} to {max}"),
+                        )
+                    })
             })
             .transpose()
     };
-    let sort = get("sort").map(SortKey::parse).transpose()?.unwrap_or_default();
+    let sort = get("sort")
+        .map(SortKey::parse)
+        .transpose()?
+        .unwrap_or_default();
     Ok(SearchQuery {
         origin: airport("origin")?,
         destination: airport("destination")?,
         date: get("date")
             .map(|d| {
-                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| ValidationError::new("date", "must be YYYY-MM-DD"))
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| ValidationError::new("date", "must be YYYY-MM-DD"))
             })
             .transpose()?,
         passengers: number("passengers", 1, u64::from(MAX_PASSENGERS))?.map_or(1, |n| n as u16),
@@ -224,7 +258,11 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
         let index = ctx.index.read();
         let page = index.search(&query, Utc::now());
         FlightPage {
-            flights: page.flights.iter().map(|(s, fare)| FlightView::new(s, Some(*fare))).collect(),
+            flights: page
+                .flights
+                .iter()
+                .map(|(s, fare)| FlightView::new(s, Some(*fare)))
+                .collect(),
             next_cursor: page.next.map(|c| c.encode()),
         }
     };

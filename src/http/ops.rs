@@ -36,16 +36,28 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &Status { status: "ok" }));
-    let ready = warp::path!("readyz").and(warp::get()).and(with(ctx.clone())).map(|ctx: Ctx| {
-        if ctx.ready.load(Ordering::Acquire) {
-            json(StatusCode::OK, &Status { status: "ready" })
-        } else {
-            ApiError::Unavailable("the node is starting or shutting down".into()).into_response()
-        }
-    });
-    let metrics = warp::path!("metrics").and(warp::get()).and(with(ctx.clone())).map(|ctx: Ctx| {
-        warp::reply::with_header(ctx.metrics.render(), "content-type", "text/plain; version=0.0.4").into_response()
-    });
+    let ready = warp::path!("readyz")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .map(|ctx: Ctx| {
+            if ctx.ready.load(Ordering::Acquire) {
+                json(StatusCode::OK, &Status { status: "ready" })
+            } else {
+                ApiError::Unavailable("the node is starting or shutting down".into())
+                    .into_response()
+            }
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with(ctx.clone()))
+        .map(|ctx: Ctx| {
+            warp::reply::with_header(
+                ctx.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response()
+        });
     let spec = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &openapi::document()));
@@ -54,7 +66,15 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(with_role(ctx.clone(), Role::Admin))
         .and(with(ctx))
         .map(cluster);
-    health.or(ready).unify().or(metrics).unify().or(spec).unify().or(cluster).unify()
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(spec)
+        .unify()
+        .or(cluster)
+        .unify()
 }
 
 /// Liveness: the process is up.
@@ -81,7 +101,12 @@ fn openapi_doc() {}
 #[utoipa::path(get, path = "/api/v1/cluster", tag = "ops", security(("bearer" = [])),
     responses((status = 200, body = ClusterView), (status = 403)))]
 fn cluster(_admin: User, ctx: Ctx) -> Response {
-    let node_id = ctx.settings.cluster.node_id.clone().unwrap_or_else(|| "local".into());
+    let node_id = ctx
+        .settings
+        .cluster
+        .node_id
+        .clone()
+        .unwrap_or_else(|| "local".into());
     let addr = ctx
         .settings
         .cluster

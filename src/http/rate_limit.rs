@@ -91,7 +91,10 @@ impl RateLimits {
         self.addresses.retain_recent();
         self.signin_failures.retain_recent();
         let now = Instant::now();
-        self.locked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, until| *until > now);
+        self.locked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
     }
 }
 

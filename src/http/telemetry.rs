@@ -7,7 +7,9 @@ use warp::trace::Info as TraceInfo;
 
 /// Collections whose next path segment is an id; ids are folded into `{id}` so the `route`
 /// label has a bounded number of values.
-const COLLECTIONS: [&str; 6] = ["flights", "users", "orders", "tickets", "aircraft", "airports"];
+const COLLECTIONS: [&str; 6] = [
+    "flights", "users", "orders", "tickets", "aircraft", "airports",
+];
 
 /// The route template of a path, e.g. `/api/v1/flights/{id}/seats`.
 pub fn route_of(path: &str) -> String {
@@ -18,7 +20,11 @@ pub fn route_of(path: &str) -> String {
         if after_collection {
             out.push_str("{id}");
             after_collection = false;
-        } else if segment.len() <= 16 && segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()) {
+        } else if segment.len() <= 16
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        {
             out.push_str(segment);
             after_collection = COLLECTIONS.contains(&segment);
         } else {
@@ -60,8 +66,14 @@ mod tests {
 
     #[test]
     fn ids_fold_into_templates() {
-        assert_eq!(route_of("/api/v1/flights/flt_0123abc/seats"), "/api/v1/flights/{id}/seats");
-        assert_eq!(route_of("/api/v1/users/usr_1/roles"), "/api/v1/users/{id}/roles");
+        assert_eq!(
+            route_of("/api/v1/flights/flt_0123abc/seats"),
+            "/api/v1/flights/{id}/seats"
+        );
+        assert_eq!(
+            route_of("/api/v1/users/usr_1/roles"),
+            "/api/v1/users/{id}/roles"
+        );
         assert_eq!(route_of("/api/v1/flights"), "/api/v1/flights");
         assert_eq!(route_of("/"), "/");
         assert_eq!(route_of("/Some-Random-Thing/..%2F"), "/{other}/{other}");

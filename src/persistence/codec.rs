@@ -38,12 +38,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_and_corruption_is_named() {
-        let bytes = encode("k", &("hello", 42u32)).expect("encodes");
-        assert_eq!(decode::<(String, u32)>("k", &bytes), Ok(("hello".into(), 42)));
-        let err = decode::<(String, u32)>("k", &bytes[..3]).expect_err("truncated");
-        assert!(matches!(err, StoreError::Corrupt { ref key, .. } if key == "k"));
+    fn round_trip_and_corruption_is_named() -> Result<(), StoreError> {
+        let bytes = encode("k", &("hello", 42u32))?;
+        assert_eq!(
+            decode::<(String, u32)>("k", &bytes),
+            Ok(("hello".into(), 42))
+        );
+        let err = decode::<(String, u32)>("k", &bytes[..3]);
+        assert!(matches!(err, Err(StoreError::Corrupt { ref key, .. }) if key == "k"));
         assert!(decode::<u32>("k", &[9, 1]).is_err());
         assert!(decode::<u32>("k", &[]).is_err());
+        Ok(())
     }
 }

@@ -73,7 +73,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Ack>, flushes: Arc<AtomicU64>) {
             None => Ok(()),
         };
         flushes.fetch_add(1, Ordering::Relaxed);
-        metrics::histogram!("contrail_storage_fsync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("contrail_storage_fsync_seconds")
+            .record(started.elapsed().as_secs_f64());
         metrics::histogram!("contrail_storage_fsync_batch_size").record(waiting.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, "storage flush failed");

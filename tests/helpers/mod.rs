@@ -41,7 +41,8 @@ pub async fn spawn_app() -> TestApp {
 /// A node with adjusted settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     contrail::telemetry::init(&contrail::settings::LogSettings {
-        filter: std::env::var("TEST_LOG").unwrap_or_else(|_| "warn,warp::filters::trace=error".into()),
+        filter: std::env::var("TEST_LOG")
+            .unwrap_or_else(|_| "warn,warp::filters::trace=error".into()),
         ..Default::default()
     });
     let dir = tempfile::tempdir().expect("temp dir");
@@ -69,8 +70,14 @@ pub struct Reply {
 impl Reply {
     /// The error code of an error reply (asserting the API's error shape).
     pub fn code(&self) -> &str {
-        let code = self.body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {}", self.body));
-        assert!(self.body["error"]["message"].is_string(), "error without message: {}", self.body);
+        let code = self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.body));
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "error without message: {}",
+            self.body
+        );
         code
     }
 }
@@ -89,13 +96,23 @@ impl TestApp {
         if let Some(node) = self.node.take() {
             node.shutdown().await.expect("clean shutdown");
         }
-        let node = startup::start(self.settings.clone()).await.expect("node restarts");
+        let node = startup::start(self.settings.clone())
+            .await
+            .expect("node restarts");
         self.base = format!("http://{}", node.http_addr());
         self.node = Some(node);
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -106,8 +123,16 @@ impl TestApp {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Reply { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -119,11 +144,21 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str, password: &str) -> Reply {
-        self.post("/api/v1/auth/signup", None, json!({"email": email, "password": password, "name": "Test User"})).await
+        self.post(
+            "/api/v1/auth/signup",
+            None,
+            json!({"email": email, "password": password, "name": "Test User"}),
+        )
+        .await
     }
 
     pub async fn signin(&self, email: &str, password: &str) -> Reply {
-        self.post("/api/v1/auth/signin", None, json!({"email": email, "password": password})).await
+        self.post(
+            "/api/v1/auth/signin",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     pub async fn token(&self, email: &str, password: &str) -> String {
@@ -149,7 +184,11 @@ impl TestApp {
         let r = self
             .post("/api/v1/airports", Some(token), json!({"code": code, "name": format!("{code} Intl"), "city": "City", "country": "IN"}))
             .await;
-        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT, "airport: {}", r.body);
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
+            "airport: {}",
+            r.body
+        );
     }
 
     /// An aircraft with `rows` economy rows of `letters` seats; returns its id.
@@ -166,7 +205,14 @@ impl TestApp {
     }
 
     /// A flight body departing `days` from now.
-    pub fn flight_body(aircraft_id: &str, origin: &str, destination: &str, departs: &str, minutes: i64, fare: u64) -> Value {
+    pub fn flight_body(
+        aircraft_id: &str,
+        origin: &str,
+        destination: &str,
+        departs: &str,
+        minutes: i64,
+        fare: u64,
+    ) -> Value {
         let departs_at = chrono::DateTime::parse_from_rfc3339(departs).expect("rfc3339");
         let arrives_at = departs_at + chrono::Duration::minutes(minutes);
         json!({
@@ -203,7 +249,11 @@ impl TestApp {
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)) + &format!("{:x}", rand_nanos())
+    format!(
+        "{}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ) + &format!("{:x}", rand_nanos())
 }
 
 fn rand_nanos() -> u32 {

@@ -30,11 +30,16 @@ fn seat_map(c: &mut Criterion) {
     group.bench_function("hold_then_release_one_economy_seat", |b| {
         let mut map = SeatMap::new(&layout);
         let order = OrderId::generate();
-        let req = SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 };
+        let req = SeatRequest::Cabin {
+            cabin: Cabin::Economy,
+            count: 1,
+        };
         let now = Utc::now();
         let until = now + ChronoDuration::minutes(10);
         b.iter(|| {
-            let held = map.hold(black_box(&req), &order, until, now).expect("free seats");
+            let held = map
+                .hold(black_box(&req), &order, until, now)
+                .expect("free seats");
             black_box(held);
             black_box(map.release(&order));
         });
@@ -49,7 +54,10 @@ fn seat_map(c: &mut Criterion) {
 fn encoding(c: &mut Criterion) {
     let cmd = FlightCommand::Hold {
         order: OrderId::generate(),
-        request: SeatRequest::Cabin { cabin: Cabin::Economy, count: 2 },
+        request: SeatRequest::Cabin {
+            cabin: Cabin::Economy,
+            count: 2,
+        },
         expires_at: Utc::now(),
     };
     let mut group = c.benchmark_group("encoding");
@@ -74,16 +82,26 @@ async fn flight_actor(dir: &std::path::Path) -> (ractor::ActorRef<FlightMessage>
         destination: "BOM".into(),
         departs_at: departs,
         arrives_at: departs + ChronoDuration::hours(2),
-        fares: [(Cabin::Business, 20_000), (Cabin::Economy, 5_000)].into_iter().collect(),
+        fares: [(Cabin::Business, 20_000), (Cabin::Economy, 5_000)]
+            .into_iter()
+            .collect(),
         currency: "USD".into(),
     };
     let flight = Flight::new(FlightId::generate(), draft, layout(), Utc::now()).expect("flight");
     let mut batch = WriteBatch::new();
     batch.put(&keys::flight(&flight.id), &flight).expect("put");
     store.commit(batch).expect("commit").await.expect("durable");
-    let (index, _) = Actor::spawn(None, SearchIndexActor, SharedIndex::default()).await.expect("index");
-    let actor = FlightActor { store: store.clone(), index, passivate_after: Duration::from_secs(3600) };
-    let (flight_ref, _) = Actor::spawn(None, actor, flight.id.clone()).await.expect("flight actor");
+    let (index, _) = Actor::spawn(None, SearchIndexActor, SharedIndex::default())
+        .await
+        .expect("index");
+    let actor = FlightActor {
+        store: store.clone(),
+        index,
+        passivate_after: Duration::from_secs(3600),
+    };
+    let (flight_ref, _) = Actor::spawn(None, actor, flight.id.clone())
+        .await
+        .expect("flight actor");
     (flight_ref, store)
 }
 
@@ -94,33 +112,50 @@ fn durable_actor(c: &mut Criterion) {
     let mut group = c.benchmark_group("flight_actor_durable");
     for clients in [1usize, 64] {
         group.throughput(Throughput::Elements(2 * clients as u64));
-        group.bench_function(format!("hold_and_release_{clients}_concurrent_orders"), |b| {
-            b.to_async(&rt).iter_batched(
-                || (0..clients).map(|_| OrderId::generate()).collect::<Vec<_>>(),
-                |orders| {
-                    let flight = flight.clone();
-                    async move {
-                        let calls = orders.into_iter().map(|order| {
-                            let flight = flight.clone();
-                            async move {
-                                let until = Utc::now() + ChronoDuration::minutes(10);
-                                let req = SeatRequest::Cabin { cabin: Cabin::Economy, count: 1 };
-                                let hold = FlightCommand::Hold { order: order.clone(), request: req, expires_at: until };
-                                let held = flight
-                                    .call(|p| FlightMessage::Command(hold, p), None)
-                                    .await
-                                    .expect("delivered");
-                                black_box(held);
-                                let release = FlightCommand::Release { order };
-                                flight.call(|p| FlightMessage::Command(release, p), None).await.expect("delivered")
-                            }
-                        });
-                        futures::future::join_all(calls).await
-                    }
-                },
-                BatchSize::SmallInput,
-            );
-        });
+        group.bench_function(
+            format!("hold_and_release_{clients}_concurrent_orders"),
+            |b| {
+                b.to_async(&rt).iter_batched(
+                    || {
+                        (0..clients)
+                            .map(|_| OrderId::generate())
+                            .collect::<Vec<_>>()
+                    },
+                    |orders| {
+                        let flight = flight.clone();
+                        async move {
+                            let calls = orders.into_iter().map(|order| {
+                                let flight = flight.clone();
+                                async move {
+                                    let until = Utc::now() + ChronoDuration::minutes(10);
+                                    let req = SeatRequest::Cabin {
+                                        cabin: Cabin::Economy,
+                                        count: 1,
+                                    };
+                                    let hold = FlightCommand::Hold {
+                                        order: order.clone(),
+                                        request: req,
+                                        expires_at: until,
+                                    };
+                                    let held = flight
+                                        .call(|p| FlightMessage::Command(hold, p), None)
+                                        .await
+                                        .expect("delivered");
+                                    black_box(held);
+                                    let release = FlightCommand::Release { order };
+                                    flight
+                                        .call(|p| FlightMessage::Command(release, p), None)
+                                        .await
+                                        .expect("delivered")
+                                }
+                            });
+                            futures::future::join_all(calls).await
+                        }
+                    },
+                    BatchSize::SmallInput,
+                );
+            },
+        );
     }
     group.finish();
 }

@@ -176,7 +176,10 @@ mod tests {
         {
             let store = Store::open(dir.path())?;
             let mut batch = WriteBatch::new();
-            batch.put("a/1", &1u32)?.put("a/2", &2u32)?.put("b/1", &"x")?;
+            batch
+                .put("a/1", &1u32)?
+                .put("a/2", &2u32)?
+                .put("b/1", &"x")?;
             store.commit(batch)?.await?;
             let mut del = WriteBatch::new();
             del.delete("a/2");
@@ -207,7 +210,10 @@ mod tests {
             t.await??;
         }
         assert_eq!(store.scan::<u32>("k/").count(), 200);
-        assert!(store.inner.flusher.flushes() < 200, "every commit flushed alone");
+        assert!(
+            store.inner.flusher.flushes() < 200,
+            "every commit flushed alone"
+        );
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ use crate::actors::accounts::Accounts;
 use crate::actors::catalog::CatalogMessage;
 use crate::actors::directory::Directory;
 use crate::actors::search_index::SharedIndex;
+use crate::persistence::Store;
 use crate::settings::Settings;
 use auth::TokenKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -46,6 +47,8 @@ pub struct AppContext {
     pub tokens: TokenKeys,
     /// Token buckets.
     pub limits: RateLimits,
+    /// The node's store (for readiness).
+    pub store: Store,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Set once storage is open and recovery is done; cleared when shutting down.

@@ -4,10 +4,11 @@
 use crate::actors::accounts::{Accounts, AccountsActor};
 use crate::actors::catalog::CatalogActor;
 use crate::actors::directory::Directory;
-use crate::actors::flight::{self, FlightActor};
+use crate::actors::flight::{self, FlightActor, FlightCommand};
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
 use crate::actors::supervisor::{FlightSupervisor, Quarantine, RestartPolicy};
 use crate::domain::flight::Flight;
+use crate::domain::ids::FlightId;
 use crate::domain::search::FlightSummary;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimits;
@@ -110,8 +111,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let index = SharedIndex::default();
-    let recovered = recover_index(&store, &index)?;
-    tracing::info!(flights = recovered, path = %settings.storage.path.display(), "storage recovered");
+    let with_holds = recover_index(&store, &index)?;
+    tracing::info!(
+        flights = index.read().len(),
+        with_holds = with_holds.len(),
+        path = %settings.storage.path.display(),
+        "storage recovered"
+    );
 
     let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
     let (index_actor, _) = Actor::spawn(None, SearchIndexActor, index.clone()).await?;
@@ -137,9 +143,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         quarantine,
         timeout,
     );
+    // Flights with holds must run to return lapsed holds to sale (also those that lapsed while
+    // the node was down); the rest activate on demand.
+    let activator = directory.clone();
+    tokio::spawn(async move {
+        for id in with_holds {
+            if let Err(e) = activator.flight(&id, FlightCommand::Get).await {
+                tracing::warn!(flight = %id, error = %e, "flight with holds not activated at start-up");
+            }
+        }
+    });
     let catalog = CatalogActor {
         store: store.clone(),
         directory: directory.clone(),
+        index: index.clone(),
     };
     let (catalog, _) = Actor::spawn(None, catalog, ()).await?;
     let (accounts_actor, _) = Actor::spawn(
@@ -176,6 +193,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             settings.auth.token_ttl_secs,
         ),
         limits: RateLimits::new(&settings.http),
+        store: store.clone(),
         metrics: metrics_handle()?,
         ready: ready.clone(),
     });
@@ -212,10 +230,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     })
 }
 
-/// Loads every flight's summary into the search index. A flight whose records cannot be read
-/// is logged and left out (requests for it get 503), rather than shown with made-up seats.
-fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<usize> {
-    let mut count = 0;
+/// Loads every flight's summary into the search index and returns the flights that have held
+/// seats. A flight whose records cannot be read is logged and left out (requests for it get
+/// 503), rather than shown with made-up seats.
+fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<FlightId>> {
+    let mut with_holds = Vec::new();
     for item in store.scan::<Flight>(keys::FLIGHTS) {
         let (id, _) = match item {
             Ok(entry) => entry,
@@ -224,22 +243,24 @@ fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<usize> {
                 continue;
             }
         };
-        let Some(id) = crate::domain::ids::FlightId::parse(&id) else {
+        let Some(id) = FlightId::parse(&id) else {
             tracing::error!(key = %id, "flight record with a malformed id left out of search");
             continue;
         };
         match flight::load(store, &id) {
             Ok((flight, seats)) => {
+                if seats.has_holds() {
+                    with_holds.push(id);
+                }
                 index.upsert(FlightSummary {
                     flight,
                     availability: seats.availability(),
                 });
-                count += 1;
             }
             Err(e) => tracing::error!(flight = %id, error = %e, "flight left out of search"),
         }
     }
-    Ok(count)
+    Ok(with_holds)
 }
 
 async fn housekeeping(ctx: Ctx) {

@@ -290,3 +290,52 @@ async fn password_guessing_locks_the_account_even_for_the_right_password() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_non_ascii_authorization_header_is_401_not_400() {
+    let app = spawn_app().await;
+    let value =
+        reqwest::header::HeaderValue::from_bytes(b"Bearer \xe9t\xe9").expect("obs-text is allowed");
+    let r = app
+        .client
+        .get(format!("{}/api/v1/auth/me", app.base))
+        .header("authorization", value)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_configured_admin_cannot_be_squatted() {
+    let mut app = spawn_app_with(|s| {
+        s.auth.admin_email = None;
+        s.auth.admin_password = None;
+    })
+    .await;
+    assert_eq!(
+        app.signup("boss@example.com", "squatter-password")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    app.restart_with(|s| {
+        s.auth.admin_email = Some("boss@example.com".into());
+        s.auth.admin_password = Some(secrecy::SecretString::from("operator-password"));
+    })
+    .await;
+    assert_eq!(
+        app.signin("boss@example.com", "squatter-password")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let token = app.token("boss@example.com", "operator-password").await;
+    let me = app.get("/api/v1/auth/me", Some(&token)).await;
+    assert!(
+        me.body["roles"]
+            .as_array()
+            .expect("roles")
+            .contains(&json!("admin"))
+    );
+}

@@ -237,7 +237,13 @@ async fn unknown_routes_methods_and_ids_use_the_error_shape() {
     let app = spawn_app().await;
     let r = app.get("/api/v1/nothing-here", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
-    for id in ["flt_doesnotexist", "../../etc/passwd", "usr_123"] {
+    for id in [
+        "flt_doesnotexist",
+        "flt_bad%20id",
+        "flt_..%2F..%2Fetc",
+        "%C3%A9",
+        "usr_123",
+    ] {
         let r = app.get(&format!("/api/v1/flights/{id}"), None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
         let r = app.get(&format!("/api/v1/flights/{id}/seats"), None).await;

@@ -184,14 +184,21 @@ async fn idle_flights_passivate_and_come_back_from_disk() {
     let (_, flight) = app.one_flight(4, "AB").await;
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
-    let r = directory
-        .flight(
-            &id,
-            hold(SeatRequest::Seats(vec![
-                SeatName::parse("2B").expect("seat"),
-            ])),
-        )
-        .await;
+    // A sold seat (a held one would keep the flight active until the hold lapses).
+    let seat = SeatName::parse("2B").expect("seat");
+    let order = OrderId::generate();
+    let held = FlightCommand::Hold {
+        order: order.clone(),
+        request: SeatRequest::Seats(vec![seat]),
+        expires_at: Utc::now() + ChronoDuration::minutes(10),
+    };
+    let r = directory.flight(&id, held).await;
+    assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
+    let sold = FlightCommand::Confirm {
+        order,
+        seats: vec![seat],
+    };
+    let r = directory.flight(&id, sold).await;
     assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
     assert!(directory.active_flights().await.expect("count") >= 1);
     let passivated = eventually(Duration::from_secs(15), || async {
@@ -243,4 +250,40 @@ async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
         .filter_map(|f| f["id"].as_str())
         .collect();
     assert_eq!(ids, vec![fine.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
+    let app = spawn_app_with(|s| s.actors.passivate_after_secs = 1).await;
+    let (_, flight) = app.one_flight(1, "AB").await; // 2 seats
+    let id = FlightId::parse(&flight).expect("id");
+    let directory = app.node().directory().clone();
+    let short = FlightCommand::Hold {
+        order: OrderId::generate(),
+        request: SeatRequest::Cabin {
+            cabin: Cabin::Economy,
+            count: 2,
+        },
+        expires_at: Utc::now() + ChronoDuration::seconds(2),
+    };
+    assert!(matches!(
+        directory.flight(&id, short).await,
+        Ok(Ok(FlightReply::Changed(_)))
+    ));
+    assert_eq!(held_seats(&app, &flight).await.len(), 2);
+    let listed =
+        |body: &serde_json::Value| body["flights"].as_array().is_some_and(|f| !f.is_empty());
+    let back = eventually(Duration::from_secs(20), || async {
+        listed(
+            &app.get(
+                "/api/v1/flights?origin=DEL&destination=BOM&passengers=2",
+                None,
+            )
+            .await
+            .body,
+        )
+    })
+    .await;
+    assert!(back, "the lapsed hold never returned to sale");
+    assert!(held_seats(&app, &flight).await.is_empty());
 }

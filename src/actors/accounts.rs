@@ -51,6 +51,8 @@ pub enum AccountsMessage {
     Create(User, Reply<User>),
     /// Replace a user's roles.
     SetRoles(UserId, BTreeSet<Role>, Reply<User>),
+    /// Replace a user's roles and password hash (the configured first admin).
+    Reset(UserId, BTreeSet<Role>, String, Reply<User>),
 }
 
 /// The actor.
@@ -72,16 +74,21 @@ impl AccountsActor {
         Ok((self.store.commit(batch)?, user))
     }
 
-    fn set_roles(
+    /// Replaces a user's roles, and password hash if given.
+    fn update(
         &self,
         id: &UserId,
         roles: BTreeSet<Role>,
+        password_hash: Option<String>,
     ) -> Result<(Durable, User), AccountError> {
         let mut user: User = self
             .store
             .get(&keys::user(id))?
             .ok_or(AccountError::NotFound)?;
         user.roles = roles;
+        if let Some(hash) = password_hash {
+            user.password_hash = hash;
+        }
         let mut batch = WriteBatch::new();
         batch.put(&keys::user(id), &user)?;
         Ok((self.store.commit(batch)?, user))
@@ -121,7 +128,10 @@ impl Actor for AccountsActor {
         match message {
             AccountsMessage::Create(user, reply) => answer(self.create(user), reply),
             AccountsMessage::SetRoles(id, roles, reply) => {
-                answer(self.set_roles(&id, roles), reply)
+                answer(self.update(&id, roles, None), reply)
+            }
+            AccountsMessage::Reset(id, roles, hash, reply) => {
+                answer(self.update(&id, roles, Some(hash)), reply)
             }
         }
         Ok(())
@@ -231,19 +241,19 @@ impl Accounts {
         .await?
     }
 
-    /// Creates the configured first admin if missing, or gives the account the admin role.
+    /// Makes the configured first admin exist with the configured password and the admin role.
+    ///
+    /// The configuration is authoritative: if someone signed up with that email first, the
+    /// account's password is reset to the configured one (so a squatter cannot become admin),
+    /// and changing the password in the configuration takes effect at the next start.
     pub async fn ensure_admin(&self, email: &str, password: String) -> Result<(), AccountError> {
         let email = Email::parse(email)?;
+        let password = Password::parse(password)?;
         match self.store.get::<UserId>(&keys::email(&email))? {
             None => {
                 let roles = [Role::Admin].into_iter().collect();
                 let user = self
-                    .create(
-                        email,
-                        Password::parse(password)?,
-                        "Administrator".into(),
-                        roles,
-                    )
+                    .create(email, password, "Administrator".into(), roles)
                     .await?;
                 tracing::info!(user = %user.id, email = %user.email, "created the first admin");
             }
@@ -252,11 +262,28 @@ impl Accounts {
                     .store
                     .get(&keys::user(&id))?
                     .ok_or(AccountError::NotFound)?;
-                if !user.roles.contains(&Role::Admin) {
-                    let mut roles = user.roles;
-                    roles.insert(Role::Admin);
-                    self.set_roles(id, roles).await?;
+                let stored = user.password_hash.clone();
+                let plain = String::from_utf8_lossy(password.expose()).into_owned();
+                let same = tokio::task::spawn_blocking(move || {
+                    Argon2::default()
+                        .verify_password(plain.as_bytes(), stored.as_str())
+                        .is_ok()
+                })
+                .await
+                .map_err(|e| AccountError::Hashing(e.to_string()))?;
+                if same && user.roles.contains(&Role::Admin) {
+                    return Ok(());
                 }
+                let mut roles = user.roles;
+                roles.insert(Role::Admin);
+                let hash = hash(password).await?;
+                ask(
+                    &self.actor,
+                    |port| AccountsMessage::Reset(id.clone(), roles, hash, port),
+                    self.timeout,
+                )
+                .await??;
+                tracing::warn!(user = %id, "the configured admin account was given the configured password and the admin role");
             }
         }
         Ok(())

@@ -4,14 +4,16 @@
 //! flight is acknowledged once its record is durable and its FlightActor is running.
 
 use super::directory::Directory;
-use super::flight::{FlightCommand, FlightReply};
-use super::{CallError, reply_when_durable};
+use super::flight::FlightCommand;
+use super::reply_when_durable;
+use super::search_index::SharedIndex;
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
 use crate::domain::airport::{Airport, AirportCode};
 use crate::domain::flight::{Flight, FlightDraft};
 use crate::domain::ids::FlightId;
 use crate::domain::search::FlightSummary;
+use crate::domain::seat_map::SeatMap;
 use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -28,9 +30,6 @@ pub enum CatalogError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StoreError),
-    /// The new flight's actor could not be started.
-    #[error("the flight was saved but could not be started: {0}")]
-    Activation(CallError),
 }
 
 type Reply<T> = RpcReplyPort<Result<T, CatalogError>>;
@@ -53,6 +52,8 @@ pub struct CatalogActor {
     pub store: Store,
     /// To start new flights' actors.
     pub directory: Directory,
+    /// The search read model, so a new flight is searchable once created.
+    pub index: SharedIndex,
 }
 
 impl CatalogActor {
@@ -106,24 +107,30 @@ impl CatalogActor {
         Ok((self.store.commit(batch)?, flight))
     }
 
-    /// Once the flight is durable, activates its actor and answers with its summary.
+    /// Once the flight is durable: adds it to search, answers, and starts its actor. The
+    /// answer does not wait for the actor: the flight is on disk, so should the start fail, the
+    /// actor is activated by the flight's first request (a client retrying a slow create would
+    /// otherwise schedule the flight twice).
     fn start_flight(&self, durable: Durable, flight: Flight, reply: Reply<FlightSummary>) {
         let directory = self.directory.clone();
+        let index = self.index.clone();
         tokio::spawn(async move {
-            let result = match durable.await {
-                Err(e) => Err(CatalogError::Storage(e)),
-                Ok(()) => match directory.flight(&flight.id, FlightCommand::Get).await {
-                    Ok(Ok(FlightReply::Summary(summary))) => Ok(summary),
-                    Ok(_) => Err(CatalogError::Activation(CallError::Unavailable(
-                        "unexpected reply".into(),
-                    ))),
-                    Err(e) => Err(CatalogError::Activation(e)),
-                },
-            };
-            if result.is_ok() {
-                tracing::info!(flight = %flight.id, number = flight.flight_number.as_str(), "flight created");
+            if let Err(e) = durable.await {
+                let _ = reply.send(Err(CatalogError::Storage(e)));
+                return;
             }
-            let _ = reply.send(result);
+            let summary = FlightSummary {
+                availability: SeatMap::new(&flight.layout).availability(),
+                flight,
+            };
+            let id = summary.flight.id.clone();
+            tracing::info!(flight = %id, number = summary.flight.flight_number.as_str(), "flight created");
+            // Searchable as soon as the client has its 201.
+            index.upsert(summary.clone());
+            let _ = reply.send(Ok(summary));
+            if let Err(e) = directory.flight(&id, FlightCommand::Get).await {
+                tracing::warn!(flight = %id, error = %e, "new flight's actor not started; it starts on demand");
+            }
         });
     }
 }

@@ -126,11 +126,10 @@ impl Directory {
                 "flight {id} is restarting too often"
             )));
         }
-        if !self
-            .store
-            .contains(&keys::flight(id))
-            .map_err(|e| CallError::Unavailable(e.to_string()))?
-        {
+        if !self.store.contains(&keys::flight(id)).map_err(|e| {
+            tracing::error!(flight = %id, error = %e, "storage read failed");
+            CallError::Unavailable("storage is unavailable".into())
+        })? {
             return Err(CallError::NotFound);
         }
         match Actor::spawn_linked(

@@ -103,7 +103,8 @@ pub enum FlightMessage {
     ),
     /// Periodic: sweep lapsed holds, passivate when idle.
     Tick,
-    /// A write could not be made durable: memory may be ahead of disk, so crash and reload.
+    /// A write could not be made durable. The store now refuses writes (until the node
+    /// restarts and recovers from disk); crash so this actor's memory is not trusted further.
     StorageFailed(String),
     /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
     InjectPanic,
@@ -279,7 +280,8 @@ impl FlightActor {
                 }
             });
         }
-        if state.last_active.elapsed() >= self.passivate_after {
+        // A flight with holds stays active: its tick is what returns lapsed holds to sale.
+        if state.last_active.elapsed() >= self.passivate_after && !state.seats.has_holds() {
             tracing::debug!(flight = %state.flight.id, "passivating idle flight actor");
             // Drain: messages already queued are still handled; later ones re-activate it.
             myself.drain()?;

@@ -80,12 +80,11 @@ impl SeatName {
     /// Parses `12A`: a row of 1..=999 without leading zeros, then one uppercase letter.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let bad = || ValidationError::new("seats", format!("'{raw}' is not a seat name like 12A"));
-        let (digits, letter) = raw.split_at(raw.len().saturating_sub(1));
-        let letter = letter
-            .chars()
-            .next()
-            .filter(char::is_ascii_uppercase)
-            .ok_or_else(bad)?;
+        let (split, letter) = raw.char_indices().last().ok_or_else(bad)?;
+        if !letter.is_ascii_uppercase() {
+            return Err(bad());
+        }
+        let digits = &raw[..split];
         if digits.is_empty()
             || digits.starts_with('0')
             || !digits.bytes().all(|b| b.is_ascii_digit())
@@ -286,7 +285,9 @@ mod tests {
         for s in ["1A", "12B", "999Z"] {
             assert_eq!(SeatName::parse(s).map(|x| x.to_string()).as_deref(), Ok(s));
         }
-        for bad in ["", "A", "12", "012A", "12a", "1000A", "-1A", "1AA"] {
+        for bad in [
+            "", "A", "12", "012A", "12a", "1000A", "-1A", "1AA", "12é", "é",
+        ] {
             assert!(SeatName::parse(bad).is_err(), "{bad}");
         }
     }

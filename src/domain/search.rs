@@ -266,7 +266,10 @@ fn matching_fare(s: &FlightSummary, q: &SearchQuery) -> Option<u64> {
 
 fn day_bounds(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = Utc.from_utc_datetime(&day.and_time(chrono::NaiveTime::MIN));
-    (start, start + chrono::Duration::days(1))
+    let end = start
+        .checked_add_signed(chrono::Duration::days(1))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    (start, end)
 }
 
 #[cfg(test)]

@@ -255,6 +255,8 @@ impl SeatMap {
             .collect()
     }
 
+    /// Seats for `count` passengers in `cabin`. Seats the order already has there count first,
+    /// so a retried request returns the same seats instead of taking more.
     fn pick_in_cabin(
         &self,
         cabin: Cabin,
@@ -268,21 +270,33 @@ impl SeatMap {
         if !self.seats.iter().any(|s| s.cabin == cabin) {
             return Err(HoldError::NoSuchCabin(cabin));
         }
-        let free: Vec<usize> = self
-            .seats
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.cabin == cabin && s.status.can_hold(order, now))
+        let wanted = usize::from(count);
+        let in_cabin = || {
+            self.seats
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.cabin == cabin)
+        };
+        let mut picked: Vec<usize> = in_cabin()
+            .filter(|(_, s)| matches!(&s.status, SeatStatus::Held { order: o, .. } if o == order))
             .map(|(i, _)| i)
+            .take(wanted)
             .collect();
-        if free.len() < usize::from(count) {
+        let free: Vec<usize> = in_cabin()
+            .filter(|(_, s)| s.status.order() != Some(order) && s.status.can_hold(order, now))
+            .map(|(i, _)| i)
+            .take(wanted - picked.len())
+            .collect();
+        if picked.len() + free.len() < wanted {
             return Err(HoldError::NotEnoughSeats {
                 cabin,
                 requested: count,
-                available: free.len(),
+                available: picked.len() + free.len(),
             });
         }
-        Ok(free.into_iter().take(usize::from(count)).collect())
+        picked.extend(free);
+        picked.sort_unstable();
+        Ok(picked)
     }
 
     /// Marks seats held by `order` as sold: all of them, or none.
@@ -327,6 +341,13 @@ impl SeatMap {
             }
         }
         freed
+    }
+
+    /// Whether any seat is held (lapsed or not): such a flight must stay active to release it.
+    pub fn has_holds(&self) -> bool {
+        self.seats
+            .iter()
+            .any(|s| matches!(s.status, SeatStatus::Held { .. }))
     }
 
     /// Frees every hold that lapsed at or before `now`.

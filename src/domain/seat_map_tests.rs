@@ -102,6 +102,22 @@ fn cabin_requests_pick_only_that_cabin() {
 }
 
 #[test]
+fn a_retried_cabin_hold_returns_the_same_seats() {
+    let o = orders();
+    let mut map = SeatMap::new(&layout());
+    map.hold(&SeatRequest::Seats(vec![seat("3A")]), &o[0], t(60), t(0))
+        .expect("3A");
+    let req = SeatRequest::Cabin {
+        cabin: Cabin::Economy,
+        count: 1,
+    };
+    assert_eq!(map.hold(&req, &o[1], t(60), t(0)), Ok(vec![seat("3B")]));
+    map.release(&o[0]);
+    assert_eq!(map.hold(&req, &o[1], t(90), t(1)), Ok(vec![seat("3B")]));
+    assert_eq!(map.status(seat("3A")), Some(&SeatStatus::Available));
+}
+
+#[test]
 fn unknown_and_duplicate_seats_are_refused() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
@@ -167,10 +183,15 @@ proptest! {
                 }
                 Op::HoldCabin(who, business, count, ttl) => {
                     let cabin = if *business { Cabin::Business } else { Cabin::Economy };
+                    let held_by = |m: &SeatMap| m.seats().iter().filter(|s| s.cabin == cabin
+                        && matches!(&s.status, SeatStatus::Held { order, .. } if *order == o[*who])).count();
+                    let before_held = held_by(&map);
                     let r = map.hold(&SeatRequest::Cabin { cabin, count: *count }, &o[*who], t(now + ttl), t(now));
                     if let Ok(got) = &r {
                         prop_assert_eq!(got.len(), usize::from(*count));
                         prop_assert!(got.iter().all(|s| layout.cabin_of(*s) == Some(cabin)));
+                        // A retried request takes no extra seats.
+                        prop_assert_eq!(held_by(&map), before_held.max(usize::from(*count)));
                     }
                     r.map(|v| v.len()).map_err(|e| e.to_string())
                 }
@@ -188,8 +209,9 @@ proptest! {
             // Counts add up per cabin.
             for (cabin, a) in map.availability() {
                 let in_cabin = map.seats().iter().filter(|s| s.cabin == cabin).count();
+                let free = map.seats().iter().filter(|s| s.cabin == cabin && s.status == SeatStatus::Available).count();
                 prop_assert_eq!(a.total as usize, in_cabin);
-                prop_assert!(a.available <= a.total);
+                prop_assert_eq!(a.available as usize, free);
             }
             // Nobody else's live claim was taken over.
             for (old, new) in before.seats().iter().zip(map.seats()) {
@@ -202,6 +224,11 @@ proptest! {
                     (SeatStatus::Held { order: a, expires_at }, SeatStatus::Held { order: b, .. })
                     | (SeatStatus::Held { order: a, expires_at }, SeatStatus::Sold { order: b })
                         if a != b => prop_assert!(*expires_at <= t(now), "live hold taken over"),
+                    (SeatStatus::Held { order, expires_at }, SeatStatus::Available) => {
+                        let own_release = matches!(&op, Op::Release(w) if &o[*w] == order);
+                        let lapsed_sweep = matches!(&op, Op::Sweep) && *expires_at <= t(now);
+                        prop_assert!(own_release || lapsed_sweep, "a live hold was freed by {:?}", op);
+                    }
                     _ => {}
                 }
             }

@@ -73,6 +73,18 @@ impl TokenKeys {
     }
 }
 
+/// The `Authorization` header. A value that is not visible ASCII cannot be a token; it reads as
+/// an invalid one (401), not as a malformed request.
+pub fn authorization()
+-> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        headers.get(warp::http::header::AUTHORIZATION).map(|v| {
+            v.to_str()
+                .map_or_else(|_| "invalid".to_owned(), str::to_owned)
+        })
+    })
+}
+
 /// The bearer token of an `Authorization` header, if it has one.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let value = header?;
@@ -82,7 +94,7 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 
 /// The authenticated caller, with their current roles; 401 otherwise.
 pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    authorization().and_then(move |header: Option<String>| {
         let ctx = ctx.clone();
         async move {
             let token = bearer(header.as_deref())

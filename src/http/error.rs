@@ -97,9 +97,8 @@ impl From<AccountError> for ApiError {
             AccountError::BadCredentials => ApiError::Unauthorized(e.to_string()),
             AccountError::Invalid(v) => v.into(),
             AccountError::Unavailable(c) => c.into(),
-            AccountError::Storage(_) | AccountError::Hashing(_) => {
-                ApiError::Internal(e.to_string())
-            }
+            AccountError::Storage(_) => storage_unavailable(&e),
+            AccountError::Hashing(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -112,10 +111,15 @@ impl From<CatalogError> for ApiError {
                 code: "airport_exists",
                 message: e.to_string(),
             },
-            CatalogError::Activation(c) => c.into(),
-            CatalogError::Storage(_) => ApiError::Internal(e.to_string()),
+            CatalogError::Storage(_) => storage_unavailable(&e),
         }
     }
+}
+
+/// A storage failure: logged with its cause; the client gets 503 and a generic message.
+fn storage_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(cause = %cause, "storage failure");
+    ApiError::Unavailable("storage is unavailable; retry".into())
 }
 
 impl ApiError {

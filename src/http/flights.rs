@@ -16,7 +16,7 @@ use crate::domain::search::{
     Cursor, DEFAULT_LIMIT, FlightSummary, MAX_LIMIT, SearchQuery, SortKey,
 };
 use crate::domain::user::{Role, User};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
@@ -229,7 +229,9 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
         date: get("date")
             .map(|d| {
                 NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|_| ValidationError::new("date", "must be YYYY-MM-DD"))
+                    .ok()
+                    .filter(|day| (1970..=9999).contains(&day.year()))
+                    .ok_or_else(|| ValidationError::new("date", "must be a date YYYY-MM-DD"))
             })
             .transpose()?,
         passengers: number("passengers", 1, u64::from(MAX_PASSENGERS))?.map_or(1, |n| n as u16),
@@ -273,7 +275,12 @@ async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightRep
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
     match ctx.directory.flight(&id, cmd).await? {
         Ok(reply) => Ok(reply),
-        Err(FlightError::Storage(e)) => Err(ApiError::Unavailable(format!("storage failed: {e}"))),
+        Err(FlightError::Storage(e)) => {
+            tracing::error!(error = %e, "flight storage failed");
+            Err(ApiError::Unavailable(
+                "storage is unavailable; retry".into(),
+            ))
+        }
         Err(e) => Err(ApiError::Conflict {
             code: "seats_unavailable",
             message: e.to_string(),

@@ -40,7 +40,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::get())
         .and(with(ctx.clone()))
         .map(|ctx: Ctx| {
-            if ctx.ready.load(Ordering::Acquire) {
+            if ctx.ready.load(Ordering::Acquire) && ctx.store.healthy() {
                 json(StatusCode::OK, &Status { status: "ready" })
             } else {
                 ApiError::Unavailable("the node is starting or shutting down".into())

@@ -102,7 +102,7 @@ impl RateLimits {
 /// token is counted against its user, any other against its client address.
 pub fn limit(ctx: Ctx) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::addr::remote()
-        .and(warp::header::optional::<String>("authorization"))
+        .and(super::auth::authorization())
         .and_then(move |addr: Option<SocketAddr>, header: Option<String>| {
             let ctx = ctx.clone();
             async move {

@@ -8,7 +8,7 @@ use super::StoreError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +23,8 @@ type Ack = (sled::Db, oneshot::Sender<Result<(), StoreError>>);
 /// The handle writers use to wait for durability.
 pub struct Flusher {
     tx: mpsc::UnboundedSender<Ack>,
+    /// Set for good after a failed flush; see [`Flusher::failed`].
+    failed: Arc<AtomicBool>,
     #[cfg_attr(not(test), allow(dead_code))]
     flushes: Arc<AtomicU64>,
 }
@@ -32,8 +34,20 @@ impl Flusher {
     pub fn spawn() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let flushes = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(rx, flushes.clone()));
-        Self { tx, flushes }
+        let failed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(rx, flushes.clone(), failed.clone()));
+        Self {
+            tx,
+            failed,
+            flushes,
+        }
+    }
+
+    /// Whether a flush has failed. After that, what is on disk is unknown (sled may hold
+    /// applied but unflushed writes), so the store refuses writes until the node restarts and
+    /// recovers from what actually reached the disk.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// A future that resolves after a flush of `db` that began after this call.
@@ -63,7 +77,11 @@ impl Future for FlushWaiter {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Ack>, flushes: Arc<AtomicU64>) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Ack>,
+    flushes: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+) {
     let mut waiting = Vec::with_capacity(256);
     while rx.recv_many(&mut waiting, MAX_BATCH).await > 0 {
         let started = Instant::now();
@@ -77,7 +95,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Ack>, flushes: Arc<AtomicU64>) {
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("contrail_storage_fsync_batch_size").record(waiting.len() as f64);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "storage flush failed");
+            failed.store(true, Ordering::Release);
+            tracing::error!(error = %e, "storage flush failed; refusing writes until restart");
         }
         // Drop the database handles before acknowledging, so that once the last writer has its
         // answer and lets go of the store, nothing here keeps the database open.

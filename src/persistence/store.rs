@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("storage is shut down")]
     Closed,
+    /// A flush failed earlier; writes are refused until the node restarts.
+    #[error("storage failed earlier; writes are refused until the node restarts")]
+    Failed,
 }
 
 impl From<sled::Error> for StoreError {
@@ -138,8 +141,16 @@ impl Store {
     /// Applies `batch` atomically now (later reads see it) and returns a future that resolves
     /// once it is on disk. Batches become durable in the order they were committed.
     pub fn commit(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
+        if self.inner.flusher.failed() {
+            return Err(StoreError::Failed);
+        }
         self.inner.db.apply_batch(batch.batch)?;
         Ok(Durable(self.inner.flusher.wait(&self.inner.db)))
+    }
+
+    /// Whether the store accepts writes (false after a failed flush).
+    pub fn healthy(&self) -> bool {
+        !self.inner.flusher.failed()
     }
 
     /// How many handles to this store exist (the database closes when the last one drops).

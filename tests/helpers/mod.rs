@@ -93,6 +93,12 @@ impl TestApp {
 
     /// Stops the node gracefully and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Like [`TestApp::restart`], with adjusted settings.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Settings)) {
+        adjust(&mut self.settings);
         if let Some(node) = self.node.take() {
             node.shutdown().await.expect("clean shutdown");
         }

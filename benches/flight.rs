@@ -7,8 +7,8 @@ use contrail::actors::flight::{FlightActor, FlightCommand, FlightMessage};
 use contrail::actors::search_index::{SearchIndexActor, SharedIndex};
 use contrail::domain::aircraft::{Cabin, Layout};
 use contrail::domain::flight::{Flight, FlightDraft};
-use contrail::domain::ids::{AircraftId, FlightId, OrderId};
-use contrail::domain::seat_map::{SeatMap, SeatRequest};
+use contrail::domain::ids::{AircraftId, FlightId, OrderId, UserId};
+use contrail::domain::seat_map::{Holder, SeatMap, SeatRequest};
 use contrail::persistence::{Store, WriteBatch, keys};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ractor::Actor;
@@ -29,7 +29,10 @@ fn seat_map(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("hold_then_release_one_economy_seat", |b| {
         let mut map = SeatMap::new(&layout);
-        let order = OrderId::generate();
+        let holder = Holder {
+            order: OrderId::generate(),
+            user: UserId::generate(),
+        };
         let req = SeatRequest::Cabin {
             cabin: Cabin::Economy,
             count: 1,
@@ -38,10 +41,10 @@ fn seat_map(c: &mut Criterion) {
         let until = now + ChronoDuration::minutes(10);
         b.iter(|| {
             let held = map
-                .hold(black_box(&req), &order, until, now)
+                .hold(black_box(&req), &holder, until, now, None)
                 .expect("free seats");
             black_box(held);
-            black_box(map.release(&order));
+            black_box(map.release(&holder.order));
         });
     });
     group.bench_function("availability_172_seats", |b| {
@@ -53,7 +56,10 @@ fn seat_map(c: &mut Criterion) {
 
 fn encoding(c: &mut Criterion) {
     let cmd = FlightCommand::Hold {
-        order: OrderId::generate(),
+        holder: Holder {
+            order: OrderId::generate(),
+            user: UserId::generate(),
+        },
         request: SeatRequest::Cabin {
             cabin: Cabin::Economy,
             count: 2,
@@ -98,6 +104,7 @@ async fn flight_actor(dir: &std::path::Path) -> (ractor::ActorRef<FlightMessage>
         store: store.clone(),
         index,
         passivate_after: Duration::from_secs(3600),
+        hold_cap: None,
     };
     let (flight_ref, _) = Actor::spawn(None, actor, flight.id.clone())
         .await
@@ -133,7 +140,10 @@ fn durable_actor(c: &mut Criterion) {
                                         count: 1,
                                     };
                                     let hold = FlightCommand::Hold {
-                                        order: order.clone(),
+                                        holder: Holder {
+                                            order: order.clone(),
+                                            user: UserId::generate(),
+                                        },
                                         request: req,
                                         expires_at: until,
                                     };

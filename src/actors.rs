@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! node (startup::start)
-//! ├── FlightSupervisor ── restart policy: restart from disk, at most N times per window,
+//! ├── EntitySupervisor<FlightActor> ── restart policy: restart from disk, at most N times per window,
 //! │   ├── FlightActor flt_…   then quarantine (503) until the window passes
 //! │   └── FlightActor flt_…   (activated on demand by the Directory, passivated when idle)
 //! ├── SearchIndexActor ────── applies flight events to the node's search read model
@@ -18,9 +18,15 @@
 pub mod accounts;
 pub mod catalog;
 pub mod directory;
+pub mod entity;
 pub mod flight;
+pub mod notification;
+pub mod order;
+pub mod orders;
+pub mod payment;
 pub mod search_index;
 pub mod supervisor;
+pub mod ticket;
 
 use crate::persistence::{Durable, StoreError};
 use ractor::rpc::CallResult;

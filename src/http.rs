@@ -12,13 +12,16 @@ pub mod error;
 mod flights;
 pub mod openapi;
 mod ops;
+mod orders;
 pub mod rate_limit;
 mod telemetry;
 
 use crate::actors::accounts::Accounts;
 use crate::actors::catalog::CatalogMessage;
-use crate::actors::directory::Directory;
+use crate::actors::flight::FlightDirectory;
+use crate::actors::orders::Orders;
 use crate::actors::search_index::SharedIndex;
+use crate::actors::ticket::TicketDirectory;
 use crate::persistence::Store;
 use crate::settings::Settings;
 use auth::TokenKeys;
@@ -40,7 +43,11 @@ pub struct AppContext {
     /// The single writer of the catalog.
     pub catalog: ActorRef<CatalogMessage>,
     /// Finds flight actors.
-    pub directory: Directory,
+    pub directory: FlightDirectory,
+    /// Places and reads orders.
+    pub orders: Orders,
+    /// Finds ticket actors.
+    pub tickets: TicketDirectory,
     /// The search read model.
     pub index: SharedIndex,
     /// JWT signing and verification.
@@ -72,6 +79,8 @@ pub fn routes(
             .or(aircraft::routes(ctx.clone()))
             .unify()
             .or(flights::routes(ctx.clone()))
+            .unify()
+            .or(orders::routes(ctx.clone()))
             .unify(),
     );
     ops::routes(ctx)

@@ -4,11 +4,19 @@
 use crate::actors::accounts::{Accounts, AccountsActor};
 use crate::actors::catalog::CatalogActor;
 use crate::actors::directory::Directory;
+use crate::actors::entity::Entity;
+use crate::actors::flight::FlightDirectory;
 use crate::actors::flight::{self, FlightActor, FlightCommand};
+use crate::actors::notification::NotificationActor;
+use crate::actors::order::{OrderActor, OrderCommand};
+use crate::actors::orders::Orders;
+use crate::actors::payment::PaymentActor;
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
-use crate::actors::supervisor::{FlightSupervisor, Quarantine, RestartPolicy};
+use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
+use crate::actors::ticket::TicketActor;
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
+use crate::domain::order::OrderStatus;
 use crate::domain::search::FlightSummary;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimits;
@@ -42,8 +50,8 @@ pub struct Node {
     server: JoinHandle<()>,
     /// Metrics upkeep and rate-limit cleanup.
     housekeeping: JoinHandle<()>,
-    /// Parent of every flight actor.
-    flight_supervisor: ActorCell,
+    /// Parents of every order, ticket and flight actor, in shutdown order.
+    supervisors: Vec<ActorCell>,
     /// Catalog, accounts and search index actors.
     singletons: Vec<ActorCell>,
 }
@@ -55,7 +63,7 @@ impl Node {
     }
 
     /// The node's directory of entity actors (tests use it for fault injection).
-    pub fn directory(&self) -> &Directory {
+    pub fn directory(&self) -> &FlightDirectory {
         &self.ctx.directory
     }
 
@@ -72,13 +80,14 @@ impl Node {
         }
         self.housekeeping.abort();
         let _ = self.housekeeping.await;
-        self.flight_supervisor
-            .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
-            .await;
-        let _ = self
-            .flight_supervisor
-            .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
-            .await;
+        for supervisor in &self.supervisors {
+            supervisor
+                .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+                .await;
+            let _ = supervisor
+                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+                .await;
+        }
         for actor in &self.singletons {
             let _ = actor
                 .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
@@ -120,39 +129,60 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     );
 
     let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+    let passivate_after = Duration::from_secs(settings.actors.passivate_after_secs);
     let (index_actor, _) = Actor::spawn(None, SearchIndexActor, index.clone()).await?;
-    let template = FlightActor {
+    let flight = FlightActor {
         store: store.clone(),
         index: index_actor.clone(),
-        passivate_after: Duration::from_secs(settings.actors.passivate_after_secs),
+        passivate_after,
+        hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
     };
-    let quarantine = Quarantine::default();
-    let supervisor = FlightSupervisor {
-        template: template.clone(),
-        policy: RestartPolicy {
-            max_restarts: settings.actors.max_restarts,
-            window: Duration::from_secs(settings.actors.restart_window_secs),
-        },
-        quarantine: quarantine.clone(),
-    };
-    let (supervisor, _) = Actor::spawn(None, supervisor, ()).await?;
-    let directory = Directory::new(
-        store.clone(),
-        supervisor.clone(),
-        template,
-        quarantine,
-        timeout,
-    );
+    let (directory, flight_supervisor) = entity_directory(&store, flight, &settings).await?;
     // Flights with holds must run to return lapsed holds to sale (also those that lapsed while
     // the node was down); the rest activate on demand.
     let activator = directory.clone();
     tokio::spawn(async move {
         for id in with_holds {
-            if let Err(e) = activator.flight(&id, FlightCommand::Get).await {
+            if let Err(e) = activator.call(&id, FlightCommand::Get).await {
                 tracing::warn!(flight = %id, error = %e, "flight with holds not activated at start-up");
             }
         }
     });
+
+    let ticket = TicketActor {
+        store: store.clone(),
+        passivate_after,
+    };
+    let (tickets, ticket_supervisor) = entity_directory(&store, ticket, &settings).await?;
+    let payment = PaymentActor {
+        store: store.clone(),
+        latency: Duration::from_millis(settings.payments.latency_ms),
+        decline_rate: settings.payments.decline_rate,
+    };
+    let (payments, _) = Actor::spawn(None, payment, ()).await?;
+    let notification = NotificationActor {
+        store: store.clone(),
+        webhook_url: settings.notifications.webhook_url.clone(),
+        client: reqwest::Client::new(),
+    };
+    let (notifications, _) = Actor::spawn(None, notification, ()).await?;
+    let order = OrderActor {
+        store: store.clone(),
+        flights: directory.clone(),
+        tickets: tickets.clone(),
+        payments: payments.clone(),
+        notifications: notifications.clone(),
+        call_timeout: timeout,
+        passivate_after,
+    };
+    let (order_directory, order_supervisor) = entity_directory(&store, order, &settings).await?;
+    let orders = Orders::new(
+        store.clone(),
+        order_directory,
+        Duration::from_secs(settings.booking.hold_ttl_secs),
+    );
+    recover_orders(&orders).await?;
+
     let catalog = CatalogActor {
         store: store.clone(),
         directory: directory.clone(),
@@ -187,6 +217,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         accounts,
         catalog: catalog.clone(),
         directory,
+        orders,
+        tickets,
         index,
         tokens: TokenKeys::new(
             secret.expose_secret().as_bytes(),
@@ -221,10 +253,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         stop_http,
         server,
         housekeeping,
-        flight_supervisor: supervisor.get_cell(),
+        supervisors: vec![order_supervisor, ticket_supervisor, flight_supervisor],
         singletons: vec![
             catalog.get_cell(),
             accounts_actor.get_cell(),
+            payments.get_cell(),
+            notifications.get_cell(),
             index_actor.get_cell(),
         ],
     })
@@ -261,6 +295,59 @@ fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<Fligh
         }
     }
     Ok(with_holds)
+}
+
+/// A supervisor for entities of kind `E` and the directory that activates them under it.
+async fn entity_directory<E: Entity>(
+    store: &Store,
+    template: E,
+    settings: &Settings,
+) -> anyhow::Result<(Directory<E>, ActorCell)> {
+    let quarantine = Quarantine::default();
+    let supervisor = EntitySupervisor {
+        template: template.clone(),
+        policy: RestartPolicy {
+            max_restarts: settings.actors.max_restarts,
+            window: Duration::from_secs(settings.actors.restart_window_secs),
+        },
+        quarantine: quarantine.clone(),
+    };
+    let (supervisor, _) = Actor::spawn(None, supervisor, ()).await?;
+    let directory = Directory::new(
+        store.clone(),
+        supervisor.clone(),
+        template,
+        quarantine,
+        Duration::from_millis(settings.actors.call_timeout_ms),
+    );
+    Ok((directory, supervisor.get_cell()))
+}
+
+/// Activates every order with a live hold (re-arming its expiry, also for holds that lapsed
+/// while the node was down) and finishes interrupted saga steps, before the node takes requests.
+async fn recover_orders(orders: &Orders) -> anyhow::Result<()> {
+    let unsettled = orders.unsettled()?;
+    if !unsettled.is_empty() {
+        tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
+    }
+    for (id, status) in unsettled {
+        let outcome = match status {
+            OrderStatus::Held => orders
+                .directory()
+                .activate(&id)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => orders
+                .call(&id, OrderCommand::Recover)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(order = %id, error = %e, "order not recovered yet; it recovers on its next request");
+        }
+    }
+    Ok(())
 }
 
 async fn housekeeping(ctx: Ctx) {

@@ -4,10 +4,10 @@ mod helpers;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use contrail::actors::CallError;
-use contrail::actors::flight::{FlightCommand, FlightError, FlightReply};
+use contrail::actors::flight::{FlightCommand, FlightError, FlightMessage, FlightReply};
 use contrail::domain::aircraft::{Cabin, SeatName};
-use contrail::domain::ids::{FlightId, OrderId};
-use contrail::domain::seat_map::{HoldError, SeatRequest};
+use contrail::domain::ids::{FlightId, OrderId, UserId};
+use contrail::domain::seat_map::{HoldError, Holder, SeatRequest};
 use contrail::persistence::{Store, WriteBatch, keys};
 use helpers::*;
 use reqwest::StatusCode;
@@ -16,7 +16,10 @@ use std::time::Duration;
 
 fn hold(request: SeatRequest) -> FlightCommand {
     FlightCommand::Hold {
-        order: OrderId::generate(),
+        holder: Holder {
+            order: OrderId::generate(),
+            user: UserId::generate(),
+        },
         request,
         expires_at: Utc::now() + ChronoDuration::minutes(10),
     }
@@ -47,7 +50,7 @@ async fn three_hundred_concurrent_holds_on_fifty_seats_sell_each_seat_once() {
             let d = directory.clone();
             let id = id.clone();
             tokio::spawn(async move {
-                d.flight(
+                d.call(
                     &id,
                     hold(SeatRequest::Cabin {
                         cabin: Cabin::Economy,
@@ -62,7 +65,7 @@ async fn three_hundred_concurrent_holds_on_fifty_seats_sell_each_seat_once() {
     let mut refused = 0;
     for t in tasks {
         match t.await.expect("task") {
-            Ok(Ok(FlightReply::Changed(seats))) => won.extend(seats),
+            Ok(Ok(FlightReply::Held { seats, .. })) => won.extend(seats),
             Ok(Err(FlightError::Hold(HoldError::NotEnoughSeats { .. }))) => refused += 1,
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -89,7 +92,7 @@ async fn sixty_buyers_for_one_seat_give_exactly_one_hold() {
         .map(|_| {
             let d = directory.clone();
             let id = id.clone();
-            tokio::spawn(async move { d.flight(&id, hold(SeatRequest::Seats(vec![seat]))).await })
+            tokio::spawn(async move { d.call(&id, hold(SeatRequest::Seats(vec![seat]))).await })
         })
         .collect();
     let mut ok = 0;
@@ -119,14 +122,14 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
     let mut tasks = Vec::new();
-    for i in 0..80 {
+    for i in 0..40 {
         let d = directory.clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             if i == 20 {
-                d.inject_panic(&id).await.map(|_| None)
+                d.tell(&id, FlightMessage::InjectPanic).await.map(|_| None)
             } else {
-                d.flight(
+                d.call(
                     &id,
                     hold(SeatRequest::Cabin {
                         cabin: Cabin::Economy,
@@ -145,7 +148,7 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
             .expect("a caller hung")
             .expect("task")
         {
-            Ok(Some(Ok(FlightReply::Changed(seats)))) => {
+            Ok(Some(Ok(FlightReply::Held { seats, .. }))) => {
                 acked.extend(seats.iter().map(|s| s.to_string()))
             }
             Ok(Some(Ok(other))) => panic!("unexpected reply {other:?}"),
@@ -188,26 +191,29 @@ async fn idle_flights_passivate_and_come_back_from_disk() {
     let seat = SeatName::parse("2B").expect("seat");
     let order = OrderId::generate();
     let held = FlightCommand::Hold {
-        order: order.clone(),
+        holder: Holder {
+            order: order.clone(),
+            user: UserId::generate(),
+        },
         request: SeatRequest::Seats(vec![seat]),
         expires_at: Utc::now() + ChronoDuration::minutes(10),
     };
-    let r = directory.flight(&id, held).await;
-    assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
+    let r = directory.call(&id, held).await;
+    assert!(matches!(r, Ok(Ok(FlightReply::Held { .. }))), "{r:?}");
     let sold = FlightCommand::Confirm {
         order,
         seats: vec![seat],
     };
-    let r = directory.flight(&id, sold).await;
+    let r = directory.call(&id, sold).await;
     assert!(matches!(r, Ok(Ok(FlightReply::Changed(_)))), "{r:?}");
-    assert!(directory.active_flights().await.expect("count") >= 1);
+    assert!(directory.active().await.expect("count") >= 1);
     let passivated = eventually(Duration::from_secs(15), || async {
-        directory.active_flights().await == Ok(0)
+        directory.active().await == Ok(0)
     })
     .await;
     assert!(passivated, "the idle flight actor never stopped");
     assert_eq!(held_seats(&app, &flight).await, vec!["2B".to_owned()]);
-    assert_eq!(directory.active_flights().await, Ok(1));
+    assert_eq!(directory.active().await, Ok(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +265,10 @@ async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
     let short = FlightCommand::Hold {
-        order: OrderId::generate(),
+        holder: Holder {
+            order: OrderId::generate(),
+            user: UserId::generate(),
+        },
         request: SeatRequest::Cabin {
             cabin: Cabin::Economy,
             count: 2,
@@ -267,8 +276,8 @@ async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
         expires_at: Utc::now() + ChronoDuration::seconds(2),
     };
     assert!(matches!(
-        directory.flight(&id, short).await,
-        Ok(Ok(FlightReply::Changed(_)))
+        directory.call(&id, short).await,
+        Ok(Ok(FlightReply::Held { .. }))
     ));
     assert_eq!(held_seats(&app, &flight).await.len(), 2);
     let listed =

@@ -3,8 +3,8 @@
 //! Uniqueness (airport codes) holds because one mailbox serializes every catalog write. A new
 //! flight is acknowledged once its record is durable and its FlightActor is running.
 
-use super::directory::Directory;
 use super::flight::FlightCommand;
+use super::flight::FlightDirectory;
 use super::reply_when_durable;
 use super::search_index::SharedIndex;
 use crate::domain::ValidationError;
@@ -51,7 +51,7 @@ pub struct CatalogActor {
     /// The node's store.
     pub store: Store,
     /// To start new flights' actors.
-    pub directory: Directory,
+    pub directory: FlightDirectory,
     /// The search read model, so a new flight is searchable once created.
     pub index: SharedIndex,
 }
@@ -128,7 +128,7 @@ impl CatalogActor {
             // Searchable as soon as the client has its 201.
             index.upsert(summary.clone());
             let _ = reply.send(Ok(summary));
-            if let Err(e) = directory.flight(&id, FlightCommand::Get).await {
+            if let Err(e) = directory.call(&id, FlightCommand::Get).await {
                 tracing::warn!(flight = %id, error = %e, "new flight's actor not started; it starts on demand");
             }
         });

@@ -2,15 +2,12 @@
 //! running, and delivers one command to it with a deadline.
 //!
 //! Activation goes through ractor's name registry, which admits one actor per name, so two
-//! requests racing to activate the same flight end up at the same actor (single writer).
+//! requests racing to activate the same entity end up at the same actor (single writer).
 
-use super::flight::{
-    FlightActor, FlightCommand, FlightError, FlightMessage, FlightReply, actor_name,
-};
+use super::entity::{Entity, actor_name};
 use super::supervisor::{Quarantine, SupervisorMessage};
 use super::{CallError, ask};
-use crate::domain::ids::FlightId;
-use crate::persistence::{Store, keys};
+use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,22 +15,33 @@ use tokio::time::Instant;
 /// How long to wait between attempts while a passivating actor still holds its name.
 const REACTIVATE_BACKOFF: Duration = Duration::from_millis(2);
 
-/// Locates entity actors on this node.
-#[derive(Clone)]
-pub struct Directory {
+/// Locates the actors of one kind of entity on this node.
+pub struct Directory<E: Entity> {
     store: Store,
     supervisor: ActorRef<SupervisorMessage>,
-    template: FlightActor,
+    template: E,
     quarantine: Quarantine,
     timeout: Duration,
 }
 
-impl Directory {
-    /// A directory activating flights as children of `supervisor`.
+impl<E: Entity> Clone for Directory<E> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            supervisor: self.supervisor.clone(),
+            template: self.template.clone(),
+            quarantine: self.quarantine.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<E: Entity> Directory<E> {
+    /// A directory activating entities from `template` as children of `supervisor`.
     pub fn new(
         store: Store,
         supervisor: ActorRef<SupervisorMessage>,
-        template: FlightActor,
+        template: E,
         quarantine: Quarantine,
         timeout: Duration,
     ) -> Self {
@@ -51,17 +59,13 @@ impl Directory {
         self.timeout
     }
 
-    /// Sends `cmd` to flight `id`, activating its actor if needed.
+    /// Sends `cmd` to entity `id`, activating its actor if needed.
     ///
     /// If the actor is gone before the command was delivered (passivated or restarting), the
     /// command is delivered to its next activation. If it stops after delivery, the caller gets
-    /// [`CallError::Stopped`] (the command may or may not have been applied; every flight
-    /// command is idempotent per order, so the client may retry).
-    pub async fn flight(
-        &self,
-        id: &FlightId,
-        cmd: FlightCommand,
-    ) -> Result<Result<FlightReply, FlightError>, CallError> {
+    /// [`CallError::Stopped`]: the command may or may not have been applied (entity commands are
+    /// idempotent, so the client may retry).
+    pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let Some(actor) = self.find_or_activate(id).await? else {
@@ -77,10 +81,7 @@ impl Directory {
             }
             let command = cmd.clone();
             match actor
-                .call(
-                    |port| FlightMessage::Command(command, port),
-                    Some(remaining),
-                )
+                .call(|port| E::request(command, port), Some(remaining))
                 .await
             {
                 Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),
@@ -93,16 +94,19 @@ impl Directory {
         }
     }
 
-    /// Fault injection for supervision tests: makes the flight's actor panic.
-    pub async fn inject_panic(&self, id: &FlightId) -> Result<(), CallError> {
+    /// Sends a message that needs no answer (fault injection, notifications to an entity).
+    pub async fn tell(&self, id: &E::Id, message: E::Msg) -> Result<(), CallError> {
         let actor = self.find_or_activate(id).await?.ok_or(CallError::Stopped)?;
-        actor
-            .cast(FlightMessage::InjectPanic)
-            .map_err(|_| CallError::Stopped)
+        actor.cast(message).map_err(|_| CallError::Stopped)
     }
 
-    /// How many flight actors run on this node.
-    pub async fn active_flights(&self) -> Result<usize, CallError> {
+    /// Starts the entity's actor if it is not running (e.g. to re-arm its timers).
+    pub async fn activate(&self, id: &E::Id) -> Result<(), CallError> {
+        self.find_or_activate(id).await.map(|_| ())
+    }
+
+    /// How many actors of this kind run on this node.
+    pub async fn active(&self) -> Result<usize, CallError> {
         ask(
             &self.supervisor,
             SupervisorMessage::ActiveCount,
@@ -113,42 +117,40 @@ impl Directory {
 
     /// The running actor, a fresh activation, or `None` when the name is briefly taken by an
     /// actor that is stopping (try again shortly).
-    async fn find_or_activate(
-        &self,
-        id: &FlightId,
-    ) -> Result<Option<ActorRef<FlightMessage>>, CallError> {
-        let name = actor_name(id);
-        if let Some(actor) = ActorRef::<FlightMessage>::where_is(name.clone()) {
+    async fn find_or_activate(&self, id: &E::Id) -> Result<Option<ActorRef<E::Msg>>, CallError> {
+        let name = actor_name::<E>(id);
+        if let Some(actor) = ActorRef::<E::Msg>::where_is(name.clone()) {
             return Ok(Some(actor));
         }
-        if self.quarantine.blocks(id) {
+        if self.quarantine.blocks(&name) {
             return Err(CallError::Unavailable(format!(
-                "flight {id} is restarting too often"
+                "{} {id} is restarting too often",
+                E::KIND
             )));
         }
-        if !self.store.contains(&keys::flight(id)).map_err(|e| {
-            tracing::error!(flight = %id, error = %e, "storage read failed");
+        let exists = E::exists(&self.store, id).map_err(|e| {
+            tracing::error!(kind = E::KIND, %id, error = %e, "storage read failed");
             CallError::Unavailable("storage is unavailable".into())
-        })? {
+        })?;
+        if !exists {
             return Err(CallError::NotFound);
         }
-        match Actor::spawn_linked(
+        let spawned = Actor::spawn_linked(
             Some(name.clone()),
             self.template.clone(),
             id.clone(),
             self.supervisor.get_cell(),
         )
-        .await
-        {
+        .await;
+        match spawned {
             Ok((actor, _)) => Ok(Some(actor)),
             // Someone else activated it first, or it is still draining: use theirs or wait.
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => {
-                Ok(ActorRef::<FlightMessage>::where_is(name))
-            }
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(ActorRef::<E::Msg>::where_is(name)),
             Err(e) => {
-                tracing::error!(flight = %id, error = %e, "flight actor could not be activated");
+                tracing::error!(kind = E::KIND, %id, error = %e, "actor could not be activated");
                 Err(CallError::Unavailable(format!(
-                    "flight {id} could not be loaded"
+                    "{} {id} could not be loaded",
+                    E::KIND
                 )))
             }
         }

@@ -4,13 +4,14 @@
 //! a shard gateway, remote ones. A change is applied to the store before the actor moves on and
 //! acknowledged only once it is durable.
 
+use super::entity::Entity;
 use super::reply_when_durable;
 use super::search_index::SearchIndexMessage;
 use crate::domain::aircraft::{Cabin, SeatName};
-use crate::domain::flight::{Flight, FlightStatus};
+use crate::domain::flight::{Currency, Flight, FlightStatus};
 use crate::domain::ids::{FlightId, OrderId};
 use crate::domain::search::FlightSummary;
-use crate::domain::seat_map::{ConfirmError, HoldError, SeatMap, SeatRequest, SeatStatus};
+use crate::domain::seat_map::{ConfirmError, HoldError, Holder, SeatMap, SeatRequest, SeatStatus};
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -19,11 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How often a flight actor sweeps lapsed holds and checks whether it is idle.
 const TICK: Duration = Duration::from_secs(1);
-
-/// The registry name of a flight's actor; at most one per node.
-pub fn actor_name(id: &FlightId) -> String {
-    format!("flight/{id}")
-}
 
 /// A request to a flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +30,8 @@ pub enum FlightCommand {
     Seats,
     /// Hold seats for an order, all or none, until `expires_at`.
     Hold {
-        /// The holder.
-        order: OrderId,
+        /// The order and its customer.
+        holder: Holder,
         /// Which seats.
         request: SeatRequest,
         /// When the hold lapses.
@@ -53,6 +49,8 @@ pub enum FlightCommand {
         /// The holder.
         order: OrderId,
     },
+    /// Cancel the flight: no new holds; answers with the orders that must be cancelled.
+    Cancel,
 }
 
 /// One seat as clients see it (without the holder).
@@ -73,7 +71,20 @@ pub enum FlightReply {
     Summary(FlightSummary),
     /// For `Seats`.
     Seats(Vec<SeatView>),
-    /// Seats now held (or sold, or released) by the order.
+    /// For `Hold`: the seats now held, and what they cost.
+    Held {
+        /// The seats, in layout order.
+        seats: Vec<SeatName>,
+        /// Sum of the seats' fares, in minor units.
+        price_cents: u64,
+        /// Currency of the fares.
+        currency: Currency,
+        /// The flight's departure.
+        departs_at: DateTime<Utc>,
+    },
+    /// For `Cancel`: the orders that still hold or own seats on the (now cancelled) flight.
+    Cancelled(Vec<OrderId>),
+    /// Seats now sold (for `Confirm`) or released (for `Release`).
     Changed(Vec<SeatName>),
 }
 
@@ -133,6 +144,8 @@ pub struct FlightActor {
     pub index: ActorRef<SearchIndexMessage>,
     /// Idle time before passivation.
     pub passivate_after: Duration,
+    /// Most live seats one customer may have on one flight (`booking.max_seats_per_user_per_flight`).
+    pub hold_cap: Option<u16>,
 }
 
 /// A live flight: its schedule and seats, as on disk.
@@ -186,20 +199,32 @@ impl FlightState {
         &mut self,
         cmd: FlightCommand,
         now: DateTime<Utc>,
+        cap: Option<u16>,
     ) -> Result<(FlightReply, Vec<SeatName>), FlightError> {
         match cmd {
             FlightCommand::Get => Ok((FlightReply::Summary(self.summary()), vec![])),
             FlightCommand::Seats => Ok((FlightReply::Seats(self.seat_views()), vec![])),
             FlightCommand::Hold {
-                order,
+                holder,
                 request,
                 expires_at,
             } => {
                 if self.flight.status != FlightStatus::Scheduled {
                     return Err(FlightError::NotScheduled(self.flight.id.clone()));
                 }
-                let held = self.seats.hold(&request, &order, expires_at, now)?;
-                Ok((FlightReply::Changed(held.clone()), held))
+                let held = self.seats.hold(&request, &holder, expires_at, now, cap)?;
+                let price_cents = held
+                    .iter()
+                    .filter_map(|seat| self.flight.layout.cabin_of(*seat))
+                    .filter_map(|cabin| self.flight.fares.get(&cabin))
+                    .sum();
+                let reply = FlightReply::Held {
+                    seats: held.clone(),
+                    price_cents,
+                    currency: self.flight.currency.clone(),
+                    departs_at: self.flight.departs_at,
+                };
+                Ok((reply, held))
             }
             FlightCommand::Confirm { order, seats } => {
                 let sold = self.seats.confirm(&order, &seats, now)?;
@@ -209,6 +234,8 @@ impl FlightState {
                 let freed = self.seats.release(&order);
                 Ok((FlightReply::Changed(freed.clone()), freed))
             }
+            // Handled by `FlightActor::cancel`, which also writes the flight record.
+            FlightCommand::Cancel => Ok((FlightReply::Cancelled(self.seats.orders()), vec![])),
         }
     }
 
@@ -231,6 +258,37 @@ impl FlightState {
 }
 
 impl FlightActor {
+    /// Cancels the flight (durably, once) and answers with the orders holding seats on it.
+    fn cancel(
+        &self,
+        myself: &ActorRef<FlightMessage>,
+        state: &mut FlightState,
+        reply: RpcReplyPort<Result<FlightReply, FlightError>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let orders = FlightReply::Cancelled(state.seats.orders());
+        if state.flight.status == FlightStatus::Cancelled {
+            let _ = reply.send(Ok(orders));
+            return Ok(());
+        }
+        state.flight.status = FlightStatus::Cancelled;
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::flight(&state.flight.id), &state.flight)?;
+        let durable = self.store.commit(batch)?;
+        let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
+        tracing::info!(flight = %state.flight.id, "flight cancelled");
+        let me = myself.clone();
+        reply_when_durable(
+            durable,
+            reply,
+            orders,
+            |e| FlightError::Storage(e.to_string()),
+            move |e| {
+                let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
+            },
+        );
+        Ok(())
+    }
+
     fn publish(&self, state: &FlightState) {
         let event =
             SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
@@ -290,6 +348,28 @@ impl FlightActor {
     }
 }
 
+impl Entity for FlightActor {
+    type Id = FlightId;
+    type Command = FlightCommand;
+    type Reply = Result<FlightReply, FlightError>;
+    const KIND: &'static str = "flight";
+
+    fn exists(store: &Store, id: &FlightId) -> Result<bool, StoreError> {
+        store.contains(&keys::flight(id))
+    }
+
+    fn parse_id(raw: &str) -> Option<FlightId> {
+        FlightId::parse(raw)
+    }
+
+    fn request(command: FlightCommand, reply: RpcReplyPort<Self::Reply>) -> FlightMessage {
+        FlightMessage::Command(command, reply)
+    }
+}
+
+/// Finds flight actors.
+pub type FlightDirectory = super::directory::Directory<FlightActor>;
+
 impl Actor for FlightActor {
     type Msg = FlightMessage;
     type State = FlightState;
@@ -323,7 +403,10 @@ impl Actor for FlightActor {
                 if reply.is_closed() {
                     return Ok(()); // the caller gave up; do not change anything for nobody
                 }
-                match state.apply(cmd, Utc::now()) {
+                if cmd == FlightCommand::Cancel {
+                    return self.cancel(&myself, state, reply);
+                }
+                match state.apply(cmd, Utc::now(), self.hold_cap) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }

@@ -1,40 +1,39 @@
-//! FlightSupervisor: the restart policy for flight actors.
+//! EntitySupervisor: the restart policy for entity actors (flights, orders, tickets).
 //!
-//! ractor restarts nothing by itself, so this is ours: a flight actor that fails (panic or
+//! ractor restarts nothing by itself, so this is ours: an entity actor that fails (panic or
 //! error) is restarted from disk at once, up to `max_restarts` times per `restart_window`;
-//! beyond that the flight is quarantined (its requests get 503) until the window has passed,
-//! so a poison record cannot spin the node. Other flights are never affected.
+//! beyond that the entity is quarantined (its requests get 503) until the window has passed,
+//! so a poison record cannot spin the node. Other entities are never affected.
 
-use super::flight::{FlightActor, actor_name};
-use crate::domain::ids::FlightId;
+use super::entity::{Entity, id_of};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Flights that failed too often, and until when they stay down. Shared with the directory.
+/// Entities that failed too often (by registry name), and until when they stay down.
 #[derive(Clone, Default)]
-pub struct Quarantine(Arc<Mutex<HashMap<FlightId, Instant>>>);
+pub struct Quarantine(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl Quarantine {
-    /// Whether `id` may be activated now.
-    pub fn blocks(&self, id: &FlightId) -> bool {
+    /// Whether the entity with this registry name may be activated now.
+    pub fn blocks(&self, name: &str) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(id) {
+        match map.get(name) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
-                map.remove(id);
+                map.remove(name);
                 false
             }
             None => false,
         }
     }
 
-    fn insert(&self, id: FlightId, until: Instant) {
+    fn insert(&self, name: String, until: Instant) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, until);
+            .insert(name, until);
     }
 }
 
@@ -47,19 +46,19 @@ pub struct RestartPolicy {
     pub window: Duration,
 }
 
-/// The supervisor; its fields are what it needs to restart a flight.
-pub struct FlightSupervisor {
-    /// How to build a flight actor.
-    pub template: FlightActor,
+/// The supervisor of one kind of entity; its fields are what it needs to restart one.
+pub struct EntitySupervisor<E: Entity> {
+    /// How to build an entity actor.
+    pub template: E,
     /// Restart limits.
     pub policy: RestartPolicy,
-    /// Flights left stopped after too many failures.
+    /// Entities left stopped after too many failures.
     pub quarantine: Quarantine,
 }
 
-/// Requests to the supervisor.
+/// Requests to a supervisor.
 pub enum SupervisorMessage {
-    /// How many flight actors are running.
+    /// How many children are running.
     ActiveCount(RpcReplyPort<usize>),
 }
 
@@ -67,55 +66,54 @@ pub enum SupervisorMessage {
 #[derive(Default)]
 pub struct SupervisorState {
     active: usize,
-    failures: HashMap<FlightId, VecDeque<Instant>>,
+    failures: HashMap<String, VecDeque<Instant>>,
 }
 
-fn flight_of(cell: &ractor::ActorCell) -> Option<FlightId> {
-    cell.get_name()
-        .and_then(|name| name.strip_prefix("flight/").and_then(FlightId::parse))
-}
-
-impl FlightSupervisor {
+impl<E: Entity> EntitySupervisor<E> {
     fn set_active(state: &mut SupervisorState, active: usize) {
         state.active = active;
-        metrics::gauge!("contrail_flight_actors_active").set(active as f64);
+        metrics::gauge!("contrail_entity_actors_active", "kind" => E::KIND).set(active as f64);
+        if E::KIND == "flight" {
+            metrics::gauge!("contrail_flight_actors_active").set(active as f64);
+        }
     }
 
     async fn on_failure(
         &self,
         myself: &ActorRef<SupervisorMessage>,
         state: &mut SupervisorState,
-        id: FlightId,
+        name: String,
+        id: E::Id,
     ) {
-        metrics::counter!("contrail_actor_restarts_total", "kind" => "flight").increment(1);
+        metrics::counter!("contrail_actor_restarts_total", "kind" => E::KIND).increment(1);
         let now = Instant::now();
-        let recent = state.failures.entry(id.clone()).or_default();
+        let recent = state.failures.entry(name.clone()).or_default();
         recent.retain(|t| now.duration_since(*t) < self.policy.window);
         recent.push_back(now);
         if recent.len() > self.policy.max_restarts as usize {
-            tracing::error!(flight = %id, failures = recent.len(), "flight actor keeps failing; quarantined");
-            self.quarantine.insert(id, now + self.policy.window);
+            tracing::error!(kind = E::KIND, %id, failures = recent.len(), "actor keeps failing; quarantined");
+            self.quarantine.insert(name, now + self.policy.window);
             return;
         }
         let spawned = Actor::spawn_linked(
-            Some(actor_name(&id)),
+            Some(name),
             self.template.clone(),
             id.clone(),
             myself.get_cell(),
         )
         .await;
         match spawned {
-            Ok(_) => tracing::info!(flight = %id, "flight actor restarted from disk"),
+            Ok(_) => tracing::info!(kind = E::KIND, %id, "actor restarted from disk"),
             // Already re-activated by a request in the meantime: nothing to do.
             Err(ractor::SpawnErr::ActorAlreadyRegistered(_)) => {}
             Err(e) => {
-                tracing::error!(flight = %id, error = %e, "flight actor could not be restarted")
+                tracing::error!(kind = E::KIND, %id, error = %e, "actor could not be restarted")
             }
         }
     }
 }
 
-impl Actor for FlightSupervisor {
+impl<E: Entity> Actor for EntitySupervisor<E> {
     type Msg = SupervisorMessage;
     type State = SupervisorState;
     type Arguments = ();
@@ -155,9 +153,10 @@ impl Actor for FlightSupervisor {
             }
             SupervisionEvent::ActorFailed(cell, error) => {
                 Self::set_active(state, state.active.saturating_sub(1));
-                tracing::error!(actor = ?cell.get_name(), error = %error, "flight actor failed");
-                if let Some(id) = flight_of(&cell) {
-                    self.on_failure(&myself, state, id).await;
+                tracing::error!(kind = E::KIND, actor = ?cell.get_name(), error = %error, "actor failed");
+                let name = cell.get_name();
+                if let Some((name, id)) = name.and_then(|n| id_of::<E>(&n).map(|id| (n, id))) {
+                    self.on_failure(&myself, state, name, id).await;
                 }
             }
             _ => {}

@@ -62,6 +62,11 @@ entity_id!(
     OrderId,
     "ord"
 );
+entity_id!(
+    /// Identifies a ticket.
+    TicketId,
+    "tkt"
+);
 
 impl FlightId {
     /// Sorts before every real id; a lower bound for range scans.

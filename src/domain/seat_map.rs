@@ -4,7 +4,7 @@
 //! they changed, so the caller can persist exactly those.
 
 use super::aircraft::{Cabin, Layout, SeatName};
-use super::ids::OrderId;
+use super::ids::{OrderId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,6 +18,8 @@ pub enum SeatStatus {
     Held {
         /// The order holding it.
         order: OrderId,
+        /// The customer who placed the order (for the per-user hold cap).
+        user: UserId,
         /// When the hold lapses.
         expires_at: DateTime<Utc>,
     },
@@ -25,6 +27,8 @@ pub enum SeatStatus {
     Sold {
         /// The order that bought it.
         order: OrderId,
+        /// The customer who placed the order.
+        user: UserId,
     },
 }
 
@@ -41,7 +45,20 @@ impl SeatStatus {
     fn order(&self) -> Option<&OrderId> {
         match self {
             SeatStatus::Available => None,
-            SeatStatus::Held { order, .. } | SeatStatus::Sold { order } => Some(order),
+            SeatStatus::Held { order, .. } | SeatStatus::Sold { order, .. } => Some(order),
+        }
+    }
+
+    /// Whether this seat is held (unlapsed) or owned by `user`.
+    fn is_live_for(&self, user: &UserId, now: DateTime<Utc>) -> bool {
+        match self {
+            SeatStatus::Available => false,
+            SeatStatus::Held {
+                user: u,
+                expires_at,
+                ..
+            } => u == user && *expires_at > now,
+            SeatStatus::Sold { user: u, .. } => u == user,
         }
     }
 
@@ -53,10 +70,20 @@ impl SeatStatus {
             SeatStatus::Held {
                 order: o,
                 expires_at,
+                ..
             } => o == order || *expires_at <= now,
             SeatStatus::Sold { .. } => false,
         }
     }
+}
+
+/// Who asks for seats: the order, and the customer behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The order that will hold the seats.
+    pub order: OrderId,
+    /// Its customer.
+    pub user: UserId,
 }
 
 /// What an order asks a flight for.
@@ -91,6 +118,12 @@ pub enum HoldError {
     /// The aircraft has no such cabin.
     #[error("this flight has no {} cabin", .0.as_str())]
     NoSuchCabin(Cabin),
+    /// The customer would hold or own more than `cap` seats on this flight.
+    #[error("at most {cap} seats per customer on one flight")]
+    CapExceeded {
+        /// The limit.
+        cap: u16,
+    },
     /// Too few free seats in the cabin.
     #[error("only {available} {} seats available, {requested} requested", .cabin.as_str())]
     NotEnoughSeats {
@@ -200,25 +233,42 @@ impl SeatMap {
         out
     }
 
-    /// Holds seats for `order` until `expires_at`: all of them, or none.
+    /// Holds seats for `holder` until `expires_at`: all of them, or none.
     ///
     /// Seats whose hold lapsed before `now` count as free. Re-holding seats the order already
-    /// holds succeeds (a retried request) and moves their deadline.
+    /// holds succeeds (a retried request) and moves their deadline. With a `cap`, the customer
+    /// may not end up holding or owning more than `cap` live seats on this flight.
     pub fn hold(
         &mut self,
         request: &SeatRequest,
-        order: &OrderId,
+        holder: &Holder,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        cap: Option<u16>,
     ) -> Result<Vec<SeatName>, HoldError> {
+        let order = &holder.order;
         let picked = match request {
             SeatRequest::Seats(names) => self.pick_named(names, order, now)?,
             SeatRequest::Cabin { cabin, count } => {
                 self.pick_in_cabin(*cabin, *count, order, now)?
             }
         };
+        if let Some(cap) = cap {
+            // What the customer would have afterwards: every live seat they hold or own
+            // (through any order), plus the ones picked now.
+            let elsewhere = self
+                .seats
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| !picked.contains(i) && s.status.is_live_for(&holder.user, now))
+                .count();
+            if elsewhere + picked.len() > usize::from(cap) {
+                return Err(HoldError::CapExceeded { cap });
+            }
+        }
         let held = SeatStatus::Held {
             order: order.clone(),
+            user: holder.user.clone(),
             expires_at,
         };
         Ok(picked
@@ -312,23 +362,28 @@ impl SeatMap {
             match &self.seats[i].status {
                 SeatStatus::Held {
                     order: o,
+                    user,
                     expires_at,
                 } if o == order => {
                     if *expires_at <= now {
                         return Err(ConfirmError::Expired(name));
                     }
-                    picked.push(i);
+                    picked.push((i, user.clone()));
                 }
-                SeatStatus::Sold { order: o } if o == order => {}
+                SeatStatus::Sold { order: o, .. } if o == order => {}
                 _ => return Err(ConfirmError::NotHeld(name)),
             }
         }
-        for &i in &picked {
-            self.seats[i].status = SeatStatus::Sold {
+        for (i, user) in &picked {
+            self.seats[*i].status = SeatStatus::Sold {
                 order: order.clone(),
+                user: user.clone(),
             };
         }
-        Ok(picked.into_iter().map(|i| self.seats[i].name).collect())
+        Ok(picked
+            .into_iter()
+            .map(|(i, _)| self.seats[i].name)
+            .collect())
     }
 
     /// Frees every seat `order` holds or bought; seats of other orders are untouched.
@@ -341,6 +396,17 @@ impl SeatMap {
             }
         }
         freed
+    }
+
+    /// Every order that holds or owns a seat, each once, in seat order.
+    pub fn orders(&self) -> Vec<OrderId> {
+        let mut seen = HashSet::new();
+        self.seats
+            .iter()
+            .filter_map(|s| s.status.order())
+            .filter(|o| seen.insert((*o).clone()))
+            .cloned()
+            .collect()
     }
 
     /// Whether any seat is held (lapsed or not): such a flight must stay active to release it.

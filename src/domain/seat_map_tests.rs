@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::ids::UserId;
 use chrono::TimeZone;
 use proptest::prelude::*;
 
@@ -20,19 +21,32 @@ fn seat(s: &str) -> SeatName {
     SeatName::parse(s).expect("seat name")
 }
 
-fn orders() -> Vec<OrderId> {
-    (0..4).map(|_| OrderId::generate()).collect()
+/// Four orders: the first two by one customer, the last two by another.
+fn orders() -> Vec<Holder> {
+    let users = [UserId::generate(), UserId::generate()];
+    (0..4)
+        .map(|i| Holder {
+            order: OrderId::generate(),
+            user: users[i / 2].clone(),
+        })
+        .collect()
 }
+
+/// Most live seats one customer may have in the property test.
+const CAP: u16 = 5;
 
 #[test]
 fn a_taken_seat_cannot_be_held_and_nothing_partial_is_left() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
     let req = SeatRequest::Seats(vec![seat("3A"), seat("3B")]);
-    assert_eq!(map.hold(&req, &o[0], t(60), t(0)).map(|v| v.len()), Ok(2));
+    assert_eq!(
+        map.hold(&req, &o[0], t(60), t(0), None).map(|v| v.len()),
+        Ok(2)
+    );
     let clash = SeatRequest::Seats(vec![seat("4A"), seat("3B")]);
     assert_eq!(
-        map.hold(&clash, &o[1], t(60), t(0)),
+        map.hold(&clash, &o[1], t(60), t(0), None),
         Err(HoldError::Unavailable(seat("3B")))
     );
     assert_eq!(map.status(seat("4A")), Some(&SeatStatus::Available));
@@ -43,19 +57,21 @@ fn a_lapsed_hold_can_be_taken_and_not_confirmed() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
     let req = SeatRequest::Seats(vec![seat("1A")]);
-    map.hold(&req, &o[0], t(10), t(0)).expect("first hold");
+    map.hold(&req, &o[0], t(10), t(0), None)
+        .expect("first hold");
     assert_eq!(
-        map.confirm(&o[0], &[seat("1A")], t(10)),
+        map.confirm(&o[0].order, &[seat("1A")], t(10)),
         Err(ConfirmError::Expired(seat("1A")))
     );
-    map.hold(&req, &o[1], t(100), t(11))
+    map.hold(&req, &o[1], t(100), t(11), None)
         .expect("lapsed hold is free");
     assert_eq!(
-        map.confirm(&o[0], &[seat("1A")], t(12)),
+        map.confirm(&o[0].order, &[seat("1A")], t(12)),
         Err(ConfirmError::NotHeld(seat("1A")))
     );
     assert_eq!(
-        map.confirm(&o[1], &[seat("1A")], t(12)).map(|v| v.len()),
+        map.confirm(&o[1].order, &[seat("1A")], t(12))
+            .map(|v| v.len()),
         Ok(1)
     );
 }
@@ -73,6 +89,7 @@ fn cabin_requests_pick_only_that_cabin() {
             &o[0],
             t(60),
             t(0),
+            None,
         )
         .expect("four business seats");
     assert!(got.iter().all(|s| s.row <= 2));
@@ -84,6 +101,7 @@ fn cabin_requests_pick_only_that_cabin() {
         &o[1],
         t(60),
         t(0),
+        None,
     );
     assert!(matches!(
         more,
@@ -97,6 +115,7 @@ fn cabin_requests_pick_only_that_cabin() {
         &o[1],
         t(60),
         t(0),
+        None,
     );
     assert_eq!(none, Err(HoldError::NoSuchCabin(Cabin::First)));
 }
@@ -105,16 +124,70 @@ fn cabin_requests_pick_only_that_cabin() {
 fn a_retried_cabin_hold_returns_the_same_seats() {
     let o = orders();
     let mut map = SeatMap::new(&layout());
-    map.hold(&SeatRequest::Seats(vec![seat("3A")]), &o[0], t(60), t(0))
-        .expect("3A");
+    map.hold(
+        &SeatRequest::Seats(vec![seat("3A")]),
+        &o[0],
+        t(60),
+        t(0),
+        None,
+    )
+    .expect("3A");
     let req = SeatRequest::Cabin {
         cabin: Cabin::Economy,
         count: 1,
     };
-    assert_eq!(map.hold(&req, &o[1], t(60), t(0)), Ok(vec![seat("3B")]));
-    map.release(&o[0]);
-    assert_eq!(map.hold(&req, &o[1], t(90), t(1)), Ok(vec![seat("3B")]));
+    assert_eq!(
+        map.hold(&req, &o[1], t(60), t(0), None),
+        Ok(vec![seat("3B")])
+    );
+    map.release(&o[0].order);
+    assert_eq!(
+        map.hold(&req, &o[1], t(90), t(1), None),
+        Ok(vec![seat("3B")])
+    );
     assert_eq!(map.status(seat("3A")), Some(&SeatStatus::Available));
+}
+
+#[test]
+fn the_per_customer_cap_counts_every_order_of_that_customer() {
+    let o = orders(); // o[0] and o[1] belong to one customer
+    let mut map = SeatMap::new(&layout());
+    let three = SeatRequest::Cabin {
+        cabin: Cabin::Economy,
+        count: 3,
+    };
+    map.hold(&three, &o[0], t(60), t(0), Some(4))
+        .expect("3 of 4");
+    assert_eq!(
+        map.hold(
+            &SeatRequest::Cabin {
+                cabin: Cabin::Economy,
+                count: 2
+            },
+            &o[1],
+            t(60),
+            t(0),
+            Some(4)
+        ),
+        Err(HoldError::CapExceeded { cap: 4 })
+    );
+    // Another customer is not affected, and a retry of the same order is not double counted.
+    map.hold(&three, &o[2], t(60), t(0), Some(4))
+        .expect("other customer");
+    map.hold(&three, &o[0], t(60), t(0), Some(4))
+        .expect("retry");
+    // Lapsed holds do not count.
+    map.hold(
+        &SeatRequest::Cabin {
+            cabin: Cabin::Economy,
+            count: 4,
+        },
+        &o[1],
+        t(120),
+        t(61),
+        Some(4),
+    )
+    .expect("the first order's holds lapsed");
 }
 
 #[test]
@@ -123,16 +196,16 @@ fn unknown_and_duplicate_seats_are_refused() {
     let mut map = SeatMap::new(&layout());
     let unknown = SeatRequest::Seats(vec![seat("1B")]);
     assert_eq!(
-        map.hold(&unknown, &o[0], t(1), t(0)),
+        map.hold(&unknown, &o[0], t(1), t(0), None),
         Err(HoldError::UnknownSeat(seat("1B")))
     );
     let dup = SeatRequest::Seats(vec![seat("1A"), seat("1A")]);
     assert_eq!(
-        map.hold(&dup, &o[0], t(1), t(0)),
+        map.hold(&dup, &o[0], t(1), t(0), None),
         Err(HoldError::DuplicateSeat(seat("1A")))
     );
     assert_eq!(
-        map.hold(&SeatRequest::Seats(vec![]), &o[0], t(1), t(0)),
+        map.hold(&SeatRequest::Seats(vec![]), &o[0], t(1), t(0), None),
         Err(HoldError::Empty)
     );
 }
@@ -178,15 +251,15 @@ proptest! {
             let changed = match &op {
                 Op::HoldSeats(who, seats, ttl) => {
                     let names: Vec<SeatName> = seats.iter().map(|&i| all[i]).collect();
-                    map.hold(&SeatRequest::Seats(names), &o[*who], t(now + ttl), t(now)).map(|v| v.len())
+                    map.hold(&SeatRequest::Seats(names), &o[*who], t(now + ttl), t(now), Some(CAP)).map(|v| v.len())
                         .map_err(|e| e.to_string())
                 }
                 Op::HoldCabin(who, business, count, ttl) => {
                     let cabin = if *business { Cabin::Business } else { Cabin::Economy };
                     let held_by = |m: &SeatMap| m.seats().iter().filter(|s| s.cabin == cabin
-                        && matches!(&s.status, SeatStatus::Held { order, .. } if *order == o[*who])).count();
+                        && matches!(&s.status, SeatStatus::Held { order, .. } if *order == o[*who].order)).count();
                     let before_held = held_by(&map);
-                    let r = map.hold(&SeatRequest::Cabin { cabin, count: *count }, &o[*who], t(now + ttl), t(now));
+                    let r = map.hold(&SeatRequest::Cabin { cabin, count: *count }, &o[*who], t(now + ttl), t(now), Some(CAP));
                     if let Ok(got) = &r {
                         prop_assert_eq!(got.len(), usize::from(*count));
                         prop_assert!(got.iter().all(|s| layout.cabin_of(*s) == Some(cabin)));
@@ -197,14 +270,23 @@ proptest! {
                 }
                 Op::Confirm(who, seats) => {
                     let names: Vec<SeatName> = seats.iter().map(|&i| all[i]).collect();
-                    map.confirm(&o[*who], &names, t(now)).map(|v| v.len()).map_err(|e| e.to_string())
+                    map.confirm(&o[*who].order, &names, t(now)).map(|v| v.len()).map_err(|e| e.to_string())
                 }
-                Op::Release(who) => Ok(map.release(&o[*who]).len()),
+                Op::Release(who) => Ok(map.release(&o[*who].order).len()),
                 Op::Sweep => Ok(map.sweep_expired(t(now)).len()),
                 Op::Tick(d) => { now += d; Ok(0) }
             };
             if changed.is_err() {
                 prop_assert_eq!(&map, &before, "a failed {:?} changed the map", op);
+            }
+            // No customer ends up with more live seats than the cap.
+            for user in [&o[0].user, &o[2].user] {
+                let live = map.seats().iter().filter(|s| match &s.status {
+                    SeatStatus::Held { user: u, expires_at, .. } => u == user && *expires_at > t(now),
+                    SeatStatus::Sold { user: u, .. } => u == user,
+                    SeatStatus::Available => false,
+                }).count();
+                prop_assert!(live <= usize::from(CAP), "{} live seats", live);
             }
             // Counts add up per cabin.
             for (cabin, a) in map.availability() {
@@ -216,16 +298,16 @@ proptest! {
             // Nobody else's live claim was taken over.
             for (old, new) in before.seats().iter().zip(map.seats()) {
                 match (&old.status, &new.status) {
-                    (SeatStatus::Sold { order: a }, SeatStatus::Sold { order: b }) => prop_assert_eq!(a, b),
-                    (SeatStatus::Sold { order }, SeatStatus::Available) => {
-                        prop_assert!(matches!(&op, Op::Release(w) if &o[*w] == order));
+                    (SeatStatus::Sold { order: a, .. }, SeatStatus::Sold { order: b, .. }) => prop_assert_eq!(a, b),
+                    (SeatStatus::Sold { order, .. }, SeatStatus::Available) => {
+                        prop_assert!(matches!(&op, Op::Release(w) if &o[*w].order == order));
                     }
                     (SeatStatus::Sold { .. }, SeatStatus::Held { .. }) => prop_assert!(false, "sold seat re-held"),
-                    (SeatStatus::Held { order: a, expires_at }, SeatStatus::Held { order: b, .. })
-                    | (SeatStatus::Held { order: a, expires_at }, SeatStatus::Sold { order: b })
+                    (SeatStatus::Held { order: a, expires_at, .. }, SeatStatus::Held { order: b, .. })
+                    | (SeatStatus::Held { order: a, expires_at, .. }, SeatStatus::Sold { order: b, .. })
                         if a != b => prop_assert!(*expires_at <= t(now), "live hold taken over"),
-                    (SeatStatus::Held { order, expires_at }, SeatStatus::Available) => {
-                        let own_release = matches!(&op, Op::Release(w) if &o[*w] == order);
+                    (SeatStatus::Held { order, expires_at, .. }, SeatStatus::Available) => {
+                        let own_release = matches!(&op, Op::Release(w) if &o[*w].order == order);
                         let lapsed_sweep = matches!(&op, Op::Sweep) && *expires_at <= t(now);
                         prop_assert!(own_release || lapsed_sweep, "a live hold was freed by {:?}", op);
                     }

@@ -43,6 +43,15 @@ pub enum ApiError {
         /// What conflicted.
         message: String,
     },
+    /// 402 `payment_declined`: the card was declined; the order stays held.
+    #[error("{0}")]
+    PaymentDeclined(String),
+    /// 422 `idempotency_key_reused`: same Idempotency-Key, different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+    /// 503 `payment_timeout`, with `Retry-After`: the gateway timed out, nothing was charged.
+    #[error("the payment gateway timed out; nothing was charged; retry")]
+    PaymentTimeout,
     /// 413 `payload_too_large`: body over the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -131,6 +140,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PaymentTimeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -148,6 +160,9 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
+            ApiError::PaymentDeclined(_) => "payment_declined",
+            ApiError::KeyReused => "idempotency_key_reused",
+            ApiError::PaymentTimeout => "payment_timeout",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -184,7 +199,9 @@ impl ApiError {
             warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            ApiError::Unavailable(_) | ApiError::PaymentTimeout => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
             _ => None,
         };
         if let Some(secs) = retry_after {

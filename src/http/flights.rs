@@ -146,9 +146,22 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and_then(get);
     let seats = warp::path!("api" / "v1" / "flights" / String / "seats")
         .and(warp::get())
-        .and(with(ctx))
+        .and(with(ctx.clone()))
         .and_then(seats);
-    create.or(search).unify().or(get).unify().or(seats).unify()
+    let cancel = warp::path!("api" / "v1" / "flights" / String / "cancel")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Airline))
+        .and(with(ctx))
+        .and_then(cancel);
+    create
+        .or(search)
+        .unify()
+        .or(get)
+        .unify()
+        .or(seats)
+        .unify()
+        .or(cancel)
+        .unify()
 }
 
 /// Schedule a flight (airline or admin); its FlightActor starts at once.
@@ -273,7 +286,7 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
 
 async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightReply, ApiError> {
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
-    match ctx.directory.flight(&id, cmd).await? {
+    match ctx.directory.call(&id, cmd).await? {
         Ok(reply) => Ok(reply),
         Err(FlightError::Storage(e)) => {
             tracing::error!(error = %e, "flight storage failed");
@@ -318,4 +331,42 @@ async fn seats(id: String, ctx: Ctx) -> Handled {
         )),
         _ => Err(ApiError::Internal("flight answered Seats with something else".into()).into()),
     }
+}
+
+/// Cancel a flight (airline or admin): every order on it is cancelled or refunded, tickets are
+/// voided and owners notified. Repeating it finishes a cascade that was interrupted.
+#[utoipa::path(post, path = "/api/v1/flights/{id}/cancel", operation_id = "cancel_flight", tag = "catalog",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = FlightView), (status = 403), (status = 404), (status = 503)))]
+async fn cancel(id: String, _user: User, ctx: Ctx) -> Handled {
+    let orders = match ask_flight(&ctx, &id, FlightCommand::Cancel).await? {
+        FlightReply::Cancelled(orders) => orders,
+        _ => {
+            return Err(
+                ApiError::Internal("flight answered Cancel with something else".into()).into(),
+            );
+        }
+    };
+    let cascade = orders.iter().map(|o| {
+        ctx.orders
+            .call(o, crate::actors::order::OrderCommand::FlightCancelled)
+    });
+    let results = futures::future::join_all(cascade).await;
+    let unfinished = results
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r,
+                Ok(_) | Err(crate::actors::order::OrderError::NotCancellable(_))
+            )
+        })
+        .count();
+    if unfinished > 0 {
+        return Err(ApiError::Unavailable(format!(
+            "the flight is cancelled but {unfinished} of {} orders are not yet; retry to finish",
+            orders.len()
+        ))
+        .into());
+    }
+    get(id, ctx).await
 }

@@ -12,6 +12,9 @@ use utoipa::{Modify, OpenApi};
         super::airports::create, super::airports::list,
         super::aircraft::create,
         super::flights::create, super::flights::search, super::flights::get, super::flights::seats,
+        super::flights::cancel,
+        super::orders::create, super::orders::list, super::orders::get, super::orders::pay,
+        super::orders::cancel, super::orders::tickets, super::orders::ticket, super::orders::notifications,
         super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc, super::ops::cluster,
     ),
     modifiers(&BearerAuth)

@@ -3,7 +3,7 @@
 
 use crate::domain::aircraft::SeatName;
 use crate::domain::airport::AirportCode;
-use crate::domain::ids::{AircraftId, FlightId, UserId};
+use crate::domain::ids::{AircraftId, FlightId, OrderId, TicketId, UserId};
 use crate::domain::user::Email;
 
 /// Prefix of user records (`User`).
@@ -48,4 +48,57 @@ pub fn seats_of(id: &FlightId) -> String {
 /// One seat of one flight.
 pub fn seat(id: &FlightId, seat: SeatName) -> String {
     format!("seat/{id}/{seat}")
+}
+
+/// Prefix of order records.
+pub const ORDERS: &str = "order/";
+
+/// An order.
+pub fn order(id: &OrderId) -> String {
+    format!("{ORDERS}{id}")
+}
+
+/// Prefix of a user's order index (`user_order/{user}/{created_ms:016}/{order}` to order id).
+pub fn orders_of(user: &UserId) -> String {
+    format!("user_order/{user}/")
+}
+
+/// One entry of a user's order index; keys sort oldest first.
+pub fn order_of(user: &UserId, created_ms: i64, id: &OrderId) -> String {
+    format!("user_order/{user}/{created_ms:016}/{id}")
+}
+
+/// A ticket.
+pub fn ticket(id: &TicketId) -> String {
+    format!("ticket/{id}")
+}
+
+/// Prefix of a user's ticket index.
+pub fn tickets_of(user: &UserId) -> String {
+    format!("user_ticket/{user}/")
+}
+
+/// One entry of a user's ticket index.
+pub fn ticket_of(user: &UserId, id: &TicketId) -> String {
+    format!("user_ticket/{user}/{id}")
+}
+
+/// The charge taken for an order (at most one per order, ever).
+pub fn charge(order: &OrderId) -> String {
+    format!("charge/{order}")
+}
+
+/// An idempotency key of a user for an operation (`order` or `pay`).
+pub fn idempotency(user: &UserId, operation: &str, key: &str) -> String {
+    format!("idem/{user}/{operation}/{key}")
+}
+
+/// Prefix of a user's notifications.
+pub fn notifications_of(user: &UserId) -> String {
+    format!("notification/{user}/")
+}
+
+/// One notification; keys sort oldest first.
+pub fn notification(user: &UserId, created_ns: i64, id: &str) -> String {
+    format!("notification/{user}/{created_ns:020}/{id}")
 }

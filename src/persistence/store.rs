@@ -158,6 +158,35 @@ impl Store {
         Arc::strong_count(&self.inner)
     }
 
+    /// Like [`Store::commit`], but only if `guard_key` does not exist yet: then the guard record
+    /// and the batch are written atomically. Otherwise nothing is written and the existing guard
+    /// record is returned (for idempotency keys: the first request wins, atomically).
+    pub fn commit_if_absent<T: Serialize + DeserializeOwned>(
+        &self,
+        guard_key: &str,
+        guard: &T,
+        batch: WriteBatch,
+    ) -> Result<Result<Durable, T>, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        if self.inner.flusher.failed() {
+            return Err(StoreError::Failed);
+        }
+        let encoded = codec::encode(guard_key, guard)?;
+        let outcome = self.inner.db.transaction(|tx| {
+            if let Some(existing) = tx.get(guard_key.as_bytes())? {
+                return Err(ConflictableTransactionError::Abort(existing));
+            }
+            tx.insert(guard_key.as_bytes(), encoded.as_slice())?;
+            tx.apply_batch(&batch.batch)?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => Ok(Ok(Durable(self.inner.flusher.wait(&self.inner.db)))),
+            Err(TransactionError::Abort(existing)) => Ok(Err(codec::decode(guard_key, &existing)?)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.flusher.wait(&self.inner.db).await

@@ -286,3 +286,92 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl TestApp {
+    /// Places an order for `passengers` seats in economy on each flight.
+    pub async fn order(
+        &self,
+        token: &str,
+        flights: &[&str],
+        passengers: usize,
+        key: Option<&str>,
+    ) -> Reply {
+        let body = json!({
+            "segments": flights.iter().map(|f| json!({"flight_id": f, "cabin": "economy", "count": passengers})).collect::<Vec<_>>(),
+            "passengers": (0..passengers).map(|i| json!({"name": format!("Passenger {i}")})).collect::<Vec<_>>(),
+        });
+        self.order_body(token, body, key).await
+    }
+
+    /// Places an order with a raw body.
+    pub async fn order_body(&self, token: &str, body: Value, key: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/orders", self.base))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        to_reply(req.send().await.expect("sent")).await
+    }
+
+    /// Pays an order.
+    pub async fn pay(
+        &self,
+        token: &str,
+        order: &str,
+        payment_token: &str,
+        key: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/orders/{order}/pay", self.base))
+            .bearer_auth(token)
+            .json(&json!({"payment_token": payment_token}));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        to_reply(req.send().await.expect("sent")).await
+    }
+
+    /// Seat statuses of a flight as `seat -> status`.
+    pub async fn seat_statuses(&self, flight: &str) -> std::collections::BTreeMap<String, String> {
+        let r = self
+            .get(&format!("/api/v1/flights/{flight}/seats"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| {
+                (
+                    s["seat"].as_str().unwrap_or("").to_owned(),
+                    s["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Many customers at once (signups run concurrently).
+    pub async fn customers(&self, n: usize) -> Vec<(String, String)> {
+        futures::future::join_all((0..n).map(|_| self.customer())).await
+    }
+}
+
+pub async fn to_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

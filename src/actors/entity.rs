@@ -1,0 +1,43 @@
+//! What makes an actor an *entity*: one live instance per id (ractor's name registry admits one
+//! actor per name), activated from disk on demand, supervised, passivated when idle. Flights,
+//! orders and tickets share this shape, and the same [`Directory`](super::directory::Directory)
+//! and [`EntitySupervisor`](super::supervisor::EntitySupervisor) serve them all.
+
+use crate::persistence::{Store, StoreError};
+use ractor::{Actor, RpcReplyPort};
+use std::fmt::Display;
+use std::hash::Hash;
+
+/// An actor that owns one entity.
+pub trait Entity: Actor<Arguments = <Self as Entity>::Id> + Clone {
+    /// The entity's id.
+    type Id: Clone + Eq + Hash + Display + Send + Sync + 'static;
+    /// A request (a plain serde type, so it can cross nodes).
+    type Command: Clone + Send + 'static;
+    /// The answer to a request.
+    type Reply: Send + 'static;
+
+    /// Kind name: registry-name prefix and metrics label (`flight`, `order`, `ticket`).
+    const KIND: &'static str;
+
+    /// Whether the entity exists in the store (checked before activating it).
+    fn exists(store: &Store, id: &Self::Id) -> Result<bool, StoreError>;
+
+    /// Parses an id out of a registry name's suffix.
+    fn parse_id(raw: &str) -> Option<Self::Id>;
+
+    /// Wraps a request into the actor's message.
+    fn request(command: Self::Command, reply: RpcReplyPort<Self::Reply>) -> Self::Msg;
+}
+
+/// The registry name of an entity's actor.
+pub fn actor_name<E: Entity>(id: &E::Id) -> String {
+    format!("{}/{id}", E::KIND)
+}
+
+/// The entity id behind a registry name, if it names an entity of kind `E`.
+pub fn id_of<E: Entity>(name: &str) -> Option<E::Id> {
+    name.strip_prefix(E::KIND)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(E::parse_id)
+}

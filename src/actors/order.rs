@@ -1,0 +1,688 @@
+//! OrderActor: runs one order's booking saga — hold seats on every flight (all or none), take
+//! the payment, confirm the seats and issue tickets — and its expiry, cancellation and refund.
+//!
+//! Every step is persisted before the next, so a crash resumes or compensates: a `pending`
+//! order found at start-up releases whatever it may hold, a `held` one re-arms its expiry
+//! timer, a `paying` one (charged) finishes confirming. The actor talks to flights, payment,
+//! tickets and notifications only by messages.
+
+use super::entity::Entity;
+use super::flight::{FlightCommand, FlightDirectory, FlightError, FlightReply};
+use super::notification::{Notification, NotificationKind, NotificationMessage};
+use super::payment::{PaymentCommand, PaymentMessage, PaymentReply};
+use super::ticket::{TicketCommand, TicketDirectory};
+use super::{CallError, ask};
+use crate::domain::flight::Currency;
+use crate::domain::ids::{OrderId, TicketId};
+use crate::domain::order::{
+    HoldFailure, Order, OrderEvent, OrderStatus, TicketRecord, TicketStatus,
+};
+use crate::domain::seat_map::{HoldError, Holder};
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use chrono::Utc;
+use futures::future::join_all;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How often an order actor checks whether to passivate.
+const TICK: Duration = Duration::from_secs(5);
+
+/// A request to an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderCommand {
+    /// Run the hold saga of a new (pending) order; for any other status, answer as it is.
+    Place,
+    /// The order as it is.
+    Get,
+    /// Pay with a card token.
+    Pay {
+        /// The card token.
+        token: String,
+    },
+    /// Cancel: a held order is released, a paid one refunded (before departure).
+    Cancel,
+    /// The airline cancelled one of the order's flights: cancel or refund, whatever the time.
+    FlightCancelled,
+    /// Finish an interrupted saga step (sent at start-up).
+    Recover,
+}
+
+/// Why an order request did not succeed. The order is in a consistent state either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum OrderError {
+    /// Not all seats could be held; nothing is held.
+    #[error("{0}")]
+    SeatsUnavailable(String),
+    /// The customer already holds as many seats on a flight as allowed.
+    #[error("{0}")]
+    HoldLimit(String),
+    /// The request does not fit the flights.
+    #[error("{0}")]
+    Invalid(String),
+    /// The order cannot be paid in its state.
+    #[error("{0}")]
+    NotPayable(String),
+    /// The order cannot be cancelled in its state.
+    #[error("{0}")]
+    NotCancellable(String),
+    /// The card was declined; the order stays held.
+    #[error("payment declined: {0}")]
+    PaymentDeclined(String),
+    /// The gateway timed out; nothing was charged, the order stays held.
+    #[error("the payment gateway timed out; nothing was charged")]
+    PaymentTimeout,
+    /// A participant could not be reached; retrying is safe.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No such order.
+    #[error("not found")]
+    NotFound,
+    /// The Idempotency-Key was used before with a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    KeyReused,
+}
+
+impl From<HoldFailure> for OrderError {
+    fn from(f: HoldFailure) -> Self {
+        match f {
+            HoldFailure::SeatsUnavailable(m) => OrderError::SeatsUnavailable(m),
+            HoldFailure::HoldLimit(m) => OrderError::HoldLimit(m),
+            HoldFailure::Invalid(m) => OrderError::Invalid(m),
+            HoldFailure::Unavailable(m) => OrderError::Unavailable(m),
+        }
+    }
+}
+
+impl From<StoreError> for OrderError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "order storage failed");
+        OrderError::Unavailable("storage is unavailable; retry".into())
+    }
+}
+
+impl From<CallError> for OrderError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotFound => OrderError::NotFound,
+            other => OrderError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+type Reply = RpcReplyPort<Result<Order, OrderError>>;
+
+/// Messages an OrderActor handles.
+pub enum OrderMessage {
+    /// A command with the port for its answer.
+    Command(OrderCommand, Reply),
+    /// The hold deadline passed.
+    Expire,
+    /// Periodic passivation check.
+    Tick,
+}
+
+/// The actor; its fields are the fixed handles every order shares.
+#[derive(Clone)]
+pub struct OrderActor {
+    /// The node's store.
+    pub store: Store,
+    /// To hold, confirm and release seats.
+    pub flights: FlightDirectory,
+    /// To void tickets.
+    pub tickets: TicketDirectory,
+    /// The payment gateway.
+    pub payments: ActorRef<PaymentMessage>,
+    /// Where notifications go.
+    pub notifications: ActorRef<NotificationMessage>,
+    /// Deadline of calls to the payment actor.
+    pub call_timeout: Duration,
+    /// Idle time before a settled order passivates.
+    pub passivate_after: Duration,
+}
+
+/// A live order.
+pub struct OrderState {
+    order: Order,
+    last_active: Instant,
+}
+
+impl Entity for OrderActor {
+    type Id = OrderId;
+    type Command = OrderCommand;
+    type Reply = Result<Order, OrderError>;
+    const KIND: &'static str = "order";
+
+    fn exists(store: &Store, id: &OrderId) -> Result<bool, StoreError> {
+        store.contains(&keys::order(id))
+    }
+
+    fn parse_id(raw: &str) -> Option<OrderId> {
+        OrderId::parse(raw)
+    }
+
+    fn request(command: OrderCommand, reply: Reply) -> OrderMessage {
+        OrderMessage::Command(command, reply)
+    }
+}
+
+/// Finds order actors.
+pub type OrderDirectory = super::directory::Directory<OrderActor>;
+
+/// Records a saga step's latency and runs it inside a span that carries the order id.
+async fn step<T>(
+    order: &OrderId,
+    name: &'static str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let span = tracing::info_span!("saga", order = %order, step = name);
+    let out = work.instrument(span).await;
+    metrics::histogram!("contrail_saga_step_seconds", "step" => name)
+        .record(started.elapsed().as_secs_f64());
+    out
+}
+
+fn hold_failure(index: usize, flight: &str, e: FlightError) -> HoldFailure {
+    match e {
+        FlightError::Hold(HoldError::CapExceeded { cap }) => {
+            HoldFailure::HoldLimit(format!("flight {flight}: at most {cap} seats per customer"))
+        }
+        FlightError::Hold(
+            e @ (HoldError::UnknownSeat(_)
+            | HoldError::DuplicateSeat(_)
+            | HoldError::NoSuchCabin(_)
+            | HoldError::Empty),
+        ) => HoldFailure::Invalid(format!("segments[{index}]: {e}")),
+        FlightError::Hold(e) => HoldFailure::SeatsUnavailable(format!("flight {flight}: {e}")),
+        FlightError::NotScheduled(_) => {
+            HoldFailure::SeatsUnavailable(format!("flight {flight} is cancelled"))
+        }
+        other => HoldFailure::Unavailable(format!("flight {flight}: {other}")),
+    }
+}
+
+impl OrderActor {
+    fn notify(&self, order: &Order, kind: NotificationKind) {
+        let n = Notification::new(order.user.clone(), kind, order.id.clone());
+        let _ = self.notifications.cast(NotificationMessage::Publish(n));
+    }
+
+    /// Writes the order (and `extra`) and waits until it is durable.
+    async fn persist(&self, order: &Order, extra: WriteBatch) -> Result<(), OrderError> {
+        let mut batch = extra;
+        batch.put(&keys::order(&order.id), order)?;
+        self.store.commit(batch)?.await?;
+        Ok(())
+    }
+
+    /// Releases the order's seats on every flight (idempotent). A flight that cannot be reached
+    /// keeps the hold until its deadline, when the flight itself returns it to sale.
+    async fn release_all(&self, order: &Order) -> bool {
+        let calls = order.segments.iter().map(|seg| {
+            self.flights.call(
+                &seg.flight_id,
+                FlightCommand::Release {
+                    order: order.id.clone(),
+                },
+            )
+        });
+        let mut all = true;
+        for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
+            if !matches!(r, Ok(Ok(_))) {
+                all = false;
+                tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed; the hold lapses at its deadline");
+            }
+        }
+        all
+    }
+
+    async fn place(
+        &self,
+        myself: &ActorRef<OrderMessage>,
+        state: &mut OrderState,
+    ) -> Result<Order, OrderError> {
+        match state.order.status {
+            OrderStatus::Pending => {}
+            OrderStatus::Failed => {
+                let failure = state.order.failure.clone();
+                return Err(failure.map_or_else(
+                    || OrderError::SeatsUnavailable("seats unavailable".into()),
+                    Into::into,
+                ));
+            }
+            _ => return Ok(state.order.clone()),
+        }
+        metrics::counter!("contrail_bookings_attempted_total").increment(1);
+        let order = &mut state.order;
+        let holder = Holder {
+            order: order.id.clone(),
+            user: order.user.clone(),
+        };
+        let calls = order.segments.iter().map(|seg| {
+            self.flights.call(
+                &seg.flight_id,
+                FlightCommand::Hold {
+                    holder: holder.clone(),
+                    request: seg.request.clone(),
+                    expires_at: order.expires_at,
+                },
+            )
+        });
+        let results = step(&order.id, "hold", join_all(calls)).await;
+        let mut failure: Option<HoldFailure> = None;
+        let mut currency: Option<Currency> = None;
+        for (i, (seg, result)) in order.segments.iter_mut().zip(results).enumerate() {
+            let flight = seg.flight_id.to_string();
+            let outcome = match result {
+                Ok(Ok(FlightReply::Held {
+                    seats,
+                    price_cents,
+                    currency: c,
+                    departs_at,
+                })) => {
+                    seg.seats = seats;
+                    seg.price_cents = price_cents;
+                    seg.departs_at = Some(departs_at);
+                    match &currency {
+                        Some(first) if *first != c => Err(HoldFailure::Invalid(
+                            "all flights of an order must share one currency".into(),
+                        )),
+                        _ => {
+                            currency = Some(c);
+                            Ok(())
+                        }
+                    }
+                }
+                Ok(Ok(other)) => Err(HoldFailure::Unavailable(format!(
+                    "flight {flight} answered {other:?}"
+                ))),
+                Ok(Err(e)) => Err(hold_failure(i, &flight, e)),
+                Err(CallError::NotFound) => Err(HoldFailure::Invalid(format!(
+                    "segments[{i}].flight_id: no such flight"
+                ))),
+                Err(e) => Err(HoldFailure::Unavailable(format!("flight {flight}: {e}"))),
+            };
+            if let Err(f) = outcome {
+                failure.get_or_insert(f);
+            }
+        }
+        if let Some(failure) = failure {
+            // All or nothing: release every segment, including any whose answer was lost.
+            step(&order.id, "compensate", self.release_all(order)).await;
+            order.failure = Some(failure.clone());
+            order
+                .apply(OrderEvent::HoldFailed)
+                .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+            self.persist(order, WriteBatch::new()).await?;
+            let reason = match &failure {
+                HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
+                HoldFailure::HoldLimit(_) => "hold_limit",
+                HoldFailure::Invalid(_) => "invalid",
+                HoldFailure::Unavailable(_) => "unavailable",
+            };
+            metrics::counter!("contrail_bookings_failed_total", "reason" => reason).increment(1);
+            return Err(failure.into());
+        }
+        order.total_cents = order.segments.iter().map(|s| s.price_cents).sum();
+        order.currency = currency;
+        order
+            .apply(OrderEvent::Held)
+            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+        self.persist(order, WriteBatch::new()).await?;
+        metrics::counter!("contrail_bookings_succeeded_total").increment(1);
+        arm_expiry(myself, order);
+        Ok(order.clone())
+    }
+
+    async fn expire(&self, state: &mut OrderState) -> Result<(), OrderError> {
+        if state.order.status != OrderStatus::Held {
+            return Ok(());
+        }
+        step(&state.order.id, "expire", self.release_all(&state.order)).await;
+        state
+            .order
+            .apply(OrderEvent::Expired)
+            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+        self.persist(&state.order, WriteBatch::new()).await?;
+        metrics::counter!("contrail_orders_expired_total").increment(1);
+        tracing::info!(order = %state.order.id, "hold expired");
+        self.notify(&state.order, NotificationKind::OrderExpired);
+        Ok(())
+    }
+
+    async fn pay(&self, state: &mut OrderState, token: String) -> Result<Order, OrderError> {
+        match state.order.status {
+            OrderStatus::Confirmed => return Ok(state.order.clone()),
+            OrderStatus::Paying => return self.finish_payment(state).await,
+            OrderStatus::Held => {}
+            other => {
+                return Err(OrderError::NotPayable(format!(
+                    "the order is {}",
+                    other.label()
+                )));
+            }
+        }
+        if Utc::now() >= state.order.expires_at {
+            self.expire(state).await?;
+            return Err(OrderError::NotPayable("the hold has expired".into()));
+        }
+        let order = &state.order;
+        let Some(currency) = order.currency.clone() else {
+            return Err(OrderError::NotPayable("the order has no price".into()));
+        };
+        let charge = PaymentCommand::Charge {
+            order: order.id.clone(),
+            amount_cents: order.total_cents,
+            currency,
+            token,
+        };
+        let answer = step(
+            &order.id,
+            "charge",
+            ask(
+                &self.payments,
+                |p| PaymentMessage::Command(charge, p),
+                self.call_timeout,
+            ),
+        )
+        .await;
+        match answer {
+            Err(_) | Ok(PaymentReply::Failed(_)) | Ok(PaymentReply::Refunded) => {
+                Err(OrderError::Unavailable(
+                    "the payment service did not answer; nothing was charged".into(),
+                ))
+            }
+            Ok(PaymentReply::Declined { reason }) => {
+                self.notify(order, NotificationKind::PaymentDeclined);
+                Err(OrderError::PaymentDeclined(reason))
+            }
+            Ok(PaymentReply::TimedOut) => Err(OrderError::PaymentTimeout),
+            Ok(PaymentReply::Approved { charge_id }) => {
+                state.order.charge_id = Some(charge_id);
+                state
+                    .order
+                    .apply(OrderEvent::Charged)
+                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+                self.persist(&state.order, WriteBatch::new()).await?;
+                self.finish_payment(state).await
+            }
+        }
+    }
+
+    /// After the charge: sell the seats and issue tickets, or, if a hold lapsed meanwhile,
+    /// refund and expire. Safe to repeat (every step is idempotent).
+    async fn finish_payment(&self, state: &mut OrderState) -> Result<Order, OrderError> {
+        let order = &state.order;
+        let calls = order.segments.iter().map(|seg| {
+            self.flights.call(
+                &seg.flight_id,
+                FlightCommand::Confirm {
+                    order: order.id.clone(),
+                    seats: seg.seats.clone(),
+                },
+            )
+        });
+        let results = step(&order.id, "confirm", join_all(calls)).await;
+        if results
+            .iter()
+            .any(|r| matches!(r, Ok(Err(FlightError::Confirm(_)))))
+        {
+            // A hold lapsed before the payment completed: never sell a seat that may be resold.
+            self.refund(&state.order).await?;
+            self.release_all(&state.order).await;
+            state
+                .order
+                .apply(OrderEvent::Expired)
+                .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+            self.persist(&state.order, WriteBatch::new()).await?;
+            self.notify(&state.order, NotificationKind::OrderExpired);
+            return Err(OrderError::NotPayable(
+                "the hold expired before the payment completed; the charge was refunded".into(),
+            ));
+        }
+        if !results.iter().all(|r| matches!(r, Ok(Ok(_)))) {
+            return Err(OrderError::Unavailable("a flight could not be reached; the payment is kept and confirmation resumes on retry".into()));
+        }
+        let now = Utc::now();
+        let mut batch = WriteBatch::new();
+        let mut ids = Vec::new();
+        for seg in &state.order.segments {
+            for (passenger, seat) in state.order.passengers.iter().zip(&seg.seats) {
+                let ticket = TicketRecord {
+                    id: TicketId::generate(),
+                    order_id: state.order.id.clone(),
+                    user: state.order.user.clone(),
+                    flight_id: seg.flight_id.clone(),
+                    seat: *seat,
+                    passenger_name: passenger.name.clone(),
+                    status: TicketStatus::Issued,
+                    issued_at: now,
+                };
+                batch.put(&keys::ticket(&ticket.id), &ticket)?;
+                batch.put(&keys::ticket_of(&ticket.user, &ticket.id), &ticket.id)?;
+                ids.push(ticket.id);
+            }
+        }
+        state.order.tickets = ids.clone();
+        state
+            .order
+            .apply(OrderEvent::Confirmed)
+            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+        step(
+            &state.order.id,
+            "issue_tickets",
+            self.persist(&state.order, batch),
+        )
+        .await?;
+        // Each ticket gets its actor now (it passivates when idle, like every entity).
+        for id in ids {
+            let tickets = self.tickets.clone();
+            tokio::spawn(async move {
+                if let Err(e) = tickets.activate(&id).await {
+                    tracing::warn!(ticket = %id, error = %e, "ticket actor not started; it starts on demand");
+                }
+            });
+        }
+        tracing::info!(order = %state.order.id, "order confirmed");
+        self.notify(&state.order, NotificationKind::OrderConfirmed);
+        Ok(state.order.clone())
+    }
+
+    async fn refund(&self, order: &Order) -> Result<(), OrderError> {
+        let refund = PaymentCommand::Refund {
+            order: order.id.clone(),
+        };
+        match step(
+            &order.id,
+            "refund",
+            ask(
+                &self.payments,
+                |p| PaymentMessage::Command(refund, p),
+                self.call_timeout,
+            ),
+        )
+        .await
+        {
+            Ok(PaymentReply::Refunded) => Ok(()),
+            other => Err(OrderError::Unavailable(format!(
+                "the refund did not complete ({other:?}); retry"
+            ))),
+        }
+    }
+
+    /// Cancels a held order or refunds a confirmed one. `by_airline` skips the departure check
+    /// and notifies `flight_cancelled`.
+    async fn cancel(&self, state: &mut OrderState, by_airline: bool) -> Result<Order, OrderError> {
+        let kind = if by_airline {
+            NotificationKind::FlightCancelled
+        } else {
+            NotificationKind::OrderCancelled
+        };
+        match state.order.status {
+            OrderStatus::Held => {
+                step(&state.order.id, "release", self.release_all(&state.order)).await;
+                state
+                    .order
+                    .apply(OrderEvent::Cancelled)
+                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+            }
+            OrderStatus::Confirmed => {
+                let now = Utc::now();
+                if !by_airline
+                    && state
+                        .order
+                        .segments
+                        .iter()
+                        .any(|s| s.departs_at.is_some_and(|d| d <= now))
+                {
+                    return Err(OrderError::NotCancellable(
+                        "a flight of this order has departed".into(),
+                    ));
+                }
+                self.refund(&state.order).await?;
+                let voids = state
+                    .order
+                    .tickets
+                    .iter()
+                    .map(|t| self.tickets.call(t, TicketCommand::Void));
+                if !step(&state.order.id, "void_tickets", join_all(voids))
+                    .await
+                    .iter()
+                    .all(|r| matches!(r, Ok(Ok(_))))
+                {
+                    return Err(OrderError::Unavailable("a ticket could not be voided; the refund is done and cancelling again completes it".into()));
+                }
+                if !step(&state.order.id, "release", self.release_all(&state.order)).await {
+                    return Err(OrderError::Unavailable(
+                        "a flight could not be reached; cancelling again completes it".into(),
+                    ));
+                }
+                state
+                    .order
+                    .apply(OrderEvent::Refunded)
+                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+            }
+            OrderStatus::Cancelled | OrderStatus::Refunded if by_airline => {
+                return Ok(state.order.clone());
+            }
+            other => {
+                return Err(OrderError::NotCancellable(format!(
+                    "the order is {}",
+                    other.label()
+                )));
+            }
+        }
+        self.persist(&state.order, WriteBatch::new()).await?;
+        tracing::info!(order = %state.order.id, status = state.order.status.label(), "order cancelled");
+        self.notify(&state.order, kind);
+        Ok(state.order.clone())
+    }
+
+    /// Finishes a saga step interrupted by a crash.
+    async fn recover(
+        &self,
+        myself: &ActorRef<OrderMessage>,
+        state: &mut OrderState,
+    ) -> Result<Order, OrderError> {
+        match state.order.status {
+            OrderStatus::Pending => {
+                tracing::warn!(order = %state.order.id, "compensating an interrupted hold");
+                self.release_all(&state.order).await;
+                state.order.failure = Some(HoldFailure::Unavailable(
+                    "the booking was interrupted; nothing is held".into(),
+                ));
+                state
+                    .order
+                    .apply(OrderEvent::HoldFailed)
+                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+                self.persist(&state.order, WriteBatch::new()).await?;
+                Ok(state.order.clone())
+            }
+            OrderStatus::Paying => self.finish_payment(state).await,
+            OrderStatus::Held => {
+                arm_expiry(myself, &state.order);
+                Ok(state.order.clone())
+            }
+            _ => Ok(state.order.clone()),
+        }
+    }
+}
+
+fn arm_expiry(myself: &ActorRef<OrderMessage>, order: &Order) {
+    let wait = (order.expires_at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    myself.send_after(wait, || OrderMessage::Expire);
+}
+
+impl Actor for OrderActor {
+    type Msg = OrderMessage;
+    type State = OrderState;
+    type Arguments = OrderId;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        id: OrderId,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let order: Order = self
+            .store
+            .get(&keys::order(&id))?
+            .ok_or_else(|| format!("order {id} does not exist"))?;
+        if order.status == OrderStatus::Held {
+            arm_expiry(&myself, &order);
+        }
+        myself.send_interval(TICK, || OrderMessage::Tick);
+        Ok(OrderState {
+            order,
+            last_active: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            OrderMessage::Command(cmd, reply) => {
+                state.last_active = Instant::now();
+                let result = match cmd {
+                    OrderCommand::Place => self.place(&myself, state).await,
+                    OrderCommand::Get => Ok(state.order.clone()),
+                    OrderCommand::Pay { token } => self.pay(state, token).await,
+                    OrderCommand::Cancel => self.cancel(state, false).await,
+                    OrderCommand::FlightCancelled => self.cancel(state, true).await,
+                    OrderCommand::Recover => self.recover(&myself, state).await,
+                };
+                let _ = reply.send(result);
+            }
+            OrderMessage::Expire => {
+                let due =
+                    state.order.status == OrderStatus::Held && Utc::now() >= state.order.expires_at;
+                if let Err(e) = if due {
+                    self.expire(state).await
+                } else {
+                    Ok(())
+                } {
+                    // Try again shortly: the hold must not outlive its deadline for long.
+                    tracing::warn!(order = %state.order.id, error = %e, "expiry failed; retrying");
+                    myself.send_after(Duration::from_secs(1), || OrderMessage::Expire);
+                }
+            }
+            OrderMessage::Tick => {
+                let settled = !matches!(
+                    state.order.status,
+                    OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying
+                );
+                if settled && state.last_active.elapsed() >= self.passivate_after {
+                    myself.drain()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

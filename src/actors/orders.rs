@@ -1,0 +1,233 @@
+//! [`Orders`]: what the HTTP layer uses to place, find and list orders. Placing an order
+//! writes it (pending) and its Idempotency-Key atomically, then asks its actor to run the saga.
+
+use super::CallError;
+use super::order::{OrderCommand, OrderDirectory, OrderError};
+use crate::domain::ids::{FlightId, OrderId, UserId};
+use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};
+use crate::domain::seat_map::SeatRequest;
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What an Idempotency-Key remembers: the request's fingerprint and the order it created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyRecord {
+    fingerprint: String,
+    order: OrderId,
+}
+
+/// Placing and reading orders.
+#[derive(Clone)]
+pub struct Orders {
+    store: Store,
+    directory: OrderDirectory,
+    hold_ttl: Duration,
+}
+
+/// A placed order, and whether it was placed by an earlier request with the same key.
+pub struct Placed {
+    /// The order.
+    pub order: Order,
+    /// True when an earlier request with the same Idempotency-Key placed it.
+    pub replayed: bool,
+}
+
+impl Orders {
+    /// Orders over `directory`; new holds last `hold_ttl`.
+    pub fn new(store: Store, directory: OrderDirectory, hold_ttl: Duration) -> Self {
+        Self {
+            store,
+            directory,
+            hold_ttl,
+        }
+    }
+
+    /// The order actors.
+    pub fn directory(&self) -> &OrderDirectory {
+        &self.directory
+    }
+
+    /// Places an order: all segments held, or none (and an error).
+    ///
+    /// With an Idempotency-Key, the first request wins atomically; a retry with the same
+    /// request gets that order's outcome, with a different request [`OrderError::KeyReused`].
+    pub async fn place(
+        &self,
+        user: &UserId,
+        segments: Vec<(FlightId, SeatRequest)>,
+        passengers: Vec<Passenger>,
+        fingerprint: String,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, OrderError> {
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::MAX);
+        let order = Order {
+            id: OrderId::generate(),
+            user: user.clone(),
+            status: OrderStatus::Pending,
+            segments: segments
+                .into_iter()
+                .map(|(flight_id, request)| Segment {
+                    flight_id,
+                    request,
+                    seats: vec![],
+                    price_cents: 0,
+                    departs_at: None,
+                })
+                .collect(),
+            passengers,
+            created_at: now,
+            expires_at: now.checked_add_signed(ttl).unwrap_or(now),
+            total_cents: 0,
+            currency: None,
+            charge_id: None,
+            tickets: vec![],
+            request_hash: fingerprint.clone(),
+            failure: None,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::order(&order.id), &order)?;
+        batch.put(
+            &keys::order_of(user, now.timestamp_millis(), &order.id),
+            &order.id,
+        )?;
+        let (id, replayed) = match idempotency_key {
+            None => {
+                self.store.commit(batch)?.await?;
+                (order.id, false)
+            }
+            Some(key) => {
+                let guard = KeyRecord {
+                    fingerprint: fingerprint.clone(),
+                    order: order.id.clone(),
+                };
+                match self.store.commit_if_absent(
+                    &keys::idempotency(user, "order", key),
+                    &guard,
+                    batch,
+                )? {
+                    Ok(durable) => {
+                        durable.await?;
+                        (order.id, false)
+                    }
+                    Err(first) if first.fingerprint == fingerprint => (first.order, true),
+                    Err(_) => return Err(OrderError::KeyReused),
+                }
+            }
+        };
+        // `Place` runs the saga once; for a replay it answers with the first outcome (after the
+        // first request's saga, which the actor runs first).
+        let order = self.call(&id, OrderCommand::Place).await?;
+        Ok(Placed { order, replayed })
+    }
+
+    /// Checks a payment's Idempotency-Key: the same key with another order or token is refused.
+    pub async fn check_payment_key(
+        &self,
+        user: &UserId,
+        key: &str,
+        order: &OrderId,
+        token: &str,
+    ) -> Result<(), OrderError> {
+        let record = KeyRecord {
+            fingerprint: format!("{order}:{token}"),
+            order: order.clone(),
+        };
+        match self.store.commit_if_absent(
+            &keys::idempotency(user, "pay", key),
+            &record,
+            WriteBatch::new(),
+        )? {
+            Ok(durable) => Ok(durable.await?),
+            Err(first) if first.fingerprint == record.fingerprint => Ok(()),
+            Err(_) => Err(OrderError::KeyReused),
+        }
+    }
+
+    /// Sends a command to an order's actor.
+    pub async fn call(&self, id: &OrderId, cmd: OrderCommand) -> Result<Order, OrderError> {
+        match self.directory.call(id, cmd).await {
+            Ok(result) => result,
+            Err(CallError::NotFound) => Err(OrderError::NotFound),
+            Err(e) => Err(OrderError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// An order as last written by its actor.
+    pub fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.store.get(&keys::order(id))
+    }
+
+    /// A user's orders, newest first (failed attempts left out).
+    pub fn list(&self, user: &UserId) -> Result<Vec<Order>, StoreError> {
+        let mut orders = Vec::new();
+        for entry in self.store.scan::<OrderId>(&keys::orders_of(user)) {
+            let (_, id) = entry?;
+            match self.get(&id)? {
+                Some(order) if order.status != OrderStatus::Failed => orders.push(order),
+                _ => {}
+            }
+        }
+        orders.reverse();
+        Ok(orders)
+    }
+
+    /// Every order of every user, newest first (for admins), at most `limit`.
+    pub fn list_all(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let mut orders = self
+            .store
+            .scan::<Order>(keys::ORDERS)
+            .map(|r| r.map(|(_, o)| o))
+            .filter(|r| r.as_ref().map_or(true, |o| o.status != OrderStatus::Failed))
+            .collect::<Result<Vec<_>, _>>()?;
+        orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+        orders.truncate(limit);
+        Ok(orders)
+    }
+
+    /// Orders with an unfinished saga step or a live hold: activated at start-up so holds
+    /// expire, interrupted holds are released and paid orders are confirmed.
+    pub fn unsettled(&self) -> Result<Vec<(OrderId, OrderStatus)>, StoreError> {
+        self.store
+            .scan::<Order>(keys::ORDERS)
+            .filter_map(|r| match r {
+                Ok((_, o))
+                    if matches!(
+                        o.status,
+                        OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying
+                    ) =>
+                {
+                    Some(Ok((o.id, o.status)))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+    }
+
+    /// A ticket as last written.
+    pub fn ticket(
+        &self,
+        id: &crate::domain::ids::TicketId,
+    ) -> Result<Option<TicketRecord>, StoreError> {
+        self.store.get(&keys::ticket(id))
+    }
+
+    /// A user's tickets.
+    pub fn tickets_of(&self, user: &UserId) -> Result<Vec<TicketRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self
+            .store
+            .scan::<crate::domain::ids::TicketId>(&keys::tickets_of(user))
+        {
+            let (_, id) = entry?;
+            if let Some(t) = self.ticket(&id)? {
+                out.push(t);
+            }
+        }
+        out.sort_by_key(|t| std::cmp::Reverse(t.issued_at));
+        Ok(out)
+    }
+}

@@ -1,0 +1,234 @@
+//! PaymentActor: a payment-gateway simulator behind the message interface a real gateway
+//! adapter would have. At most one charge per order, ever: the charge is recorded durably
+//! before it is reported approved, and a repeated charge for the order returns the first one.
+//!
+//! Test tokens: `tok_visa` approves (unless `payments.decline_rate` turns it down),
+//! `tok_declined` declines, `tok_timeout` makes the gateway time out (nothing is charged);
+//! any other token is declined as unknown.
+
+use crate::domain::flight::Currency;
+use crate::domain::ids::OrderId;
+use crate::persistence::{Store, WriteBatch, keys};
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long the simulated gateway takes before `tok_timeout` is reported as a timeout.
+pub const GATEWAY_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A request to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentCommand {
+    /// Take `amount_cents` for `order`.
+    Charge {
+        /// The order paying.
+        order: OrderId,
+        /// Amount in minor units.
+        amount_cents: u64,
+        /// Its currency.
+        currency: Currency,
+        /// The card token.
+        token: String,
+    },
+    /// Give back the order's charge, if any.
+    Refund {
+        /// The order.
+        order: OrderId,
+    },
+}
+
+/// The gateway's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentReply {
+    /// Charged (now or earlier).
+    Approved {
+        /// The charge's id.
+        charge_id: String,
+    },
+    /// Refused by the issuer; nothing charged.
+    Declined {
+        /// Why.
+        reason: String,
+    },
+    /// The gateway did not answer in time; nothing charged.
+    TimedOut,
+    /// Refunded (now or earlier), or there was nothing to refund.
+    Refunded,
+    /// The charge could not be recorded; nothing charged.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChargeRecord {
+    charge_id: String,
+    amount_cents: u64,
+    currency: Currency,
+    charged_at: DateTime<Utc>,
+    refunded: bool,
+}
+
+/// Messages to the payment actor.
+pub enum PaymentMessage {
+    /// A request with the port for its answer.
+    Command(PaymentCommand, RpcReplyPort<PaymentReply>),
+}
+
+/// The simulator.
+pub struct PaymentActor {
+    /// Where charges are recorded.
+    pub store: Store,
+    /// Simulated gateway latency.
+    pub latency: Duration,
+    /// Share of otherwise approved charges that are declined.
+    pub decline_rate: f64,
+}
+
+impl PaymentActor {
+    fn existing(&self, order: &OrderId) -> Result<Option<ChargeRecord>, String> {
+        self.store
+            .get(&keys::charge(order))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs one command. Answers for a given order are serialized by its order actor, so
+    /// this needs no locking of its own.
+    async fn execute(
+        store: Store,
+        existing: Option<ChargeRecord>,
+        cmd: PaymentCommand,
+        latency: Duration,
+        decline_rate: f64,
+    ) -> PaymentReply {
+        match cmd {
+            PaymentCommand::Charge {
+                order,
+                amount_cents,
+                currency,
+                token,
+            } => {
+                if let Some(charge) = existing.filter(|c| !c.refunded) {
+                    return PaymentReply::Approved {
+                        charge_id: charge.charge_id,
+                    };
+                }
+                tokio::time::sleep(latency).await;
+                match token.as_str() {
+                    "tok_visa" if fastrand::f64() >= decline_rate => {}
+                    "tok_visa" => {
+                        return PaymentReply::Declined {
+                            reason: "declined by the issuer".into(),
+                        };
+                    }
+                    "tok_declined" => {
+                        return PaymentReply::Declined {
+                            reason: "card declined".into(),
+                        };
+                    }
+                    "tok_timeout" => {
+                        tokio::time::sleep(GATEWAY_TIMEOUT).await;
+                        return PaymentReply::TimedOut;
+                    }
+                    _ => {
+                        return PaymentReply::Declined {
+                            reason: "unknown payment token".into(),
+                        };
+                    }
+                }
+                let record = ChargeRecord {
+                    charge_id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
+                    amount_cents,
+                    currency,
+                    charged_at: Utc::now(),
+                    refunded: false,
+                };
+                let mut batch = WriteBatch::new();
+                let written = batch
+                    .put(&keys::charge(&order), &record)
+                    .map(|_| ())
+                    .and_then(|()| store.commit(batch));
+                match written {
+                    Ok(durable) => match durable.await {
+                        Ok(()) => PaymentReply::Approved {
+                            charge_id: record.charge_id,
+                        },
+                        Err(e) => PaymentReply::Failed(e.to_string()),
+                    },
+                    Err(e) => PaymentReply::Failed(e.to_string()),
+                }
+            }
+            PaymentCommand::Refund { order } => {
+                let Some(mut charge) = existing else {
+                    return PaymentReply::Refunded;
+                };
+                if charge.refunded {
+                    return PaymentReply::Refunded;
+                }
+                charge.refunded = true;
+                let mut batch = WriteBatch::new();
+                let written = batch
+                    .put(&keys::charge(&order), &charge)
+                    .map(|_| ())
+                    .and_then(|()| store.commit(batch));
+                match written {
+                    Ok(durable) => match durable.await {
+                        Ok(()) => PaymentReply::Refunded,
+                        Err(e) => PaymentReply::Failed(e.to_string()),
+                    },
+                    Err(e) => PaymentReply::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+fn result_label(reply: &PaymentReply) -> &'static str {
+    match reply {
+        PaymentReply::Approved { .. } => "approved",
+        PaymentReply::Declined { .. } => "declined",
+        PaymentReply::TimedOut => "timeout",
+        PaymentReply::Refunded => "refunded",
+        PaymentReply::Failed(_) => "failed",
+    }
+}
+
+impl Actor for PaymentActor {
+    type Msg = PaymentMessage;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let PaymentMessage::Command(cmd, reply) = message;
+        let order = match &cmd {
+            PaymentCommand::Charge { order, .. } | PaymentCommand::Refund { order } => {
+                order.clone()
+            }
+        };
+        let existing = match self.existing(&order) {
+            Ok(existing) => existing,
+            Err(e) => {
+                let _ = reply.send(PaymentReply::Failed(e));
+                return Ok(());
+            }
+        };
+        // The gateway's latency is not the mailbox's: each payment waits on its own task.
+        let (store, latency, decline_rate) = (self.store.clone(), self.latency, self.decline_rate);
+        tokio::spawn(async move {
+            let answer = Self::execute(store, existing, cmd, latency, decline_rate).await;
+            metrics::counter!("contrail_payments_total", "result" => result_label(&answer))
+                .increment(1);
+            tracing::info!(order = %order, result = result_label(&answer), "payment");
+            let _ = reply.send(answer);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! TicketActor: owns one issued ticket's lifecycle (issued → void).
+
+use super::entity::Entity;
+use crate::domain::ids::TicketId;
+use crate::domain::order::{TicketRecord, TicketStatus};
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// How often an idle ticket actor checks whether to passivate.
+const TICK: Duration = Duration::from_secs(5);
+
+/// A request to a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketCommand {
+    /// The ticket.
+    Get,
+    /// Void it (refund or flight cancellation); voiding a void ticket changes nothing.
+    Void,
+}
+
+/// Messages a TicketActor handles.
+pub enum TicketMessage {
+    /// A command with the port for its answer.
+    Command(TicketCommand, RpcReplyPort<Result<TicketRecord, String>>),
+    /// Periodic passivation check.
+    Tick,
+}
+
+/// The actor; its fields are the fixed handles every ticket shares.
+#[derive(Clone)]
+pub struct TicketActor {
+    /// The node's store.
+    pub store: Store,
+    /// Idle time before passivation.
+    pub passivate_after: Duration,
+}
+
+/// A live ticket.
+pub struct TicketState {
+    ticket: TicketRecord,
+    last_active: Instant,
+}
+
+impl Entity for TicketActor {
+    type Id = TicketId;
+    type Command = TicketCommand;
+    type Reply = Result<TicketRecord, String>;
+    const KIND: &'static str = "ticket";
+
+    fn exists(store: &Store, id: &TicketId) -> Result<bool, StoreError> {
+        store.contains(&keys::ticket(id))
+    }
+
+    fn parse_id(raw: &str) -> Option<TicketId> {
+        TicketId::parse(raw)
+    }
+
+    fn request(command: TicketCommand, reply: RpcReplyPort<Self::Reply>) -> TicketMessage {
+        TicketMessage::Command(command, reply)
+    }
+}
+
+/// Finds ticket actors.
+pub type TicketDirectory = super::directory::Directory<TicketActor>;
+
+impl Actor for TicketActor {
+    type Msg = TicketMessage;
+    type State = TicketState;
+    type Arguments = TicketId;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        id: TicketId,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ticket: TicketRecord = self
+            .store
+            .get(&keys::ticket(&id))?
+            .ok_or_else(|| format!("ticket {id} does not exist"))?;
+        myself.send_interval(TICK, || TicketMessage::Tick);
+        Ok(TicketState {
+            ticket,
+            last_active: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TicketMessage::Command(TicketCommand::Get, reply) => {
+                state.last_active = Instant::now();
+                let _ = reply.send(Ok(state.ticket.clone()));
+            }
+            TicketMessage::Command(TicketCommand::Void, reply) => {
+                state.last_active = Instant::now();
+                if state.ticket.status == TicketStatus::Void {
+                    let _ = reply.send(Ok(state.ticket.clone()));
+                    return Ok(());
+                }
+                let mut voided = state.ticket.clone();
+                voided.status = TicketStatus::Void;
+                let mut batch = WriteBatch::new();
+                batch.put(&keys::ticket(&voided.id), &voided)?;
+                // Waiting here keeps the actor's memory equal to the disk; voids are rare.
+                match self.store.commit(batch)?.await {
+                    Ok(()) => {
+                        state.ticket = voided;
+                        let _ = reply.send(Ok(state.ticket.clone()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            TicketMessage::Tick => {
+                if state.last_active.elapsed() >= self.passivate_after {
+                    myself.drain()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,334 @@
+//! Orders: what was asked for, what is held, and the booking state machine.
+//!
+//! ```text
+//! pending ──held──▶ held ──paid──▶ paying ──confirmed──▶ confirmed ──refunded──▶ refunded
+//!    │                │ └─expired─▶ expired                  ▲
+//!    └─failed─▶ failed └─cancelled─▶ cancelled   paying ──lapsed (refunded)──▶ expired
+//! ```
+//! `pending` and `paying` are saga steps (persisted, so a crash resumes or compensates them);
+//! clients see `held`, `confirmed`, `expired`, `cancelled`, `refunded`.
+
+use super::ValidationError;
+use super::aircraft::SeatName;
+use super::airport::text;
+use super::flight::Currency;
+use super::ids::{FlightId, OrderId, UserId};
+use super::seat_map::SeatRequest;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Most passengers in one order.
+pub const MAX_PASSENGERS: usize = 9;
+/// Most flights in one order.
+pub const MAX_SEGMENTS: usize = 6;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    /// Holding seats (saga step).
+    Pending,
+    /// Every seat held, awaiting payment until `expires_at`.
+    Held,
+    /// Charged; seats being confirmed and tickets issued (saga step).
+    Paying,
+    /// Paid, seats sold, tickets issued.
+    Confirmed,
+    /// Not paid in time; seats returned to sale.
+    Expired,
+    /// Cancelled while held; seats returned to sale.
+    Cancelled,
+    /// Cancelled after payment: refunded, tickets void, seats returned to sale.
+    Refunded,
+    /// The seats could not all be held; nothing is held.
+    Failed,
+}
+
+impl OrderStatus {
+    /// The API name; saga steps show as the state clients can rely on.
+    pub fn label(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Held | OrderStatus::Paying => "held",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::Failed => "failed",
+        }
+    }
+
+    /// No further transition is possible.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Expired
+                | OrderStatus::Cancelled
+                | OrderStatus::Refunded
+                | OrderStatus::Failed
+        )
+    }
+}
+
+/// What happens to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderEvent {
+    /// Every segment is held.
+    Held,
+    /// A segment could not be held (the rest were released).
+    HoldFailed,
+    /// The payment was approved.
+    Charged,
+    /// Seats sold and tickets issued.
+    Confirmed,
+    /// The hold lapsed (or the charge came too late and was refunded).
+    Expired,
+    /// The customer or the airline cancelled a held order.
+    Cancelled,
+    /// A paid order was cancelled and refunded.
+    Refunded,
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an order that is {from:?} cannot become {event:?}")]
+pub struct TransitionError {
+    /// The current status.
+    pub from: OrderStatus,
+    /// What was attempted.
+    pub event: OrderEvent,
+}
+
+/// The status after `event`, if allowed from `from`.
+pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, TransitionError> {
+    use OrderEvent as E;
+    use OrderStatus as S;
+    let to = match (from, event) {
+        (S::Pending, E::Held) => S::Held,
+        (S::Pending, E::HoldFailed) => S::Failed,
+        (S::Held, E::Charged) => S::Paying,
+        (S::Held, E::Expired) => S::Expired,
+        (S::Held, E::Cancelled) => S::Cancelled,
+        (S::Paying, E::Confirmed) => S::Confirmed,
+        (S::Paying, E::Expired) => S::Expired,
+        (S::Confirmed, E::Refunded) => S::Refunded,
+        _ => return Err(TransitionError { from, event }),
+    };
+    Ok(to)
+}
+
+/// A passenger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passenger {
+    /// Full name as on the ticket.
+    pub name: String,
+}
+
+/// One flight of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The flight.
+    pub flight_id: FlightId,
+    /// What was asked for.
+    pub request: SeatRequest,
+    /// Seats held (or sold) for the passengers, in passenger order; empty until held.
+    pub seats: Vec<SeatName>,
+    /// Price of those seats in minor units.
+    pub price_cents: u64,
+    /// The flight's departure (known once held); a paid order can be cancelled until then.
+    pub departs_at: Option<DateTime<Utc>>,
+}
+
+/// A ticket: one passenger on one flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    /// Its id.
+    pub id: super::ids::TicketId,
+    /// The order that bought it.
+    pub order_id: OrderId,
+    /// The customer.
+    pub user: UserId,
+    /// The flight.
+    pub flight_id: FlightId,
+    /// The seat.
+    pub seat: SeatName,
+    /// Who flies.
+    pub passenger_name: String,
+    /// `issued` or `void`.
+    pub status: TicketStatus,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// A ticket's life: issued, then possibly void.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketStatus {
+    /// Valid for travel.
+    Issued,
+    /// Cancelled (refund or flight cancellation).
+    Void,
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Its id.
+    pub id: OrderId,
+    /// The customer.
+    pub user: UserId,
+    /// Where it is in its life.
+    pub status: OrderStatus,
+    /// The flights.
+    pub segments: Vec<Segment>,
+    /// Who flies.
+    pub passengers: Vec<Passenger>,
+    /// When it was placed.
+    pub created_at: DateTime<Utc>,
+    /// When its holds lapse.
+    pub expires_at: DateTime<Utc>,
+    /// Sum of all segments.
+    pub total_cents: u64,
+    /// Currency of every segment.
+    pub currency: Option<Currency>,
+    /// The approved charge, once paid.
+    pub charge_id: Option<String>,
+    /// Issued tickets' ids.
+    pub tickets: Vec<super::ids::TicketId>,
+    /// Fingerprint of the request that created it (for Idempotency-Key checks).
+    pub request_hash: String,
+    /// Why it failed, for a `failed` order (replayed to a client retrying the request).
+    pub failure: Option<HoldFailure>,
+}
+
+/// Why an order's seats could not all be held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldFailure {
+    /// Some seat is taken, or too few are left.
+    SeatsUnavailable(String),
+    /// The customer would exceed the per-flight seat cap.
+    HoldLimit(String),
+    /// The request does not fit a flight (unknown flight, seat or cabin; mixed currencies).
+    Invalid(String),
+    /// A flight could not be reached; nothing is held.
+    Unavailable(String),
+}
+
+impl Order {
+    /// Applies an event.
+    pub fn apply(&mut self, event: OrderEvent) -> Result<(), TransitionError> {
+        self.status = next(self.status, event)?;
+        Ok(())
+    }
+}
+
+/// Validates what a client asks for: 1 to [`MAX_PASSENGERS`] named passengers and 1 to
+/// [`MAX_SEGMENTS`] distinct flights, each asking one seat per passenger.
+pub fn validate_request(
+    segments: &[(FlightId, SeatRequest)],
+    passengers: &[String],
+) -> Result<Vec<Passenger>, ValidationError> {
+    if passengers.is_empty() || passengers.len() > MAX_PASSENGERS {
+        return Err(ValidationError::new(
+            "passengers",
+            format!("must name 1 to {MAX_PASSENGERS} passengers"),
+        ));
+    }
+    if segments.is_empty() || segments.len() > MAX_SEGMENTS {
+        return Err(ValidationError::new(
+            "segments",
+            format!("must list 1 to {MAX_SEGMENTS} flights"),
+        ));
+    }
+    let mut flights = HashSet::new();
+    for (i, (flight, request)) in segments.iter().enumerate() {
+        if !flights.insert(flight) {
+            return Err(ValidationError::new(
+                format!("segments[{i}].flight_id"),
+                "each flight may appear once",
+            ));
+        }
+        let asked = match request {
+            SeatRequest::Seats(seats) => seats.len(),
+            SeatRequest::Cabin { count, .. } => usize::from(*count),
+        };
+        if asked != passengers.len() {
+            return Err(ValidationError::new(
+                format!("segments[{i}]"),
+                format!("must ask one seat per passenger ({})", passengers.len()),
+            ));
+        }
+    }
+    passengers
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            text(&format!("passengers[{i}].name"), name, 100).map(|name| Passenger { name })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [OrderStatus; 8] = [
+        OrderStatus::Pending,
+        OrderStatus::Held,
+        OrderStatus::Paying,
+        OrderStatus::Confirmed,
+        OrderStatus::Expired,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+        OrderStatus::Failed,
+    ];
+    const EVENTS: [OrderEvent; 7] = [
+        OrderEvent::Held,
+        OrderEvent::HoldFailed,
+        OrderEvent::Charged,
+        OrderEvent::Confirmed,
+        OrderEvent::Expired,
+        OrderEvent::Cancelled,
+        OrderEvent::Refunded,
+    ];
+
+    proptest! {
+        /// For any sequence of events from any status: nothing leaves a terminal status, the
+        /// only way out of `confirmed` is a refund, and failed transitions change nothing.
+        #[test]
+        fn order_state_machine_rules(start in 0..8usize, events in prop::collection::vec(0..7usize, 0..30)) {
+            let mut status = ALL[start];
+            for e in events {
+                let event = EVENTS[e];
+                match next(status, event) {
+                    Ok(to) => {
+                        prop_assert!(!status.is_terminal(), "{:?} left terminal {:?}", event, status);
+                        if status == OrderStatus::Confirmed {
+                            prop_assert_eq!(to, OrderStatus::Refunded);
+                        }
+                        if to == OrderStatus::Confirmed {
+                            prop_assert_eq!(status, OrderStatus::Paying, "confirmed without a charge");
+                        }
+                        status = to;
+                    }
+                    Err(err) => prop_assert_eq!(err.from, status),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requests_need_one_seat_per_passenger_on_distinct_flights() {
+        let f = FlightId::generate();
+        let two = vec!["Ada".to_string(), "Alan".to_string()];
+        let cabin = |count| SeatRequest::Cabin {
+            cabin: super::super::aircraft::Cabin::Economy,
+            count,
+        };
+        assert!(validate_request(&[(f.clone(), cabin(2))], &two).is_ok());
+        assert!(validate_request(&[(f.clone(), cabin(1))], &two).is_err());
+        assert!(validate_request(&[(f.clone(), cabin(2)), (f.clone(), cabin(2))], &two).is_err());
+        assert!(validate_request(&[], &two).is_err());
+        assert!(validate_request(&[(f, cabin(0))], &[]).is_err());
+    }
+}

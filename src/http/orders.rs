@@ -1,0 +1,477 @@
+//! `/api/v1/orders`, `/api/v1/tickets`, `/api/v1/notifications`: a customer sees and acts on
+//! only their own (404 for anyone else's); admins see all.
+
+use super::auth::caller;
+use super::error::ApiError;
+use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::notification::{self, NotificationKind};
+use crate::actors::order::{OrderCommand, OrderError};
+use crate::domain::ValidationError;
+use crate::domain::aircraft::{Cabin, SeatName};
+use crate::domain::ids::{FlightId, OrderId, TicketId};
+use crate::domain::order::{Order, TicketRecord, TicketStatus, validate_request};
+use crate::domain::seat_map::SeatRequest;
+use crate::domain::user::{Role, User};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+/// One flight of a new order: either `seats`, or `cabin` and `count`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRequest {
+    flight_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seats: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cabin: Option<Cabin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u16>,
+}
+
+/// A passenger of a new order.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassengerRequest {
+    name: String,
+}
+
+/// Body of `POST /api/v1/orders`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    segments: Vec<SegmentRequest>,
+    passengers: Vec<PassengerRequest>,
+}
+
+/// Body of `POST /api/v1/orders/{id}/pay`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    /// `tok_visa`, `tok_declined` or `tok_timeout` with the built-in simulator.
+    payment_token: String,
+}
+
+/// One flight of an order.
+#[derive(Serialize, ToSchema)]
+pub struct SegmentView {
+    flight_id: String,
+    seats: Vec<String>,
+    price_cents: u64,
+}
+
+/// A passenger.
+#[derive(Serialize, ToSchema)]
+pub struct PassengerView {
+    name: String,
+}
+
+/// A ticket.
+#[derive(Serialize, ToSchema)]
+pub struct TicketView {
+    id: String,
+    order_id: String,
+    flight_id: String,
+    seat: String,
+    passenger_name: String,
+    /// `issued` or `void`.
+    status: &'static str,
+    issued_at: DateTime<Utc>,
+}
+
+impl From<&TicketRecord> for TicketView {
+    fn from(t: &TicketRecord) -> Self {
+        Self {
+            id: t.id.to_string(),
+            order_id: t.order_id.to_string(),
+            flight_id: t.flight_id.to_string(),
+            seat: t.seat.to_string(),
+            passenger_name: t.passenger_name.clone(),
+            status: match t.status {
+                TicketStatus::Issued => "issued",
+                TicketStatus::Void => "void",
+            },
+            issued_at: t.issued_at,
+        }
+    }
+}
+
+/// An order.
+#[derive(Serialize, ToSchema)]
+pub struct OrderView {
+    id: String,
+    /// `held`, `confirmed`, `expired`, `cancelled` or `refunded`.
+    status: &'static str,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    total_cents: u64,
+    currency: Option<String>,
+    segments: Vec<SegmentView>,
+    passengers: Vec<PassengerView>,
+    tickets: Vec<TicketView>,
+}
+
+/// `{"orders": [...]}`
+#[derive(Serialize, ToSchema)]
+pub struct OrderList {
+    orders: Vec<OrderView>,
+}
+
+/// `{"tickets": [...]}`
+#[derive(Serialize, ToSchema)]
+pub struct TicketList {
+    tickets: Vec<TicketView>,
+}
+
+/// One notification.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationView {
+    id: String,
+    kind: NotificationKind,
+    order_id: String,
+    created_at: DateTime<Utc>,
+}
+
+/// `{"notifications": [...]}`
+#[derive(Serialize, ToSchema)]
+pub struct NotificationList {
+    notifications: Vec<NotificationView>,
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        let conflict = |code: &'static str, message: String| ApiError::Conflict { code, message };
+        match e {
+            OrderError::SeatsUnavailable(m) => conflict("seats_unavailable", m),
+            OrderError::HoldLimit(m) => conflict("hold_limit_exceeded", m),
+            OrderError::NotPayable(m) => conflict("order_not_payable", m),
+            OrderError::NotCancellable(m) => conflict("order_not_cancellable", m),
+            OrderError::Invalid(m) => ApiError::InvalidRequest(m),
+            OrderError::PaymentDeclined(m) => ApiError::PaymentDeclined(m),
+            OrderError::PaymentTimeout => ApiError::PaymentTimeout,
+            OrderError::Unavailable(m) => ApiError::Unavailable(m),
+            OrderError::NotFound => ApiError::NotFound,
+            OrderError::KeyReused => ApiError::KeyReused,
+        }
+    }
+}
+
+fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {
+    let tickets = order
+        .tickets
+        .iter()
+        .map(|id| {
+            ctx.orders
+                .ticket(id)
+                .map(|t| t.map(|t| TicketView::from(&t)))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(OrderView {
+        id: order.id.to_string(),
+        status: order.status.label(),
+        created_at: order.created_at,
+        expires_at: order.expires_at,
+        total_cents: order.total_cents,
+        currency: order.currency.as_ref().map(|c| c.to_string()),
+        segments: order
+            .segments
+            .iter()
+            .map(|s| SegmentView {
+                flight_id: s.flight_id.to_string(),
+                seats: s.seats.iter().map(ToString::to_string).collect(),
+                price_cents: s.price_cents,
+            })
+            .collect(),
+        passengers: order
+            .passengers
+            .iter()
+            .map(|p| PassengerView {
+                name: p.name.clone(),
+            })
+            .collect(),
+        tickets: tickets.into_iter().flatten().collect(),
+    })
+}
+
+/// An `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("idempotency-key").and_then(|key: Option<String>| async move {
+        match key {
+            Some(k)
+                if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Err(Rejection::from(ApiError::InvalidRequest(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                )))
+            }
+            other => Ok(other),
+        }
+    })
+}
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let create = warp::path!("api" / "v1" / "orders")
+        .and(warp::post())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and(idempotency_key())
+        .and(body::json())
+        .and_then(create);
+    let list = warp::path!("api" / "v1" / "orders")
+        .and(warp::get())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and_then(list);
+    let get = warp::path!("api" / "v1" / "orders" / String)
+        .and(warp::get())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and_then(get);
+    let pay = warp::path!("api" / "v1" / "orders" / String / "pay")
+        .and(warp::post())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and(idempotency_key())
+        .and(body::json())
+        .and_then(pay);
+    let cancel = warp::path!("api" / "v1" / "orders" / String / "cancel")
+        .and(warp::post())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and_then(cancel);
+    let tickets = warp::path!("api" / "v1" / "tickets")
+        .and(warp::get())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and_then(tickets);
+    let ticket = warp::path!("api" / "v1" / "tickets" / String)
+        .and(warp::get())
+        .and(caller(ctx.clone()))
+        .and(with(ctx.clone()))
+        .and_then(ticket);
+    let notifications = warp::path!("api" / "v1" / "notifications")
+        .and(warp::get())
+        .and(caller(ctx.clone()))
+        .and(with(ctx))
+        .and_then(notifications);
+    create
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(pay)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(tickets)
+        .unify()
+        .or(ticket)
+        .unify()
+        .or(notifications)
+        .unify()
+}
+
+fn parse_segments(req: &OrderRequest) -> Result<Vec<(FlightId, SeatRequest)>, ValidationError> {
+    req.segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let flight = FlightId::parse(&s.flight_id).ok_or_else(|| {
+                ValidationError::new(format!("segments[{i}].flight_id"), "no such flight")
+            })?;
+            let request = match (&s.seats, s.cabin, s.count) {
+                (Some(seats), None, None) => SeatRequest::Seats(
+                    seats
+                        .iter()
+                        .map(|seat| {
+                            SeatName::parse(seat).map_err(|e| {
+                                ValidationError::new(format!("segments[{i}].seats"), e.reason)
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                (None, Some(cabin), Some(count)) => SeatRequest::Cabin { cabin, count },
+                _ => {
+                    return Err(ValidationError::new(
+                        format!("segments[{i}]"),
+                        "give either seats, or cabin and count",
+                    ));
+                }
+            };
+            Ok((flight, request))
+        })
+        .collect()
+}
+
+/// The caller's order, or 404 (also for someone else's order, so ids cannot be probed).
+fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
+    let id = OrderId::parse(id).ok_or(ApiError::NotFound)?;
+    let order = ctx
+        .orders
+        .get(&id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or(ApiError::NotFound)?;
+    if order.user == user.id || user.may(Role::Admin) {
+        Ok(order)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Place an order: hold one seat per passenger on every flight, all or none.
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), request_body = OrderRequest,
+    responses((status = 201, body = OrderView), (status = 200, description = "replayed by Idempotency-Key", body = OrderView),
+        (status = 400), (status = 409, description = "seats_unavailable, hold_limit_exceeded"), (status = 422), (status = 503)))]
+async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) -> Handled {
+    let segments = parse_segments(&req).map_err(ApiError::from)?;
+    let names: Vec<String> = req.passengers.iter().map(|p| p.name.clone()).collect();
+    let passengers = validate_request(&segments, &names).map_err(ApiError::from)?;
+    let fingerprint = serde_json::to_string(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let placed = ctx
+        .orders
+        .place(&user.id, segments, passengers, fingerprint, key.as_deref())
+        .await
+        .map_err(ApiError::from)?;
+    let status = if placed.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json(status, &view(&ctx, &placed.order)?))
+}
+
+/// The caller's orders, newest first (an admin sees everyone's).
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", tag = "orders", security(("bearer" = [])),
+    responses((status = 200, body = OrderList)))]
+async fn list(user: User, ctx: Ctx) -> Handled {
+    let orders = if user.may(Role::Admin) {
+        ctx.orders.list_all(1000)
+    } else {
+        ctx.orders.list(&user.id)
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let orders = orders
+        .iter()
+        .map(|o| view(&ctx, o))
+        .collect::<Result<_, _>>()?;
+    Ok(json(StatusCode::OK, &OrderList { orders }))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404)))]
+async fn get(id: String, user: User, ctx: Ctx) -> Handled {
+    let order = owned(&ctx, &user, &id)?;
+    let order = ctx
+        .orders
+        .call(&order.id, OrderCommand::Get)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+}
+
+/// Pay a held order; paying a confirmed order again returns it unchanged and charges nothing.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/pay", operation_id = "pay_order", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = PayRequest,
+    responses((status = 200, body = OrderView), (status = 402, description = "payment_declined"), (status = 404),
+        (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
+async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {
+    let order = owned(&ctx, &user, &id)?;
+    if req.payment_token.is_empty() || req.payment_token.len() > 128 {
+        return Err(ApiError::from(ValidationError::new(
+            "payment_token",
+            "must be 1 to 128 characters",
+        ))
+        .into());
+    }
+    if let Some(key) = key {
+        ctx.orders
+            .check_payment_key(&user.id, &key, &order.id, &req.payment_token)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    let order = ctx
+        .orders
+        .call(
+            &order.id,
+            OrderCommand::Pay {
+                token: req.payment_token,
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+}
+
+/// Cancel: a held order is released; a confirmed one (before departure) refunded.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404), (status = 409, description = "order_not_cancellable")))]
+async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
+    let order = owned(&ctx, &user, &id)?;
+    let order = ctx
+        .orders
+        .call(&order.id, OrderCommand::Cancel)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+}
+
+/// The caller's tickets.
+#[utoipa::path(get, path = "/api/v1/tickets", operation_id = "list_tickets", tag = "orders", security(("bearer" = [])),
+    responses((status = 200, body = TicketList)))]
+async fn tickets(user: User, ctx: Ctx) -> Handled {
+    let tickets = ctx
+        .orders
+        .tickets_of(&user.id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json(
+        StatusCode::OK,
+        &TicketList {
+            tickets: tickets.iter().map(TicketView::from).collect(),
+        },
+    ))
+}
+
+/// One ticket (from its actor).
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", operation_id = "get_ticket", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = TicketView), (status = 404)))]
+async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
+    let id = TicketId::parse(&id).ok_or(ApiError::NotFound)?;
+    let stored = ctx
+        .orders
+        .ticket(&id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or(ApiError::NotFound)?;
+    if stored.user != user.id && !user.may(Role::Admin) {
+        return Err(ApiError::NotFound.into());
+    }
+    let live = ctx
+        .tickets
+        .call(&id, crate::actors::ticket::TicketCommand::Get)
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::Unavailable)?;
+    Ok(json(StatusCode::OK, &TicketView::from(&live)))
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/api/v1/notifications", operation_id = "list_notifications", tag = "orders", security(("bearer" = [])),
+    responses((status = 200, body = NotificationList)))]
+async fn notifications(user: User, ctx: Ctx) -> Handled {
+    let all =
+        notification::list(&ctx.store, &user.id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let notifications = all
+        .into_iter()
+        .map(|n| NotificationView {
+            id: n.id,
+            kind: n.kind,
+            order_id: n.order_id.to_string(),
+            created_at: n.created_at,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &NotificationList { notifications }))
+}

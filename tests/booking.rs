@@ -452,3 +452,48 @@ async fn malformed_orders_are_400() {
     let r = app.order(&c, &[&flight], 1, Some(&"k".repeat(300))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_reach_the_webhook_despite_failures() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    // A receiver on 127.0.0.1 that fails the first two deliveries.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let (a, r) = (attempts.clone(), received.clone());
+    let hook = warp::post()
+        .and(warp::body::json())
+        .map(move |body: Value| {
+            if a.fetch_add(1, Ordering::SeqCst) < 2 {
+                return warp::http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            r.lock().expect("lock").push(body);
+            warp::http::StatusCode::NO_CONTENT
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(warp::serve(hook).incoming(listener).run());
+
+    let app = spawn_app_with(|s| s.notifications.webhook_url = Some(url)).await;
+    let (_, flight) = app.one_flight(5, "AB").await;
+    let (user, customer) = app.customer().await;
+    let order = app.order(&customer, &[&flight], 1, None).await;
+    let id = order.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.pay(&customer, &id, "tok_visa", None).await.status,
+        StatusCode::OK
+    );
+    let delivered = eventually(Duration::from_secs(20), || async {
+        !received.lock().expect("lock").is_empty()
+    })
+    .await;
+    assert!(delivered, "the webhook never got the notification");
+    assert!(attempts.load(Ordering::SeqCst) >= 3, "no retries happened");
+    let body = received.lock().expect("lock")[0].clone();
+    assert_eq!(body["kind"], "order_confirmed");
+    assert_eq!(body["order_id"], id.as_str());
+    assert_eq!(body["user_id"], user.as_str());
+}

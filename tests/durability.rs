@@ -3,72 +3,13 @@
 
 mod helpers;
 
+use helpers::binary::Server;
 use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A `contrail serve` child process on the shipped config, with its own data dir and port.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_contrail"))
-            .args([
-                "serve",
-                "--config",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
-            ])
-            .env("CONTRAIL__STORAGE__PATH", data)
-            .env("CONTRAIL__HTTP__BIND", "127.0.0.1:0")
-            .env("CONTRAIL__AUTH__ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("CONTRAIL__AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("CONTRAIL__LOG__FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("contrail starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["http_addr"].as_str().map(str::to_owned))
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the node reported its address");
-        Self {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn kill9(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Server {
-    /// SIGKILL: no chance to flush anything (and no process left behind by a failed test).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn post(
     client: &reqwest::Client,

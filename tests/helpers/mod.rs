@@ -2,6 +2,8 @@
 //! a random port) through the same `startup::start` the binary uses, plus a typed client.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use contrail::settings::Settings;
 use contrail::startup::{self, Node};
 use reqwest::{Method, StatusCode};

@@ -1,0 +1,292 @@
+//! The booking saga against the real binary under kill -9: nothing acknowledged is lost, no
+//! seat ends up in two orders or held by nobody, and holds expire across a restart.
+
+mod helpers;
+
+use helpers::binary::Server;
+use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, eventually, to_reply};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Option<helpers::Reply> {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Some(to_reply(req.send().await.ok()?).await)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> helpers::Reply {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        to_reply(req.send().await.expect("sent")).await
+    }
+
+    async fn token(&self, email: &str, password: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/signin",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await
+            .expect("up");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// An admin token, airports, and `n` flights of `rows`×6 seats; returns the flight ids.
+    async fn catalog(&self, n: usize, rows: u16) -> (String, Vec<String>) {
+        let admin = self.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        for code in ["DEL", "BOM"] {
+            self.post(
+                "/api/v1/airports",
+                Some(&admin),
+                json!({"code": code, "name": "n", "city": "c", "country": "IN"}),
+            )
+            .await;
+        }
+        let aircraft = self
+            .post("/api/v1/aircraft", Some(&admin), json!({"model": "A320", "cabins": [{"cabin": "economy", "rows": [1, rows], "seats": "ABCDEF"}]}))
+            .await
+            .expect("aircraft");
+        let aircraft = aircraft.body["id"].as_str().expect("id").to_owned();
+        let mut flights = Vec::new();
+        for i in 0..n {
+            let body = helpers::TestApp::flight_body(
+                &aircraft,
+                "DEL",
+                "BOM",
+                &format!("2031-07-0{}T10:00:00Z", i + 1),
+                120,
+                4000,
+            );
+            let r = self
+                .post("/api/v1/flights", Some(&admin), body)
+                .await
+                .expect("flight");
+            flights.push(r.body["id"].as_str().expect("id").to_owned());
+        }
+        (admin, flights)
+    }
+
+    async fn customer(&self, i: usize) -> String {
+        let email = format!("crash{i}@example.com");
+        self.post(
+            "/api/v1/auth/signup",
+            None,
+            json!({"email": email, "password": "password-123", "name": "C"}),
+        )
+        .await;
+        self.token(&email, "password-123").await
+    }
+}
+
+fn seats(order: &Value) -> Vec<(String, String)> {
+    order["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            let flight = s["flight_id"].as_str().unwrap_or_default().to_owned();
+            s["seats"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |seat| (flight.clone(), seat.as_str().unwrap_or_default().to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let server = Server::start(dir.path());
+    let api = Api {
+        client: client.clone(),
+        base: server.base.clone(),
+    };
+    let (_, flights) = api.catalog(3, 10).await; // 3 × 60 seats
+    let customers: Vec<String> = futures::future::join_all((0..12).map(|i| api.customer(i))).await;
+
+    // (order id, customer token) for every 201, and order ids for every 200 payment.
+    let created = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let paid = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for w in 0..12 {
+        let (api, token, flights) = (
+            Api {
+                client: client.clone(),
+                base: server.base.clone(),
+            },
+            customers[w].clone(),
+            flights.clone(),
+        );
+        let (created, paid) = (created.clone(), paid.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let flight = &flights[(w + i) % flights.len()];
+                let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "P"}]});
+                let Some(r) = api.post("/api/v1/orders", Some(&token), body).await else { return };
+                if r.status != StatusCode::CREATED {
+                    continue;
+                }
+                let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+                created.lock().expect("lock").push((id.clone(), token.clone()));
+                if i % 3 == 0 {
+                    continue; // leave some held
+                }
+                let Some(p) = api.post(&format!("/api/v1/orders/{id}/pay"), Some(&token), json!({"payment_token": "tok_visa"})).await else { return };
+                if p.status == StatusCode::OK {
+                    paid.lock().expect("lock").push(id);
+                }
+            }
+        }));
+    }
+    let enough = eventually(Duration::from_secs(60), || async {
+        paid.lock().expect("lock").len() >= 40
+    })
+    .await;
+    assert!(enough, "too little was acknowledged before the kill");
+    server.kill9();
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+    }
+    let created = created.lock().expect("lock").clone();
+    let paid: BTreeSet<String> = paid.lock().expect("lock").iter().cloned().collect();
+
+    let server = Server::start(dir.path());
+    let api = Api {
+        client,
+        base: server.base.clone(),
+    };
+    let mut live_seats: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (id, token) in &created {
+        let r = api.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "acknowledged order {id} is gone: {}",
+            r.body
+        );
+        let status = r.body["status"].as_str().unwrap_or_default().to_owned();
+        if paid.contains(id) {
+            assert_eq!(status, "confirmed", "paid order {id} is {status}");
+        } else {
+            assert!(
+                status == "held" || status == "confirmed",
+                "order {id} is {status}"
+            );
+        }
+        for seat in seats(&r.body) {
+            if let Some(other) = live_seats.insert(seat.clone(), id.clone()) {
+                panic!("seat {seat:?} is in orders {other} and {id}");
+            }
+        }
+    }
+    // Every seat that is held or sold belongs to a live order we know of, and vice versa.
+    for flight in &flights {
+        let r = api
+            .get(&format!("/api/v1/flights/{flight}/seats"), None)
+            .await;
+        let taken: BTreeSet<String> = r.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .filter(|s| s["status"] != "available")
+            .filter_map(|s| s["seat"].as_str().map(str::to_owned))
+            .collect();
+        let ours: BTreeSet<String> = live_seats
+            .keys()
+            .filter(|(f, _)| f == flight)
+            .map(|(_, s)| s.clone())
+            .collect();
+        assert_eq!(
+            taken, ours,
+            "flight {flight}: seats held by nobody, or orders without their seats"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_whose_deadline_passes_while_the_node_is_down_expires_on_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let env = [("CONTRAIL__BOOKING__HOLD_TTL_SECS", "2")];
+    let server = Server::start_with(dir.path(), &env);
+    let api = Api {
+        client: client.clone(),
+        base: server.base.clone(),
+    };
+    let (_, flights) = api.catalog(1, 2).await;
+    let token = api.customer(0).await;
+    let body = json!({"segments": [{"flight_id": flights[0], "cabin": "economy", "count": 3}], "passengers": [{"name": "A"}, {"name": "B"}, {"name": "C"}]});
+    let order = api
+        .post("/api/v1/orders", Some(&token), body)
+        .await
+        .expect("order");
+    assert_eq!(order.status, StatusCode::CREATED);
+    let id = order.body["id"].as_str().expect("id").to_owned();
+    let expires_at = chrono::DateTime::parse_from_rfc3339(
+        order.body["expires_at"].as_str().expect("expires_at"),
+    )
+    .expect("time");
+    server.kill9();
+    let passed = eventually(Duration::from_secs(10), || async {
+        chrono::Utc::now() > expires_at
+    })
+    .await;
+    assert!(passed);
+
+    let server = Server::start_with(dir.path(), &env);
+    let api = Api {
+        client,
+        base: server.base.clone(),
+    };
+    let expired = eventually(Duration::from_secs(15), || async {
+        api.get(&format!("/api/v1/orders/{id}"), Some(&token))
+            .await
+            .body["status"]
+            == "expired"
+    })
+    .await;
+    assert!(expired, "the order did not expire after the restart");
+    let seats = api
+        .get(&format!("/api/v1/flights/{}/seats", flights[0]), None)
+        .await;
+    assert!(
+        seats.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .all(|s| s["status"] == "available")
+    );
+    let r = api
+        .post(
+            &format!("/api/v1/orders/{id}/pay"),
+            Some(&token),
+            json!({"payment_token": "tok_visa"}),
+        )
+        .await
+        .expect("up");
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}

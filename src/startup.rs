@@ -36,6 +36,9 @@ use tokio::task::JoinHandle;
 
 /// How long shutdown waits for in-flight HTTP requests and for actors to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How many call timeouts a caller waits for an order's saga (hold plus compensation, or
+/// charge plus confirmation).
+const SAGA_TIMEOUT_FACTOR: u32 = 3;
 /// How often periodic housekeeping (metrics upkeep, idle rate-limit keys) runs.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
@@ -137,7 +140,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         passivate_after,
         hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
     };
-    let (directory, flight_supervisor) = entity_directory(&store, flight, &settings).await?;
+    let (directory, flight_supervisor) =
+        entity_directory(&store, flight, &settings, timeout).await?;
     // Flights with holds must run to return lapsed holds to sale (also those that lapsed while
     // the node was down); the rest activate on demand.
     let activator = directory.clone();
@@ -153,7 +157,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         store: store.clone(),
         passivate_after,
     };
-    let (tickets, ticket_supervisor) = entity_directory(&store, ticket, &settings).await?;
+    let (tickets, ticket_supervisor) = entity_directory(&store, ticket, &settings, timeout).await?;
     let payment = PaymentActor {
         store: store.clone(),
         latency: Duration::from_millis(settings.payments.latency_ms),
@@ -175,7 +179,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         call_timeout: timeout,
         passivate_after,
     };
-    let (order_directory, order_supervisor) = entity_directory(&store, order, &settings).await?;
+    // A saga makes several calls, each with the call timeout: give the caller room for them.
+    let (order_directory, order_supervisor) =
+        entity_directory(&store, order, &settings, SAGA_TIMEOUT_FACTOR * timeout).await?;
     let orders = Orders::new(
         store.clone(),
         order_directory,
@@ -302,6 +308,7 @@ async fn entity_directory<E: Entity>(
     store: &Store,
     template: E,
     settings: &Settings,
+    timeout: Duration,
 ) -> anyhow::Result<(Directory<E>, ActorCell)> {
     let quarantine = Quarantine::default();
     let supervisor = EntitySupervisor {
@@ -318,7 +325,7 @@ async fn entity_directory<E: Entity>(
         supervisor.clone(),
         template,
         quarantine,
-        Duration::from_millis(settings.actors.call_timeout_ms),
+        timeout,
     );
     Ok((directory, supervisor.get_cell()))
 }

@@ -497,3 +497,62 @@ async fn notifications_reach_the_webhook_despite_failures() {
     assert_eq!(body["order_id"], id.as_str());
     assert_eq!(body["user_id"], user.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_gateway_never_charges_twice_and_a_retry_completes_the_payment() {
+    let app = spawn_app_with(|s| {
+        s.payments.latency_ms = 1_200;
+        s.actors.call_timeout_ms = 400;
+    })
+    .await;
+    let (_, flight) = app.one_flight(5, "AB").await;
+    let (_, customer) = app.customer().await;
+    let id = app.order(&customer, &[&flight], 1, None).await.body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let first = app.pay(&customer, &id, "tok_visa", None).await;
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        first.body
+    );
+    let paid = eventually(Duration::from_secs(20), || async {
+        app.pay(&customer, &id, "tok_visa", None).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(paid, "the payment never completed");
+    let order = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&customer))
+        .await
+        .body;
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["tickets"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_payment_key_replays_the_first_outcome() {
+    let app = spawn_app().await;
+    let (_, flight) = app.one_flight(5, "AB").await;
+    let (_, customer) = app.customer().await;
+    let id = app.order(&customer, &[&flight], 1, None).await.body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let first = app.pay(&customer, &id, "tok_declined", Some("try-1")).await;
+    assert_eq!(first.status, StatusCode::PAYMENT_REQUIRED);
+    let again = app.pay(&customer, &id, "tok_declined", Some("try-1")).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::PAYMENT_REQUIRED, "payment_declined")
+    );
+    let notes = app.get("/api/v1/notifications", Some(&customer)).await.body;
+    assert_eq!(
+        notes["notifications"].as_array().map(Vec::len),
+        Some(1),
+        "the replay paid again"
+    );
+    let ok = app.pay(&customer, &id, "tok_visa", Some("try-2")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+}

@@ -176,7 +176,7 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
         client,
         base: server.base.clone(),
     };
-    let mut live_seats: BTreeMap<(String, String), String> = BTreeMap::new();
+    // Every acknowledged order survived, with the state it was acknowledged in (or later).
     for (id, token) in &created {
         let r = api.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
         assert_eq!(
@@ -194,13 +194,27 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
                 "order {id} is {status}"
             );
         }
-        for seat in seats(&r.body) {
-            if let Some(other) = live_seats.insert(seat.clone(), id.clone()) {
-                panic!("seat {seat:?} is in orders {other} and {id}");
+    }
+    // Every live order (including any written just before the kill, whose 201 was lost) and
+    // its seats: no seat in two orders.
+    let mut live_seats: BTreeMap<(String, String), String> = BTreeMap::new();
+    for token in &customers {
+        let r = api.get("/api/v1/orders", Some(token)).await;
+        for order in r.body["orders"].as_array().expect("orders") {
+            let status = order["status"].as_str().unwrap_or_default();
+            if status != "held" && status != "confirmed" {
+                continue;
+            }
+            let id = order["id"].as_str().unwrap_or_default().to_owned();
+            for seat in seats(order) {
+                if let Some(other) = live_seats.insert(seat.clone(), id.clone()) {
+                    panic!("seat {seat:?} is in orders {other} and {id}");
+                }
             }
         }
     }
-    // Every seat that is held or sold belongs to a live order we know of, and vice versa.
+    // Every seat that is held or sold belongs to a live order, and every live order's seats
+    // are held or sold.
     for flight in &flights {
         let r = api
             .get(&format!("/api/v1/flights/{flight}/seats"), None)

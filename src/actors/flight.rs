@@ -227,6 +227,9 @@ impl FlightState {
                 Ok((reply, held))
             }
             FlightCommand::Confirm { order, seats } => {
+                if self.flight.status != FlightStatus::Scheduled {
+                    return Err(FlightError::NotScheduled(self.flight.id.clone()));
+                }
                 let sold = self.seats.confirm(&order, &seats, now)?;
                 Ok((FlightReply::Changed(seats), sold))
             }
@@ -400,8 +403,10 @@ impl Actor for FlightActor {
         match message {
             FlightMessage::Command(cmd, reply) => {
                 state.last_active = Instant::now();
-                if reply.is_closed() {
-                    return Ok(()); // the caller gave up; do not change anything for nobody
+                if reply.is_closed() && matches!(cmd, FlightCommand::Hold { .. }) {
+                    // The caller gave up: do not hold seats for nobody. (Releases, confirms and
+                    // cancels still run: they are compensations the caller will rely on.)
+                    return Ok(());
                 }
                 if cmd == FlightCommand::Cancel {
                     return self.cancel(&myself, state, reply);

@@ -28,6 +28,9 @@ use tracing::Instrument;
 
 /// How often an order actor checks whether to passivate.
 const TICK: Duration = Duration::from_secs(5);
+/// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way)
+/// is retried when a participant could not be reached.
+const RESUME_AFTER: Duration = Duration::from_secs(2);
 
 /// A request to an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +79,9 @@ pub enum OrderError {
     /// A participant could not be reached; retrying is safe.
     #[error("{0}")]
     Unavailable(String),
+    /// Storage refused a write; the order is unchanged (its actor reloads from disk).
+    #[error("storage is unavailable: {0}")]
+    Storage(String),
     /// No such order.
     #[error("not found")]
     NotFound,
@@ -98,7 +104,7 @@ impl From<HoldFailure> for OrderError {
 impl From<StoreError> for OrderError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "order storage failed");
-        OrderError::Unavailable("storage is unavailable; retry".into())
+        OrderError::Storage(e.to_string())
     }
 }
 
@@ -121,6 +127,8 @@ pub enum OrderMessage {
     Expire,
     /// Periodic passivation check.
     Tick,
+    /// Retry an unfinished saga step (`paying` or `refunding`).
+    Resume,
 }
 
 /// The actor; its fields are the fixed handles every order shares.
@@ -146,6 +154,8 @@ pub struct OrderActor {
 pub struct OrderState {
     order: Order,
     last_active: Instant,
+    /// A `Resume` is scheduled.
+    resume_armed: bool,
 }
 
 impl Entity for OrderActor {
@@ -209,12 +219,26 @@ impl OrderActor {
         let _ = self.notifications.cast(NotificationMessage::Publish(n));
     }
 
-    /// Writes the order (and `extra`) and waits until it is durable.
-    async fn persist(&self, order: &Order, extra: WriteBatch) -> Result<(), OrderError> {
+    /// Makes `next` (with `extra`) durable, then adopts it: memory never runs ahead of disk.
+    async fn save(
+        &self,
+        state: &mut OrderState,
+        next: Order,
+        extra: WriteBatch,
+    ) -> Result<(), OrderError> {
         let mut batch = extra;
-        batch.put(&keys::order(&order.id), order)?;
+        batch.put(&keys::order(&next.id), &next)?;
         self.store.commit(batch)?.await?;
+        state.order = next;
         Ok(())
+    }
+
+    /// `state.order` after `event`, not yet adopted.
+    fn after(order: &Order, event: OrderEvent) -> Result<Order, OrderError> {
+        let mut next = order.clone();
+        next.apply(event)
+            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+        Ok(next)
     }
 
     /// Releases the order's seats on every flight (idempotent). A flight that cannot be reached
@@ -232,7 +256,7 @@ impl OrderActor {
         for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
             if !matches!(r, Ok(Ok(_))) {
                 all = false;
-                tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed; the hold lapses at its deadline");
+                tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed");
             }
         }
         all
@@ -255,25 +279,25 @@ impl OrderActor {
             _ => return Ok(state.order.clone()),
         }
         metrics::counter!("contrail_bookings_attempted_total").increment(1);
-        let order = &mut state.order;
+        let mut next = state.order.clone();
         let holder = Holder {
-            order: order.id.clone(),
-            user: order.user.clone(),
+            order: next.id.clone(),
+            user: next.user.clone(),
         };
-        let calls = order.segments.iter().map(|seg| {
+        let calls = next.segments.iter().map(|seg| {
             self.flights.call(
                 &seg.flight_id,
                 FlightCommand::Hold {
                     holder: holder.clone(),
                     request: seg.request.clone(),
-                    expires_at: order.expires_at,
+                    expires_at: next.expires_at,
                 },
             )
         });
-        let results = step(&order.id, "hold", join_all(calls)).await;
+        let results = step(&next.id, "hold", join_all(calls)).await;
         let mut failure: Option<HoldFailure> = None;
         let mut currency: Option<Currency> = None;
-        for (i, (seg, result)) in order.segments.iter_mut().zip(results).enumerate() {
+        for (i, (seg, result)) in next.segments.iter_mut().zip(results).enumerate() {
             let flight = seg.flight_id.to_string();
             let outcome = match result {
                 Ok(Ok(FlightReply::Held {
@@ -310,12 +334,10 @@ impl OrderActor {
         }
         if let Some(failure) = failure {
             // All or nothing: release every segment, including any whose answer was lost.
-            step(&order.id, "compensate", self.release_all(order)).await;
-            order.failure = Some(failure.clone());
-            order
-                .apply(OrderEvent::HoldFailed)
-                .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-            self.persist(order, WriteBatch::new()).await?;
+            step(&next.id, "compensate", self.release_all(&next)).await;
+            let mut failed = Self::after(&state.order, OrderEvent::HoldFailed)?;
+            failed.failure = Some(failure.clone());
+            self.save(state, failed, WriteBatch::new()).await?;
             let reason = match &failure {
                 HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
                 HoldFailure::HoldLimit(_) => "hold_limit",
@@ -325,27 +347,37 @@ impl OrderActor {
             metrics::counter!("contrail_bookings_failed_total", "reason" => reason).increment(1);
             return Err(failure.into());
         }
-        order.total_cents = order.segments.iter().map(|s| s.price_cents).sum();
-        order.currency = currency;
-        order
-            .apply(OrderEvent::Held)
+        next.total_cents = next.segments.iter().map(|s| s.price_cents).sum();
+        next.currency = currency;
+        next.apply(OrderEvent::Held)
             .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-        self.persist(order, WriteBatch::new()).await?;
+        self.save(state, next, WriteBatch::new()).await?;
         metrics::counter!("contrail_bookings_succeeded_total").increment(1);
-        arm_expiry(myself, order);
-        Ok(order.clone())
+        arm_expiry(myself, &state.order);
+        Ok(state.order.clone())
+    }
+
+    /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
+    /// have taken is refunded, the end is persisted, then the seats are released (a release
+    /// that fails lapses at the hold's deadline, when the flight frees the seats itself).
+    async fn end_hold(&self, state: &mut OrderState, event: OrderEvent) -> Result<(), OrderError> {
+        self.refund(&state.order).await?;
+        let next = Self::after(&state.order, event)?;
+        self.save(state, next, WriteBatch::new()).await?;
+        step(&state.order.id, "release", self.release_all(&state.order)).await;
+        Ok(())
     }
 
     async fn expire(&self, state: &mut OrderState) -> Result<(), OrderError> {
         if state.order.status != OrderStatus::Held {
             return Ok(());
         }
-        step(&state.order.id, "expire", self.release_all(&state.order)).await;
-        state
-            .order
-            .apply(OrderEvent::Expired)
-            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-        self.persist(&state.order, WriteBatch::new()).await?;
+        step(
+            &state.order.id.clone(),
+            "expire",
+            self.end_hold(state, OrderEvent::Expired),
+        )
+        .await?;
         metrics::counter!("contrail_orders_expired_total").increment(1);
         tracing::info!(order = %state.order.id, "hold expired");
         self.notify(&state.order, NotificationKind::OrderExpired);
@@ -389,9 +421,14 @@ impl OrderActor {
         )
         .await;
         match answer {
-            Err(_) | Ok(PaymentReply::Failed(_)) | Ok(PaymentReply::Refunded) => {
+            // The outcome is unknown: a retry gets the same charge (one per order), and an
+            // order that ends without payment refunds whatever was taken.
+            Err(_) => Err(OrderError::Unavailable(
+                "the payment service did not answer in time; retrying is safe".into(),
+            )),
+            Ok(PaymentReply::Failed(_)) | Ok(PaymentReply::Refunded) => {
                 Err(OrderError::Unavailable(
-                    "the payment service did not answer; nothing was charged".into(),
+                    "the payment could not be recorded; nothing was charged".into(),
                 ))
             }
             Ok(PaymentReply::Declined { reason }) => {
@@ -400,19 +437,16 @@ impl OrderActor {
             }
             Ok(PaymentReply::TimedOut) => Err(OrderError::PaymentTimeout),
             Ok(PaymentReply::Approved { charge_id }) => {
-                state.order.charge_id = Some(charge_id);
-                state
-                    .order
-                    .apply(OrderEvent::Charged)
-                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-                self.persist(&state.order, WriteBatch::new()).await?;
+                let mut next = Self::after(&state.order, OrderEvent::Charged)?;
+                next.charge_id = Some(charge_id);
+                self.save(state, next, WriteBatch::new()).await?;
                 self.finish_payment(state).await
             }
         }
     }
 
-    /// After the charge: sell the seats and issue tickets, or, if a hold lapsed meanwhile,
-    /// refund and expire. Safe to repeat (every step is idempotent).
+    /// After the charge: sell the seats and issue tickets, or, if a hold lapsed (or a flight was
+    /// cancelled) meanwhile, refund and end the order. Safe to repeat: every step is idempotent.
     async fn finish_payment(&self, state: &mut OrderState) -> Result<Order, OrderError> {
         let order = &state.order;
         let calls = order.segments.iter().map(|seg| {
@@ -425,29 +459,48 @@ impl OrderActor {
             )
         });
         let results = step(&order.id, "confirm", join_all(calls)).await;
-        if results
+        let cancelled = results
             .iter()
-            .any(|r| matches!(r, Ok(Err(FlightError::Confirm(_)))))
-        {
-            // A hold lapsed before the payment completed: never sell a seat that may be resold.
+            .any(|r| matches!(r, Ok(Err(FlightError::NotScheduled(_)))));
+        let lapsed = results
+            .iter()
+            .any(|r| matches!(r, Ok(Err(FlightError::Confirm(_)))));
+        if cancelled || lapsed {
+            // Never sell a seat that may be resold, nor one on a cancelled flight.
             self.refund(&state.order).await?;
-            self.release_all(&state.order).await;
-            state
-                .order
-                .apply(OrderEvent::Expired)
-                .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-            self.persist(&state.order, WriteBatch::new()).await?;
-            self.notify(&state.order, NotificationKind::OrderExpired);
-            return Err(OrderError::NotPayable(
-                "the hold expired before the payment completed; the charge was refunded".into(),
-            ));
+            if !self.release_all(&state.order).await {
+                return Err(OrderError::Unavailable(
+                    "the charge was refunded; releasing the seats resumes automatically".into(),
+                ));
+            }
+            let (event, kind, why) = if cancelled {
+                (
+                    OrderEvent::Cancelled,
+                    NotificationKind::FlightCancelled,
+                    "a flight was cancelled",
+                )
+            } else {
+                (
+                    OrderEvent::Expired,
+                    NotificationKind::OrderExpired,
+                    "the hold expired",
+                )
+            };
+            let next = Self::after(&state.order, event)?;
+            self.save(state, next, WriteBatch::new()).await?;
+            self.notify(&state.order, kind);
+            return Err(OrderError::NotPayable(format!(
+                "{why} before the payment completed; the charge was refunded"
+            )));
         }
         if !results.iter().all(|r| matches!(r, Ok(Ok(_)))) {
-            return Err(OrderError::Unavailable("a flight could not be reached; the payment is kept and confirmation resumes on retry".into()));
+            return Err(OrderError::Unavailable(
+                "a flight could not be reached; the payment is kept and confirmation resumes automatically".into(),
+            ));
         }
         let now = Utc::now();
         let mut batch = WriteBatch::new();
-        let mut ids = Vec::new();
+        let mut next = Self::after(&state.order, OrderEvent::Confirmed)?;
         for seg in &state.order.segments {
             for (passenger, seat) in state.order.passengers.iter().zip(&seg.seats) {
                 let ticket = TicketRecord {
@@ -462,26 +515,17 @@ impl OrderActor {
                 };
                 batch.put(&keys::ticket(&ticket.id), &ticket)?;
                 batch.put(&keys::ticket_of(&ticket.user, &ticket.id), &ticket.id)?;
-                ids.push(ticket.id);
+                next.tickets.push(ticket.id);
             }
         }
-        state.order.tickets = ids.clone();
-        state
-            .order
-            .apply(OrderEvent::Confirmed)
-            .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-        step(
-            &state.order.id,
-            "issue_tickets",
-            self.persist(&state.order, batch),
-        )
-        .await?;
+        let id = state.order.id.clone();
+        step(&id, "issue_tickets", self.save(state, next, batch)).await?;
         // Each ticket gets its actor now (it passivates when idle, like every entity).
-        for id in ids {
+        for ticket in state.order.tickets.clone() {
             let tickets = self.tickets.clone();
             tokio::spawn(async move {
-                if let Err(e) = tickets.activate(&id).await {
-                    tracing::warn!(ticket = %id, error = %e, "ticket actor not started; it starts on demand");
+                if let Err(e) = tickets.activate(&ticket).await {
+                    tracing::warn!(ticket = %ticket, error = %e, "ticket actor not started; it starts on demand");
                 }
             });
         }
@@ -490,11 +534,12 @@ impl OrderActor {
         Ok(state.order.clone())
     }
 
+    /// Refunds the order's charge, if there is one (idempotent; a no-op without a charge).
     async fn refund(&self, order: &Order) -> Result<(), OrderError> {
         let refund = PaymentCommand::Refund {
             order: order.id.clone(),
         };
-        match step(
+        let answer = step(
             &order.id,
             "refund",
             ask(
@@ -503,17 +548,17 @@ impl OrderActor {
                 self.call_timeout,
             ),
         )
-        .await
-        {
+        .await;
+        match answer {
             Ok(PaymentReply::Refunded) => Ok(()),
             other => Err(OrderError::Unavailable(format!(
-                "the refund did not complete ({other:?}); retry"
+                "the refund did not complete ({other:?}); it resumes automatically"
             ))),
         }
     }
 
-    /// Cancels a held order or refunds a confirmed one. `by_airline` skips the departure check
-    /// and notifies `flight_cancelled`.
+    /// Cancels an order: a held one is released; a paid one refunded (tickets void, seats
+    /// released). `by_airline` skips the departure check and notifies `flight_cancelled`.
     async fn cancel(&self, state: &mut OrderState, by_airline: bool) -> Result<Order, OrderError> {
         let kind = if by_airline {
             NotificationKind::FlightCancelled
@@ -521,50 +566,37 @@ impl OrderActor {
             NotificationKind::OrderCancelled
         };
         match state.order.status {
-            OrderStatus::Held => {
-                step(&state.order.id, "release", self.release_all(&state.order)).await;
-                state
-                    .order
-                    .apply(OrderEvent::Cancelled)
-                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-            }
-            OrderStatus::Confirmed => {
-                let now = Utc::now();
-                if !by_airline
-                    && state
-                        .order
-                        .segments
-                        .iter()
-                        .any(|s| s.departs_at.is_some_and(|d| d <= now))
-                {
-                    return Err(OrderError::NotCancellable(
-                        "a flight of this order has departed".into(),
-                    ));
-                }
+            OrderStatus::Held => self.end_hold(state, OrderEvent::Cancelled).await?,
+            OrderStatus::Paying => {
                 self.refund(&state.order).await?;
-                let voids = state
-                    .order
-                    .tickets
-                    .iter()
-                    .map(|t| self.tickets.call(t, TicketCommand::Void));
-                if !step(&state.order.id, "void_tickets", join_all(voids))
-                    .await
-                    .iter()
-                    .all(|r| matches!(r, Ok(Ok(_))))
-                {
-                    return Err(OrderError::Unavailable("a ticket could not be voided; the refund is done and cancelling again completes it".into()));
-                }
-                if !step(&state.order.id, "release", self.release_all(&state.order)).await {
+                if !self.release_all(&state.order).await {
                     return Err(OrderError::Unavailable(
-                        "a flight could not be reached; cancelling again completes it".into(),
+                        "a flight could not be reached; cancelling resumes automatically".into(),
                     ));
                 }
-                state
-                    .order
-                    .apply(OrderEvent::Refunded)
-                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
+                let next = Self::after(&state.order, OrderEvent::Cancelled)?;
+                self.save(state, next, WriteBatch::new()).await?;
             }
-            OrderStatus::Cancelled | OrderStatus::Refunded if by_airline => {
+            OrderStatus::Confirmed | OrderStatus::Refunding => {
+                let now = Utc::now();
+                let departed = state
+                    .order
+                    .segments
+                    .iter()
+                    .any(|s| s.departs_at.is_some_and(|d| d <= now));
+                if state.order.status == OrderStatus::Confirmed {
+                    if departed && !by_airline {
+                        return Err(OrderError::NotCancellable(
+                            "a flight of this order has departed".into(),
+                        ));
+                    }
+                    // Persisted first, so a crash in the middle resumes the refund.
+                    let next = Self::after(&state.order, OrderEvent::RefundStarted)?;
+                    self.save(state, next, WriteBatch::new()).await?;
+                }
+                self.finish_refund(state).await?;
+            }
+            OrderStatus::Cancelled | OrderStatus::Refunded | OrderStatus::Expired if by_airline => {
                 return Ok(state.order.clone());
             }
             other => {
@@ -574,13 +606,40 @@ impl OrderActor {
                 )));
             }
         }
-        self.persist(&state.order, WriteBatch::new()).await?;
         tracing::info!(order = %state.order.id, status = state.order.status.label(), "order cancelled");
         self.notify(&state.order, kind);
         Ok(state.order.clone())
     }
 
-    /// Finishes a saga step interrupted by a crash.
+    /// Refunds, voids the tickets and releases the seats of a `refunding` order, then marks it
+    /// refunded. Every step is idempotent, so repeating it completes it.
+    async fn finish_refund(&self, state: &mut OrderState) -> Result<(), OrderError> {
+        self.refund(&state.order).await?;
+        let voids = state
+            .order
+            .tickets
+            .iter()
+            .map(|t| self.tickets.call(t, TicketCommand::Void));
+        if !step(&state.order.id, "void_tickets", join_all(voids))
+            .await
+            .iter()
+            .all(|r| matches!(r, Ok(Ok(_))))
+        {
+            return Err(OrderError::Unavailable(
+                "a ticket could not be voided yet; the refund resumes automatically".into(),
+            ));
+        }
+        if !step(&state.order.id, "release", self.release_all(&state.order)).await {
+            return Err(OrderError::Unavailable(
+                "a flight could not be reached yet; the refund resumes automatically".into(),
+            ));
+        }
+        let next = Self::after(&state.order, OrderEvent::Refunded)?;
+        self.save(state, next, WriteBatch::new()).await
+    }
+
+    /// Finishes a saga step that was interrupted (by a crash, or a participant that could not
+    /// be reached).
     async fn recover(
         &self,
         myself: &ActorRef<OrderMessage>,
@@ -590,22 +649,34 @@ impl OrderActor {
             OrderStatus::Pending => {
                 tracing::warn!(order = %state.order.id, "compensating an interrupted hold");
                 self.release_all(&state.order).await;
-                state.order.failure = Some(HoldFailure::Unavailable(
+                let mut failed = Self::after(&state.order, OrderEvent::HoldFailed)?;
+                failed.failure = Some(HoldFailure::Unavailable(
                     "the booking was interrupted; nothing is held".into(),
                 ));
-                state
-                    .order
-                    .apply(OrderEvent::HoldFailed)
-                    .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-                self.persist(&state.order, WriteBatch::new()).await?;
+                self.save(state, failed, WriteBatch::new()).await?;
                 Ok(state.order.clone())
             }
             OrderStatus::Paying => self.finish_payment(state).await,
+            OrderStatus::Refunding => self.cancel(state, true).await,
             OrderStatus::Held => {
                 arm_expiry(myself, &state.order);
                 Ok(state.order.clone())
             }
             _ => Ok(state.order.clone()),
+        }
+    }
+}
+
+impl OrderActor {
+    /// Schedules a retry of an unfinished saga step, once.
+    fn resume_later(&self, myself: &ActorRef<OrderMessage>, state: &mut OrderState) {
+        let unfinished = matches!(
+            state.order.status,
+            OrderStatus::Paying | OrderStatus::Refunding
+        );
+        if unfinished && !state.resume_armed {
+            state.resume_armed = true;
+            myself.send_after(RESUME_AFTER, || OrderMessage::Resume);
         }
     }
 }
@@ -635,9 +706,14 @@ impl Actor for OrderActor {
             arm_expiry(&myself, &order);
         }
         myself.send_interval(TICK, || OrderMessage::Tick);
+        let unfinished = matches!(order.status, OrderStatus::Paying | OrderStatus::Refunding);
+        if unfinished {
+            myself.send_after(RESUME_AFTER, || OrderMessage::Resume);
+        }
         Ok(OrderState {
             order,
             last_active: Instant::now(),
+            resume_armed: unfinished,
         })
     }
 
@@ -658,7 +734,23 @@ impl Actor for OrderActor {
                     OrderCommand::FlightCancelled => self.cancel(state, true).await,
                     OrderCommand::Recover => self.recover(&myself, state).await,
                 };
+                let broken = match &result {
+                    Err(OrderError::Storage(e)) => Some(e.clone()),
+                    _ => None,
+                };
                 let _ = reply.send(result);
+                if let Some(e) = broken {
+                    // Memory was not changed, but the store refused a write: reload from disk.
+                    return Err(format!("order storage failed: {e}").into());
+                }
+                self.resume_later(&myself, state);
+            }
+            OrderMessage::Resume => {
+                state.resume_armed = false;
+                if let Err(e) = self.recover(&myself, state).await {
+                    tracing::warn!(order = %state.order.id, error = %e, "saga step not finished yet; retrying");
+                }
+                self.resume_later(&myself, state);
             }
             OrderMessage::Expire => {
                 let due =
@@ -676,7 +768,10 @@ impl Actor for OrderActor {
             OrderMessage::Tick => {
                 let settled = !matches!(
                     state.order.status,
-                    OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying
+                    OrderStatus::Pending
+                        | OrderStatus::Held
+                        | OrderStatus::Paying
+                        | OrderStatus::Refunding
                 );
                 if settled && state.last_active.elapsed() >= self.passivate_after {
                     myself.drain()?;

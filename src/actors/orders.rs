@@ -11,11 +11,13 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// What an Idempotency-Key remembers: the request's fingerprint and the order it created.
+/// What an Idempotency-Key remembers: the request's fingerprint, its order, and (for payments)
+/// the first final outcome, which retries get again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeyRecord {
     fingerprint: String,
     order: OrderId,
+    outcome: Option<Result<(), OrderError>>,
 }
 
 /// Placing and reading orders.
@@ -102,6 +104,7 @@ impl Orders {
                 let guard = KeyRecord {
                     fingerprint: fingerprint.clone(),
                     order: order.id.clone(),
+                    outcome: None,
                 };
                 match self.store.commit_if_absent(
                     &keys::idempotency(user, "order", key),
@@ -112,38 +115,78 @@ impl Orders {
                         durable.await?;
                         (order.id, false)
                     }
-                    Err(first) if first.fingerprint == fingerprint => (first.order, true),
+                    Err(first) if first.fingerprint == fingerprint => {
+                        // The first request's records may not be durable yet: a replay must not
+                        // acknowledge what a crash could still lose.
+                        self.store.flush().await?;
+                        (first.order, true)
+                    }
                     Err(_) => return Err(OrderError::KeyReused),
                 }
             }
         };
         // `Place` runs the saga once; for a replay it answers with the first outcome (after the
         // first request's saga, which the actor runs first).
-        let order = self.call(&id, OrderCommand::Place).await?;
-        Ok(Placed { order, replayed })
+        let result = self.call(&id, OrderCommand::Place).await;
+        if let (Err(OrderError::Unavailable(_)), Some(key)) = (&result, idempotency_key) {
+            // A transient failure is not an outcome to replay: free the key for a real retry.
+            if matches!(self.get(&id)?, Some(o) if o.status == OrderStatus::Failed) {
+                let mut forget = WriteBatch::new();
+                forget.delete(&keys::idempotency(user, "order", key));
+                self.store.commit(forget)?.await?;
+            }
+        }
+        Ok(Placed {
+            order: result?,
+            replayed,
+        })
     }
 
-    /// Checks a payment's Idempotency-Key: the same key with another order or token is refused.
-    pub async fn check_payment_key(
+    /// Pays an order. With an Idempotency-Key, a retry gets the first final outcome (approved,
+    /// declined, not payable) instead of paying again; the same key with another order or token
+    /// is [`OrderError::KeyReused`].
+    pub async fn pay(
         &self,
         user: &UserId,
-        key: &str,
         order: &OrderId,
-        token: &str,
-    ) -> Result<(), OrderError> {
-        let record = KeyRecord {
+        token: String,
+        idempotency_key: Option<&str>,
+    ) -> Result<Order, OrderError> {
+        let Some(key) = idempotency_key else {
+            return self.call(order, OrderCommand::Pay { token }).await;
+        };
+        let guard_key = keys::idempotency(user, "pay", key);
+        let mut record = KeyRecord {
             fingerprint: format!("{order}:{token}"),
             order: order.clone(),
+            outcome: None,
         };
-        match self.store.commit_if_absent(
-            &keys::idempotency(user, "pay", key),
-            &record,
-            WriteBatch::new(),
-        )? {
-            Ok(durable) => Ok(durable.await?),
-            Err(first) if first.fingerprint == record.fingerprint => Ok(()),
-            Err(_) => Err(OrderError::KeyReused),
+        match self
+            .store
+            .commit_if_absent(&guard_key, &record, WriteBatch::new())?
+        {
+            Ok(durable) => durable.await?,
+            Err(first) if first.fingerprint != record.fingerprint => {
+                return Err(OrderError::KeyReused);
+            }
+            Err(first) => {
+                if let Some(Err(e)) = first.outcome {
+                    return Err(e);
+                }
+            }
         }
+        let result = self.call(order, OrderCommand::Pay { token }).await;
+        let settled = matches!(
+            result,
+            Ok(_) | Err(OrderError::PaymentDeclined(_) | OrderError::NotPayable(_))
+        );
+        if settled {
+            record.outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
+            let mut batch = WriteBatch::new();
+            batch.put(&guard_key, &record)?;
+            self.store.commit(batch)?.await?;
+        }
+        result
     }
 
     /// Sends a command to an order's actor.
@@ -166,7 +209,11 @@ impl Orders {
         for entry in self.store.scan::<OrderId>(&keys::orders_of(user)) {
             let (_, id) = entry?;
             match self.get(&id)? {
-                Some(order) if order.status != OrderStatus::Failed => orders.push(order),
+                Some(order)
+                    if !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending) =>
+                {
+                    orders.push(order)
+                }
                 _ => {}
             }
         }
@@ -180,7 +227,11 @@ impl Orders {
             .store
             .scan::<Order>(keys::ORDERS)
             .map(|r| r.map(|(_, o)| o))
-            .filter(|r| r.as_ref().map_or(true, |o| o.status != OrderStatus::Failed))
+            .filter(|r| {
+                r.as_ref().map_or(true, |o| {
+                    !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
         orders.truncate(limit);
@@ -196,7 +247,10 @@ impl Orders {
                 Ok((_, o))
                     if matches!(
                         o.status,
-                        OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying
+                        OrderStatus::Pending
+                            | OrderStatus::Held
+                            | OrderStatus::Paying
+                            | OrderStatus::Refunding
                     ) =>
                 {
                     Some(Ok((o.id, o.status)))

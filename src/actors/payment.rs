@@ -12,6 +12,7 @@ use crate::persistence::{Store, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// How long the simulated gateway takes before `tok_timeout` is reported as a timeout.
@@ -72,6 +73,8 @@ struct ChargeRecord {
 pub enum PaymentMessage {
     /// A request with the port for its answer.
     Command(PaymentCommand, RpcReplyPort<PaymentReply>),
+    /// The operation under way for this order finished.
+    Done(OrderId),
 }
 
 /// The simulator.
@@ -91,8 +94,7 @@ impl PaymentActor {
             .map_err(|e| e.to_string())
     }
 
-    /// Runs one command. Answers for a given order are serialized by its order actor, so
-    /// this needs no locking of its own.
+    /// Runs one command; operations for one order never overlap (see [`PaymentActor::start`]).
     async fn execute(
         store: Store,
         existing: Option<ChargeRecord>,
@@ -192,43 +194,90 @@ fn result_label(reply: &PaymentReply) -> &'static str {
     }
 }
 
-impl Actor for PaymentActor {
-    type Msg = PaymentMessage;
-    type State = ();
-    type Arguments = ();
+/// Orders with a payment operation under way, and the operations waiting behind it.
+#[derive(Default)]
+pub struct PaymentState {
+    busy: HashMap<OrderId, VecDeque<(PaymentCommand, RpcReplyPort<PaymentReply>)>>,
+}
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
+fn order_of(cmd: &PaymentCommand) -> &OrderId {
+    match cmd {
+        PaymentCommand::Charge { order, .. } | PaymentCommand::Refund { order } => order,
     }
+}
 
-    async fn handle(
+impl PaymentActor {
+    /// Runs `cmd` on its own task (the gateway's latency is not the mailbox's) and reports
+    /// back with `Done`, so the next operation for the same order starts only after this one
+    /// is recorded: a charge retried while the first is in flight gets the first charge.
+    fn start(
         &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let PaymentMessage::Command(cmd, reply) = message;
-        let order = match &cmd {
-            PaymentCommand::Charge { order, .. } | PaymentCommand::Refund { order } => {
-                order.clone()
-            }
-        };
+        myself: &ActorRef<PaymentMessage>,
+        cmd: PaymentCommand,
+        reply: RpcReplyPort<PaymentReply>,
+    ) {
+        let order = order_of(&cmd).clone();
         let existing = match self.existing(&order) {
             Ok(existing) => existing,
             Err(e) => {
                 let _ = reply.send(PaymentReply::Failed(e));
-                return Ok(());
+                let _ = myself.cast(PaymentMessage::Done(order));
+                return;
             }
         };
-        // The gateway's latency is not the mailbox's: each payment waits on its own task.
         let (store, latency, decline_rate) = (self.store.clone(), self.latency, self.decline_rate);
+        let me = myself.clone();
         tokio::spawn(async move {
             let answer = Self::execute(store, existing, cmd, latency, decline_rate).await;
             metrics::counter!("contrail_payments_total", "result" => result_label(&answer))
                 .increment(1);
             tracing::info!(order = %order, result = result_label(&answer), "payment");
             let _ = reply.send(answer);
+            let _ = me.cast(PaymentMessage::Done(order));
         });
+    }
+}
+
+impl Actor for PaymentActor {
+    type Msg = PaymentMessage;
+    type State = PaymentState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<PaymentState, ActorProcessingErr> {
+        Ok(PaymentState::default())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut PaymentState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PaymentMessage::Command(cmd, reply) => {
+                let order = order_of(&cmd).clone();
+                match state.busy.get_mut(&order) {
+                    Some(waiting) => waiting.push_back((cmd, reply)),
+                    None => {
+                        state.busy.insert(order, VecDeque::new());
+                        self.start(&myself, cmd, reply);
+                    }
+                }
+            }
+            PaymentMessage::Done(order) => {
+                let next = state.busy.get_mut(&order).and_then(VecDeque::pop_front);
+                match next {
+                    Some((cmd, reply)) => self.start(&myself, cmd, reply),
+                    None => {
+                        state.busy.remove(&order);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }

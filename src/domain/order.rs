@@ -1,12 +1,12 @@
 //! Orders: what was asked for, what is held, and the booking state machine.
 //!
 //! ```text
-//! pending ──held──▶ held ──paid──▶ paying ──confirmed──▶ confirmed ──refunded──▶ refunded
-//!    │                │ └─expired─▶ expired                  ▲
-//!    └─failed─▶ failed └─cancelled─▶ cancelled   paying ──lapsed (refunded)──▶ expired
+//! pending ──held──▶ held ──charged──▶ paying ──confirmed──▶ confirmed ──refund──▶ refunding ──refunded──▶ refunded
+//!    │                │ └─expired─▶ expired     └─expired (charge refunded)─▶ expired
+//!    └─failed─▶ failed └─cancelled─▶ cancelled ◀─cancelled (charge refunded)─ paying
 //! ```
-//! `pending` and `paying` are saga steps (persisted, so a crash resumes or compensates them);
-//! clients see `held`, `confirmed`, `expired`, `cancelled`, `refunded`.
+//! `pending`, `paying` and `refunding` are saga steps (persisted, so a crash resumes or
+//! compensates them); clients see `held`, `confirmed`, `expired`, `cancelled`, `refunded`.
 
 use super::ValidationError;
 use super::aircraft::SeatName;
@@ -34,6 +34,8 @@ pub enum OrderStatus {
     Paying,
     /// Paid, seats sold, tickets issued.
     Confirmed,
+    /// Being cancelled after payment: refund, void tickets, release seats (saga step).
+    Refunding,
     /// Not paid in time; seats returned to sale.
     Expired,
     /// Cancelled while held; seats returned to sale.
@@ -50,7 +52,7 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending => "pending",
             OrderStatus::Held | OrderStatus::Paying => "held",
-            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Confirmed | OrderStatus::Refunding => "confirmed",
             OrderStatus::Expired => "expired",
             OrderStatus::Cancelled => "cancelled",
             OrderStatus::Refunded => "refunded",
@@ -85,6 +87,8 @@ pub enum OrderEvent {
     Expired,
     /// The customer or the airline cancelled a held order.
     Cancelled,
+    /// Cancelling a paid order began.
+    RefundStarted,
     /// A paid order was cancelled and refunded.
     Refunded,
 }
@@ -111,7 +115,9 @@ pub fn next(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, Transit
         (S::Held, E::Cancelled) => S::Cancelled,
         (S::Paying, E::Confirmed) => S::Confirmed,
         (S::Paying, E::Expired) => S::Expired,
-        (S::Confirmed, E::Refunded) => S::Refunded,
+        (S::Paying, E::Cancelled) => S::Cancelled,
+        (S::Confirmed, E::RefundStarted) => S::Refunding,
+        (S::Refunding, E::Refunded) => S::Refunded,
         _ => return Err(TransitionError { from, event }),
     };
     Ok(to)
@@ -272,23 +278,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [OrderStatus; 8] = [
+    const ALL: [OrderStatus; 9] = [
         OrderStatus::Pending,
         OrderStatus::Held,
         OrderStatus::Paying,
         OrderStatus::Confirmed,
+        OrderStatus::Refunding,
         OrderStatus::Expired,
         OrderStatus::Cancelled,
         OrderStatus::Refunded,
         OrderStatus::Failed,
     ];
-    const EVENTS: [OrderEvent; 7] = [
+    const EVENTS: [OrderEvent; 8] = [
         OrderEvent::Held,
         OrderEvent::HoldFailed,
         OrderEvent::Charged,
         OrderEvent::Confirmed,
         OrderEvent::Expired,
         OrderEvent::Cancelled,
+        OrderEvent::RefundStarted,
         OrderEvent::Refunded,
     ];
 
@@ -296,14 +304,18 @@ mod tests {
         /// For any sequence of events from any status: nothing leaves a terminal status, the
         /// only way out of `confirmed` is a refund, and failed transitions change nothing.
         #[test]
-        fn order_state_machine_rules(start in 0..8usize, events in prop::collection::vec(0..7usize, 0..30)) {
+        fn order_state_machine_rules(start in 0..9usize, events in prop::collection::vec(0..8usize, 0..30)) {
             let mut status = ALL[start];
             for e in events {
                 let event = EVENTS[e];
                 match next(status, event) {
                     Ok(to) => {
                         prop_assert!(!status.is_terminal(), "{:?} left terminal {:?}", event, status);
+                        // Out of confirmed there is only the way to refunded.
                         if status == OrderStatus::Confirmed {
+                            prop_assert_eq!(to, OrderStatus::Refunding);
+                        }
+                        if status == OrderStatus::Refunding {
                             prop_assert_eq!(to, OrderStatus::Refunded);
                         }
                         if to == OrderStatus::Confirmed {

@@ -9,7 +9,7 @@ use crate::actors::order::{OrderCommand, OrderError};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::ids::{FlightId, OrderId, TicketId};
-use crate::domain::order::{Order, TicketRecord, TicketStatus, validate_request};
+use crate::domain::order::{Order, OrderStatus, TicketRecord, TicketStatus, validate_request};
 use crate::domain::seat_map::SeatRequest;
 use crate::domain::user::{Role, User};
 use chrono::{DateTime, Utc};
@@ -152,6 +152,7 @@ impl From<OrderError> for ApiError {
             OrderError::PaymentDeclined(m) => ApiError::PaymentDeclined(m),
             OrderError::PaymentTimeout => ApiError::PaymentTimeout,
             OrderError::Unavailable(m) => ApiError::Unavailable(m),
+            OrderError::Storage(_) => ApiError::Unavailable("storage is unavailable; retry".into()),
             OrderError::NotFound => ApiError::NotFound,
             OrderError::KeyReused => ApiError::KeyReused,
         }
@@ -314,7 +315,9 @@ fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
         .get(&id)
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or(ApiError::NotFound)?;
-    if order.user == user.id || user.may(Role::Admin) {
+    // A pending order is still being placed and a failed one never existed for its customer.
+    let visible = !matches!(order.status, OrderStatus::Pending | OrderStatus::Failed);
+    if visible && (order.user == user.id || user.may(Role::Admin)) {
         Ok(order)
     } else {
         Err(ApiError::NotFound)
@@ -388,20 +391,9 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
         ))
         .into());
     }
-    if let Some(key) = key {
-        ctx.orders
-            .check_payment_key(&user.id, &key, &order.id, &req.payment_token)
-            .await
-            .map_err(ApiError::from)?;
-    }
     let order = ctx
         .orders
-        .call(
-            &order.id,
-            OrderCommand::Pay {
-                token: req.payment_token,
-            },
-        )
+        .pay(&user.id, &order.id, req.payment_token, key.as_deref())
         .await
         .map_err(ApiError::from)?;
     Ok(json(StatusCode::OK, &view(&ctx, &order)?))

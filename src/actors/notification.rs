@@ -48,6 +48,15 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// Its record's key.
+    pub fn key(&self) -> String {
+        keys::notification(
+            &self.user,
+            self.created_at.timestamp_nanos_opt().unwrap_or_default(),
+            &self.id,
+        )
+    }
+
     /// A new notification.
     pub fn new(user: UserId, kind: NotificationKind, order_id: OrderId) -> Self {
         Self {
@@ -62,8 +71,11 @@ impl Notification {
 
 /// Messages to the notification actor.
 pub enum NotificationMessage {
-    /// Record (and deliver) a notification.
+    /// Record and deliver a notification.
     Publish(Notification),
+    /// Deliver a notification its publisher already recorded (atomically with the change it
+    /// reports).
+    Deliver(Notification),
 }
 
 /// The actor.
@@ -139,20 +151,22 @@ impl Actor for NotificationActor {
         message: Self::Msg,
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
-        let NotificationMessage::Publish(n) = message;
-        let created_ns = n.created_at.timestamp_nanos_opt().unwrap_or_default();
-        let mut batch = WriteBatch::new();
-        // A notification that cannot be recorded is logged, never allowed to fail a booking.
-        match batch.put(&keys::notification(&n.user, created_ns, &n.id), &n) {
-            Ok(_) => {
-                if let Err(e) = self.store.commit(batch) {
+        let n = match message {
+            NotificationMessage::Deliver(n) => n,
+            NotificationMessage::Publish(n) => {
+                // A notification that cannot be recorded is logged, never allowed to fail a
+                // booking.
+                let mut batch = WriteBatch::new();
+                let recorded = batch
+                    .put(&n.key(), &n)
+                    .map(|_| ())
+                    .and_then(|()| self.store.commit(batch).map(drop));
+                if let Err(e) = recorded {
                     tracing::error!(notification = %n.id, error = %e, "notification not recorded");
                 }
+                n
             }
-            Err(e) => {
-                tracing::error!(notification = %n.id, error = %e, "notification not recorded")
-            }
-        }
+        };
         metrics::counter!("contrail_notifications_total", "kind" => format!("{:?}", n.kind))
             .increment(1);
         if let Some(url) = &self.webhook_url {

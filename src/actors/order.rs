@@ -219,17 +219,27 @@ impl OrderActor {
         let _ = self.notifications.cast(NotificationMessage::Publish(n));
     }
 
-    /// Makes `next` (with `extra`) durable, then adopts it: memory never runs ahead of disk.
+    /// Makes `next` (with `extra`, and the notification of the change if any) durable, then
+    /// adopts it: memory never runs ahead of disk, and a change and its notification are
+    /// recorded together (a crash cannot lose one without the other).
     async fn save(
         &self,
         state: &mut OrderState,
         next: Order,
         extra: WriteBatch,
+        note: Option<NotificationKind>,
     ) -> Result<(), OrderError> {
         let mut batch = extra;
         batch.put(&keys::order(&next.id), &next)?;
+        let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
+        if let Some(n) = &note {
+            batch.put(&n.key(), n)?;
+        }
         self.store.commit(batch)?.await?;
         state.order = next;
+        if let Some(n) = note {
+            let _ = self.notifications.cast(NotificationMessage::Deliver(n));
+        }
         Ok(())
     }
 
@@ -337,7 +347,7 @@ impl OrderActor {
             step(&next.id, "compensate", self.release_all(&next)).await;
             let mut failed = Self::after(&state.order, OrderEvent::HoldFailed)?;
             failed.failure = Some(failure.clone());
-            self.save(state, failed, WriteBatch::new()).await?;
+            self.save(state, failed, WriteBatch::new(), None).await?;
             let reason = match &failure {
                 HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
                 HoldFailure::HoldLimit(_) => "hold_limit",
@@ -351,7 +361,7 @@ impl OrderActor {
         next.currency = currency;
         next.apply(OrderEvent::Held)
             .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-        self.save(state, next, WriteBatch::new()).await?;
+        self.save(state, next, WriteBatch::new(), None).await?;
         metrics::counter!("contrail_bookings_succeeded_total").increment(1);
         arm_expiry(myself, &state.order);
         Ok(state.order.clone())
@@ -360,10 +370,16 @@ impl OrderActor {
     /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
     /// have taken is refunded, the end is persisted, then the seats are released (a release
     /// that fails lapses at the hold's deadline, when the flight frees the seats itself).
-    async fn end_hold(&self, state: &mut OrderState, event: OrderEvent) -> Result<(), OrderError> {
+    async fn end_hold(
+        &self,
+        state: &mut OrderState,
+        event: OrderEvent,
+        note: NotificationKind,
+    ) -> Result<(), OrderError> {
         self.refund(&state.order).await?;
         let next = Self::after(&state.order, event)?;
-        self.save(state, next, WriteBatch::new()).await?;
+        self.save(state, next, WriteBatch::new(), Some(note))
+            .await?;
         step(&state.order.id, "release", self.release_all(&state.order)).await;
         Ok(())
     }
@@ -375,12 +391,11 @@ impl OrderActor {
         step(
             &state.order.id.clone(),
             "expire",
-            self.end_hold(state, OrderEvent::Expired),
+            self.end_hold(state, OrderEvent::Expired, NotificationKind::OrderExpired),
         )
         .await?;
         metrics::counter!("contrail_orders_expired_total").increment(1);
         tracing::info!(order = %state.order.id, "hold expired");
-        self.notify(&state.order, NotificationKind::OrderExpired);
         Ok(())
     }
 
@@ -439,7 +454,7 @@ impl OrderActor {
             Ok(PaymentReply::Approved { charge_id }) => {
                 let mut next = Self::after(&state.order, OrderEvent::Charged)?;
                 next.charge_id = Some(charge_id);
-                self.save(state, next, WriteBatch::new()).await?;
+                self.save(state, next, WriteBatch::new(), None).await?;
                 self.finish_payment(state).await
             }
         }
@@ -487,8 +502,8 @@ impl OrderActor {
                 )
             };
             let next = Self::after(&state.order, event)?;
-            self.save(state, next, WriteBatch::new()).await?;
-            self.notify(&state.order, kind);
+            self.save(state, next, WriteBatch::new(), Some(kind))
+                .await?;
             return Err(OrderError::NotPayable(format!(
                 "{why} before the payment completed; the charge was refunded"
             )));
@@ -519,7 +534,12 @@ impl OrderActor {
             }
         }
         let id = state.order.id.clone();
-        step(&id, "issue_tickets", self.save(state, next, batch)).await?;
+        step(
+            &id,
+            "issue_tickets",
+            self.save(state, next, batch, Some(NotificationKind::OrderConfirmed)),
+        )
+        .await?;
         // Each ticket gets its actor now (it passivates when idle, like every entity).
         for ticket in state.order.tickets.clone() {
             let tickets = self.tickets.clone();
@@ -530,7 +550,6 @@ impl OrderActor {
             });
         }
         tracing::info!(order = %state.order.id, "order confirmed");
-        self.notify(&state.order, NotificationKind::OrderConfirmed);
         Ok(state.order.clone())
     }
 
@@ -566,7 +585,7 @@ impl OrderActor {
             NotificationKind::OrderCancelled
         };
         match state.order.status {
-            OrderStatus::Held => self.end_hold(state, OrderEvent::Cancelled).await?,
+            OrderStatus::Held => self.end_hold(state, OrderEvent::Cancelled, kind).await?,
             OrderStatus::Paying => {
                 self.refund(&state.order).await?;
                 if !self.release_all(&state.order).await {
@@ -575,7 +594,8 @@ impl OrderActor {
                     ));
                 }
                 let next = Self::after(&state.order, OrderEvent::Cancelled)?;
-                self.save(state, next, WriteBatch::new()).await?;
+                self.save(state, next, WriteBatch::new(), Some(kind))
+                    .await?;
             }
             OrderStatus::Confirmed | OrderStatus::Refunding => {
                 let now = Utc::now();
@@ -592,9 +612,9 @@ impl OrderActor {
                     }
                     // Persisted first, so a crash in the middle resumes the refund.
                     let next = Self::after(&state.order, OrderEvent::RefundStarted)?;
-                    self.save(state, next, WriteBatch::new()).await?;
+                    self.save(state, next, WriteBatch::new(), None).await?;
                 }
-                self.finish_refund(state).await?;
+                self.finish_refund(state, kind).await?;
             }
             OrderStatus::Cancelled | OrderStatus::Refunded | OrderStatus::Expired if by_airline => {
                 return Ok(state.order.clone());
@@ -607,13 +627,16 @@ impl OrderActor {
             }
         }
         tracing::info!(order = %state.order.id, status = state.order.status.label(), "order cancelled");
-        self.notify(&state.order, kind);
         Ok(state.order.clone())
     }
 
     /// Refunds, voids the tickets and releases the seats of a `refunding` order, then marks it
     /// refunded. Every step is idempotent, so repeating it completes it.
-    async fn finish_refund(&self, state: &mut OrderState) -> Result<(), OrderError> {
+    async fn finish_refund(
+        &self,
+        state: &mut OrderState,
+        note: NotificationKind,
+    ) -> Result<(), OrderError> {
         self.refund(&state.order).await?;
         let voids = state
             .order
@@ -635,7 +658,7 @@ impl OrderActor {
             ));
         }
         let next = Self::after(&state.order, OrderEvent::Refunded)?;
-        self.save(state, next, WriteBatch::new()).await
+        self.save(state, next, WriteBatch::new(), Some(note)).await
     }
 
     /// Finishes a saga step that was interrupted (by a crash, or a participant that could not
@@ -653,11 +676,15 @@ impl OrderActor {
                 failed.failure = Some(HoldFailure::Unavailable(
                     "the booking was interrupted; nothing is held".into(),
                 ));
-                self.save(state, failed, WriteBatch::new()).await?;
+                self.save(state, failed, WriteBatch::new(), None).await?;
                 Ok(state.order.clone())
             }
             OrderStatus::Paying => self.finish_payment(state).await,
-            OrderStatus::Refunding => self.cancel(state, true).await,
+            OrderStatus::Refunding => {
+                self.finish_refund(state, NotificationKind::OrderCancelled)
+                    .await?;
+                Ok(state.order.clone())
+            }
             OrderStatus::Held => {
                 arm_expiry(myself, &state.order);
                 Ok(state.order.clone())

@@ -121,6 +121,22 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
     };
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
+    let economy = || {
+        hold(SeatRequest::Cabin {
+            cabin: Cabin::Economy,
+            count: 1,
+        })
+    };
+    // Some holds acknowledged before the crash for sure, then more racing with it.
+    let mut acked = Vec::new();
+    for _ in 0..5 {
+        match directory.call(&id, economy()).await {
+            Ok(Ok(FlightReply::Held { seats, .. })) => {
+                acked.extend(seats.iter().map(|s| s.to_string()))
+            }
+            other => panic!("hold before the crash failed: {other:?}"),
+        }
+    }
     let mut tasks = Vec::new();
     for i in 0..40 {
         let d = directory.clone();
@@ -141,7 +157,6 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
             }
         }));
     }
-    let mut acked = Vec::new();
     for t in tasks {
         match tokio::time::timeout(Duration::from_secs(20), t)
             .await
@@ -178,7 +193,7 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
     for seat in &acked {
         assert!(held.contains(seat), "acknowledged hold on {seat} was lost");
     }
-    assert!(!acked.is_empty());
+    assert!(acked.len() >= 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,13 +92,31 @@ struct Inner {
     flusher: Flusher,
 }
 
+/// How long opening waits for a store that is still locked.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled, waiting briefly while the database is still locked: a store closed a moment ago
+/// in this process is released by sled's own I/O threads just after the close returns. A store
+/// held by another live process stays locked, and that error is reported after [`LOCK_WAIT`].
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store at `path` and starts its group-commit task.
     /// Must be called inside a tokio runtime.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
+        let db = open_db(path)
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
         let flusher = Flusher::spawn();
         Ok(Self {

@@ -7,6 +7,7 @@
 pub mod actors;
 pub mod domain;
 pub mod http;
+pub mod loadgen;
 pub mod persistence;
 pub mod settings;
 pub mod startup;

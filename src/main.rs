@@ -18,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Drive a running node (or several) with load, report latency and throughput, then audit
+    /// the bookings through the API.
+    Loadgen(contrail::loadgen::LoadgenArgs),
     /// Run a node until SIGTERM or Ctrl-C.
     Serve {
         /// The configuration file; CONTRAIL__SECTION__KEY variables override it.
@@ -29,6 +32,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Loadgen(args) => {
+            let report = contrail::loadgen::run(args).await?;
+            anyhow::ensure!(report.passed(), "the audit failed");
+            Ok(())
+        }
         Command::Serve { config } => {
             let settings = Settings::load(Some(&config))
                 .with_context(|| format!("loading {}", config.display()))?;

@@ -78,8 +78,7 @@ fn encoding(c: &mut Criterion) {
 }
 
 /// A store with one 172-seat flight, and its actor.
-async fn flight_actor(dir: &std::path::Path) -> (ractor::ActorRef<FlightMessage>, Store) {
-    let store = Store::open(dir).expect("store");
+async fn flight_actor(store: Store) -> ractor::ActorRef<FlightMessage> {
     let departs = Utc::now() + ChronoDuration::days(30);
     let draft = FlightDraft {
         flight_number: "AI101".into(),
@@ -109,20 +108,29 @@ async fn flight_actor(dir: &std::path::Path) -> (ractor::ActorRef<FlightMessage>
     let (flight_ref, _) = Actor::spawn(None, actor, flight.id.clone())
         .await
         .expect("flight actor");
-    (flight_ref, store)
+    flight_ref
 }
 
-fn durable_actor(c: &mut Criterion) {
+/// Holds and releases through a flight actor: with a durable store (every change waits for a
+/// flush, shared by concurrent writers) and with a temporary in-memory one (no flush cost).
+fn flight_actor_holds(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("dir");
-    let (flight, _store) = rt.block_on(flight_actor(dir.path()));
-    let mut group = c.benchmark_group("flight_actor_durable");
+    let durable = rt.block_on(async { Store::open(dir.path()).expect("store") });
+    let memory = rt.block_on(async { Store::temporary().expect("store") });
+    actor_group(c, &rt, "flight_actor_durable", durable);
+    actor_group(c, &rt, "flight_actor_in_memory", memory);
+}
+
+fn actor_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, store: Store) {
+    let flight = rt.block_on(flight_actor(store));
+    let mut group = c.benchmark_group(name);
     for clients in [1usize, 64] {
         group.throughput(Throughput::Elements(2 * clients as u64));
         group.bench_function(
             format!("hold_and_release_{clients}_concurrent_orders"),
             |b| {
-                b.to_async(&rt).iter_batched(
+                b.to_async(rt).iter_batched(
                     || {
                         (0..clients)
                             .map(|_| OrderId::generate())
@@ -170,5 +178,5 @@ fn durable_actor(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seat_map, encoding, durable_actor);
+criterion_group!(benches, seat_map, encoding, flight_actor_holds);
 criterion_main!(benches);

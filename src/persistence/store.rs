@@ -124,6 +124,19 @@ impl Store {
         })
     }
 
+    /// A store in a temporary directory that is deleted when it closes, and whose flushes
+    /// skip the disk sync: for benchmarks and tests that measure everything but the disk.
+    /// Must be called inside a tokio runtime.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                flusher: Flusher::spawn(),
+            }),
+        })
+    }
+
     /// Reads one record.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         match self.inner.db.get(key.as_bytes())? {

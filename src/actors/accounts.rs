@@ -14,8 +14,9 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Why an account operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,15 +150,33 @@ pub struct Accounts {
     decoy_hash: Arc<String>,
 }
 
+/// Password hashes computed at once: one per CPU. argon2 is CPU-bound by design; without a
+/// bound, a burst of signups fills the blocking pool with hundreds of threads that starve the
+/// async workers (every other request then times out). Queued hashes simply wait their turn.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+/// Runs a password-hashing job on the blocking pool, at most one per CPU at a time.
+async fn hashing<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AccountError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| AccountError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| AccountError::Hashing(e.to_string()))
+}
+
 async fn hash(password: Password) -> Result<String, AccountError> {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         Argon2::default()
             .hash_password(password.expose())
             .map(|h: PasswordHash| h.to_string())
             .map_err(|e| AccountError::Hashing(e.to_string()))
     })
-    .await
-    .map_err(|e| AccountError::Hashing(e.to_string()))?
+    .await?
 }
 
 impl Accounts {
@@ -213,13 +232,12 @@ impl Accounts {
             || self.decoy_hash.as_str().to_owned(),
             |u| u.password_hash.clone(),
         );
-        let matches = tokio::task::spawn_blocking(move || {
+        let matches = hashing(move || {
             Argon2::default()
                 .verify_password(password.as_bytes(), stored.as_str())
                 .is_ok()
         })
-        .await
-        .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        .await?;
         match user {
             Some(user) if matches => Ok(user),
             _ => Err(AccountError::BadCredentials),
@@ -264,13 +282,12 @@ impl Accounts {
                     .ok_or(AccountError::NotFound)?;
                 let stored = user.password_hash.clone();
                 let plain = String::from_utf8_lossy(password.expose()).into_owned();
-                let same = tokio::task::spawn_blocking(move || {
+                let same = hashing(move || {
                     Argon2::default()
                         .verify_password(plain.as_bytes(), stored.as_str())
                         .is_ok()
                 })
-                .await
-                .map_err(|e| AccountError::Hashing(e.to_string()))?;
+                .await?;
                 if same && user.roles.contains(&Role::Admin) {
                     return Ok(());
                 }

@@ -4,11 +4,15 @@ use super::setup::{customer, flights};
 use super::stats::Stats;
 use super::{LoadgenArgs, Scenario};
 use anyhow::Context;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Accounts signed up at once during set-up.
+const SIGNUP_CONCURRENCY: usize = 16;
 
 /// What a run produced, for the report and the audit.
 pub struct Outcome {
@@ -101,11 +105,14 @@ pub async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Resu
         Scenario::Rush => args.rush_accounts.clamp(1, args.users),
         _ => 0,
     };
-    let tokens = futures::future::join_all((0..accounts).map(|i| {
+    // Accounts are made a few at a time: signup hashes passwords, deliberately slowly.
+    let tokens: Vec<String> = futures::stream::iter((0..accounts).map(|i| {
         let (client, base) = (client.clone(), args.targets[i % args.targets.len()].clone());
         let email = format!("lg-{run}-{i}@loadgen.test");
         async move { customer(&client, &base, &email).await }
     }))
+    .buffered(SIGNUP_CONCURRENCY)
+    .collect::<Vec<_>>()
     .await
     .into_iter()
     .collect::<anyhow::Result<Vec<String>>>()

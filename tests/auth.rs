@@ -339,3 +339,21 @@ async fn the_configured_admin_cannot_be_squatted() {
             .contains(&json!("admin"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_signups_is_served_not_dropped() {
+    let app = spawn_app().await;
+    let emails: Vec<String> = (0..48).map(|i| format!("burst{i}@example.com")).collect();
+    let replies =
+        futures::future::join_all(emails.iter().map(|e| app.signup(e, "burst-password"))).await;
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    // The node stayed responsive for everyone else meanwhile.
+    assert_eq!(
+        app.get("/api/v1/airports", None).await.status,
+        StatusCode::OK
+    );
+}

@@ -733,7 +733,14 @@ impl Actor for OrderActor {
             arm_expiry(&myself, &order);
         }
         myself.send_interval(TICK, || OrderMessage::Tick);
-        let unfinished = matches!(order.status, OrderStatus::Paying | OrderStatus::Refunding);
+        // An unfinished saga step is resumed shortly. This also covers a `pending` order whose
+        // actor was restarted after a crash mid-hold: its `Resume` compensates it. For a new
+        // order the `Place` that activated it is handled first (one message at a time), after
+        // which `Resume` finds nothing to do.
+        let unfinished = matches!(
+            order.status,
+            OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
+        );
         if unfinished {
             myself.send_after(RESUME_AFTER, || OrderMessage::Resume);
         }

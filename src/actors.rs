@@ -94,3 +94,20 @@ pub(crate) fn reply_when_durable<T, E>(
         }
     });
 }
+
+/// Answers a write request: with the value once its batch is durable, or with the error now.
+/// For singleton actors whose state is the store itself (nothing to reload on failure).
+pub(crate) fn answer<T, E>(result: Result<(Durable, T), E>, reply: RpcReplyPort<Result<T, E>>)
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match result {
+        Ok((durable, value)) => {
+            reply_when_durable(durable, reply, value, |e| E::from(e.clone()), |_| {});
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}

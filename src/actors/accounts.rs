@@ -4,7 +4,7 @@
 //! Password hashing (argon2id, default parameters, a random salt per user) is deliberately
 //! slow, so it runs on the blocking pool before the actor is asked, never inside its mailbox.
 
-use super::{CallError, ask, reply_when_durable};
+use super::{CallError, answer, ask};
 use crate::domain::ValidationError;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User};
@@ -93,21 +93,6 @@ impl AccountsActor {
         let mut batch = WriteBatch::new();
         batch.put(&keys::user(id), &user)?;
         Ok((self.store.commit(batch)?, user))
-    }
-}
-
-fn answer(result: Result<(Durable, User), AccountError>, reply: Reply<User>) {
-    match result {
-        Ok((durable, user)) => reply_when_durable(
-            durable,
-            reply,
-            user,
-            |e| AccountError::Storage(e.clone()),
-            |_| {},
-        ),
-        Err(e) => {
-            let _ = reply.send(Err(e));
-        }
     }
 }
 

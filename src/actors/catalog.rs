@@ -3,9 +3,9 @@
 //! Uniqueness (airport codes) holds because one mailbox serializes every catalog write. A new
 //! flight is acknowledged once its record is durable and its FlightActor is running.
 
+use super::answer;
 use super::flight::FlightCommand;
 use super::flight::FlightDirectory;
-use super::reply_when_durable;
 use super::search_index::SharedIndex;
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
@@ -132,24 +132,6 @@ impl CatalogActor {
                 tracing::warn!(flight = %id, error = %e, "new flight's actor not started; it starts on demand");
             }
         });
-    }
-}
-
-/// Answers with the value once durable, or with the error now.
-fn answer<T: Send + 'static>(result: Result<(Durable, T), CatalogError>, reply: Reply<T>) {
-    match result {
-        Ok((durable, value)) => {
-            reply_when_durable(
-                durable,
-                reply,
-                value,
-                |e| CatalogError::Storage(e.clone()),
-                |_| {},
-            );
-        }
-        Err(e) => {
-            let _ = reply.send(Err(e));
-        }
     }
 }
 

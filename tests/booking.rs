@@ -4,7 +4,7 @@
 mod helpers;
 
 use helpers::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -269,12 +269,7 @@ async fn cancel_releases_a_hold_and_refunds_a_purchase() {
     let held = app.order(&customer, &[&flight], 1, None).await;
     let held_id = held.body["id"].as_str().expect("id").to_owned();
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/orders/{held_id}/cancel"),
-            Some(&customer),
-            None,
-        )
+        .post_empty(&format!("/api/v1/orders/{held_id}/cancel"), Some(&customer))
         .await;
     assert_eq!(
         (r.status, r.body["status"].as_str()),
@@ -288,12 +283,7 @@ async fn cancel_releases_a_hold_and_refunds_a_purchase() {
     let id = bought.body["id"].as_str().expect("id").to_owned();
     app.pay(&customer, &id, "tok_visa", None).await;
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/orders/{id}/cancel"),
-            Some(&customer),
-            None,
-        )
+        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&customer))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "refunded");
@@ -306,12 +296,7 @@ async fn cancel_releases_a_hold_and_refunds_a_purchase() {
     );
     assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/orders/{id}/cancel"),
-            Some(&customer),
-            None,
-        )
+        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&customer))
         .await;
     assert_eq!(r.code(), "order_not_cancellable");
 }
@@ -333,21 +318,11 @@ async fn cancelling_a_flight_cancels_and_refunds_its_orders() {
     app.pay(&b, &paid, "tok_visa", None).await;
     let (_, customer) = app.customer().await;
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/flights/{flight}/cancel"),
-            Some(&customer),
-            None,
-        )
+        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&customer))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/flights/{flight}/cancel"),
-            Some(&admin),
-            None,
-        )
+        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "cancelled");
@@ -395,12 +370,7 @@ async fn customers_see_only_their_own_and_cannot_hoard() {
         StatusCode::NOT_FOUND
     );
     let r = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/orders/{id}/cancel"),
-            Some(&other),
-            None,
-        )
+        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&other))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(

@@ -134,6 +134,11 @@ impl TestApp {
         self.request(Method::GET, path, token, None).await
     }
 
+    /// POST without a body (cancellations).
+    pub async fn post_empty(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request(Method::POST, path, token, None).await
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.request(Method::POST, path, token, Some(body)).await
     }

@@ -34,7 +34,7 @@ use ractor::{ActorRef, MessagingErr, RpcReplyPort};
 use std::time::Duration;
 
 /// Why a call into an actor produced no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum CallError {
     /// The actor did not answer within the deadline.
     #[error("the actor did not answer in time")]

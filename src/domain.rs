@@ -13,7 +13,7 @@ pub mod seat_map;
 pub mod user;
 
 /// A rule that a value from outside broke; the message names the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ValidationError {
     /// The request field that was wrong (dotted path for nested fields).

@@ -8,6 +8,7 @@ mod aircraft;
 mod airports;
 pub mod auth;
 pub mod body;
+mod cluster;
 pub mod error;
 mod flights;
 pub mod openapi;
@@ -17,16 +18,17 @@ pub mod rate_limit;
 mod telemetry;
 
 use crate::actors::accounts::Accounts;
-use crate::actors::catalog::CatalogMessage;
+use crate::actors::catalog::Catalog;
 use crate::actors::flight::FlightDirectory;
 use crate::actors::orders::Orders;
 use crate::actors::search_index::SharedIndex;
 use crate::actors::ticket::TicketDirectory;
+use crate::cluster::Cluster;
+use crate::cluster::gateway::Services;
 use crate::persistence::Store;
 use crate::settings::Settings;
 use auth::TokenKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
-use ractor::ActorRef;
 use rate_limit::RateLimits;
 use serde::Serialize;
 use std::sync::Arc;
@@ -40,8 +42,12 @@ pub struct AppContext {
     pub settings: Arc<Settings>,
     /// Users: signup, signin, roles.
     pub accounts: Accounts,
-    /// The single writer of the catalog.
-    pub catalog: ActorRef<CatalogMessage>,
+    /// Airports, aircraft and new flights.
+    pub catalog: Catalog,
+    /// Membership, placement and forwarding.
+    pub cluster: Cluster,
+    /// The local facades the cluster gateway serves with (for membership changes).
+    pub services: Services,
     /// Finds flight actors.
     pub directory: FlightDirectory,
     /// Places and reads orders.
@@ -81,6 +87,8 @@ pub fn routes(
             .or(flights::routes(ctx.clone()))
             .unify()
             .or(orders::routes(ctx.clone()))
+            .unify()
+            .or(cluster::routes(ctx.clone()))
             .unify(),
     );
     ops::routes(ctx)

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod cluster;
 pub mod domain;
 pub mod http;
 pub mod loadgen;

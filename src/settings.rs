@@ -180,8 +180,13 @@ pub struct NotificationSettings {
     pub webhook_url: Option<String>,
 }
 
+/// Default interval between heartbeats to each peer.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 300;
+/// Default silence after which a peer counts as down.
+pub const DEFAULT_DOWN_AFTER_MS: u64 = 2_000;
+
 /// `[cluster]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
     /// This node's name; none means a single-node cluster.
@@ -192,6 +197,27 @@ pub struct ClusterSettings {
     pub seeds: Vec<String>,
     /// Shared secret of the cluster.
     pub cookie: Option<SecretString>,
+    /// Interval between heartbeats to each peer.
+    pub heartbeat_ms: u64,
+    /// Silence after which a peer counts as down.
+    pub down_after_ms: u64,
+    /// Enables `POST /api/v1/cluster/faults` (drops traffic with chosen peers), for partition
+    /// tests. Never enable in production.
+    pub fault_injection: bool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            listen: None,
+            seeds: Vec::new(),
+            cookie: None,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            down_after_ms: DEFAULT_DOWN_AFTER_MS,
+            fault_injection: false,
+        }
+    }
 }
 
 /// `[actors]`
@@ -305,6 +331,34 @@ impl Settings {
         }
         if self.actors.call_timeout_ms == 0 || self.actors.passivate_after_secs == 0 {
             bail!("actors.call_timeout_ms and actors.passivate_after_secs must be positive");
+        }
+        let c = &self.cluster;
+        if let Some(node) = &c.node_id {
+            let name_ok = !node.is_empty()
+                && node.len() <= 64
+                && node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                bail!("cluster.node_id must be 1-64 letters, digits, '-' or '_'");
+            }
+            let Some(listen) = &c.listen else {
+                bail!("cluster.listen is required with cluster.node_id");
+            };
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                bail!("cluster.listen must be an ip:port such as 127.0.0.1:7101");
+            }
+            if c.cookie
+                .as_ref()
+                .is_none_or(|k| k.expose_secret().is_empty())
+            {
+                bail!("cluster.cookie is required with cluster.node_id");
+            }
+            if c.heartbeat_ms == 0 || c.down_after_ms <= c.heartbeat_ms {
+                bail!("cluster.down_after_ms must exceed cluster.heartbeat_ms (> 0)");
+            }
+        } else if c.listen.is_some() || !c.seeds.is_empty() || c.cookie.is_some() {
+            bail!("cluster.listen, cluster.seeds and cluster.cookie need cluster.node_id");
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! integration test start Contrail through [`start`].
 
 use crate::actors::accounts::{Accounts, AccountsActor};
-use crate::actors::catalog::CatalogActor;
+use crate::actors::catalog::{Catalog, CatalogActor};
 use crate::actors::directory::Directory;
 use crate::actors::entity::Entity;
 use crate::actors::flight::FlightDirectory;
@@ -14,6 +14,8 @@ use crate::actors::payment::PaymentActor;
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
+use crate::cluster::gateway::{GatewayActor, Services};
+use crate::cluster::{Cluster, Timing, membership};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
 use crate::domain::order::OrderStatus;
@@ -25,7 +27,9 @@ use crate::persistence::{Store, keys};
 use crate::settings::Settings;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use ractor::{Actor, ActorCell};
+use ractor::{Actor, ActorCell, ActorRef};
+use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{NodeServer, NodeServerMessage};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +43,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How many call timeouts a caller waits for an order's saga (hold plus compensation, or
 /// charge plus confirmation).
 const SAGA_TIMEOUT_FACTOR: u32 = 3;
+/// The node id of a node without `[cluster]` (a cluster of one).
+pub const SINGLE_NODE: &str = "local";
 /// How often periodic housekeeping (metrics upkeep, idle rate-limit keys) runs.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
@@ -55,8 +61,12 @@ pub struct Node {
     housekeeping: JoinHandle<()>,
     /// Parents of every order, ticket and flight actor, in shutdown order.
     supervisors: Vec<ActorCell>,
-    /// Catalog, accounts and search index actors.
+    /// Gateway, catalog, accounts, payment, notification and search index actors.
     singletons: Vec<ActorCell>,
+    /// Membership loops (heartbeats, reconnects, joining) of a clustered node.
+    background: Vec<JoinHandle<()>>,
+    /// The node-to-node transport of a clustered node.
+    node_server: Option<ActorCell>,
 }
 
 impl Node {
@@ -83,6 +93,14 @@ impl Node {
         }
         self.housekeeping.abort();
         let _ = self.housekeeping.await;
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some(server) = &self.node_server {
+            let _ = server
+                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+                .await;
+        }
         for supervisor in &self.supervisors {
             supervisor
                 .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
@@ -133,7 +151,25 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
 
     let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
     let passivate_after = Duration::from_secs(settings.actors.passivate_after_secs);
-    let (index_actor, _) = Actor::spawn(None, SearchIndexActor, index.clone()).await?;
+    let (cluster, node_server) = open_cluster(&settings, &store, timeout).await?;
+    let services_slot: Arc<OnceLock<Services>> = Arc::default();
+    let (gateway, _) = Actor::spawn(
+        None,
+        GatewayActor {
+            cluster: cluster.clone(),
+            services: services_slot.clone(),
+        },
+        (),
+    )
+    .await?;
+    let (index_actor, _) = Actor::spawn(
+        None,
+        SearchIndexActor {
+            cluster: cluster.clone(),
+        },
+        index.clone(),
+    )
+    .await?;
     let flight = FlightActor {
         store: store.clone(),
         index: index_actor.clone(),
@@ -141,7 +177,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
     };
     let (directory, flight_supervisor) =
-        entity_directory(&store, flight, &settings, timeout).await?;
+        entity_directory(&store, flight, &settings, timeout, &cluster).await?;
     // Flights with holds must run to return lapsed holds to sale (also those that lapsed while
     // the node was down); the rest activate on demand.
     let activator = directory.clone();
@@ -157,7 +193,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         store: store.clone(),
         passivate_after,
     };
-    let (tickets, ticket_supervisor) = entity_directory(&store, ticket, &settings, timeout).await?;
+    let (tickets, ticket_supervisor) =
+        entity_directory(&store, ticket, &settings, timeout, &cluster).await?;
     let payment = PaymentActor {
         store: store.clone(),
         latency: Duration::from_millis(settings.payments.latency_ms),
@@ -180,12 +217,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         passivate_after,
     };
     // A saga makes several calls, each with the call timeout: give the caller room for them.
-    let (order_directory, order_supervisor) =
-        entity_directory(&store, order, &settings, SAGA_TIMEOUT_FACTOR * timeout).await?;
+    let (order_directory, order_supervisor) = entity_directory(
+        &store,
+        order,
+        &settings,
+        SAGA_TIMEOUT_FACTOR * timeout,
+        &cluster,
+    )
+    .await?;
     let orders = Orders::new(
         store.clone(),
         order_directory,
         Duration::from_secs(settings.booking.hold_ttl_secs),
+        cluster.clone(),
     );
     recover_orders(&orders).await?;
 
@@ -194,7 +238,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         directory: directory.clone(),
         index: index.clone(),
     };
-    let (catalog, _) = Actor::spawn(None, catalog, ()).await?;
+    let (catalog_actor, _) = Actor::spawn(None, catalog, ()).await?;
+    let catalog = Catalog::new(catalog_actor.clone(), cluster.clone(), timeout);
     let (accounts_actor, _) = Actor::spawn(
         None,
         AccountsActor {
@@ -203,14 +248,45 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         (),
     )
     .await?;
-    let accounts = Accounts::new(accounts_actor.clone(), store.clone(), timeout).await?;
+    let accounts = Accounts::new(
+        accounts_actor.clone(),
+        store.clone(),
+        timeout,
+        cluster.clone(),
+    )
+    .await?;
     if let (Some(email), Some(password)) =
         (&settings.auth.admin_email, &settings.auth.admin_password)
     {
-        accounts
+        let made = accounts
             .ensure_admin(email, password.expose_secret().to_owned())
             .await
-            .context("creating the first admin from auth.admin_email / auth.admin_password")?;
+            .context("creating the first admin from auth.admin_email / auth.admin_password");
+        match made {
+            // A clustered node may start before it reaches a majority; the admin's owner
+            // creates it (again at its next start, or it exists already).
+            Err(e) if cluster.clustered() => tracing::warn!(error = %e, "first admin not ensured"),
+            other => other?,
+        }
+    }
+    let services = Services {
+        flights: directory.clone(),
+        orders: orders.clone(),
+        tickets: tickets.clone(),
+        accounts: accounts.clone(),
+        catalog: catalog.clone(),
+        index: index.clone(),
+        store: store.clone(),
+    };
+    let _ = services_slot.set(services.clone());
+    let mut background = Vec::new();
+    if let Some(server) = &node_server {
+        background = membership::spawn(
+            cluster.clone(),
+            server.clone(),
+            settings.cluster.seeds.clone(),
+            services.clone(),
+        );
     }
 
     let secret = settings
@@ -221,7 +297,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     let ctx: Ctx = Arc::new(AppContext {
         settings: settings.clone(),
         accounts,
-        catalog: catalog.clone(),
+        catalog,
+        cluster: cluster.clone(),
+        services,
         directory,
         orders,
         tickets,
@@ -259,14 +337,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         stop_http,
         server,
         housekeeping,
+        background,
         supervisors: vec![order_supervisor, ticket_supervisor, flight_supervisor],
         singletons: vec![
-            catalog.get_cell(),
+            gateway.get_cell(),
+            catalog_actor.get_cell(),
             accounts_actor.get_cell(),
             payments.get_cell(),
             notifications.get_cell(),
             index_actor.get_cell(),
         ],
+        node_server: node_server.map(|s| s.get_cell()),
     })
 }
 
@@ -309,6 +390,7 @@ async fn entity_directory<E: Entity>(
     template: E,
     settings: &Settings,
     timeout: Duration,
+    cluster: &Cluster,
 ) -> anyhow::Result<(Directory<E>, ActorCell)> {
     let quarantine = Quarantine::default();
     let supervisor = EntitySupervisor {
@@ -326,8 +408,53 @@ async fn entity_directory<E: Entity>(
         template,
         quarantine,
         timeout,
+        cluster.clone(),
     );
     Ok((directory, supervisor.get_cell()))
+}
+
+/// The node's membership, and its node-to-node transport when `[cluster]` is configured.
+async fn open_cluster(
+    settings: &Settings,
+    store: &Store,
+    call_timeout: Duration,
+) -> anyhow::Result<(Cluster, Option<ActorRef<NodeServerMessage>>)> {
+    let c = &settings.cluster;
+    let timing = Timing {
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        down_after: Duration::from_millis(c.down_after_ms),
+        call_timeout,
+    };
+    let (Some(node), Some(listen), Some(cookie)) = (&c.node_id, &c.listen, &c.cookie) else {
+        let cluster = Cluster::open(SINGLE_NODE, "", store.clone(), timing, true, false)?;
+        return Ok((cluster, None));
+    };
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("cluster.listen {listen}"))?;
+    let cluster = Cluster::open(
+        node,
+        listen,
+        store.clone(),
+        timing,
+        c.seeds.is_empty(),
+        true,
+    )?;
+    let server = NodeServer::new(
+        addr.port(),
+        cookie.expose_secret().to_owned(),
+        node.clone(),
+        "contrail".into(),
+        None,
+        Some(NodeConnectionMode::Isolated),
+    )
+    .with_listen_addr(addr.ip());
+    let (server, _) = Actor::spawn(None, server, ())
+        .await
+        .context("starting the cluster transport")?;
+    let view = cluster.view();
+    tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), "cluster transport listening");
+    Ok((cluster, Some(server)))
 }
 
 /// Activates every order with a live hold (re-arming its expiry, also for holds that lapsed

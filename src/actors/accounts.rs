@@ -5,6 +5,8 @@
 //! slow, so it runs on the blocking pool before the actor is asked, never inside its mailbox.
 
 use super::{CallError, answer, ask};
+use crate::cluster::Cluster;
+use crate::cluster::wire::Request;
 use crate::domain::ValidationError;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User};
@@ -19,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Why an account operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum AccountError {
     /// The email belongs to another account.
     #[error("an account with this email already exists")]
@@ -55,6 +57,9 @@ pub enum AccountsMessage {
     /// Replace a user's roles and password hash (the configured first admin).
     Reset(UserId, BTreeSet<Role>, String, Reply<User>),
 }
+
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for AccountsMessage {}
 
 /// The actor.
 pub struct AccountsActor {
@@ -130,6 +135,7 @@ pub struct Accounts {
     actor: ActorRef<AccountsMessage>,
     store: Store,
     timeout: Duration,
+    cluster: Cluster,
     /// A hash of nothing, verified against when the email is unknown so that a miss takes as
     /// long as a wrong password (no user enumeration by timing).
     decoy_hash: Arc<String>,
@@ -170,17 +176,20 @@ impl Accounts {
         actor: ActorRef<AccountsMessage>,
         store: Store,
         timeout: Duration,
+        cluster: Cluster,
     ) -> Result<Self, AccountError> {
         let decoy = hash(Password::parse("decoy-password-never-matches".into())?).await?;
         Ok(Self {
             actor,
             store,
             timeout,
+            cluster,
             decoy_hash: Arc::new(decoy),
         })
     }
 
-    /// Creates an account with `roles`.
+    /// Creates an account with `roles`. The password is hashed here; the account is stored on
+    /// the node that owns its email, which keeps the email unique cluster-wide.
     pub async fn create(
         &self,
         email: Email,
@@ -189,13 +198,22 @@ impl Accounts {
         roles: BTreeSet<Role>,
     ) -> Result<User, AccountError> {
         let user = User {
-            id: UserId::generate(),
+            id: UserId::generate_in(&email.tag()),
             email,
             name,
             roles,
             password_hash: hash(password).await?,
             created_at: Utc::now(),
         };
+        let tag = user.id.tag().to_owned();
+        let request = || Request::CreateUser(user.clone());
+        self.cluster
+            .run(&tag, request, self.create_local(user.clone()))
+            .await
+    }
+
+    /// Stores a new account on this node.
+    pub async fn create_local(&self, user: User) -> Result<User, AccountError> {
         ask(
             &self.actor,
             |port| AccountsMessage::Create(user, port),
@@ -204,13 +222,16 @@ impl Accounts {
         .await?
     }
 
-    /// The user with this email and password.
+    /// The user with this email and password. The record comes from the email's owner; the
+    /// password is verified here (it never crosses the cluster).
     pub async fn verify(&self, email: &str, password: String) -> Result<User, AccountError> {
         let user: Option<User> = match Email::parse(email) {
-            Ok(email) => match self.store.get::<UserId>(&keys::email(&email))? {
-                Some(id) => self.store.get(&keys::user(&id))?,
-                None => None,
-            },
+            Ok(email) => {
+                let local = async { self.by_email_local(&email) };
+                self.cluster
+                    .run(&email.tag(), || Request::UserByEmail(email.clone()), local)
+                    .await?
+            }
             Err(_) => None,
         };
         let stored = user.as_ref().map_or_else(
@@ -229,13 +250,46 @@ impl Accounts {
         }
     }
 
-    /// A user by id.
-    pub fn get(&self, id: &UserId) -> Result<Option<User>, AccountError> {
+    /// The user with this email, stored on this node.
+    pub fn by_email_local(&self, email: &Email) -> Result<Option<User>, AccountError> {
+        Ok(match self.store.get::<UserId>(&keys::email(email))? {
+            Some(id) => self.store.get(&keys::user(&id))?,
+            None => None,
+        })
+    }
+
+    /// A user by id (from the user's node).
+    pub async fn get(&self, id: &UserId) -> Result<Option<User>, AccountError> {
+        let local = async { self.get_local(id) };
+        self.cluster
+            .run(id.tag(), || Request::GetUser(id.clone()), local)
+            .await
+    }
+
+    /// A user stored on this node.
+    pub fn get_local(&self, id: &UserId) -> Result<Option<User>, AccountError> {
         Ok(self.store.get(&keys::user(id))?)
     }
 
-    /// Replaces a user's roles.
+    /// Replaces a user's roles (on the user's node).
     pub async fn set_roles(&self, id: UserId, roles: BTreeSet<Role>) -> Result<User, AccountError> {
+        let tag = id.tag().to_owned();
+        let request = || Request::SetRoles(id.clone(), roles.clone());
+        self.cluster
+            .run(
+                &tag,
+                request,
+                self.set_roles_local(id.clone(), roles.clone()),
+            )
+            .await
+    }
+
+    /// Replaces the roles of a user stored on this node.
+    pub async fn set_roles_local(
+        &self,
+        id: UserId,
+        roles: BTreeSet<Role>,
+    ) -> Result<User, AccountError> {
         ask(
             &self.actor,
             |port| AccountsMessage::SetRoles(id, roles, port),
@@ -244,7 +298,9 @@ impl Accounts {
         .await?
     }
 
-    /// Makes the configured first admin exist with the configured password and the admin role.
+    /// Makes the configured first admin exist with the configured password and the admin role,
+    /// if this node owns the admin's email (the owner does it from its own configuration, so
+    /// every node of a cluster should carry the same `auth.admin_*`).
     ///
     /// The configuration is authoritative: if someone signed up with that email first, the
     /// account's password is reset to the configured one (so a squatter cannot become admin),
@@ -252,7 +308,10 @@ impl Accounts {
     pub async fn ensure_admin(&self, email: &str, password: String) -> Result<(), AccountError> {
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
-        match self.store.get::<UserId>(&keys::email(&email))? {
+        if self.cluster.view().owner(&email.tag()) != Some(self.cluster.node()) {
+            return Ok(());
+        }
+        match self.by_email_local(&email)? {
             None => {
                 let roles = [Role::Admin].into_iter().collect();
                 let user = self
@@ -260,11 +319,8 @@ impl Accounts {
                     .await?;
                 tracing::info!(user = %user.id, email = %user.email, "created the first admin");
             }
-            Some(id) => {
-                let user: User = self
-                    .store
-                    .get(&keys::user(&id))?
-                    .ok_or(AccountError::NotFound)?;
+            Some(user) => {
+                let id = user.id.clone();
                 let stored = user.password_hash.clone();
                 let plain = String::from_utf8_lossy(password.expose()).into_owned();
                 let same = hashing(move || {

@@ -3,10 +3,13 @@
 //! Uniqueness (airport codes) holds because one mailbox serializes every catalog write. A new
 //! flight is acknowledged once its record is durable and its FlightActor is running.
 
-use super::answer;
 use super::flight::FlightCommand;
 use super::flight::FlightDirectory;
 use super::search_index::SharedIndex;
+use super::{CallError, answer, ask};
+use crate::cluster::Cluster;
+use crate::cluster::placement::CATALOG_TAG;
+use crate::cluster::wire::Request;
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
 use crate::domain::airport::{Airport, AirportCode};
@@ -17,9 +20,10 @@ use crate::domain::seat_map::SeatMap;
 use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::time::Duration;
 
 /// Why a catalog change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum CatalogError {
     /// The request broke a rule (names the field).
     #[error(transparent)]
@@ -30,6 +34,15 @@ pub enum CatalogError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// The catalog's node (or the new flight's) could not be reached; retrying is safe.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<CallError> for CatalogError {
+    fn from(e: CallError) -> Self {
+        CatalogError::Unavailable(e.to_string())
+    }
 }
 
 type Reply<T> = RpcReplyPort<Result<T, CatalogError>>;
@@ -42,9 +55,14 @@ pub enum CatalogMessage {
     ListAirports(Reply<Vec<Airport>>),
     /// Add an aircraft type.
     CreateAircraft(Aircraft, Reply<Aircraft>),
-    /// Schedule a flight and start its actor.
-    CreateFlight(FlightDraft, Reply<FlightSummary>),
+    /// Check a draft against the catalog and build the flight (nothing is written).
+    PlanFlight(FlightDraft, Reply<Flight>),
+    /// Store a planned flight (on the node that owns it) and start its actor.
+    AdmitFlight(Flight, Reply<FlightSummary>),
 }
+
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for CatalogMessage {}
 
 /// The actor.
 pub struct CatalogActor {
@@ -81,8 +99,8 @@ impl CatalogActor {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Validates the draft against the catalog and writes the flight's record.
-    fn create_flight(&self, draft: FlightDraft) -> Result<(Durable, Flight), CatalogError> {
+    /// Validates the draft against the catalog and builds the flight.
+    fn plan_flight(&self, draft: FlightDraft) -> Result<Flight, CatalogError> {
         let aircraft: Aircraft = self
             .store
             .get(&keys::aircraft(&draft.aircraft_id))?
@@ -101,7 +119,16 @@ impl CatalogActor {
                 .into());
             }
         }
-        let flight = Flight::new(FlightId::generate(), draft, aircraft.layout, Utc::now())?;
+        Ok(Flight::new(
+            FlightId::generate(),
+            draft,
+            aircraft.layout,
+            Utc::now(),
+        )?)
+    }
+
+    /// Writes a planned flight's record.
+    fn admit_flight(&self, flight: Flight) -> Result<(Durable, Flight), CatalogError> {
         let mut batch = WriteBatch::new();
         batch.put(&keys::flight(&flight.id), &flight)?;
         Ok((self.store.commit(batch)?, flight))
@@ -161,7 +188,10 @@ impl Actor for CatalogActor {
             CatalogMessage::CreateAircraft(aircraft, reply) => {
                 answer(self.create_aircraft(aircraft), reply)
             }
-            CatalogMessage::CreateFlight(draft, reply) => match self.create_flight(draft) {
+            CatalogMessage::PlanFlight(draft, reply) => {
+                let _ = reply.send(self.plan_flight(draft));
+            }
+            CatalogMessage::AdmitFlight(flight, reply) => match self.admit_flight(flight) {
                 Ok((durable, flight)) => self.start_flight(durable, flight, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -169,5 +199,98 @@ impl Actor for CatalogActor {
             },
         }
         Ok(())
+    }
+}
+
+/// What the HTTP layer uses for the catalog: airports and aircraft live on the node that owns
+/// the catalog tag; a new flight is planned there and stored on the node that owns the flight.
+#[derive(Clone)]
+pub struct Catalog {
+    actor: ActorRef<CatalogMessage>,
+    cluster: Cluster,
+    timeout: Duration,
+}
+
+impl Catalog {
+    /// A handle over the running actor.
+    pub fn new(actor: ActorRef<CatalogMessage>, cluster: Cluster, timeout: Duration) -> Self {
+        Self {
+            actor,
+            cluster,
+            timeout,
+        }
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(Reply<T>) -> CatalogMessage,
+    ) -> Result<T, CatalogError> {
+        ask(&self.actor, build, self.timeout).await?
+    }
+
+    /// Adds an airport.
+    pub async fn create_airport(&self, airport: Airport) -> Result<Airport, CatalogError> {
+        let request = || Request::CreateAirport(airport.clone());
+        let local = self.create_airport_local(airport.clone());
+        self.cluster.run(CATALOG_TAG, request, local).await
+    }
+
+    /// Adds an airport on this node.
+    pub async fn create_airport_local(&self, airport: Airport) -> Result<Airport, CatalogError> {
+        self.ask(|port| CatalogMessage::CreateAirport(airport, port))
+            .await
+    }
+
+    /// Every airport.
+    pub async fn list_airports(&self) -> Result<Vec<Airport>, CatalogError> {
+        let local = self.list_airports_local();
+        self.cluster
+            .run(CATALOG_TAG, || Request::ListAirports, local)
+            .await
+    }
+
+    /// Every airport stored on this node.
+    pub async fn list_airports_local(&self) -> Result<Vec<Airport>, CatalogError> {
+        self.ask(CatalogMessage::ListAirports).await
+    }
+
+    /// Adds an aircraft type.
+    pub async fn create_aircraft(&self, aircraft: Aircraft) -> Result<Aircraft, CatalogError> {
+        let request = || Request::CreateAircraft(aircraft.clone());
+        let local = self.create_aircraft_local(aircraft.clone());
+        self.cluster.run(CATALOG_TAG, request, local).await
+    }
+
+    /// Adds an aircraft type on this node.
+    pub async fn create_aircraft_local(
+        &self,
+        aircraft: Aircraft,
+    ) -> Result<Aircraft, CatalogError> {
+        self.ask(|port| CatalogMessage::CreateAircraft(aircraft, port))
+            .await
+    }
+
+    /// Schedules a flight: planned against the catalog, then stored and started by its owner.
+    /// Planning writes nothing, so a failure between the steps leaves nothing behind.
+    pub async fn create_flight(&self, draft: FlightDraft) -> Result<FlightSummary, CatalogError> {
+        let request = || Request::PlanFlight(draft.clone());
+        let local = self.plan_flight_local(draft.clone());
+        let flight = self.cluster.run(CATALOG_TAG, request, local).await?;
+        let tag = flight.id.tag().to_owned();
+        let request = || Request::AdmitFlight(flight.clone());
+        let local = self.admit_flight_local(flight.clone());
+        self.cluster.run(&tag, request, local).await
+    }
+
+    /// Plans a flight against the catalog stored on this node.
+    pub async fn plan_flight_local(&self, draft: FlightDraft) -> Result<Flight, CatalogError> {
+        self.ask(|port| CatalogMessage::PlanFlight(draft, port))
+            .await
+    }
+
+    /// Stores a planned flight on this node and starts it.
+    pub async fn admit_flight_local(&self, flight: Flight) -> Result<FlightSummary, CatalogError> {
+        self.ask(|port| CatalogMessage::AdmitFlight(flight, port))
+            .await
     }
 }

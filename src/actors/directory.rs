@@ -7,6 +7,7 @@
 use super::entity::{Entity, actor_name};
 use super::supervisor::{Quarantine, SupervisorMessage};
 use super::{CallError, ask};
+use crate::cluster::Cluster;
 use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub struct Directory<E: Entity> {
     template: E,
     quarantine: Quarantine,
     timeout: Duration,
+    cluster: Cluster,
 }
 
 impl<E: Entity> Clone for Directory<E> {
@@ -32,6 +34,7 @@ impl<E: Entity> Clone for Directory<E> {
             template: self.template.clone(),
             quarantine: self.quarantine.clone(),
             timeout: self.timeout,
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -44,6 +47,7 @@ impl<E: Entity> Directory<E> {
         template: E,
         quarantine: Quarantine,
         timeout: Duration,
+        cluster: Cluster,
     ) -> Self {
         Self {
             store,
@@ -51,6 +55,7 @@ impl<E: Entity> Directory<E> {
             template,
             quarantine,
             timeout,
+            cluster,
         }
     }
 
@@ -59,13 +64,22 @@ impl<E: Entity> Directory<E> {
         self.timeout
     }
 
-    /// Sends `cmd` to entity `id`, activating its actor if needed.
+    /// Sends `cmd` to entity `id` on the node that owns it (see [`Cluster::run`]).
+    pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+        let remote = || E::remote(id.clone(), cmd.clone());
+        self.cluster
+            .run(E::tag(id), remote, self.call_local(id, cmd.clone()))
+            .await
+    }
+
+    /// Sends `cmd` to entity `id` on this node, activating its actor if needed (the caller has
+    /// checked that this node owns it).
     ///
     /// If the actor is gone before the command was delivered (passivated or restarting), the
     /// command is delivered to its next activation. If it stops after delivery, the caller gets
     /// [`CallError::Stopped`]: the command may or may not have been applied (entity commands are
     /// idempotent, so the client may retry).
-    pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+    pub async fn call_local(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let Some(actor) = self.find_or_activate(id).await? else {

@@ -3,8 +3,11 @@
 //! orders and tickets share this shape, and the same [`Directory`](super::directory::Directory)
 //! and [`EntitySupervisor`](super::supervisor::EntitySupervisor) serve them all.
 
+use crate::cluster::wire::Request;
 use crate::persistence::{Store, StoreError};
 use ractor::{Actor, RpcReplyPort};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fmt::Display;
 use std::hash::Hash;
 
@@ -14,8 +17,8 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Id> + Clone {
     type Id: Clone + Eq + Hash + Display + Send + Sync + 'static;
     /// A request (a plain serde type, so it can cross nodes).
     type Command: Clone + Send + 'static;
-    /// The answer to a request.
-    type Reply: Send + 'static;
+    /// The answer to a request (a serde type too).
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
 
     /// Kind name: registry-name prefix and metrics label (`flight`, `order`, `ticket`).
     const KIND: &'static str;
@@ -25,6 +28,12 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Id> + Clone {
 
     /// Parses an id out of a registry name's suffix.
     fn parse_id(raw: &str) -> Option<Self::Id>;
+
+    /// The placement tag of an entity (which node owns it).
+    fn tag(id: &Self::Id) -> &str;
+
+    /// The request that asks the owner node for `command` on entity `id`.
+    fn remote(id: Self::Id, command: Self::Command) -> Request;
 
     /// Wraps a request into the actor's message.
     fn request(command: Self::Command, reply: RpcReplyPort<Self::Reply>) -> Self::Msg;

@@ -121,6 +121,9 @@ pub enum FlightMessage {
     InjectPanic,
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for FlightMessage {}
+
 /// Why a flight could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -363,6 +366,14 @@ impl Entity for FlightActor {
 
     fn parse_id(raw: &str) -> Option<FlightId> {
         FlightId::parse(raw)
+    }
+
+    fn tag(id: &FlightId) -> &str {
+        id.tag()
+    }
+
+    fn remote(id: FlightId, command: FlightCommand) -> crate::cluster::wire::Request {
+        crate::cluster::wire::Request::Flight(id, command)
     }
 
     fn request(command: FlightCommand, reply: RpcReplyPort<Self::Reply>) -> FlightMessage {

@@ -78,6 +78,9 @@ pub enum NotificationMessage {
     Deliver(Notification),
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for NotificationMessage {}
+
 /// The actor.
 pub struct NotificationActor {
     /// Where notifications are recorded.

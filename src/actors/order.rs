@@ -131,6 +131,9 @@ pub enum OrderMessage {
     Resume,
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for OrderMessage {}
+
 /// The actor; its fields are the fixed handles every order shares.
 #[derive(Clone)]
 pub struct OrderActor {
@@ -170,6 +173,14 @@ impl Entity for OrderActor {
 
     fn parse_id(raw: &str) -> Option<OrderId> {
         OrderId::parse(raw)
+    }
+
+    fn tag(id: &OrderId) -> &str {
+        id.tag()
+    }
+
+    fn remote(id: OrderId, command: OrderCommand) -> crate::cluster::wire::Request {
+        crate::cluster::wire::Request::Order(id, command)
     }
 
     fn request(command: OrderCommand, reply: Reply) -> OrderMessage {
@@ -519,7 +530,7 @@ impl OrderActor {
         for seg in &state.order.segments {
             for (passenger, seat) in state.order.passengers.iter().zip(&seg.seats) {
                 let ticket = TicketRecord {
-                    id: TicketId::generate(),
+                    id: TicketId::generate_in(state.order.id.tag()),
                     order_id: state.order.id.clone(),
                     user: state.order.user.clone(),
                     flight_id: seg.flight_id.clone(),

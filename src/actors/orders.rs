@@ -2,7 +2,11 @@
 //! writes it (pending) and its Idempotency-Key atomically, then asks its actor to run the saga.
 
 use super::CallError;
+use super::notification::{self, Notification};
 use super::order::{OrderCommand, OrderDirectory, OrderError};
+use crate::cluster::Cluster;
+use crate::cluster::wire::{CallBody, Gather, Request};
+use crate::domain::ids::TicketId;
 use crate::domain::ids::{FlightId, OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};
 use crate::domain::seat_map::SeatRequest;
@@ -26,9 +30,11 @@ pub struct Orders {
     store: Store,
     directory: OrderDirectory,
     hold_ttl: Duration,
+    cluster: Cluster,
 }
 
 /// A placed order, and whether it was placed by an earlier request with the same key.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Placed {
     /// The order.
     pub order: Order,
@@ -38,11 +44,17 @@ pub struct Placed {
 
 impl Orders {
     /// Orders over `directory`; new holds last `hold_ttl`.
-    pub fn new(store: Store, directory: OrderDirectory, hold_ttl: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        directory: OrderDirectory,
+        hold_ttl: Duration,
+        cluster: Cluster,
+    ) -> Self {
         Self {
             store,
             directory,
             hold_ttl,
+            cluster,
         }
     }
 
@@ -51,11 +63,55 @@ impl Orders {
         &self.directory
     }
 
-    /// Places an order: all segments held, or none (and an error).
+    /// Places an order on the customer's node: all segments held, or none (and an error).
+    pub async fn place(
+        &self,
+        user: &UserId,
+        segments: Vec<(FlightId, SeatRequest)>,
+        passengers: Vec<Passenger>,
+        fingerprint: String,
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, OrderError> {
+        let request = || Request::PlaceOrder {
+            user: user.clone(),
+            segments: segments.clone(),
+            passengers: passengers.clone(),
+            fingerprint: fingerprint.clone(),
+            key: idempotency_key.map(str::to_owned),
+        };
+        let local = self.place_local(
+            user,
+            segments.clone(),
+            passengers.clone(),
+            fingerprint.clone(),
+            idempotency_key,
+        );
+        self.cluster.run(user.tag(), request, local).await
+    }
+
+    /// Pays an order on the customer's node (see [`Orders::pay_local`]).
+    pub async fn pay(
+        &self,
+        user: &UserId,
+        order: &OrderId,
+        token: String,
+        idempotency_key: Option<&str>,
+    ) -> Result<Order, OrderError> {
+        let request = || Request::PayOrder {
+            user: user.clone(),
+            order: order.clone(),
+            token: token.clone(),
+            key: idempotency_key.map(str::to_owned),
+        };
+        let local = self.pay_local(user, order, token.clone(), idempotency_key);
+        self.cluster.run(user.tag(), request, local).await
+    }
+
+    /// Places an order on this node: all segments held, or none (and an error).
     ///
     /// With an Idempotency-Key, the first request wins atomically; a retry with the same
     /// request gets that order's outcome, with a different request [`OrderError::KeyReused`].
-    pub async fn place(
+    pub async fn place_local(
         &self,
         user: &UserId,
         segments: Vec<(FlightId, SeatRequest)>,
@@ -66,7 +122,7 @@ impl Orders {
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::MAX);
         let order = Order {
-            id: OrderId::generate(),
+            id: OrderId::generate_in(user.tag()),
             user: user.clone(),
             status: OrderStatus::Pending,
             segments: segments
@@ -130,7 +186,7 @@ impl Orders {
         let result = self.call(&id, OrderCommand::Place).await;
         if let (Err(OrderError::Unavailable(_)), Some(key)) = (&result, idempotency_key) {
             // A transient failure is not an outcome to replay: free the key for a real retry.
-            if matches!(self.get(&id)?, Some(o) if o.status == OrderStatus::Failed) {
+            if matches!(self.get_local(&id)?, Some(o) if o.status == OrderStatus::Failed) {
                 let mut forget = WriteBatch::new();
                 forget.delete(&keys::idempotency(user, "order", key));
                 self.store.commit(forget)?.await?;
@@ -145,7 +201,7 @@ impl Orders {
     /// Pays an order. With an Idempotency-Key, a retry gets the first final outcome (approved,
     /// declined, not payable) instead of paying again; the same key with another order or token
     /// is [`OrderError::KeyReused`].
-    pub async fn pay(
+    pub async fn pay_local(
         &self,
         user: &UserId,
         order: &OrderId,
@@ -198,17 +254,33 @@ impl Orders {
         }
     }
 
-    /// An order as last written by its actor.
-    pub fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        self.store.get(&keys::order(id))
+    /// An order as last written by its actor (on its owner node).
+    pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
+        let local = async { self.get_local(id) };
+        self.cluster
+            .run(id.tag(), || Request::GetOrder(id.clone()), local)
+            .await
+    }
+
+    /// An order stored on this node.
+    pub fn get_local(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
+        Ok(self.store.get(&keys::order(id))?)
     }
 
     /// A user's orders, newest first (failed attempts left out).
-    pub fn list(&self, user: &UserId) -> Result<Vec<Order>, StoreError> {
+    pub async fn list(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
+        let local = async { self.list_local(user) };
+        self.cluster
+            .run(user.tag(), || Request::OrdersOf(user.clone()), local)
+            .await
+    }
+
+    /// A user's orders stored on this node, newest first.
+    pub fn list_local(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
         let mut orders = Vec::new();
         for entry in self.store.scan::<OrderId>(&keys::orders_of(user)) {
             let (_, id) = entry?;
-            match self.get(&id)? {
+            match self.get_local(&id)? {
                 Some(order)
                     if !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending) =>
                 {
@@ -221,8 +293,29 @@ impl Orders {
         Ok(orders)
     }
 
-    /// Every order of every user, newest first (for admins), at most `limit`.
-    pub fn list_all(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
+    /// Every order of every user on every node, newest first (for admins), at most `limit`.
+    pub async fn list_all(&self, limit: usize) -> Result<Vec<Order>, OrderError> {
+        let local = async {
+            self.list_all_local(limit)
+                .map_err(|e| CallError::Unavailable(e.to_string()))
+        };
+        let shares: Vec<Result<Vec<Order>, String>> = self
+            .cluster
+            .gather(|| CallBody::Gather(Gather::Orders { limit }), async {
+                local.await.map(Ok)
+            })
+            .await?;
+        let mut orders = Vec::new();
+        for share in shares {
+            orders.extend(share.map_err(OrderError::Storage)?);
+        }
+        orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+        orders.truncate(limit);
+        Ok(orders)
+    }
+
+    /// The newest orders stored on this node, at most `limit`.
+    pub fn list_all_local(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
         let mut orders = self
             .store
             .scan::<Order>(keys::ORDERS)
@@ -261,23 +354,43 @@ impl Orders {
             .collect()
     }
 
-    /// A ticket as last written.
-    pub fn ticket(
-        &self,
-        id: &crate::domain::ids::TicketId,
-    ) -> Result<Option<TicketRecord>, StoreError> {
-        self.store.get(&keys::ticket(id))
+    /// A ticket as last written (on its owner node).
+    pub async fn ticket(&self, id: &TicketId) -> Result<Option<TicketRecord>, OrderError> {
+        let local = async { self.ticket_local(id) };
+        self.cluster
+            .run(id.tag(), || Request::GetTicket(id.clone()), local)
+            .await
     }
 
-    /// A user's tickets.
-    pub fn tickets_of(&self, user: &UserId) -> Result<Vec<TicketRecord>, StoreError> {
+    /// A ticket stored on this node.
+    pub fn ticket_local(&self, id: &TicketId) -> Result<Option<TicketRecord>, OrderError> {
+        Ok(self.store.get(&keys::ticket(id))?)
+    }
+
+    /// A user's tickets (on the user's node).
+    pub async fn tickets_of(&self, user: &UserId) -> Result<Vec<TicketRecord>, OrderError> {
+        let local = async { self.tickets_of_local(user) };
+        self.cluster
+            .run(user.tag(), || Request::TicketsOf(user.clone()), local)
+            .await
+    }
+
+    /// A user's notifications, oldest first (on the user's node).
+    pub async fn notifications_of(&self, user: &UserId) -> Result<Vec<Notification>, OrderError> {
+        let local = async {
+            notification::list(&self.store, user).map_err(|e| OrderError::Storage(e.to_string()))
+        };
+        self.cluster
+            .run(user.tag(), || Request::NotificationsOf(user.clone()), local)
+            .await
+    }
+
+    /// A user's tickets stored on this node.
+    pub fn tickets_of_local(&self, user: &UserId) -> Result<Vec<TicketRecord>, OrderError> {
         let mut out = Vec::new();
-        for entry in self
-            .store
-            .scan::<crate::domain::ids::TicketId>(&keys::tickets_of(user))
-        {
+        for entry in self.store.scan::<TicketId>(&keys::tickets_of(user)) {
             let (_, id) = entry?;
-            if let Some(t) = self.ticket(&id)? {
+            if let Some(t) = self.ticket_local(&id)? {
                 out.push(t);
             }
         }

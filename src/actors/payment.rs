@@ -77,6 +77,9 @@ pub enum PaymentMessage {
     Done(OrderId),
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for PaymentMessage {}
+
 /// The simulator.
 pub struct PaymentActor {
     /// Where charges are recorded.

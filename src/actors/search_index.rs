@@ -3,6 +3,9 @@
 //! Searches read the shared index directly (a read lock), never through this mailbox, so
 //! searching never waits behind a flight and never messages flight actors.
 
+use crate::cluster::Cluster;
+use crate::cluster::membership;
+use crate::cluster::wire::Cast;
 use crate::domain::aircraft::Cabin;
 use crate::domain::ids::FlightId;
 use crate::domain::search::{FlightIndex, FlightSummary};
@@ -46,8 +49,15 @@ pub enum SearchIndexMessage {
     Availability(FlightId, BTreeMap<Cabin, CabinAvailability>),
 }
 
-/// The writer of the shared index.
-pub struct SearchIndexActor;
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for SearchIndexMessage {}
+
+/// The writer of the shared index; it also publishes this node's flight changes to the read
+/// models of the other nodes.
+pub struct SearchIndexActor {
+    /// Membership, for publishing.
+    pub cluster: Cluster,
+}
 
 impl Actor for SearchIndexActor {
     type Msg = SearchIndexMessage;
@@ -68,10 +78,21 @@ impl Actor for SearchIndexActor {
         message: Self::Msg,
         index: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            SearchIndexMessage::Upsert(summary) => index.upsert(summary),
+        let id = match message {
+            SearchIndexMessage::Upsert(summary) => {
+                let id = summary.flight.id.clone();
+                index.upsert(summary);
+                id
+            }
             SearchIndexMessage::Availability(id, availability) => {
                 index.update(|i| i.set_availability(&id, availability));
+                id
+            }
+        };
+        if self.cluster.clustered() {
+            let summary = index.read().get(&id).cloned();
+            if let Some(summary) = summary {
+                membership::broadcast(&self.cluster, &Cast::Index(vec![summary]));
             }
         }
         Ok(())

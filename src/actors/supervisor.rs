@@ -62,6 +62,9 @@ pub enum SupervisorMessage {
     ActiveCount(RpcReplyPort<usize>),
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for SupervisorMessage {}
+
 /// Live children and recent failures.
 #[derive(Default)]
 pub struct SupervisorState {

@@ -28,6 +28,9 @@ pub enum TicketMessage {
     Tick,
 }
 
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for TicketMessage {}
+
 /// The actor; its fields are the fixed handles every ticket shares.
 #[derive(Clone)]
 pub struct TicketActor {
@@ -55,6 +58,14 @@ impl Entity for TicketActor {
 
     fn parse_id(raw: &str) -> Option<TicketId> {
         TicketId::parse(raw)
+    }
+
+    fn tag(id: &TicketId) -> &str {
+        id.tag()
+    }
+
+    fn remote(id: TicketId, command: TicketCommand) -> crate::cluster::wire::Request {
+        crate::cluster::wire::Request::Ticket(id, command)
     }
 
     fn request(command: TicketCommand, reply: RpcReplyPort<Self::Reply>) -> TicketMessage {

@@ -85,7 +85,7 @@ pub enum FlightStatus {
 }
 
 /// What a client supplies to schedule a flight, before validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FlightDraft {
     /// e.g. `AI101`.
     pub flight_number: String,

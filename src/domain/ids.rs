@@ -1,11 +1,29 @@
-//! Opaque entity ids. New ids are a type prefix plus a random UUID; ids that come from a URL
+//! Opaque entity ids. New ids are a type prefix plus 32 hex digits; ids that come from a URL
 //! are checked for shape only, so a malformed one is simply "not found".
+//!
+//! The first 16 hex digits are the id's *placement tag*: the cluster places every record by
+//! the tag of the id it belongs to (see `cluster::placement`). Records that must live together
+//! share a tag: a user's tag is derived from the email (so signup can check uniqueness on one
+//! node), and the user's orders and tickets carry the user's tag.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The longest id accepted from a client.
 const MAX_ID_LEN: usize = 64;
+/// Hex digits of a placement tag.
+pub const TAG_LEN: usize = 16;
+
+/// The placement tag at the start of an id's body.
+pub fn tag_of(body: &str) -> &str {
+    body.get(..TAG_LEN).unwrap_or(body)
+}
+
+/// The placement tag of anything keyed by a string outside the id space (an email): 64 bits
+/// of xxh3, a hash with a fixed specification, so every node and every build agrees.
+pub fn tag_for(key: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+}
 
 macro_rules! entity_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -15,9 +33,21 @@ macro_rules! entity_id {
         pub struct $name(String);
 
         impl $name {
-            /// A fresh random id.
+            /// A fresh random id with a random placement tag.
             pub fn generate() -> Self {
                 Self(format!("{}_{}", $prefix, uuid::Uuid::new_v4().simple()))
+            }
+
+            /// A fresh random id placed with `tag` (the tag of the record it belongs to).
+            pub fn generate_in(tag: &str) -> Self {
+                let random = uuid::Uuid::new_v4().simple().to_string();
+                Self(format!("{}_{}{}", $prefix, tag, &random[..TAG_LEN]))
+            }
+
+            /// The placement tag: the first 16 hex digits after the prefix (or all of a
+            /// shorter id, which then names nothing stored and is placed arbitrarily).
+            pub fn tag(&self) -> &str {
+                tag_of(&self.0[$prefix.len() + 1..])
             }
 
             /// Accepts an id from outside if it has the shape of one of ours.
@@ -83,6 +113,22 @@ mod tests {
     fn generated_ids_parse_back() {
         let id = FlightId::generate();
         assert_eq!(FlightId::parse(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn ids_generated_in_a_tag_carry_it() {
+        let user = UserId::generate_in(&tag_for("ann@example.com"));
+        let order = OrderId::generate_in(user.tag());
+        assert_eq!(order.tag(), user.tag());
+        assert_eq!(user.tag(), tag_for("ann@example.com"));
+        assert_eq!(OrderId::parse(order.as_str()), Some(order.clone()));
+        assert_ne!(order, OrderId::generate_in(user.tag()));
+    }
+
+    #[test]
+    fn short_ids_are_their_own_tag() {
+        let id = FlightId::parse("flt_abc").expect("shape");
+        assert_eq!(id.tag(), "abc");
     }
 
     #[test]

@@ -161,6 +161,16 @@ impl FlightIndex {
         }
     }
 
+    /// Every indexed flight.
+    pub fn all(&self) -> impl Iterator<Item = &FlightSummary> {
+        self.by_id.values()
+    }
+
+    /// One flight's summary.
+    pub fn get(&self, id: &FlightId) -> Option<&FlightSummary> {
+        self.by_id.get(id)
+    }
+
     /// How many flights are indexed.
     pub fn len(&self) -> usize {
         self.by_id.len()

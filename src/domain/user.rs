@@ -67,6 +67,11 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The placement tag of the account with this address (see `domain::ids`).
+    pub fn tag(&self) -> String {
+        crate::domain::ids::tag_for(&self.0)
+    }
 }
 
 impl fmt::Display for Email {

@@ -3,8 +3,6 @@
 use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::ask;
-use crate::actors::catalog::CatalogMessage;
 use crate::domain::aircraft::{Aircraft, Cabin};
 use crate::domain::user::{Role, User};
 use serde::{Deserialize, Serialize};
@@ -59,15 +57,11 @@ async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
         .map(|c| (c.cabin, c.rows, c.seats))
         .collect();
     let aircraft = Aircraft::new(&req.model, cabins).map_err(ApiError::from)?;
-    let timeout = ctx.directory.timeout();
-    let aircraft = ask(
-        &ctx.catalog,
-        |p| CatalogMessage::CreateAircraft(aircraft, p),
-        timeout,
-    )
-    .await
-    .map_err(ApiError::from)?
-    .map_err(ApiError::from)?;
+    let aircraft = ctx
+        .catalog
+        .create_aircraft(aircraft)
+        .await
+        .map_err(ApiError::from)?;
     let view = AircraftView {
         id: aircraft.id.to_string(),
         model: aircraft.model.clone(),

@@ -3,8 +3,6 @@
 use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::ask;
-use crate::actors::catalog::CatalogMessage;
 use crate::domain::airport::Airport;
 use crate::domain::user::{Role, User};
 use serde::{Deserialize, Serialize};
@@ -69,26 +67,18 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
     let airport =
         Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
-    let timeout = ctx.directory.timeout();
-    let airport = ask(
-        &ctx.catalog,
-        |p| CatalogMessage::CreateAirport(airport, p),
-        timeout,
-    )
-    .await
-    .map_err(ApiError::from)?
-    .map_err(ApiError::from)?;
+    let airport = ctx
+        .catalog
+        .create_airport(airport)
+        .await
+        .map_err(ApiError::from)?;
     Ok(json(StatusCode::CREATED, &AirportView::from(&airport)))
 }
 
 /// Every airport.
 #[utoipa::path(get, path = "/api/v1/airports", operation_id = "list_airports", tag = "catalog", responses((status = 200, body = AirportList)))]
 async fn list(ctx: Ctx) -> Handled {
-    let timeout = ctx.directory.timeout();
-    let airports = ask(&ctx.catalog, CatalogMessage::ListAirports, timeout)
-        .await
-        .map_err(ApiError::from)?
-        .map_err(ApiError::from)?;
+    let airports = ctx.catalog.list_airports().await.map_err(ApiError::from)?;
     Ok(json(
         StatusCode::OK,
         &AirportList {

@@ -103,6 +103,7 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
             let user = ctx
                 .accounts
                 .get(&id)
+                .await
                 .map_err(ApiError::from)?
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the token's account no longer exists".into())

@@ -121,6 +121,7 @@ impl From<CatalogError> for ApiError {
                 message: e.to_string(),
             },
             CatalogError::Storage(_) => storage_unavailable(&e),
+            CatalogError::Unavailable(why) => ApiError::Unavailable(why),
         }
     }
 }

@@ -4,8 +4,6 @@
 use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::ask;
-use crate::actors::catalog::CatalogMessage;
 use crate::actors::flight::{FlightCommand, FlightError, FlightReply};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Cabin;
@@ -180,15 +178,11 @@ async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
         fares: req.fares,
         currency: req.currency,
     };
-    let timeout = ctx.directory.timeout();
-    let summary = ask(
-        &ctx.catalog,
-        |p| CatalogMessage::CreateFlight(draft, p),
-        timeout,
-    )
-    .await
-    .map_err(ApiError::from)?
-    .map_err(ApiError::from)?;
+    let summary = ctx
+        .catalog
+        .create_flight(draft)
+        .await
+        .map_err(ApiError::from)?;
     Ok(json(StatusCode::CREATED, &FlightView::new(&summary, None)))
 }
 

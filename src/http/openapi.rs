@@ -15,7 +15,8 @@ use utoipa::{Modify, OpenApi};
         super::flights::cancel,
         super::orders::create, super::orders::list, super::orders::get, super::orders::pay,
         super::orders::cancel, super::orders::tickets, super::orders::ticket, super::orders::notifications,
-        super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc, super::ops::cluster,
+        super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc,
+        super::cluster::view, super::cluster::drain, super::cluster::faults,
     ),
     modifiers(&BearerAuth)
 )]

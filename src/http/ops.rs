@@ -1,10 +1,8 @@
-//! Operations: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/api/v1/cluster`.
+//! Operations: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! Not rate limited: probes and scrapers must always get through.
 
-use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Response, json, openapi, with};
-use crate::domain::user::{Role, User};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
@@ -17,21 +15,6 @@ pub struct Status {
     status: &'static str,
 }
 
-/// One cluster member.
-#[derive(Serialize, ToSchema)]
-pub struct MemberView {
-    node_id: String,
-    addr: String,
-    status: &'static str,
-}
-
-/// The operator's view of the cluster.
-#[derive(Serialize, ToSchema)]
-pub struct ClusterView {
-    node_id: String,
-    members: Vec<MemberView>,
-}
-
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let health = warp::path!("healthz")
         .and(warp::get())
@@ -40,10 +23,12 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::get())
         .and(with(ctx.clone()))
         .map(|ctx: Ctx| {
-            if ctx.ready.load(Ordering::Acquire) && ctx.store.healthy() {
+            if ctx.ready.load(Ordering::Acquire) && ctx.store.healthy() && ctx.cluster.serving() {
                 json(StatusCode::OK, &Status { status: "ready" })
             } else {
-                ApiError::Unavailable("the node is starting or shutting down".into())
+                ApiError::Unavailable(
+                    "the node is starting, shutting down, not yet a cluster member, or cut off from the majority".into(),
+                )
                     .into_response()
             }
         });
@@ -61,19 +46,12 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
     let spec = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &openapi::document()));
-    let cluster = warp::path!("api" / "v1" / "cluster")
-        .and(warp::get())
-        .and(with_role(ctx.clone(), Role::Admin))
-        .and(with(ctx))
-        .map(cluster);
     health
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
         .or(spec)
-        .unify()
-        .or(cluster)
         .unify()
 }
 
@@ -96,32 +74,3 @@ fn metrics_doc() {}
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200)))]
 #[allow(dead_code)]
 fn openapi_doc() {}
-
-/// The cluster's members (admin). A node without `[cluster]` is a cluster of one.
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "ops", security(("bearer" = [])),
-    responses((status = 200, body = ClusterView), (status = 403)))]
-fn cluster(_admin: User, ctx: Ctx) -> Response {
-    let node_id = ctx
-        .settings
-        .cluster
-        .node_id
-        .clone()
-        .unwrap_or_else(|| "local".into());
-    let addr = ctx
-        .settings
-        .cluster
-        .listen
-        .clone()
-        .unwrap_or_else(|| ctx.settings.http.bind.to_string());
-    json(
-        StatusCode::OK,
-        &ClusterView {
-            members: vec![MemberView {
-                node_id: node_id.clone(),
-                addr,
-                status: "up",
-            }],
-            node_id,
-        },
-    )
-}

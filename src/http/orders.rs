@@ -4,7 +4,7 @@
 use super::auth::caller;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::notification::{self, NotificationKind};
+use crate::actors::notification::NotificationKind;
 use crate::actors::order::{OrderCommand, OrderError};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
@@ -159,17 +159,12 @@ impl From<OrderError> for ApiError {
     }
 }
 
-fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {
-    let tickets = order
-        .tickets
-        .iter()
-        .map(|id| {
-            ctx.orders
-                .ticket(id)
-                .map(|t| t.map(|t| TicketView::from(&t)))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+async fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {
+    let mut tickets = Vec::with_capacity(order.tickets.len());
+    for id in &order.tickets {
+        let ticket = ctx.orders.ticket(id).await.map_err(ApiError::from)?;
+        tickets.push(ticket.map(|t| TicketView::from(&t)));
+    }
     Ok(OrderView {
         id: order.id.to_string(),
         status: order.status.label(),
@@ -308,12 +303,13 @@ fn parse_segments(req: &OrderRequest) -> Result<Vec<(FlightId, SeatRequest)>, Va
 }
 
 /// The caller's order, or 404 (also for someone else's order, so ids cannot be probed).
-fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
+async fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
     let id = OrderId::parse(id).ok_or(ApiError::NotFound)?;
     let order = ctx
         .orders
         .get(&id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .await
+        .map_err(ApiError::from)?
         .ok_or(ApiError::NotFound)?;
     // A pending order is still being placed and a failed one never existed for its customer.
     let visible = !matches!(order.status, OrderStatus::Pending | OrderStatus::Failed);
@@ -344,7 +340,7 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
     } else {
         StatusCode::CREATED
     };
-    Ok(json(status, &view(&ctx, &placed.order)?))
+    Ok(json(status, &view(&ctx, &placed.order).await?))
 }
 
 /// The caller's orders, newest first (an admin sees everyone's).
@@ -352,15 +348,16 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
     responses((status = 200, body = OrderList)))]
 async fn list(user: User, ctx: Ctx) -> Handled {
     let orders = if user.may(Role::Admin) {
-        ctx.orders.list_all(1000)
+        ctx.orders.list_all(1000).await
     } else {
-        ctx.orders.list(&user.id)
+        ctx.orders.list(&user.id).await
     }
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let orders = orders
-        .iter()
-        .map(|o| view(&ctx, o))
-        .collect::<Result<_, _>>()?;
+    .map_err(ApiError::from)?;
+    let mut views = Vec::with_capacity(orders.len());
+    for order in &orders {
+        views.push(view(&ctx, order).await?);
+    }
+    let orders = views;
     Ok(json(StatusCode::OK, &OrderList { orders }))
 }
 
@@ -368,13 +365,13 @@ async fn list(user: User, ctx: Ctx) -> Handled {
 #[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404)))]
 async fn get(id: String, user: User, ctx: Ctx) -> Handled {
-    let order = owned(&ctx, &user, &id)?;
+    let order = owned(&ctx, &user, &id).await?;
     let order = ctx
         .orders
         .call(&order.id, OrderCommand::Get)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
 }
 
 /// Pay a held order; paying a confirmed order again returns it unchanged and charges nothing.
@@ -383,7 +380,7 @@ async fn get(id: String, user: User, ctx: Ctx) -> Handled {
     responses((status = 200, body = OrderView), (status = 402, description = "payment_declined"), (status = 404),
         (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
 async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {
-    let order = owned(&ctx, &user, &id)?;
+    let order = owned(&ctx, &user, &id).await?;
     if req.payment_token.is_empty() || req.payment_token.len() > 128 {
         return Err(ApiError::from(ValidationError::new(
             "payment_token",
@@ -396,20 +393,20 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
         .pay(&user.id, &order.id, req.payment_token, key.as_deref())
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
 }
 
 /// Cancel: a held order is released; a confirmed one (before departure) refunded.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404), (status = 409, description = "order_not_cancellable")))]
 async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
-    let order = owned(&ctx, &user, &id)?;
+    let order = owned(&ctx, &user, &id).await?;
     let order = ctx
         .orders
         .call(&order.id, OrderCommand::Cancel)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order)?))
+    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
 }
 
 /// The caller's tickets.
@@ -419,7 +416,8 @@ async fn tickets(user: User, ctx: Ctx) -> Handled {
     let tickets = ctx
         .orders
         .tickets_of(&user.id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .await
+        .map_err(ApiError::from)?;
     Ok(json(
         StatusCode::OK,
         &TicketList {
@@ -436,7 +434,8 @@ async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
     let stored = ctx
         .orders
         .ticket(&id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .await
+        .map_err(ApiError::from)?
         .ok_or(ApiError::NotFound)?;
     if stored.user != user.id && !user.may(Role::Admin) {
         return Err(ApiError::NotFound.into());
@@ -454,8 +453,11 @@ async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
 #[utoipa::path(get, path = "/api/v1/notifications", operation_id = "list_notifications", tag = "orders", security(("bearer" = [])),
     responses((status = 200, body = NotificationList)))]
 async fn notifications(user: User, ctx: Ctx) -> Handled {
-    let all =
-        notification::list(&ctx.store, &user.id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let all = ctx
+        .orders
+        .notifications_of(&user.id)
+        .await
+        .map_err(ApiError::from)?;
     let notifications = all
         .into_iter()
         .map(|n| NotificationView {

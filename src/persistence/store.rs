@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Why a storage operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened, written or flushed.
     #[error("storage I/O failed: {0}")]
@@ -66,6 +66,13 @@ impl WriteBatch {
             .insert(key.as_bytes(), codec::encode(key, value)?);
         self.len += 1;
         Ok(self)
+    }
+
+    /// Adds (or replaces) a record already encoded (records handed over between nodes).
+    pub fn put_raw(&mut self, key: &str, value: Vec<u8>) -> &mut Self {
+        self.batch.insert(key.as_bytes(), value);
+        self.len += 1;
+        self
     }
 
     /// Removes a record (a no-op if it does not exist).
@@ -150,6 +157,11 @@ impl Store {
         Ok(self.inner.db.contains_key(key.as_bytes())?)
     }
 
+    /// How many records there are under `prefix` (values are not decoded).
+    pub fn count_prefix(&self, prefix: &str) -> u64 {
+        self.inner.db.scan_prefix(prefix.as_bytes()).keys().count() as u64
+    }
+
     /// Every record under `prefix`, in key order, with the key's remainder after the prefix.
     pub fn scan<T: DeserializeOwned>(
         &self,
@@ -168,6 +180,18 @@ impl Store {
                 let value = codec::decode(&key, &v)?;
                 Ok((key[plen..].to_owned(), value))
             })
+    }
+
+    /// Every record, still encoded, in key order (for handing records over to another node).
+    pub fn raw_entries(&self) -> impl Iterator<Item = Result<(String, Vec<u8>), StoreError>> + '_ {
+        self.inner.db.iter().map(|item| {
+            let (k, v) = item?;
+            let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "key is not UTF-8".into(),
+            })?;
+            Ok((key, v.to_vec()))
+        })
     }
 
     /// Applies `batch` atomically now (later reads see it) and returns a future that resolves

@@ -1,0 +1,602 @@
+//! The cluster layer: placement, forwarding, membership and handoff, built on `ractor_cluster`
+//! (which gives authenticated node connections, process groups and remote calls, and nothing
+//! more).
+//!
+//! ```text
+//! HTTP handler ─► facade (Directory, Orders, Accounts, Catalog)
+//!                   │ Cluster::route(tag)
+//!                   ├─ Local ─────────────► local actor / store
+//!                   ├─ Remote(owner) ─────► owner's GatewayActor ─► its local actor / store
+//!                   └─ Unavailable(why) ──► 503 + Retry-After
+//! ```
+//!
+//! * Every record belongs to a placement tag (`domain::ids`); the owner of a tag is chosen by
+//!   rendezvous hashing over *all* members of the current [`View`], up or down. Only a change of
+//!   view (join, drain) moves ownership, and it moves it with the records (`handoff`).
+//! * A node serves its own tags only while it reaches a majority of the members; a member that
+//!   is unreachable keeps its tags (they answer 503) until it returns.
+//! * A forwarded request carries the sender's epoch; the owner refuses work routed by another
+//!   epoch, so no node acts on a stale view.
+//! * A node without `[cluster]` is a cluster of one on the same code path: it owns every tag.
+
+pub mod gateway;
+pub mod handoff;
+pub mod membership;
+pub mod placement;
+pub mod view;
+pub mod wire;
+
+use crate::actors::CallError;
+use crate::persistence::{Store, StoreError, WriteBatch};
+use ractor::ActorRef;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+pub use view::View;
+use wire::{Answer, Call, CallBody, GatewayMessage, Request, decode, encode};
+
+/// Where the node keeps its view of the cluster.
+const VIEW_KEY: &str = "cluster/view";
+/// The process group every gateway joins.
+pub const GATEWAYS: &str = "contrail/gateways";
+
+/// The process group of one node's gateway.
+pub fn gateway_group(node: &str) -> String {
+    format!("contrail/gateway/{node}")
+}
+
+/// Timing of the membership protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Interval between heartbeats to every peer.
+    pub heartbeat: Duration,
+    /// Silence after which a peer counts as down.
+    pub down_after: Duration,
+    /// Deadline of one node-to-node call.
+    pub call_timeout: Duration,
+}
+
+/// Where a request for a placement tag goes.
+pub enum Route {
+    /// This node owns the tag and may serve it.
+    Local(InFlight),
+    /// Another node owns it and is reachable.
+    Remote {
+        /// The owner.
+        node: String,
+        /// Its gateway.
+        gateway: ActorRef<GatewayMessage>,
+    },
+    /// Nobody can serve it right now (why).
+    Unavailable(String),
+}
+
+/// What a node knows about a peer.
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: String,
+    last_heard: Instant,
+}
+
+/// Mutable membership state.
+#[derive(Debug, Default)]
+struct State {
+    /// The adopted view.
+    view: View,
+    /// A prepared change: tags whose owner differs under it are frozen until it commits.
+    moving: Option<View>,
+    /// Peers heard from (by node id).
+    peers: HashMap<String, Peer>,
+    /// Peers whose traffic is dropped (fault injection for partition tests).
+    blocked: BTreeSet<String>,
+}
+
+/// A handle on the node's cluster membership; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Whether this node talks to others (false: a cluster of one, without a node server).
+    clustered: bool,
+    node: String,
+    addr: String,
+    timing: Timing,
+    store: Store,
+    state: RwLock<State>,
+    /// Tags with a locally served request in progress (a change waits for its tags to drain).
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// The node's own gateway, once started.
+    gateway: OnceLock<ActorRef<GatewayMessage>>,
+}
+
+impl Cluster {
+    /// Membership for node `node` reachable at `addr`, with the view persisted in `store` (a
+    /// node without one founds a cluster of one when `founding`, and otherwise waits to join).
+    pub fn open(
+        node: &str,
+        addr: &str,
+        store: Store,
+        timing: Timing,
+        founding: bool,
+        clustered: bool,
+    ) -> Result<Self, StoreError> {
+        let view = match store.get::<View>(VIEW_KEY)? {
+            Some(view) => view,
+            None if founding => {
+                let view = View::founding(node, addr);
+                let mut batch = WriteBatch::new();
+                batch.put(VIEW_KEY, &view)?;
+                // The first flush of a new store; the node waits for it on start-up anyway.
+                drop(store.commit(batch)?);
+                view
+            }
+            None => View::default(),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                clustered,
+                node: node.to_owned(),
+                addr: addr.to_owned(),
+                timing,
+                store,
+                state: RwLock::new(State {
+                    view,
+                    ..State::default()
+                }),
+                in_flight: Mutex::new(HashMap::new()),
+                gateway: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Whether this node talks to other nodes.
+    pub fn clustered(&self) -> bool {
+        self.inner.clustered
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// This node's node-to-node address.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Membership timing.
+    pub fn timing(&self) -> Timing {
+        self.inner.timing
+    }
+
+    /// The adopted view.
+    pub fn view(&self) -> View {
+        self.read().view.clone()
+    }
+
+    /// Whether this node is a member and reaches a majority (what `/readyz` reports).
+    pub fn serving(&self) -> bool {
+        let state = self.read();
+        state.view.contains(&self.inner.node) && self.quorum(&state)
+    }
+
+    /// Where a request for `tag` goes.
+    pub fn route(&self, tag: &str) -> Route {
+        let state = self.read();
+        let Some(owner) = state.view.owner(tag) else {
+            return Route::Unavailable("this node has not joined a cluster yet".into());
+        };
+        if let Some(next) = &state.moving
+            && next.owner(tag) != Some(owner)
+        {
+            return Route::Unavailable("moving to another node; retry shortly".into());
+        }
+        if owner == self.inner.node {
+            if !self.quorum(&state) {
+                return Route::Unavailable(
+                    "this node is cut off from the majority of the cluster".into(),
+                );
+            }
+            return Route::Local(InFlight::start(&self.inner, tag));
+        }
+        let owner = owner.to_owned();
+        drop(state);
+        match self.peer_gateway(&owner) {
+            Some(gateway) => Route::Remote {
+                node: owner,
+                gateway,
+            },
+            None => Route::Unavailable(format!("node {owner} is unreachable")),
+        }
+    }
+
+    /// Runs a request for `tag` where it belongs: `local` here, or `request` on the owner.
+    pub async fn run<T, E, F>(
+        &self,
+        tag: &str,
+        request: impl FnOnce() -> Request,
+        local: F,
+    ) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        T: DeserializeOwned,
+        E: DeserializeOwned + From<CallError>,
+    {
+        match self.route(tag) {
+            Route::Local(guard) => {
+                let result = local.await;
+                drop(guard);
+                result
+            }
+            Route::Remote { node, gateway } => {
+                let body = CallBody::Serve {
+                    tag: tag.to_owned(),
+                    request: request(),
+                };
+                self.call(&node, &gateway, body)
+                    .await
+                    .and_then(|bytes| decode_reply::<Result<T, E>>(&node, &bytes))
+                    .unwrap_or_else(|e| Err(E::from(e)))
+            }
+            Route::Unavailable(why) => Err(E::from(CallError::Unavailable(why))),
+        }
+    }
+
+    /// Sends `body` to `node`'s gateway and returns the encoded reply. A `NotOwner` answer with
+    /// a newer view is adopted (the caller's request then fails with 503 and a retry routes by
+    /// the new view).
+    pub async fn call(
+        &self,
+        node: &str,
+        gateway: &ActorRef<GatewayMessage>,
+        body: CallBody,
+    ) -> Result<Vec<u8>, CallError> {
+        let started = Instant::now();
+        let call = Call {
+            from: self.inner.node.clone(),
+            epoch: self.read().view.epoch,
+            body,
+        };
+        let bytes = encode(&call).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let answer = crate::actors::ask(
+            gateway,
+            |port| GatewayMessage::Call(bytes, port),
+            self.inner.timing.call_timeout,
+        )
+        .await;
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(CallError::Timeout) => "timeout",
+            Err(_) => "unreachable",
+        };
+        metrics::counter!("contrail_cluster_forwards_total", "result" => outcome).increment(1);
+        metrics::histogram!("contrail_cluster_remote_call_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let answer = answer.map_err(|e| match e {
+            CallError::Timeout => CallError::Timeout,
+            _ => CallError::Unavailable(format!("node {node} is unreachable")),
+        })?;
+        match decode::<Answer>(&answer) {
+            Ok(Answer::Done(reply)) => Ok(reply),
+            Ok(Answer::NotOwner(view)) => {
+                self.adopt(view);
+                Err(CallError::Unavailable(
+                    "ownership changed; retry shortly".into(),
+                ))
+            }
+            Ok(Answer::Unavailable(why)) => Err(CallError::Unavailable(why)),
+            Err(e) => Err(CallError::Unavailable(format!("node {node}: {e}"))),
+        }
+    }
+
+    /// Sends `body` to every member and collects the decoded answers (this node's own share is
+    /// computed by `local`). Fails if any member does not answer: a partial answer would look
+    /// complete.
+    pub async fn gather<T: DeserializeOwned>(
+        &self,
+        body: impl Fn() -> CallBody,
+        local: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<Vec<T>, CallError> {
+        let view = self.view();
+        let mut answers = Vec::with_capacity(view.members.len());
+        for node in view.members.keys() {
+            if *node == self.inner.node {
+                continue;
+            }
+            let gateway = self
+                .peer_gateway(node)
+                .ok_or_else(|| CallError::Unavailable(format!("node {node} is unreachable")))?;
+            let bytes = self.call(node, &gateway, body()).await?;
+            answers.push(decode_reply(node, &bytes)?);
+        }
+        if view.contains(&self.inner.node) {
+            answers.push(local.await?);
+        }
+        Ok(answers)
+    }
+
+    /// Adopts `view` if it is newer than the adopted one (and persists it).
+    pub fn adopt(&self, view: View) -> bool {
+        {
+            let state = self.read();
+            if view.epoch <= state.view.epoch {
+                return false;
+            }
+        }
+        if let Err(e) = self.persist(&view) {
+            tracing::error!(error = %e, "the new cluster view could not be stored; not adopted");
+            return false;
+        }
+        let mut state = self.write();
+        if view.epoch <= state.view.epoch {
+            return false;
+        }
+        tracing::info!(epoch = view.epoch, members = ?view.members.keys().collect::<Vec<_>>(), "adopted cluster view");
+        if state
+            .moving
+            .as_ref()
+            .is_some_and(|next| next.epoch <= view.epoch)
+        {
+            state.moving = None;
+        }
+        state.view = view;
+        metrics::gauge!("contrail_cluster_epoch").set(state.view.epoch as f64);
+        true
+    }
+
+    fn persist(&self, view: &View) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::new();
+        batch.put(VIEW_KEY, view)?;
+        // Adopting a view is rare; its durability is awaited by the handoff that caused it.
+        drop(self.inner.store.commit(batch)?);
+        Ok(())
+    }
+
+    /// Freezes the tags that move under `next` (false if another change is prepared).
+    pub(crate) fn begin_move(&self, next: View) -> bool {
+        let mut state = self.write();
+        match &state.moving {
+            Some(prepared) if *prepared != next => false,
+            _ => {
+                state.moving = Some(next);
+                true
+            }
+        }
+    }
+
+    /// Gives up the prepared change `next` (false if it was not the prepared one).
+    pub(crate) fn end_move(&self, next: &View) -> bool {
+        let mut state = self.write();
+        if state.moving.as_ref() == Some(next) {
+            state.moving = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether `next` is the prepared change.
+    pub(crate) fn is_moving_to(&self, next: &View) -> bool {
+        self.read().moving.as_ref() == Some(next)
+    }
+
+    /// Whether a request is still in progress on a tag that moves from `current` to `next`.
+    pub(crate) fn busy_moving(&self, current: &View, next: &View) -> bool {
+        let map = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.keys().any(|tag| current.moves(next, tag))
+    }
+
+    /// Records that `node` (at `addr`) was heard from now.
+    pub fn heard(&self, node: &str, addr: &str) {
+        if node == self.inner.node {
+            return;
+        }
+        let mut state = self.write();
+        if state.blocked.contains(node) {
+            return;
+        }
+        let was_up = state
+            .peers
+            .get(node)
+            .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after);
+        if !was_up {
+            tracing::info!(peer = node, addr, "peer is up");
+        }
+        state.peers.insert(
+            node.to_owned(),
+            Peer {
+                addr: addr.to_owned(),
+                last_heard: Instant::now(),
+            },
+        );
+    }
+
+    /// Whether `node` is this node or a peer heard from recently.
+    pub fn is_up(&self, node: &str) -> bool {
+        node == self.inner.node || self.peer_up(&self.read(), node)
+    }
+
+    fn peer_up(&self, state: &State, node: &str) -> bool {
+        !state.blocked.contains(node)
+            && state
+                .peers
+                .get(node)
+                .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after)
+    }
+
+    /// Whether the members this node reaches (itself included) are a majority.
+    fn quorum(&self, state: &State) -> bool {
+        let up = state
+            .view
+            .members
+            .keys()
+            .filter(|m| **m == self.inner.node || self.peer_up(state, m))
+            .count();
+        up >= state.view.majority()
+    }
+
+    /// The gateway of a peer that is up.
+    pub fn peer_gateway(&self, node: &str) -> Option<ActorRef<GatewayMessage>> {
+        if node == self.inner.node {
+            return self.inner.gateway.get().cloned();
+        }
+        if !self.peer_up(&self.read(), node) {
+            return None;
+        }
+        ractor::pg::get_members(&gateway_group(node))
+            .into_iter()
+            .next()
+            .map(ActorRef::from)
+    }
+
+    /// Addresses to keep connections to: seeds and members, without peers that are up.
+    pub fn addresses_to_connect(&self, seeds: &[String]) -> Vec<String> {
+        let state = self.read();
+        let connected: BTreeSet<&str> = state
+            .peers
+            .iter()
+            .filter(|(node, _)| self.peer_up(&state, node))
+            .map(|(_, p)| p.addr.as_str())
+            .collect();
+        let mut out: Vec<String> = state
+            .view
+            .members
+            .iter()
+            .filter(|(node, _)| **node != self.inner.node)
+            .map(|(_, addr)| addr.clone())
+            .chain(seeds.iter().cloned())
+            .filter(|addr| *addr != self.inner.addr && !connected.contains(addr.as_str()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Drops (or restores) all traffic with `peers` (fault injection for partition tests).
+    pub fn set_blocked(&self, peers: BTreeSet<String>) {
+        let mut state = self.write();
+        for peer in &peers {
+            state.peers.remove(peer);
+        }
+        tracing::warn!(
+            ?peers,
+            "fault injection: traffic with these peers is dropped"
+        );
+        state.blocked = peers;
+    }
+
+    /// Peers whose traffic is dropped.
+    pub fn blocked(&self) -> BTreeSet<String> {
+        self.read().blocked.clone()
+    }
+
+    /// Whether traffic with `node` is dropped.
+    pub fn blocks(&self, node: &str) -> bool {
+        self.read().blocked.contains(node)
+    }
+
+    /// Members with their status, for the operator's view.
+    pub fn members(&self) -> Vec<(String, String, bool)> {
+        let state = self.read();
+        state
+            .view
+            .members
+            .iter()
+            .map(|(node, addr)| {
+                let up = *node == self.inner.node || self.peer_up(&state, node);
+                (node.clone(), addr.clone(), up)
+            })
+            .collect()
+    }
+
+    /// Peers heard from recently (members or not), for heartbeats and metrics.
+    pub fn peers_up(&self) -> Vec<String> {
+        let state = self.read();
+        state
+            .peers
+            .keys()
+            .filter(|node| self.peer_up(&state, node))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn set_gateway(&self, gateway: ActorRef<GatewayMessage>) {
+        let _ = self.inner.gateway.set(gateway);
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Decodes a reply from `node`.
+fn decode_reply<T: DeserializeOwned>(node: &str, bytes: &[u8]) -> Result<T, CallError> {
+    decode(bytes).map_err(|e| CallError::Unavailable(format!("node {node}: {e}")))
+}
+
+/// Encodes a served reply.
+pub(crate) fn done<T: Serialize>(value: &T) -> Answer {
+    match encode(value) {
+        Ok(bytes) => Answer::Done(bytes),
+        Err(e) => Answer::Unavailable(e.to_string()),
+    }
+}
+
+/// Marks a locally served request for a tag as in progress until dropped, so a membership
+/// change can wait for the requests on the tags it moves.
+pub struct InFlight {
+    inner: Arc<Inner>,
+    tag: String,
+}
+
+impl InFlight {
+    fn start(inner: &Arc<Inner>, tag: &str) -> Self {
+        let mut map = inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(tag.to_owned()).or_default() += 1;
+        Self {
+            inner: inner.clone(),
+            tag: tag.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.tag) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.tag);
+            }
+        }
+    }
+}

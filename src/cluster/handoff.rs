@@ -1,0 +1,276 @@
+//! Membership changes (join, drain) and the handoff of records that comes with them.
+//!
+//! The node that receives a join or drain coordinates it, in three phases over every node of
+//! the old and new view (all must be up, or the change is refused):
+//!
+//! 1. **Prepare**: each node freezes the tags whose owner changes (requests for them get 503),
+//!    waits for requests in progress on them to finish, and stops their actors.
+//! 2. **Transfer**: each old owner sends the records of its moving tags to their new owner,
+//!    which writes them durably before answering.
+//! 3. **Commit**: each node adopts the new view (the next epoch), deletes the records it no
+//!    longer owns, and activates what it received (holds keep expiring, sagas resume).
+//!
+//! A node that misses the commit adopts the new view from the next heartbeat of one that has it.
+
+use super::gateway::Services;
+use super::placement::tag_of_key;
+use super::wire::{Answer, CallBody};
+use super::{Cluster, View};
+use crate::persistence::WriteBatch;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Largest batch of records in one message (well under the transport's 16 MiB frame limit).
+const CHUNK_BYTES: usize = 1 << 20;
+/// How long a prepare waits for requests in progress on moving tags.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Serializes the changes this node coordinates.
+static CHANGING: Mutex<()> = Mutex::const_new(());
+
+/// Coordinates a change of membership from the current view to `next`.
+pub async fn change(cluster: &Cluster, services: &Services, next: View) -> Result<View, String> {
+    let _one_at_a_time = CHANGING.lock().await;
+    let current = cluster.view();
+    if next.epoch != current.epoch + 1 {
+        return Err("the cluster changed meanwhile; retry".into());
+    }
+    let mut nodes: Vec<String> = current
+        .members
+        .keys()
+        .chain(next.members.keys())
+        .cloned()
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    if let Some(down) = nodes.iter().find(|n| !cluster.is_up(n)) {
+        return Err(format!(
+            "node {down} is unreachable; membership can change only while every member is up"
+        ));
+    }
+    tracing::info!(
+        from = current.epoch,
+        to = next.epoch,
+        ?nodes,
+        "membership change starts"
+    );
+    let mut prepared = Vec::new();
+    for node in &nodes {
+        match ask(cluster, services, node, CallBody::Prepare(next.clone())).await {
+            Ok(()) => prepared.push(node.clone()),
+            Err(e) => {
+                for node in &prepared {
+                    let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
+                }
+                metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
+                    .increment(1);
+                return Err(format!("node {node} could not prepare: {e}"));
+            }
+        }
+    }
+    for node in current.members.keys() {
+        if let Err(e) = ask(cluster, services, node, CallBody::Transfer(next.clone())).await {
+            for node in &nodes {
+                let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
+            }
+            metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
+                .increment(1);
+            return Err(format!("node {node} could not hand over its records: {e}"));
+        }
+    }
+    for node in &nodes {
+        if let Err(e) = ask(cluster, services, node, CallBody::Commit(next.clone())).await {
+            // It adopts the view from a heartbeat; its records are already handed over.
+            tracing::warn!(node, error = %e, "commit not delivered; the node catches up by heartbeat");
+        }
+    }
+    metrics::counter!("contrail_cluster_handoffs_total", "result" => "committed").increment(1);
+    tracing::info!(epoch = next.epoch, "membership change committed");
+    Ok(next)
+}
+
+/// Runs one phase on `node` (this node directly, others through their gateway).
+async fn ask(
+    cluster: &Cluster,
+    services: &Services,
+    node: &str,
+    body: CallBody,
+) -> Result<(), String> {
+    if node == cluster.node() {
+        return match handle(cluster, services, body).await {
+            Answer::Done(_) => Ok(()),
+            Answer::Unavailable(why) => Err(why),
+            Answer::NotOwner(_) => Err("not a participant".into()),
+        };
+    }
+    let gateway = cluster
+        .peer_gateway(node)
+        .ok_or_else(|| format!("node {node} is unreachable"))?;
+    cluster
+        .call(node, &gateway, body)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Handles one phase of a change on this node.
+pub async fn handle(cluster: &Cluster, services: &Services, body: CallBody) -> Answer {
+    let result = match body {
+        CallBody::Prepare(next) => prepare(cluster, next).await,
+        CallBody::Transfer(next) => transfer(cluster, services, next).await,
+        CallBody::Records { next, records } => receive(cluster, &next, records).await,
+        CallBody::Commit(next) => {
+            apply(cluster, services, next);
+            Ok(())
+        }
+        CallBody::Abort(next) => {
+            abort(cluster, services, &next);
+            Ok(())
+        }
+        _ => Err("not a handoff message".into()),
+    };
+    match result {
+        Ok(()) => Answer::Done(Vec::new()),
+        Err(why) => Answer::Unavailable(why),
+    }
+}
+
+async fn prepare(cluster: &Cluster, next: View) -> Result<(), String> {
+    let current = cluster.view();
+    if next.epoch <= current.epoch {
+        return Err("this change is older than the adopted view".into());
+    }
+    if !cluster.begin_move(next.clone()) {
+        return Err("another membership change is in progress".into());
+    }
+    let deadline = Instant::now() + DRAIN_WAIT;
+    while cluster.busy_moving(&current, &next) {
+        if Instant::now() >= deadline {
+            cluster.end_move(&next);
+            return Err("requests on moving entities did not finish in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Stop the actors of moving entities: their state is on disk, and nothing may write it here
+    // any more.
+    for name in ractor::registry::registered() {
+        let Some(tag) = tag_of_key(&name) else {
+            continue;
+        };
+        if current.owner(&tag) == Some(cluster.node())
+            && current.moves(&next, &tag)
+            && let Some(actor) = ractor::registry::where_is(name.clone())
+        {
+            let _ = actor
+                .stop_and_wait(Some("handed over".into()), Some(DRAIN_WAIT))
+                .await;
+        }
+    }
+    Ok(())
+}
+
+async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<(), String> {
+    let current = cluster.view();
+    let me = cluster.node();
+    let mut outgoing: std::collections::BTreeMap<String, Vec<Vec<(String, Vec<u8>)>>> =
+        Default::default();
+    let mut sizes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut moved = 0usize;
+    for entry in cluster.store().raw_entries() {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let Some(tag) = tag_of_key(&key) else {
+            continue;
+        };
+        if current.owner(&tag) != Some(me) {
+            continue;
+        }
+        let Some(dest) = next.owner(&tag).filter(|d| *d != me) else {
+            continue;
+        };
+        let chunks = outgoing.entry(dest.to_owned()).or_default();
+        let size = sizes.entry(dest.to_owned()).or_default();
+        if chunks.is_empty() || *size + key.len() + value.len() > CHUNK_BYTES {
+            chunks.push(Vec::new());
+            *size = 0;
+        }
+        *size += key.len() + value.len();
+        moved += 1;
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push((key, value));
+        }
+    }
+    for (dest, chunks) in outgoing {
+        for records in chunks {
+            let body = CallBody::Records {
+                next: next.clone(),
+                records,
+            };
+            Box::pin(ask(cluster, services, &dest, body)).await?;
+        }
+    }
+    tracing::info!(records = moved, epoch = next.epoch, "records handed over");
+    Ok(())
+}
+
+async fn receive(
+    cluster: &Cluster,
+    next: &View,
+    records: Vec<(String, Vec<u8>)>,
+) -> Result<(), String> {
+    if !cluster.is_moving_to(next) {
+        return Err("no such change is prepared here".into());
+    }
+    let mut batch = WriteBatch::new();
+    for (key, value) in &records {
+        batch.put_raw(key, value.clone());
+    }
+    let durable = cluster.store().commit(batch).map_err(|e| e.to_string())?;
+    durable.await.map_err(|e| e.to_string())
+}
+
+/// Adopts `view` (from a commit or a heartbeat) and settles the local store to it: records no
+/// longer owned here are deleted, received entities are activated.
+pub fn apply(cluster: &Cluster, services: &Services, view: View) {
+    if !cluster.adopt(view) {
+        return;
+    }
+    settle(cluster, services);
+}
+
+fn abort(cluster: &Cluster, services: &Services, next: &View) {
+    if cluster.end_move(next) {
+        tracing::warn!(epoch = next.epoch, "membership change aborted");
+        settle(cluster, services);
+    }
+}
+
+/// Deletes records this node does not own under its view, then activates entities with live
+/// holds or unfinished sagas (received ones included).
+fn settle(cluster: &Cluster, services: &Services) {
+    let view = cluster.view();
+    let me = cluster.node().to_owned();
+    let mut batch = WriteBatch::new();
+    let mut dropped = 0usize;
+    for entry in cluster.store().raw_entries() {
+        let Ok((key, _)) = entry else { continue };
+        if let Some(tag) = tag_of_key(&key)
+            && view.owner(&tag) != Some(me.as_str())
+        {
+            batch.delete(&key);
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        match cluster.store().commit(batch) {
+            Ok(durable) => drop(durable),
+            Err(e) => tracing::error!(error = %e, "records handed over could not be deleted"),
+        }
+        tracing::info!(
+            records = dropped,
+            "deleted records now owned by other nodes"
+        );
+    }
+    let services = services.clone();
+    tokio::spawn(async move { services.recover().await });
+}

@@ -1,0 +1,160 @@
+//! The membership loops of a clustered node: heartbeats to every peer (a peer silent for
+//! `down_after` counts as down), reconnects with backoff to seeds and members (the transport
+//! does not reconnect by itself), joining through a seed until this node is a member, and
+//! publishing this node's flights to the search read model of every peer.
+
+use super::gateway::Services;
+use super::wire::{CallBody, Cast, GatewayMessage, encode};
+use super::{Cluster, GATEWAYS, gateway_group};
+use crate::actors::search_index::SharedIndex;
+use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// First and largest delay between connection attempts to one address.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(5));
+/// Flights per search-index message.
+const INDEX_CHUNK: usize = 500;
+
+/// Starts the loops; they run until the returned tasks are aborted.
+pub fn spawn(
+    cluster: Cluster,
+    server: ActorRef<NodeServerMessage>,
+    seeds: Vec<String>,
+    services: Services,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(heartbeats(cluster.clone(), services)),
+        tokio::spawn(connections(cluster.clone(), server, seeds)),
+        tokio::spawn(join(cluster)),
+    ]
+}
+
+/// Casts one message to every peer gateway except blocked ones (and this node's own).
+pub fn broadcast(cluster: &Cluster, cast: &Cast) {
+    let Ok(bytes) = encode(cast) else { return };
+    for gateway in peer_gateways(cluster) {
+        let _ = gateway.cast(GatewayMessage::Cast(bytes.clone()));
+    }
+}
+
+fn peer_gateways(cluster: &Cluster) -> Vec<ActorRef<GatewayMessage>> {
+    let mut excluded: BTreeSet<ractor::ActorId> = BTreeSet::new();
+    excluded.extend(
+        ractor::pg::get_members(&gateway_group(cluster.node()))
+            .iter()
+            .map(|c| c.get_id()),
+    );
+    for node in cluster.blocked() {
+        excluded.extend(
+            ractor::pg::get_members(&gateway_group(&node))
+                .iter()
+                .map(|c| c.get_id()),
+        );
+    }
+    ractor::pg::get_members(&GATEWAYS.to_owned())
+        .into_iter()
+        .filter(|c| !excluded.contains(&c.get_id()))
+        .map(ActorRef::from)
+        .collect()
+}
+
+async fn heartbeats(cluster: Cluster, services: Services) {
+    let mut every = tokio::time::interval(cluster.timing().heartbeat);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut serving = false;
+    loop {
+        every.tick().await;
+        broadcast(
+            &cluster,
+            &Cast::Heartbeat {
+                from: cluster.node().to_owned(),
+                addr: cluster.addr().to_owned(),
+                view: cluster.view(),
+            },
+        );
+        // A peer that comes up (first contact or after an outage) gets this node's flights
+        // for its search read model; later changes follow as they happen.
+        let up: BTreeSet<String> = cluster.peers_up().into_iter().collect();
+        if up.iter().any(|p| !seen.contains(p)) {
+            publish_owned(&cluster, &services.index);
+        }
+        // On regaining a majority (or reaching it after start-up) the entities that must run
+        // (live holds, unfinished sagas) are activated: while cut off they could not be.
+        let now_serving = cluster.serving();
+        if now_serving && !serving {
+            let services = services.clone();
+            tokio::spawn(async move { services.recover().await });
+        }
+        serving = now_serving;
+        metrics::gauge!("contrail_cluster_members_up")
+            .set(cluster.members().iter().filter(|(_, _, up)| *up).count() as f64);
+        seen = up;
+    }
+}
+
+/// Sends the summaries of the flights this node owns to every peer.
+pub fn publish_owned(cluster: &Cluster, index: &SharedIndex) {
+    let view = cluster.view();
+    let owned: Vec<_> = index
+        .read()
+        .all()
+        .filter(|s| view.owner(s.flight.id.tag()) == Some(cluster.node()))
+        .cloned()
+        .collect();
+    for chunk in owned.chunks(INDEX_CHUNK) {
+        broadcast(cluster, &Cast::Index(chunk.to_vec()));
+    }
+}
+
+async fn connections(cluster: Cluster, server: ActorRef<NodeServerMessage>, seeds: Vec<String>) {
+    let mut next_try: HashMap<String, (Instant, Duration)> = HashMap::new();
+    let mut every = tokio::time::interval(BACKOFF.0);
+    loop {
+        every.tick().await;
+        let now = Instant::now();
+        let wanted = cluster.addresses_to_connect(&seeds);
+        next_try.retain(|addr, _| wanted.contains(addr));
+        for addr in wanted {
+            let (at, delay) = next_try.get(&addr).copied().unwrap_or((now, BACKOFF.0));
+            if at > now {
+                continue;
+            }
+            let attempt =
+                tokio::time::timeout(BACKOFF.1, ractor_cluster::client_connect(&server, &addr))
+                    .await;
+            if let Ok(Err(e)) = &attempt {
+                tracing::debug!(%addr, error = %e, "cluster connection failed; retrying with backoff");
+            }
+            next_try.insert(addr, (now + delay, (delay * 2).min(BACKOFF.1)));
+        }
+    }
+}
+
+async fn join(cluster: Cluster) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if cluster.view().contains(cluster.node()) {
+            return;
+        }
+        let Some(peer) = cluster.peers_up().into_iter().next() else {
+            continue;
+        };
+        let Some(gateway) = cluster.peer_gateway(&peer) else {
+            continue;
+        };
+        tracing::info!(through = %peer, "asking to join the cluster");
+        let body = CallBody::Join {
+            node: cluster.node().to_owned(),
+            addr: cluster.addr().to_owned(),
+        };
+        if let Err(e) = cluster.call(&peer, &gateway, body).await {
+            tracing::warn!(through = %peer, error = %e, "join refused for now; retrying");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `/api/v1/cluster` (admin): the operator's view of membership, draining a node, and (only
+//! with `cluster.fault_injection`) cutting links for partition tests.
+
+use super::auth::with_role;
+use super::error::ApiError;
+use super::{Ctx, Handled, Response, body, json, with};
+use crate::cluster::View;
+use crate::cluster::gateway::EntityCounts;
+use crate::cluster::wire::{CallBody, Gather};
+use crate::domain::user::{Role, User};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+/// One cluster member.
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    node_id: String,
+    addr: String,
+    /// `up` or `down` as seen from the answering node.
+    status: &'static str,
+    /// The epoch of the view under which the member owns its entities.
+    epoch: u64,
+    /// What the member stores (absent when it cannot be asked).
+    entities: Option<EntityCounts>,
+}
+
+/// The operator's view of the cluster.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterView {
+    node_id: String,
+    epoch: u64,
+    /// Whether the answering node is a member and reaches a majority.
+    serving: bool,
+    members: Vec<MemberView>,
+}
+
+/// `{"node_id": "node-b"}`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    node_id: String,
+}
+
+/// `{"blocked": ["node-b"]}`: the peers whose traffic this node drops from now on.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    blocked: BTreeSet<String>,
+}
+
+pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let view = warp::path!("api" / "v1" / "cluster")
+        .and(warp::get())
+        .and(with_role(ctx.clone(), Role::Admin))
+        .and(with(ctx.clone()))
+        .and_then(view);
+    let drain = warp::path!("api" / "v1" / "cluster" / "drain")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Admin))
+        .and(with(ctx.clone()))
+        .and(body::json())
+        .and_then(drain);
+    let faults = warp::path!("api" / "v1" / "cluster" / "faults")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Admin))
+        .and(with(ctx))
+        .and(body::json())
+        .and_then(faults);
+    view.or(drain).unify().or(faults).unify()
+}
+
+/// The cluster's members with status, epoch and entity counts (admin).
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, body = ClusterView), (status = 403)))]
+async fn view(_admin: User, ctx: Ctx) -> Handled {
+    let cluster = &ctx.cluster;
+    let current = cluster.view();
+    let mut members = Vec::new();
+    for (node, addr, up) in cluster.members() {
+        let entities = if node == cluster.node() {
+            Some(ctx.services.counts())
+        } else if let (true, Some(gateway)) = (up, cluster.peer_gateway(&node)) {
+            let body = CallBody::Gather(Gather::Counts);
+            match cluster.call(&node, &gateway, body).await {
+                Ok(bytes) => crate::cluster::wire::decode(&bytes).ok(),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        members.push(MemberView {
+            node_id: node,
+            addr,
+            status: if up { "up" } else { "down" },
+            epoch: current.epoch,
+            entities,
+        });
+    }
+    Ok(json(
+        StatusCode::OK,
+        &ClusterView {
+            node_id: cluster.node().to_owned(),
+            epoch: current.epoch,
+            serving: cluster.serving(),
+            members,
+        },
+    ))
+}
+
+/// Moves a member's entities to the others and removes it from the cluster (admin); the
+/// drained node can then be stopped with nothing lost. 503 while any member is down.
+#[utoipa::path(post, path = "/api/v1/cluster/drain", tag = "ops", security(("bearer" = [])),
+    request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 400), (status = 403), (status = 503)))]
+async fn drain(_admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
+    let cluster = &ctx.cluster;
+    let current = cluster.view();
+    if !current.contains(&req.node_id) {
+        return Err(
+            ApiError::InvalidRequest(format!("node_id: {} is not a member", req.node_id)).into(),
+        );
+    }
+    if current.members.len() < 2 {
+        return Err(
+            ApiError::InvalidRequest("node_id: the last member cannot be drained".into()).into(),
+        );
+    }
+    let next: View =
+        crate::cluster::handoff::change(cluster, &ctx.services, current.without(&req.node_id))
+            .await
+            .map_err(ApiError::Unavailable)?;
+    tracing::info!(node = %req.node_id, epoch = next.epoch, "node drained");
+    view(_admin, ctx).await
+}
+
+/// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).
+#[utoipa::path(post, path = "/api/v1/cluster/faults", tag = "ops", security(("bearer" = [])),
+    request_body = FaultRequest, responses((status = 204), (status = 404)))]
+async fn faults(_admin: User, ctx: Ctx, req: FaultRequest) -> Handled {
+    if !ctx.settings.cluster.fault_injection {
+        return Err(ApiError::NotFound.into());
+    }
+    ctx.cluster.set_blocked(req.blocked);
+    Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+}

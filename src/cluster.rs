@@ -32,6 +32,7 @@ use ractor::ActorRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -216,14 +217,16 @@ impl Cluster {
     }
 
     /// Runs a request for `tag` where it belongs: `local` here, or `request` on the owner.
-    pub async fn run<T, E, F>(
+    ///
+    /// `local` is boxed: facades nest (an order's saga calls flights), and unboxed nested
+    /// futures grow with every level.
+    pub async fn run<'a, T, E>(
         &self,
         tag: &str,
         request: impl FnOnce() -> Request,
-        local: F,
+        local: Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>,
     ) -> Result<T, E>
     where
-        F: Future<Output = Result<T, E>>,
         T: DeserializeOwned,
         E: DeserializeOwned + From<CallError>,
     {

@@ -208,7 +208,7 @@ impl Accounts {
         let tag = user.id.tag().to_owned();
         let request = || Request::CreateUser(user.clone());
         self.cluster
-            .run(&tag, request, self.create_local(user.clone()))
+            .run(&tag, request, Box::pin(self.create_local(user.clone())))
             .await
     }
 
@@ -229,7 +229,11 @@ impl Accounts {
             Ok(email) => {
                 let local = async { self.by_email_local(&email) };
                 self.cluster
-                    .run(&email.tag(), || Request::UserByEmail(email.clone()), local)
+                    .run(
+                        &email.tag(),
+                        || Request::UserByEmail(email.clone()),
+                        Box::pin(local),
+                    )
                     .await?
             }
             Err(_) => None,
@@ -262,7 +266,7 @@ impl Accounts {
     pub async fn get(&self, id: &UserId) -> Result<Option<User>, AccountError> {
         let local = async { self.get_local(id) };
         self.cluster
-            .run(id.tag(), || Request::GetUser(id.clone()), local)
+            .run(id.tag(), || Request::GetUser(id.clone()), Box::pin(local))
             .await
     }
 
@@ -279,7 +283,7 @@ impl Accounts {
             .run(
                 &tag,
                 request,
-                self.set_roles_local(id.clone(), roles.clone()),
+                Box::pin(self.set_roles_local(id.clone(), roles.clone())),
             )
             .await
     }

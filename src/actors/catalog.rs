@@ -232,7 +232,9 @@ impl Catalog {
     pub async fn create_airport(&self, airport: Airport) -> Result<Airport, CatalogError> {
         let request = || Request::CreateAirport(airport.clone());
         let local = self.create_airport_local(airport.clone());
-        self.cluster.run(CATALOG_TAG, request, local).await
+        self.cluster
+            .run(CATALOG_TAG, request, Box::pin(local))
+            .await
     }
 
     /// Adds an airport on this node.
@@ -245,7 +247,7 @@ impl Catalog {
     pub async fn list_airports(&self) -> Result<Vec<Airport>, CatalogError> {
         let local = self.list_airports_local();
         self.cluster
-            .run(CATALOG_TAG, || Request::ListAirports, local)
+            .run(CATALOG_TAG, || Request::ListAirports, Box::pin(local))
             .await
     }
 
@@ -258,7 +260,9 @@ impl Catalog {
     pub async fn create_aircraft(&self, aircraft: Aircraft) -> Result<Aircraft, CatalogError> {
         let request = || Request::CreateAircraft(aircraft.clone());
         let local = self.create_aircraft_local(aircraft.clone());
-        self.cluster.run(CATALOG_TAG, request, local).await
+        self.cluster
+            .run(CATALOG_TAG, request, Box::pin(local))
+            .await
     }
 
     /// Adds an aircraft type on this node.
@@ -275,11 +279,14 @@ impl Catalog {
     pub async fn create_flight(&self, draft: FlightDraft) -> Result<FlightSummary, CatalogError> {
         let request = || Request::PlanFlight(draft.clone());
         let local = self.plan_flight_local(draft.clone());
-        let flight = self.cluster.run(CATALOG_TAG, request, local).await?;
+        let flight = self
+            .cluster
+            .run(CATALOG_TAG, request, Box::pin(local))
+            .await?;
         let tag = flight.id.tag().to_owned();
         let request = || Request::AdmitFlight(flight.clone());
         let local = self.admit_flight_local(flight.clone());
-        self.cluster.run(&tag, request, local).await
+        self.cluster.run(&tag, request, Box::pin(local)).await
     }
 
     /// Plans a flight against the catalog stored on this node.

@@ -68,7 +68,11 @@ impl<E: Entity> Directory<E> {
     pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let remote = || E::remote(id.clone(), cmd.clone());
         self.cluster
-            .run(E::tag(id), remote, self.call_local(id, cmd.clone()))
+            .run(
+                E::tag(id),
+                remote,
+                Box::pin(self.call_local(id, cmd.clone())),
+            )
             .await
     }
 

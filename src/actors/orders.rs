@@ -86,7 +86,7 @@ impl Orders {
             fingerprint.clone(),
             idempotency_key,
         );
-        self.cluster.run(user.tag(), request, local).await
+        self.cluster.run(user.tag(), request, Box::pin(local)).await
     }
 
     /// Pays an order on the customer's node (see [`Orders::pay_local`]).
@@ -104,7 +104,7 @@ impl Orders {
             key: idempotency_key.map(str::to_owned),
         };
         let local = self.pay_local(user, order, token.clone(), idempotency_key);
-        self.cluster.run(user.tag(), request, local).await
+        self.cluster.run(user.tag(), request, Box::pin(local)).await
     }
 
     /// Places an order on this node: all segments held, or none (and an error).
@@ -258,7 +258,7 @@ impl Orders {
     pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
         let local = async { self.get_local(id) };
         self.cluster
-            .run(id.tag(), || Request::GetOrder(id.clone()), local)
+            .run(id.tag(), || Request::GetOrder(id.clone()), Box::pin(local))
             .await
     }
 
@@ -271,7 +271,11 @@ impl Orders {
     pub async fn list(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
         let local = async { self.list_local(user) };
         self.cluster
-            .run(user.tag(), || Request::OrdersOf(user.clone()), local)
+            .run(
+                user.tag(),
+                || Request::OrdersOf(user.clone()),
+                Box::pin(local),
+            )
             .await
     }
 
@@ -358,7 +362,7 @@ impl Orders {
     pub async fn ticket(&self, id: &TicketId) -> Result<Option<TicketRecord>, OrderError> {
         let local = async { self.ticket_local(id) };
         self.cluster
-            .run(id.tag(), || Request::GetTicket(id.clone()), local)
+            .run(id.tag(), || Request::GetTicket(id.clone()), Box::pin(local))
             .await
     }
 
@@ -371,7 +375,11 @@ impl Orders {
     pub async fn tickets_of(&self, user: &UserId) -> Result<Vec<TicketRecord>, OrderError> {
         let local = async { self.tickets_of_local(user) };
         self.cluster
-            .run(user.tag(), || Request::TicketsOf(user.clone()), local)
+            .run(
+                user.tag(),
+                || Request::TicketsOf(user.clone()),
+                Box::pin(local),
+            )
             .await
     }
 
@@ -381,7 +389,11 @@ impl Orders {
             notification::list(&self.store, user).map_err(|e| OrderError::Storage(e.to_string()))
         };
         self.cluster
-            .run(user.tag(), || Request::NotificationsOf(user.clone()), local)
+            .run(
+                user.tag(),
+                || Request::NotificationsOf(user.clone()),
+                Box::pin(local),
+            )
             .await
     }
 

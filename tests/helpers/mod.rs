@@ -35,6 +35,29 @@ pub struct TestApp {
     settings: Settings,
 }
 
+/// A client of a node started elsewhere (a child process), at `base`.
+pub fn client_of(base: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = settings(dir.path());
+    TestApp {
+        node: None,
+        base: base.to_owned(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        dir,
+        settings,
+    }
+}
+
+impl TestApp {
+    /// Another client of the same node (for concurrent tasks).
+    pub fn clone_client(&self) -> TestApp {
+        client_of(&self.base)
+    }
+}
+
 /// A node with default test settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

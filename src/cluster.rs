@@ -93,6 +93,14 @@ struct State {
     peers: HashMap<String, Peer>,
     /// Peers whose traffic is dropped (fault injection for partition tests).
     blocked: BTreeSet<String>,
+    /// When the injected fault heals by itself.
+    blocked_until: Option<Instant>,
+}
+
+impl State {
+    fn blocks(&self, node: &str) -> bool {
+        self.blocked.contains(node) && self.blocked_until.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 /// A handle on the node's cluster membership; cheap to clone.
@@ -403,7 +411,7 @@ impl Cluster {
             return;
         }
         let mut state = self.write();
-        if state.blocked.contains(node) {
+        if state.blocks(node) {
             return;
         }
         let was_up = state
@@ -428,7 +436,7 @@ impl Cluster {
     }
 
     fn peer_up(&self, state: &State, node: &str) -> bool {
-        !state.blocked.contains(node)
+        !state.blocks(node)
             && state
                 .peers
                 .get(node)
@@ -484,7 +492,7 @@ impl Cluster {
     }
 
     /// Drops (or restores) all traffic with `peers` (fault injection for partition tests).
-    pub fn set_blocked(&self, peers: BTreeSet<String>) {
+    pub fn set_blocked(&self, peers: BTreeSet<String>, duration: Duration) {
         let mut state = self.write();
         for peer in &peers {
             state.peers.remove(peer);
@@ -494,16 +502,23 @@ impl Cluster {
             "fault injection: traffic with these peers is dropped"
         );
         state.blocked = peers;
+        state.blocked_until = Some(Instant::now() + duration);
     }
 
     /// Peers whose traffic is dropped.
     pub fn blocked(&self) -> BTreeSet<String> {
-        self.read().blocked.clone()
+        let state = self.read();
+        state
+            .blocked
+            .iter()
+            .filter(|n| state.blocks(n))
+            .cloned()
+            .collect()
     }
 
     /// Whether traffic with `node` is dropped.
     pub fn blocks(&self, node: &str) -> bool {
-        self.read().blocked.contains(node)
+        self.read().blocks(node)
     }
 
     /// Members with their status, for the operator's view.

@@ -44,12 +44,17 @@ pub struct DrainRequest {
     node_id: String,
 }
 
-/// `{"blocked": ["node-b"]}`: the peers whose traffic this node drops from now on.
+/// `{"blocked": ["node-b"], "for_ms": 5000}`: the peers whose traffic this node drops, and
+/// for how long (at most a minute; the fault heals by itself).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     blocked: BTreeSet<String>,
+    for_ms: u64,
 }
+
+/// The longest fault that can be injected.
+const MAX_FAULT_MS: u64 = 60_000;
 
 pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let view = warp::path!("api" / "v1" / "cluster")
@@ -142,6 +147,10 @@ async fn faults(_admin: User, ctx: Ctx, req: FaultRequest) -> Handled {
     if !ctx.settings.cluster.fault_injection {
         return Err(ApiError::NotFound.into());
     }
-    ctx.cluster.set_blocked(req.blocked);
+    if req.for_ms == 0 || req.for_ms > MAX_FAULT_MS {
+        return Err(ApiError::InvalidRequest(format!("for_ms: must be 1..={MAX_FAULT_MS}")).into());
+    }
+    ctx.cluster
+        .set_blocked(req.blocked, std::time::Duration::from_millis(req.for_ms));
     Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
 }

@@ -258,9 +258,8 @@ impl Cluster {
         }
     }
 
-    /// Sends `body` to `node`'s gateway and returns the encoded reply. A `NotOwner` answer with
-    /// a newer view is adopted (the caller's request then fails with 503 and a retry routes by
-    /// the new view).
+    /// Sends `body` to `node`'s gateway and returns the encoded reply (a `NotOwner` answer is a
+    /// 503: the retry routes by the newer view, which the next heartbeat brings).
     pub async fn call(
         &self,
         node: &str,
@@ -294,12 +293,11 @@ impl Cluster {
         })?;
         match decode::<Answer>(&answer) {
             Ok(Answer::Done(reply)) => Ok(reply),
-            Ok(Answer::NotOwner(view)) => {
-                self.adopt(view);
-                Err(CallError::Unavailable(
-                    "ownership changed; retry shortly".into(),
-                ))
-            }
+            // The newer view arrives with the next heartbeat (adopting it here would skip the
+            // handoff's settling of the local store).
+            Ok(Answer::NotOwner(_)) => Err(CallError::Unavailable(
+                "ownership changed; retry shortly".into(),
+            )),
             Ok(Answer::Unavailable(why)) => Err(CallError::Unavailable(why)),
             Err(e) => Err(CallError::Unavailable(format!("node {node}: {e}"))),
         }
@@ -331,8 +329,9 @@ impl Cluster {
         Ok(answers)
     }
 
-    /// Adopts `view` if it is newer than the adopted one (and persists it).
-    pub fn adopt(&self, view: View) -> bool {
+    /// Adopts `view` if it is newer than the adopted one (and persists it). Only through
+    /// `handoff::apply`, which settles the local store to the new view.
+    pub(crate) fn adopt(&self, view: View) -> bool {
         {
             let state = self.read();
             if view.epoch <= state.view.epoch {

@@ -43,7 +43,11 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let echo = std::env::var_os("TEST_NODE_LOG").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
                 if let Some(addr) = serde_json::from_str::<Value>(&line)
                     .ok()
                     .and_then(|v| v["http_addr"].as_str().map(str::to_owned))

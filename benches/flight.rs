@@ -5,6 +5,7 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use contrail::actors::flight::{FlightActor, FlightCommand, FlightMessage};
 use contrail::actors::search_index::{SearchIndexActor, SharedIndex};
+use contrail::cluster::Cluster;
 use contrail::domain::aircraft::{Cabin, Layout};
 use contrail::domain::flight::{Flight, FlightDraft};
 use contrail::domain::ids::{AircraftId, FlightId, OrderId, UserId};
@@ -96,7 +97,8 @@ async fn flight_actor(store: Store) -> ractor::ActorRef<FlightMessage> {
     let mut batch = WriteBatch::new();
     batch.put(&keys::flight(&flight.id), &flight).expect("put");
     store.commit(batch).expect("commit").await.expect("durable");
-    let (index, _) = Actor::spawn(None, SearchIndexActor, SharedIndex::default())
+    let cluster = Cluster::alone(store.clone(), Duration::from_secs(5)).expect("cluster");
+    let (index, _) = Actor::spawn(None, SearchIndexActor { cluster }, SharedIndex::default())
         .await
         .expect("index");
     let actor = FlightActor {

@@ -41,6 +41,8 @@ use wire::{Answer, Call, CallBody, GatewayMessage, Request, decode, encode};
 
 /// Where the node keeps its view of the cluster.
 const VIEW_KEY: &str = "cluster/view";
+/// The node id of a node without `[cluster]` (a cluster of one).
+pub const SINGLE_NODE: &str = "local";
 /// The process group every gateway joins.
 pub const GATEWAYS: &str = "contrail/gateways";
 
@@ -161,6 +163,16 @@ impl Cluster {
                 gateway: OnceLock::new(),
             }),
         })
+    }
+
+    /// A cluster of one on `store`, as for a node without `[cluster]`.
+    pub fn alone(store: Store, call_timeout: Duration) -> Result<Self, StoreError> {
+        let timing = Timing {
+            heartbeat: Duration::from_secs(1),
+            down_after: Duration::from_secs(2),
+            call_timeout,
+        };
+        Self::open(SINGLE_NODE, "", store, timing, true, false)
     }
 
     /// Whether this node talks to other nodes.

@@ -43,8 +43,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How many call timeouts a caller waits for an order's saga (hold plus compensation, or
 /// charge plus confirmation).
 const SAGA_TIMEOUT_FACTOR: u32 = 3;
-/// The node id of a node without `[cluster]` (a cluster of one).
-pub const SINGLE_NODE: &str = "local";
 /// How often periodic housekeeping (metrics upkeep, idle rate-limit keys) runs.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
@@ -426,7 +424,7 @@ async fn open_cluster(
         call_timeout,
     };
     let (Some(node), Some(listen), Some(cookie)) = (&c.node_id, &c.listen, &c.cookie) else {
-        let cluster = Cluster::open(SINGLE_NODE, "", store.clone(), timing, true, false)?;
+        let cluster = Cluster::alone(store.clone(), call_timeout)?;
         return Ok((cluster, None));
     };
     let addr: SocketAddr = listen

@@ -26,6 +26,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// How long a prepare waits for requests in progress on moving tags.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
+/// Raw records (key, encoded value) in one handoff message.
+type Records = Vec<(String, Vec<u8>)>;
+
 /// Serializes the changes this node coordinates.
 static CHANGING: Mutex<()> = Mutex::const_new(());
 
@@ -173,8 +176,7 @@ async fn prepare(cluster: &Cluster, next: View) -> Result<(), String> {
 async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<(), String> {
     let current = cluster.view();
     let me = cluster.node();
-    let mut outgoing: std::collections::BTreeMap<String, Vec<Vec<(String, Vec<u8>)>>> =
-        Default::default();
+    let mut outgoing: std::collections::BTreeMap<String, Vec<Records>> = Default::default();
     let mut sizes: std::collections::BTreeMap<String, usize> = Default::default();
     let mut moved = 0usize;
     for entry in cluster.store().raw_entries() {

@@ -195,6 +195,11 @@ impl Cluster {
         self.inner.timing
     }
 
+    /// The epoch of the adopted view.
+    pub fn epoch(&self) -> u64 {
+        self.read().view.epoch
+    }
+
     /// The adopted view.
     pub fn view(&self) -> View {
         self.read().view.clone()
@@ -281,7 +286,7 @@ impl Cluster {
         let started = Instant::now();
         let call = Call {
             from: self.inner.node.clone(),
-            epoch: self.read().view.epoch,
+            epoch: self.epoch(),
             body,
         };
         let bytes = encode(&call).map_err(|e| CallError::Unavailable(e.to_string()))?;
@@ -594,37 +599,35 @@ pub(crate) fn done<T: Serialize>(value: &T) -> Answer {
 }
 
 /// Marks a locally served request for a tag as in progress until dropped, so a membership
-/// change can wait for the requests on the tags it moves.
-pub struct InFlight {
-    inner: Arc<Inner>,
-    tag: String,
-}
+/// change can wait for the requests on the tags it moves. A cluster of one never changes
+/// membership, so its requests skip the bookkeeping.
+pub struct InFlight(Option<(Arc<Inner>, String)>);
 
 impl InFlight {
     fn start(inner: &Arc<Inner>, tag: &str) -> Self {
+        if !inner.clustered {
+            return Self(None);
+        }
         let mut map = inner
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *map.entry(tag.to_owned()).or_default() += 1;
-        Self {
-            inner: inner.clone(),
-            tag: tag.to_owned(),
-        }
+        Self(Some((inner.clone(), tag.to_owned())))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut map = self
-            .inner
+        let Some((inner, tag)) = &self.0 else { return };
+        let mut map = inner
             .in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = map.get_mut(&self.tag) {
+        if let Some(count) = map.get_mut(tag) {
             *count -= 1;
             if *count == 0 {
-                map.remove(&self.tag);
+                map.remove(tag);
             }
         }
     }

@@ -6,9 +6,9 @@ use crate::actors::catalog::{Catalog, CatalogActor};
 use crate::actors::directory::Directory;
 use crate::actors::entity::Entity;
 use crate::actors::flight::FlightDirectory;
-use crate::actors::flight::{self, FlightActor, FlightCommand};
+use crate::actors::flight::{self, FlightActor};
 use crate::actors::notification::NotificationActor;
-use crate::actors::order::{OrderActor, OrderCommand};
+use crate::actors::order::OrderActor;
 use crate::actors::orders::Orders;
 use crate::actors::payment::PaymentActor;
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
@@ -18,7 +18,6 @@ use crate::cluster::gateway::{GatewayActor, Services};
 use crate::cluster::{Cluster, Timing, membership};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
-use crate::domain::order::OrderStatus;
 use crate::domain::search::FlightSummary;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimits;
@@ -176,16 +175,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     };
     let (directory, flight_supervisor) =
         entity_directory(&store, flight, &settings, timeout, &cluster).await?;
-    // Flights with holds must run to return lapsed holds to sale (also those that lapsed while
-    // the node was down); the rest activate on demand.
-    let activator = directory.clone();
-    tokio::spawn(async move {
-        for id in with_holds {
-            if let Err(e) = activator.call(&id, FlightCommand::Get).await {
-                tracing::warn!(flight = %id, error = %e, "flight with holds not activated at start-up");
-            }
-        }
-    });
 
     let ticket = TicketActor {
         store: store.clone(),
@@ -229,7 +218,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         Duration::from_secs(settings.booking.hold_ttl_secs),
         cluster.clone(),
     );
-    recover_orders(&orders).await?;
 
     let catalog = CatalogActor {
         store: store.clone(),
@@ -277,6 +265,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         store: store.clone(),
     };
     let _ = services_slot.set(services.clone());
+    // Before the node takes requests (the flights' list was gathered with the search index).
+    services.recover(with_holds).await;
     let mut background = Vec::new();
     if let Some(server) = &node_server {
         background = membership::spawn(
@@ -453,33 +443,6 @@ async fn open_cluster(
     let view = cluster.view();
     tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), "cluster transport listening");
     Ok((cluster, Some(server)))
-}
-
-/// Activates every order with a live hold (re-arming its expiry, also for holds that lapsed
-/// while the node was down) and finishes interrupted saga steps, before the node takes requests.
-async fn recover_orders(orders: &Orders) -> anyhow::Result<()> {
-    let unsettled = orders.unsettled()?;
-    if !unsettled.is_empty() {
-        tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
-    }
-    for (id, status) in unsettled {
-        let outcome = match status {
-            OrderStatus::Held => orders
-                .directory()
-                .activate(&id)
-                .await
-                .map_err(|e| e.to_string()),
-            _ => orders
-                .call(&id, OrderCommand::Recover)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(order = %id, error = %e, "order not recovered yet; it recovers on its next request");
-        }
-    }
-    Ok(())
 }
 
 async fn housekeeping(ctx: Ctx) {

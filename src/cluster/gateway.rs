@@ -8,11 +8,14 @@ use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff};
 use crate::actors::CallError;
 use crate::actors::accounts::Accounts;
 use crate::actors::catalog::Catalog;
-use crate::actors::flight::FlightDirectory;
+use crate::actors::flight::{self, FlightCommand, FlightDirectory};
 use crate::actors::notification;
+use crate::actors::order::OrderCommand;
 use crate::actors::orders::Orders;
 use crate::actors::search_index::SharedIndex;
 use crate::actors::ticket::TicketDirectory;
+use crate::domain::flight::Flight;
+use crate::domain::ids::FlightId;
 use crate::domain::order::OrderStatus;
 use crate::persistence::{Store, keys};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -52,24 +55,24 @@ pub struct EntityCounts {
 }
 
 impl Services {
-    /// Activates entities that must run: flights with holds (their lapsed holds are released)
-    /// and orders with live holds or unfinished saga steps.
-    pub async fn recover(&self) {
-        let owned: Vec<_> = self
-            .store
-            .scan::<crate::domain::flight::Flight>(keys::FLIGHTS)
+    /// The stored flights that have held seats.
+    pub fn flights_with_holds(&self) -> Vec<FlightId> {
+        self.store
+            .scan::<Flight>(keys::FLIGHTS)
             .filter_map(Result::ok)
             .map(|(_, flight)| flight.id)
-            .collect();
-        for id in owned {
-            let holds = crate::actors::flight::load(&self.store, &id)
-                .map(|(_, seats)| seats.has_holds())
-                .unwrap_or(false);
-            if holds {
-                let _ = self
-                    .flights
-                    .call(&id, crate::actors::flight::FlightCommand::Get)
-                    .await;
+            .filter(|id| flight::load(&self.store, id).is_ok_and(|(_, seats)| seats.has_holds()))
+            .collect()
+    }
+
+    /// Activates the entities that must run, at start-up and whenever this node gains entities
+    /// or its majority back: `flights_with_holds` (their lapsed holds are released, also those
+    /// that lapsed while the node was down) and orders with live holds (their expiry is
+    /// re-armed) or unfinished saga steps (finished or compensated).
+    pub async fn recover(&self, flights_with_holds: Vec<FlightId>) {
+        for id in flights_with_holds {
+            if let Err(e) = self.flights.call(&id, FlightCommand::Get).await {
+                tracing::warn!(flight = %id, error = %e, "flight with holds not activated yet");
             }
         }
         let unsettled = match self.orders.unsettled() {
@@ -79,12 +82,15 @@ impl Services {
                 return;
             }
         };
+        if !unsettled.is_empty() {
+            tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
+        }
         for (id, status) in unsettled {
             let outcome = match status {
                 OrderStatus::Held => self.orders.directory().activate(&id).await,
                 _ => self
                     .orders
-                    .call(&id, crate::actors::order::OrderCommand::Recover)
+                    .call(&id, OrderCommand::Recover)
                     .await
                     .map(|_| ())
                     .map_err(|e| CallError::Unavailable(e.to_string())),
@@ -180,7 +186,7 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
     }
     match call.body {
         CallBody::Serve { tag, request } => {
-            let epoch = cluster.view().epoch;
+            let epoch = cluster.epoch();
             if call.epoch < epoch {
                 return Answer::NotOwner(cluster.view());
             }

@@ -176,8 +176,9 @@ async fn prepare(cluster: &Cluster, next: View) -> Result<(), String> {
 async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<(), String> {
     let current = cluster.view();
     let me = cluster.node();
-    let mut outgoing: std::collections::BTreeMap<String, Vec<Records>> = Default::default();
-    let mut sizes: std::collections::BTreeMap<String, usize> = Default::default();
+    // Per new owner: its chunks, and the size of the last one.
+    let mut outgoing: std::collections::BTreeMap<String, (Vec<Records>, usize)> =
+        Default::default();
     let mut moved = 0usize;
     for entry in cluster.store().raw_entries() {
         let (key, value) = entry.map_err(|e| e.to_string())?;
@@ -190,8 +191,7 @@ async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<
         let Some(dest) = next.owner(&tag).filter(|d| *d != me) else {
             continue;
         };
-        let chunks = outgoing.entry(dest.to_owned()).or_default();
-        let size = sizes.entry(dest.to_owned()).or_default();
+        let (chunks, size) = outgoing.entry(dest.to_owned()).or_default();
         if chunks.is_empty() || *size + key.len() + value.len() > CHUNK_BYTES {
             chunks.push(Vec::new());
             *size = 0;
@@ -202,7 +202,7 @@ async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<
             chunk.push((key, value));
         }
     }
-    for (dest, chunks) in outgoing {
+    for (dest, (chunks, _)) in outgoing {
         for records in chunks {
             let body = CallBody::Records {
                 next: next.clone(),
@@ -274,5 +274,8 @@ fn settle(cluster: &Cluster, services: &Services) {
         );
     }
     let services = services.clone();
-    tokio::spawn(async move { services.recover().await });
+    tokio::spawn(async move {
+        let flights = services.flights_with_holds();
+        services.recover(flights).await;
+    });
 }

@@ -66,7 +66,8 @@ async fn heartbeats(cluster: Cluster, services: Services) {
     let mut every = tokio::time::interval(cluster.timing().heartbeat);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut serving = false;
+    // Start-up recovered what it could; only a later gain of the majority needs another pass.
+    let mut serving = cluster.serving();
     loop {
         every.tick().await;
         broadcast(
@@ -88,7 +89,10 @@ async fn heartbeats(cluster: Cluster, services: Services) {
         let now_serving = cluster.serving();
         if now_serving && !serving {
             let services = services.clone();
-            tokio::spawn(async move { services.recover().await });
+            tokio::spawn(async move {
+                let flights = services.flights_with_holds();
+                services.recover(flights).await;
+            });
         }
         serving = now_serving;
         metrics::gauge!("contrail_cluster_members_up")

@@ -2,7 +2,7 @@
 //! cluster's members. Adding a member moves only the tags the new member wins; removing one
 //! moves only the tags it held. Pure functions, property-tested below.
 
-use crate::domain::ids::{TAG_LEN, tag_for, tag_of};
+use crate::domain::ids::{tag_for, tag_of};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The tag of the catalog (airports and aircraft types): one owner serializes its writes.
@@ -41,11 +41,6 @@ pub fn tag_of_key(key: &str) -> Option<String> {
         | "user_ticket" | "idem" | "notification" => id_tag(first),
         _ => None,
     }
-}
-
-/// Whether `tag` looks like a generated one (16 hex digits) rather than a fixed name.
-pub fn is_generated(tag: &str) -> bool {
-    tag.len() == TAG_LEN && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -88,7 +83,7 @@ mod tests {
         let flight = FlightId::generate();
         let seat = keys::seat(&flight, SeatName::parse("12C").expect("seat"));
         assert_eq!(tag_of_key(&keys::flight(&flight)), tag_of_key(&seat));
-        assert!(is_generated(&tag_of_key(&seat).expect("tag")));
+        assert_eq!(tag_of_key(&seat).as_deref(), Some(flight.tag()));
         assert_eq!(tag_of_key("airport/LHR").as_deref(), Some(CATALOG_TAG));
         assert_eq!(tag_of_key("cluster/view"), None);
     }

@@ -119,7 +119,7 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
 /// drained node can then be stopped with nothing lost. 503 while any member is down.
 #[utoipa::path(post, path = "/api/v1/cluster/drain", tag = "ops", security(("bearer" = [])),
     request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 400), (status = 403), (status = 503)))]
-async fn drain(_admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
+async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
     let cluster = &ctx.cluster;
     let current = cluster.view();
     if !current.contains(&req.node_id) {
@@ -137,7 +137,7 @@ async fn drain(_admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
             .await
             .map_err(ApiError::Unavailable)?;
     tracing::info!(node = %req.node_id, epoch = next.epoch, "node drained");
-    view(_admin, ctx).await
+    view(admin, ctx).await
 }
 
 /// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).

@@ -4,7 +4,7 @@ mod helpers;
 
 use helpers::*;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -71,6 +71,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/tickets/{id}", "get"),
         ("/api/v1/notifications", "get"),
         ("/api/v1/cluster", "get"),
+        ("/api/v1/cluster/drain", "post"),
+        ("/api/v1/cluster/faults", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -112,4 +114,26 @@ async fn the_cluster_view_is_for_admins() {
     let r = app.get("/api/v1/cluster", Some(&admin)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["members"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body["members"][0]["status"], "up");
+    assert_eq!(r.body["serving"], true);
+    let drain = json!({"node_id": "local"});
+    let r = app
+        .post("/api/v1/cluster/drain", Some(&customer), drain.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.post("/api/v1/cluster/drain", Some(&admin), drain).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "the last member cannot leave"
+    );
+    let fault = json!({"blocked": ["x"], "for_ms": 1000});
+    let r = app
+        .post("/api/v1/cluster/faults", Some(&admin), fault)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "fault injection is off by default"
+    );
 }

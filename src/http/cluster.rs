@@ -78,7 +78,7 @@ pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection>
 }
 
 /// The cluster's members with status, epoch and entity counts (admin).
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "ops", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/cluster", operation_id = "cluster_view", tag = "ops", security(("bearer" = [])),
     responses((status = 200, body = ClusterView), (status = 403)))]
 async fn view(_admin: User, ctx: Ctx) -> Handled {
     let cluster = &ctx.cluster;
@@ -117,7 +117,7 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
 
 /// Moves a member's entities to the others and removes it from the cluster (admin); the
 /// drained node can then be stopped with nothing lost. 503 while any member is down.
-#[utoipa::path(post, path = "/api/v1/cluster/drain", tag = "ops", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cluster/drain", operation_id = "drain_node", tag = "ops", security(("bearer" = [])),
     request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 400), (status = 403), (status = 503)))]
 async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
     let cluster = &ctx.cluster;
@@ -141,7 +141,7 @@ async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
 }
 
 /// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).
-#[utoipa::path(post, path = "/api/v1/cluster/faults", tag = "ops", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cluster/faults", operation_id = "inject_faults", tag = "ops", security(("bearer" = [])),
     request_body = FaultRequest, responses((status = 204), (status = 404)))]
 async fn faults(_admin: User, ctx: Ctx, req: FaultRequest) -> Handled {
     if !ctx.settings.cluster.fault_injection {

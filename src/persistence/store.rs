@@ -99,10 +99,8 @@ struct Inner {
     flusher: Flusher,
 }
 
-/// How long opening waits for a store that is still locked. sled's background threads let go of
-/// a closed store only after their current flush; on a busy disk (CI running fsync-heavy tests
-/// in parallel) that took longer than 5 s.
-const LOCK_WAIT: Duration = Duration::from_secs(15);
+/// How long opening waits for a store that is still locked.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens sled, waiting briefly while the database is still locked: a store closed a moment ago
 /// in this process is released by sled's own I/O threads just after the close returns. A store
@@ -111,14 +109,19 @@ fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_conflict(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
             other => return other,
         }
     }
+}
+
+/// Whether opening failed because the database is locked. sled 0.34 reports it as an `Other`
+/// I/O error whose message names the lock (the OS's `WouldBlock` is only in the text).
+fn is_lock_conflict(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock")
 }
 
 impl Store {
@@ -287,6 +290,20 @@ mod tests {
         let got: Vec<(String, u32)> = store.scan("a/").collect::<Result<_, _>>()?;
         assert_eq!(got, vec![("1".to_owned(), 1)]);
         assert_eq!(store.get::<String>("b/1"), Ok(Some("x".into())));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_waits_for_a_store_closed_a_moment_later() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let first = Store::open(dir.path())?;
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let second = Store::open(dir.path());
+        closer.join().map_err(|_| "closer panicked")?;
+        assert!(second.is_ok(), "{:?}", second.err());
         Ok(())
     }
 

@@ -17,6 +17,11 @@
 //!   is unreachable keeps its tags (they answer 503) until it returns.
 //! * A forwarded request carries the sender's epoch; the owner refuses work routed by another
 //!   epoch, so no node acts on a stale view.
+//! * The store is fenced by the view ([`Fencing`]): every record is stamped with the epoch
+//!   under which its owner wrote it, and a write is applied only by the tag's owner under the
+//!   current view, while it reaches a majority of members *at its epoch*, and never over a
+//!   record stamped with a later epoch. A node that missed a change therefore cannot write,
+//!   even through a path that skipped routing (a timer, a recovery).
 //! * A node without `[cluster]` is a cluster of one on the same code path: it owns every tag.
 
 pub mod gateway;
@@ -27,13 +32,14 @@ pub mod view;
 pub mod wire;
 
 use crate::actors::CallError;
-use crate::persistence::{Store, StoreError, WriteBatch};
+use crate::persistence::{Fence, Store, StoreError, WriteBatch};
+use placement::tag_of_key;
 use ractor::ActorRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 pub use view::View;
@@ -82,6 +88,8 @@ pub enum Route {
 struct Peer {
     addr: String,
     last_heard: Instant,
+    /// The epoch of the view in its last heartbeat.
+    epoch: u64,
 }
 
 /// Mutable membership state.
@@ -91,6 +99,9 @@ struct State {
     view: View,
     /// A prepared change: tags whose owner differs under it are frozen until it commits.
     moving: Option<View>,
+    /// Whether the prepared change's requests in progress have finished: from then on the
+    /// store refuses writes to its moving tags (their records are being handed over).
+    sealed: bool,
     /// Peers heard from (by node id).
     peers: HashMap<String, Peer>,
     /// Peers whose traffic is dropped (fault injection for partition tests).
@@ -148,21 +159,22 @@ impl Cluster {
             }
             None => View::default(),
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                clustered,
-                node: node.to_owned(),
-                addr: addr.to_owned(),
-                timing,
-                store,
-                state: RwLock::new(State {
-                    view,
-                    ..State::default()
-                }),
-                in_flight: Mutex::new(HashMap::new()),
-                gateway: OnceLock::new(),
+        let inner = Arc::new(Inner {
+            clustered,
+            node: node.to_owned(),
+            addr: addr.to_owned(),
+            timing,
+            store: store.clone(),
+            state: RwLock::new(State {
+                view,
+                ..State::default()
             }),
-        })
+            in_flight: Mutex::new(HashMap::new()),
+            gateway: OnceLock::new(),
+        });
+        // Weak: the store must not keep the cluster (and with it, itself) alive.
+        store.set_fence(Fencing(Arc::downgrade(&inner)));
+        Ok(Self { inner })
     }
 
     /// A cluster of one on `store`, as for a node without `[cluster]`.
@@ -203,6 +215,38 @@ impl Cluster {
     /// The adopted view.
     pub fn view(&self) -> View {
         self.read().view.clone()
+    }
+
+    /// The epoch under which this node may write `key` now, or why it may not (the store's
+    /// fence): only the owner of the key's tag under the adopted view, while it reaches a
+    /// majority at that epoch, and not while the tag is being handed over.
+    pub fn admit(&self, key: &str) -> Result<u64, String> {
+        let state = self.read();
+        let epoch = state.view.epoch;
+        // A cluster of one owns every record and never changes its view.
+        if !self.inner.clustered {
+            return Ok(epoch);
+        }
+        let Some(tag) = tag_of_key(key) else {
+            return Ok(epoch);
+        };
+        match state.view.owner(&tag) {
+            Some(owner) if owner == self.inner.node => {}
+            Some(owner) => return Err(format!("node {owner} owns it at epoch {epoch}")),
+            None => return Err("this node has not joined a cluster yet".into()),
+        }
+        if state.sealed
+            && let Some(next) = &state.moving
+            && next.owner(&tag) != Some(self.inner.node.as_str())
+        {
+            return Err("it is being handed over to another node".into());
+        }
+        if !self.quorum(&state) {
+            return Err(format!(
+                "this node does not reach a majority of the cluster at epoch {epoch}"
+            ));
+        }
+        Ok(epoch)
     }
 
     /// Whether this node is a member and reaches a majority (what `/readyz` reports).
@@ -370,6 +414,7 @@ impl Cluster {
             .is_some_and(|next| next.epoch <= view.epoch)
         {
             state.moving = None;
+            state.sealed = false;
         }
         state.view = view;
         metrics::gauge!("contrail_cluster_epoch").set(state.view.epoch as f64);
@@ -396,11 +441,23 @@ impl Cluster {
         }
     }
 
+    /// Refuses writes to the tags that move under the prepared change `next` (once its
+    /// requests in progress have finished; false if `next` is not the prepared change).
+    pub(crate) fn seal_move(&self, next: &View) -> bool {
+        let mut state = self.write();
+        if state.moving.as_ref() == Some(next) {
+            state.sealed = true;
+            return true;
+        }
+        false
+    }
+
     /// Gives up the prepared change `next` (false if it was not the prepared one).
     pub(crate) fn end_move(&self, next: &View) -> bool {
         let mut state = self.write();
         if state.moving.as_ref() == Some(next) {
             state.moving = None;
+            state.sealed = false;
             return true;
         }
         false
@@ -421,8 +478,8 @@ impl Cluster {
         map.keys().any(|tag| current.moves(next, tag))
     }
 
-    /// Records that `node` (at `addr`) was heard from now.
-    pub fn heard(&self, node: &str, addr: &str) {
+    /// Records that `node` (at `addr`, with a view at `epoch`) was heard from now.
+    pub fn heard(&self, node: &str, addr: &str, epoch: u64) {
         if node == self.inner.node {
             return;
         }
@@ -442,6 +499,7 @@ impl Cluster {
             Peer {
                 addr: addr.to_owned(),
                 last_heard: Instant::now(),
+                epoch,
             },
         );
     }
@@ -459,13 +517,22 @@ impl Cluster {
                 .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after)
     }
 
-    /// Whether the members this node reaches (itself included) are a majority.
+    /// Whether the members this node reaches at its own epoch (itself included) are a
+    /// majority of its view. A member heard at another epoch does not count: a node behind
+    /// the cluster (one that missed a change) must not serve, and while a change commits, the
+    /// majorities of the old and the new view cannot both be formed (they share a member,
+    /// which is at one epoch or the other).
     fn quorum(&self, state: &State) -> bool {
+        let epoch = state.view.epoch;
         let up = state
             .view
             .members
             .keys()
-            .filter(|m| **m == self.inner.node || self.peer_up(state, m))
+            .filter(|m| {
+                **m == self.inner.node
+                    || (self.peer_up(state, m)
+                        && state.peers.get(*m).is_some_and(|p| p.epoch == epoch))
+            })
             .count();
         up >= state.view.majority()
     }
@@ -585,6 +652,19 @@ impl Cluster {
     }
 }
 
+/// The store's fence: the cluster's [`Cluster::admit`], held weakly (a store outliving its
+/// cluster belongs to a node that is shutting down, and writes nothing more).
+struct Fencing(Weak<Inner>);
+
+impl Fence for Fencing {
+    fn admit(&self, key: &str) -> Result<u64, String> {
+        match self.0.upgrade() {
+            Some(inner) => Cluster { inner }.admit(key),
+            None => Err("the node is shutting down".into()),
+        }
+    }
+}
+
 /// Decodes a reply from `node`.
 fn decode_reply<T: DeserializeOwned>(node: &str, bytes: &[u8]) -> Result<T, CallError> {
     decode(bytes).map_err(|e| CallError::Unavailable(format!("node {node}: {e}")))
@@ -632,3 +712,7 @@ impl Drop for InFlight {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cluster/fence_tests.rs"]
+mod fence_tests;

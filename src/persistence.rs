@@ -10,4 +10,4 @@ mod group_commit;
 pub mod keys;
 mod store;
 
-pub use store::{Durable, Store, StoreError, WriteBatch};
+pub use store::{Durable, Fence, Store, StoreError, WriteBatch};

@@ -241,19 +241,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         cluster.clone(),
     )
     .await?;
-    if let (Some(email), Some(password)) =
-        (&settings.auth.admin_email, &settings.auth.admin_password)
-    {
-        let made = accounts
+    let first_admin = settings
+        .auth
+        .admin_email
+        .clone()
+        .zip(settings.auth.admin_password.clone());
+    // A clustered node cannot write before it reaches a majority: there, the owner of the
+    // admin's email makes it exist each time it recovers (`Services::recover`).
+    if let (Some((email, password)), false) = (&first_admin, cluster.clustered()) {
+        accounts
             .ensure_admin(email, password.expose_secret().to_owned())
             .await
-            .context("creating the first admin from auth.admin_email / auth.admin_password");
-        match made {
-            // A clustered node may start before it reaches a majority; the admin's owner
-            // creates it (again at its next start, or it exists already).
-            Err(e) if cluster.clustered() => tracing::warn!(error = %e, "first admin not ensured"),
-            other => other?,
-        }
+            .context("creating the first admin from auth.admin_email / auth.admin_password")?;
     }
     let services = Services {
         flights: directory.clone(),
@@ -263,6 +262,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         catalog: catalog.clone(),
         index: index.clone(),
         store: store.clone(),
+        first_admin: first_admin.filter(|_| cluster.clustered()),
     };
     let _ = services_slot.set(services.clone());
     // Before the node takes requests (the flights' list was gathered with the search index).

@@ -311,3 +311,68 @@ async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
     assert!(back, "the lapsed hold never returned to sale");
     assert!(held_seats(&app, &flight).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_fence_refuses_is_a_503_that_changes_nothing_and_the_flight_keeps_serving() {
+    let mut app = spawn_app().await;
+    let (admin, flight) = app.one_flight(4, "AB").await;
+    let id = FlightId::parse(&flight).expect("id");
+    // The flight record as a handoff under a later epoch would leave it: this node (epoch 1)
+    // does not have that epoch, so it may not write the record.
+    let node = app.node.take().expect("node");
+    node.shutdown().await.expect("shutdown");
+    {
+        let store = Store::open(&app.data_dir()).expect("open");
+        let record: contrail::domain::flight::Flight = store
+            .get(&keys::flight(&id))
+            .expect("read")
+            .expect("stored");
+        let mut batch = WriteBatch::handed_over(99);
+        batch.put(&keys::flight(&id), &record).expect("put");
+        store.commit(batch).expect("commit").await.expect("durable");
+    }
+    app.restart().await;
+
+    let r = app
+        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("epoch 99"),
+        "{}",
+        r.body
+    );
+    let r = app.get(&format!("/api/v1/flights/{flight}"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.body["status"], "scheduled",
+        "a refused cancel was applied: {}",
+        r.body
+    );
+
+    // The actor stepped down without counting as a fault: the flight serves seat holds (whose
+    // records it may write) as before, and repeated refusals never quarantine it.
+    for _ in 0..5 {
+        let r = app
+            .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    }
+    let directory = app.node().directory().clone();
+    let held = directory
+        .call(
+            &id,
+            hold(SeatRequest::Cabin {
+                cabin: Cabin::Economy,
+                count: 2,
+            }),
+        )
+        .await;
+    assert!(matches!(held, Ok(Ok(FlightReply::Held { .. }))), "{held:?}");
+    assert_eq!(held_seats(&app, &flight).await.len(), 2);
+}

@@ -12,7 +12,7 @@ use crate::domain::flight::{Currency, Flight, FlightStatus};
 use crate::domain::ids::{FlightId, OrderId};
 use crate::domain::search::FlightSummary;
 use crate::domain::seat_map::{ConfirmError, HoldError, Holder, SeatMap, SeatRequest, SeatStatus};
-use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,10 @@ pub enum FlightError {
     /// The change could not be made durable.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// This node may not change the flight now (it is being handed over, or the node does not
+    /// have the cluster's current epoch); retrying is safe.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Messages a FlightActor handles.
@@ -276,10 +280,18 @@ impl FlightActor {
             let _ = reply.send(Ok(orders));
             return Ok(());
         }
-        state.flight.status = FlightStatus::Cancelled;
+        let mut flight = state.flight.clone();
+        flight.status = FlightStatus::Cancelled;
         let mut batch = WriteBatch::new();
-        batch.put(&keys::flight(&state.flight.id), &state.flight)?;
-        let durable = self.store.commit(batch)?;
+        batch.put(&keys::flight(&flight.id), &flight)?;
+        let durable = match self.commit_or_step_down(myself, batch)? {
+            Ok(durable) => durable,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                return Ok(());
+            }
+        };
+        state.flight = flight;
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         tracing::info!(flight = %state.flight.id, "flight cancelled");
         let me = myself.clone();
@@ -293,6 +305,27 @@ impl FlightActor {
             },
         );
         Ok(())
+    }
+
+    /// Commits `batch`. A write the store refuses because this node may not make it now (the
+    /// flight is being handed over, or the node lacks the cluster's current epoch) comes back
+    /// as `Unavailable` for the caller, and the actor stops: its memory holds the refused
+    /// change. That is not a fault, so it does not count toward quarantine; the next request
+    /// activates the flight from disk, wherever it then lives.
+    fn commit_or_step_down(
+        &self,
+        myself: &ActorRef<FlightMessage>,
+        batch: WriteBatch,
+    ) -> Result<Result<Durable, FlightError>, StoreError> {
+        match self.store.commit(batch) {
+            Ok(durable) => Ok(Ok(durable)),
+            Err(e @ StoreError::Fenced { .. }) => {
+                tracing::warn!(error = %e, "flight write refused; the actor steps down");
+                myself.stop(Some("write fenced".into()));
+                Ok(Err(FlightError::Unavailable(e.to_string())))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn publish(&self, state: &FlightState) {
@@ -311,7 +344,13 @@ impl FlightActor {
         reply: RpcReplyPort<Result<FlightReply, FlightError>>,
         value: FlightReply,
     ) -> Result<(), ActorProcessingErr> {
-        let durable = self.store.commit(state.batch_for(changed)?)?;
+        let durable = match self.commit_or_step_down(myself, state.batch_for(changed)?)? {
+            Ok(durable) => durable,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                return Ok(());
+            }
+        };
         self.publish(state);
         let me = myself.clone();
         reply_when_durable(
@@ -335,7 +374,9 @@ impl FlightActor {
         if !freed.is_empty() {
             tracing::info!(flight = %state.flight.id, seats = freed.len(), "released lapsed holds");
             metrics::counter!("contrail_holds_expired_total").increment(freed.len() as u64);
-            let durable = self.store.commit(state.batch_for(&freed)?)?;
+            let Ok(durable) = self.commit_or_step_down(myself, state.batch_for(&freed)?)? else {
+                return Ok(());
+            };
             self.publish(state);
             let me = myself.clone();
             tokio::spawn(async move {

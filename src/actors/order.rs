@@ -103,6 +103,11 @@ impl From<HoldFailure> for OrderError {
 
 impl From<StoreError> for OrderError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Fenced { .. } = e {
+            // Not a storage fault: this node may not write the order now (see `Fence`).
+            tracing::warn!(error = %e, "order write refused");
+            return OrderError::Unavailable(e.to_string());
+        }
         tracing::error!(error = %e, "order storage failed");
         OrderError::Storage(e.to_string())
     }

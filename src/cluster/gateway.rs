@@ -19,6 +19,7 @@ use crate::domain::ids::FlightId;
 use crate::domain::order::OrderStatus;
 use crate::persistence::{Store, keys};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
@@ -39,6 +40,9 @@ pub struct Services {
     pub index: SharedIndex,
     /// The node's store.
     pub store: Store,
+    /// The configured first admin (email, password): made to exist by the owner of its email
+    /// whenever that node recovers (a clustered node cannot write before it reaches a majority).
+    pub first_admin: Option<(String, SecretString)>,
 }
 
 /// How many entities a node owns, by kind.
@@ -70,6 +74,14 @@ impl Services {
     /// that lapsed while the node was down) and orders with live holds (their expiry is
     /// re-armed) or unfinished saga steps (finished or compensated).
     pub async fn recover(&self, flights_with_holds: Vec<FlightId>) {
+        if let Some((email, password)) = &self.first_admin
+            && let Err(e) = self
+                .accounts
+                .ensure_admin(email, password.expose_secret().to_owned())
+                .await
+        {
+            tracing::warn!(error = %e, "first admin not ensured yet; it is at the next recovery");
+        }
         for id in flights_with_holds {
             if let Err(e) = self.flights.call(&id, FlightCommand::Get).await {
                 tracing::warn!(flight = %id, error = %e, "flight with holds not activated yet");
@@ -160,8 +172,11 @@ impl Actor for GatewayActor {
             }
             GatewayMessage::Cast(bytes) => match decode::<Cast>(&bytes) {
                 Ok(Cast::Heartbeat { from, addr, view }) if !self.cluster.blocks(&from) => {
-                    self.cluster.heard(&from, &addr);
+                    // A newer view first: the peer counts toward this node's majority only at
+                    // the same epoch.
+                    let epoch = view.epoch;
                     handoff::apply(&self.cluster, &services, view);
+                    self.cluster.heard(&from, &addr, epoch);
                 }
                 Ok(Cast::Index(summaries)) => {
                     for summary in summaries {

@@ -4,13 +4,16 @@
 //! the old and new view (all must be up, or the change is refused):
 //!
 //! 1. **Prepare**: each node freezes the tags whose owner changes (requests for them get 503),
-//!    waits for requests in progress on them to finish, and stops their actors.
+//!    waits for requests in progress on them to finish, seals them (the store refuses writes
+//!    to them from then on, timers and recoveries included), and stops their actors.
 //! 2. **Transfer**: each old owner sends the records of its moving tags to their new owner,
-//!    which writes them durably before answering.
+//!    which writes them durably, stamped with the new epoch, before answering.
 //! 3. **Commit**: each node adopts the new view (the next epoch), deletes the records it no
 //!    longer owns, and activates what it received (holds keep expiring, sagas resume).
 //!
-//! A node that misses the commit adopts the new view from the next heartbeat of one that has it.
+//! A node that misses the commit adopts the new view from the next heartbeat of one that has
+//! it; until then it reaches no majority at its old epoch, so it cannot write. A prepared change
+//! that neither commits nor aborts (its coordinator died) is given up after [`PREPARED_FOR`].
 
 use super::gateway::Services;
 use super::placement::tag_of_key;
@@ -25,6 +28,9 @@ use tokio::time::Instant;
 const CHUNK_BYTES: usize = 1 << 20;
 /// How long a prepare waits for requests in progress on moving tags.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
+/// How long a prepared change waits for its commit or abort before this node gives it up. Safe:
+/// had any node committed it, its heartbeats would have brought the new view here long before.
+const PREPARED_FOR: Duration = Duration::from_secs(30);
 
 /// Raw records (key, encoded value) in one handoff message.
 type Records = Vec<(String, Vec<u8>)>;
@@ -120,7 +126,7 @@ async fn ask(
 /// Handles one phase of a change on this node.
 pub async fn handle(cluster: &Cluster, services: &Services, body: CallBody) -> Answer {
     let result = match body {
-        CallBody::Prepare(next) => prepare(cluster, next).await,
+        CallBody::Prepare(next) => prepare(cluster, services, next).await,
         CallBody::Transfer(next) => transfer(cluster, services, next).await,
         CallBody::Records { next, records } => receive(cluster, &next, records).await,
         CallBody::Commit(next) => {
@@ -139,7 +145,7 @@ pub async fn handle(cluster: &Cluster, services: &Services, body: CallBody) -> A
     }
 }
 
-async fn prepare(cluster: &Cluster, next: View) -> Result<(), String> {
+async fn prepare(cluster: &Cluster, services: &Services, next: View) -> Result<(), String> {
     let current = cluster.view();
     if next.epoch <= current.epoch {
         return Err("this change is older than the adopted view".into());
@@ -155,6 +161,8 @@ async fn prepare(cluster: &Cluster, next: View) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    cluster.seal_move(&next);
+    give_up_later(cluster, services, next.clone());
     // Stop the actors of moving entities: their state is on disk, and nothing may write it here
     // any more.
     for name in ractor::registry::registered() {
@@ -223,9 +231,10 @@ async fn receive(
     if !cluster.is_moving_to(next) {
         return Err("no such change is prepared here".into());
     }
-    let mut batch = WriteBatch::new();
-    for (key, value) in &records {
-        batch.put_raw(key, value.clone());
+    // Persisted under the new epoch: this node may write them only once it has that epoch.
+    let mut batch = WriteBatch::handed_over(next.epoch);
+    for (key, value) in records {
+        batch.put_raw(&key, value);
     }
     let durable = cluster.store().commit(batch).map_err(|e| e.to_string())?;
     durable.await.map_err(|e| e.to_string())
@@ -237,7 +246,24 @@ pub fn apply(cluster: &Cluster, services: &Services, view: View) {
     if !cluster.adopt(view) {
         return;
     }
+    // Peers count this node toward their majority only once they hear it at their epoch.
+    super::membership::announce(cluster);
     settle(cluster, services);
+}
+
+/// Aborts the prepared change `next` here if it is still prepared after [`PREPARED_FOR`].
+fn give_up_later(cluster: &Cluster, services: &Services, next: View) {
+    let (cluster, services) = (cluster.clone(), services.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(PREPARED_FOR).await;
+        if cluster.is_moving_to(&next) {
+            tracing::warn!(
+                epoch = next.epoch,
+                "prepared membership change neither committed nor aborted; giving it up"
+            );
+            abort(&cluster, &services, &next);
+        }
+    });
 }
 
 fn abort(cluster: &Cluster, services: &Services, next: &View) {
@@ -252,7 +278,7 @@ fn abort(cluster: &Cluster, services: &Services, next: &View) {
 fn settle(cluster: &Cluster, services: &Services) {
     let view = cluster.view();
     let me = cluster.node().to_owned();
-    let mut batch = WriteBatch::new();
+    let mut batch = WriteBatch::release();
     let mut dropped = 0usize;
     for entry in cluster.store().raw_entries() {
         let Ok((key, _)) = entry else { continue };

@@ -41,6 +41,18 @@ pub fn broadcast(cluster: &Cluster, cast: &Cast) {
     }
 }
 
+/// Sends a heartbeat (this node's id, address and view) to every peer now.
+pub fn announce(cluster: &Cluster) {
+    broadcast(
+        cluster,
+        &Cast::Heartbeat {
+            from: cluster.node().to_owned(),
+            addr: cluster.addr().to_owned(),
+            view: cluster.view(),
+        },
+    );
+}
+
 fn peer_gateways(cluster: &Cluster) -> Vec<ActorRef<GatewayMessage>> {
     let mut excluded: BTreeSet<ractor::ActorId> = BTreeSet::new();
     excluded.extend(
@@ -70,14 +82,7 @@ async fn heartbeats(cluster: Cluster, services: Services) {
     let mut serving = cluster.serving();
     loop {
         every.tick().await;
-        broadcast(
-            &cluster,
-            &Cast::Heartbeat {
-                from: cluster.node().to_owned(),
-                addr: cluster.addr().to_owned(),
-                view: cluster.view(),
-            },
-        );
+        announce(&cluster);
         // A peer that comes up (first contact or after an outage) gets this node's flights
         // for its search read model; later changes follow as they happen.
         let up: BTreeSet<String> = cluster.peers_up().into_iter().collect();

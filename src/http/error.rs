@@ -7,6 +7,7 @@ use crate::actors::CallError;
 use crate::actors::accounts::AccountError;
 use crate::actors::catalog::CatalogError;
 use crate::domain::ValidationError;
+use crate::persistence::StoreError;
 use serde::Serialize;
 use std::convert::Infallible;
 use warp::http::StatusCode;
@@ -106,7 +107,7 @@ impl From<AccountError> for ApiError {
             AccountError::BadCredentials => ApiError::Unauthorized(e.to_string()),
             AccountError::Invalid(v) => v.into(),
             AccountError::Unavailable(c) => c.into(),
-            AccountError::Storage(_) => storage_unavailable(&e),
+            AccountError::Storage(e) => storage_unavailable(e),
             AccountError::Hashing(_) => ApiError::Internal(e.to_string()),
         }
     }
@@ -120,14 +121,18 @@ impl From<CatalogError> for ApiError {
                 code: "airport_exists",
                 message: e.to_string(),
             },
-            CatalogError::Storage(_) => storage_unavailable(&e),
+            CatalogError::Storage(e) => storage_unavailable(e),
             CatalogError::Unavailable(why) => ApiError::Unavailable(why),
         }
     }
 }
 
-/// A storage failure: logged with its cause; the client gets 503 and a generic message.
-fn storage_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+/// A storage failure: logged with its cause; the client gets 503 and a generic message. A write
+/// refused by the cluster's fence is no fault: the client learns why (and may retry).
+fn storage_unavailable(cause: StoreError) -> ApiError {
+    if let StoreError::Fenced { .. } = cause {
+        return ApiError::Unavailable(cause.to_string());
+    }
     tracing::error!(cause = %cause, "storage failure");
     ApiError::Unavailable("storage is unavailable; retry".into())
 }

@@ -282,6 +282,7 @@ async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightRep
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
     match ctx.directory.call(&id, cmd).await? {
         Ok(reply) => Ok(reply),
+        Err(FlightError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
         Err(FlightError::Storage(e)) => {
             tracing::error!(error = %e, "flight storage failed");
             Err(ApiError::Unavailable(

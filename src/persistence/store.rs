@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,36 @@ pub enum StoreError {
     /// A flush failed earlier; writes are refused until the node restarts.
     #[error("storage failed earlier; writes are refused until the node restarts")]
     Failed,
+    /// This node may not write the record now: it does not own it under the current cluster
+    /// epoch, is cut off from the majority, or is behind the epoch that last wrote it.
+    #[error("this node may not write {key} now: {why}")]
+    Fenced {
+        /// The record's key.
+        key: String,
+        /// Why (for the operator and the client's 503).
+        why: String,
+    },
+}
+
+/// Decides whether this node may write a record now, and under which epoch (the cluster layer
+/// implements it; a store without a fence stamps epoch 0 and refuses nothing).
+pub trait Fence: Send + Sync + 'static {
+    /// The epoch to stamp a write of `key` with, or why this node may not write it now.
+    fn admit(&self, key: &str) -> Result<u64, String>;
+}
+
+/// Who writes a batch, which decides how it is fenced and stamped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Writer {
+    /// The node as the owner of the records: every key is admitted by the fence and stamped
+    /// with its epoch, and no record written under a later epoch is overwritten.
+    #[default]
+    Owner,
+    /// Records received in a handoff: the new owner persists them under the new epoch, before
+    /// it owns them (the change commits only once they are durable).
+    HandedOver(u64),
+    /// Deletion of records this node no longer owns, after a handoff.
+    Release,
 }
 
 impl From<sled::Error> for StoreError {
@@ -48,43 +78,59 @@ impl From<sled::Error> for StoreError {
 }
 
 /// Records to write together: all of them become visible at once, or none.
+///
+/// A batch is written as the records' owner ([`WriteBatch::new`]) unless made for a handoff.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
-    batch: sled::Batch,
-    len: usize,
+    /// Keys with their encoded value (`None`: delete), in order.
+    ops: Vec<(String, Option<Vec<u8>>)>,
+    writer: Writer,
 }
 
 impl WriteBatch {
-    /// An empty batch.
+    /// An empty batch, written as the owner of its records.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty batch of records received in a handoff, persisted under the new `epoch`.
+    pub fn handed_over(epoch: u64) -> Self {
+        Self {
+            ops: Vec::new(),
+            writer: Writer::HandedOver(epoch),
+        }
+    }
+
+    /// An empty batch that deletes records this node has handed over (and no longer owns).
+    pub fn release() -> Self {
+        Self {
+            ops: Vec::new(),
+            writer: Writer::Release,
+        }
+    }
+
     /// Adds (or replaces) a record.
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<&mut Self, StoreError> {
-        self.batch
-            .insert(key.as_bytes(), codec::encode(key, value)?);
-        self.len += 1;
+        self.ops
+            .push((key.to_owned(), Some(codec::encode(key, value)?)));
         Ok(self)
     }
 
     /// Adds (or replaces) a record already encoded (records handed over between nodes).
     pub fn put_raw(&mut self, key: &str, value: Vec<u8>) -> &mut Self {
-        self.batch.insert(key.as_bytes(), value);
-        self.len += 1;
+        self.ops.push((key.to_owned(), Some(value)));
         self
     }
 
     /// Removes a record (a no-op if it does not exist).
     pub fn delete(&mut self, key: &str) -> &mut Self {
-        self.batch.remove(key.as_bytes());
-        self.len += 1;
+        self.ops.push((key.to_owned(), None));
         self
     }
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ops.is_empty()
     }
 }
 
@@ -97,6 +143,8 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     flusher: Flusher,
+    /// Set once by the cluster layer (see [`Store::set_fence`]).
+    fence: OnceLock<Box<dyn Fence>>,
 }
 
 /// How long opening waits for a store that is still locked.
@@ -132,7 +180,11 @@ impl Store {
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
         let flusher = Flusher::spawn();
         Ok(Self {
-            inner: Arc::new(Inner { db, flusher }),
+            inner: Arc::new(Inner {
+                db,
+                flusher,
+                fence: OnceLock::new(),
+            }),
         })
     }
 
@@ -145,6 +197,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 flusher: Flusher::spawn(),
+                fence: OnceLock::new(),
             }),
         })
     }
@@ -199,14 +252,77 @@ impl Store {
         })
     }
 
+    /// Installs the fence every owner's write passes (once; later calls are ignored).
+    pub fn set_fence(&self, fence: impl Fence) {
+        let _ = self.inner.fence.set(Box::new(fence));
+    }
+
     /// Applies `batch` atomically now (later reads see it) and returns a future that resolves
     /// once it is on disk. Batches become durable in the order they were committed.
+    ///
+    /// Refused with [`StoreError::Fenced`] (and nothing written) when the fence does not admit
+    /// one of the batch's keys, or when one of them was written under a later epoch than this
+    /// node's: a node without the current epoch cannot apply a write.
     pub fn commit(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
         if self.inner.flusher.failed() {
             return Err(StoreError::Failed);
         }
-        self.inner.db.apply_batch(batch.batch)?;
+        self.inner.db.apply_batch(self.seal(batch)?)?;
         Ok(Durable(self.inner.flusher.wait(&self.inner.db)))
+    }
+
+    /// Fences and stamps `batch` for its writer.
+    fn seal(&self, batch: WriteBatch) -> Result<sled::Batch, StoreError> {
+        let mut out = sled::Batch::default();
+        let fence = self.inner.fence.get();
+        for (key, value) in batch.ops {
+            let epoch = match (batch.writer, fence) {
+                (Writer::Owner, None) | (Writer::Release, _) => 0,
+                (Writer::Owner, Some(fence)) => {
+                    let epoch = fence.admit(&key).map_err(|why| StoreError::Fenced {
+                        key: key.clone(),
+                        why,
+                    })?;
+                    self.refuse_if_newer(&key, epoch)?;
+                    epoch
+                }
+                (Writer::HandedOver(epoch), _) => {
+                    self.refuse_if_newer(&key, epoch)?;
+                    epoch
+                }
+            };
+            match value {
+                Some(mut bytes) => {
+                    codec::stamp(&mut bytes, epoch);
+                    out.insert(key.as_bytes(), bytes);
+                }
+                None => out.remove(key.as_bytes()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a write at `epoch` over a record written under a later one.
+    fn refuse_if_newer(&self, key: &str, epoch: u64) -> Result<(), StoreError> {
+        match self.inner.db.get(key.as_bytes())? {
+            Some(existing) if codec::epoch_of(&existing) > epoch => Err(StoreError::Fenced {
+                key: key.to_owned(),
+                why: format!(
+                    "it was written under cluster epoch {}, and this node is at epoch {epoch}",
+                    codec::epoch_of(&existing)
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The epoch that last wrote `key` (0 if it does not exist or predates epochs).
+    pub fn epoch_of(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .db
+            .get(key.as_bytes())?
+            .map_or(0, |bytes| codec::epoch_of(&bytes)))
     }
 
     /// Whether the store accepts writes (false after a failed flush).
@@ -232,13 +348,19 @@ impl Store {
         if self.inner.flusher.failed() {
             return Err(StoreError::Failed);
         }
-        let encoded = codec::encode(guard_key, guard)?;
+        let mut guarded = WriteBatch {
+            ops: Vec::with_capacity(batch.ops.len() + 1),
+            writer: batch.writer,
+        };
+        guarded.put(guard_key, guard)?;
+        guarded.ops.extend(batch.ops);
+        // The sealed batch writes the guard record too.
+        let sealed = self.seal(guarded)?;
         let outcome = self.inner.db.transaction(|tx| {
             if let Some(existing) = tx.get(guard_key.as_bytes())? {
                 return Err(ConflictableTransactionError::Abort(existing));
             }
-            tx.insert(guard_key.as_bytes(), encoded.as_slice())?;
-            tx.apply_batch(&batch.batch)?;
+            tx.apply_batch(&sealed)?;
             Ok(())
         });
         match outcome {
@@ -270,6 +392,108 @@ mod tests {
     use super::*;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A fence at a settable epoch that refuses keys under `refused/`.
+    struct TestFence(Arc<std::sync::atomic::AtomicU64>);
+
+    impl Fence for TestFence {
+        fn admit(&self, key: &str) -> Result<u64, String> {
+            if key.starts_with("refused/") {
+                return Err("not the owner".into());
+            }
+            Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    fn fenced_at(epoch: u64) -> Result<(Store, Arc<std::sync::atomic::AtomicU64>), StoreError> {
+        let store = Store::temporary()?;
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(epoch));
+        store.set_fence(TestFence(epoch.clone()));
+        Ok((store, epoch))
+    }
+
+    #[tokio::test]
+    async fn owner_writes_are_stamped_with_the_fence_epoch_and_refused_writes_leave_nothing()
+    -> TestResult {
+        let (store, _) = fenced_at(3)?;
+        let mut batch = WriteBatch::new();
+        batch.put("a/1", &1u32)?;
+        store.commit(batch)?.await?;
+        assert_eq!(store.epoch_of("a/1")?, 3);
+
+        let mut batch = WriteBatch::new();
+        batch
+            .put("a/2", &2u32)?
+            .put("refused/1", &1u32)?
+            .delete("a/1");
+        let refused = store.commit(batch).err();
+        assert!(
+            matches!(refused, Some(StoreError::Fenced { ref key, .. }) if key == "refused/1"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.get::<u32>("a/2")?,
+            None,
+            "half a refused batch was written"
+        );
+        assert_eq!(store.get::<u32>("a/1")?, Some(1));
+
+        let mut guarded = WriteBatch::new();
+        guarded.put("refused/2", &2u32)?;
+        assert!(matches!(
+            store.commit_if_absent("a/guard", &0u32, guarded),
+            Err(StoreError::Fenced { .. })
+        ));
+        assert_eq!(store.get::<u32>("a/guard")?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_node_behind_the_epoch_that_wrote_a_record_cannot_overwrite_it() -> TestResult {
+        let (store, epoch) = fenced_at(4)?;
+        let mut received = WriteBatch::handed_over(5);
+        received.put("a/1", &1u32)?;
+        store.commit(received)?.await?;
+        assert_eq!(store.epoch_of("a/1")?, 5);
+
+        let mut stale = WriteBatch::new();
+        stale.put("a/1", &2u32)?;
+        assert!(matches!(
+            store.commit(stale),
+            Err(StoreError::Fenced { .. })
+        ));
+        let mut stale_delete = WriteBatch::new();
+        stale_delete.delete("a/1");
+        assert!(matches!(
+            store.commit(stale_delete),
+            Err(StoreError::Fenced { .. })
+        ));
+        assert_eq!(store.get::<u32>("a/1")?, Some(1));
+
+        // Once the node has the epoch, it writes (and stamps) as the owner.
+        epoch.store(5, std::sync::atomic::Ordering::SeqCst);
+        let mut current = WriteBatch::new();
+        current.put("a/1", &3u32)?;
+        store.commit(current)?.await?;
+        assert_eq!(
+            (store.get::<u32>("a/1")?, store.epoch_of("a/1")?),
+            (Some(3), 5)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn released_records_are_deleted_whatever_the_fence_says() -> TestResult {
+        let (store, _) = fenced_at(2)?;
+        let mut received = WriteBatch::handed_over(2);
+        received.put("refused/1", &1u32)?;
+        store.commit(received)?.await?;
+        let mut release = WriteBatch::release();
+        release.delete("refused/1");
+        store.commit(release)?.await?;
+        assert_eq!(store.get::<u32>("refused/1")?, None);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn committed_records_survive_reopen() -> TestResult {

@@ -29,6 +29,7 @@ cp "$work"/*.svg docs/benchmarks/ 2>/dev/null || { mkdir -p docs/benchmarks && c
 if [ -z "${QUICK:-}" ]; then
   cargo bench --locked --bench flight -- --warm-up-time 1 --measurement-time 4 > "$work/criterion-flight.txt"
   cargo bench --locked --bench http -- --warm-up-time 1 > "$work/criterion-http.txt"
+  cargo bench --locked --bench cluster -- --warm-up-time 1 > "$work/criterion-cluster.txt"
 fi
 
 python3 scripts/benchmarks_md.py "$work" "$users" "$secs" > BENCHMARKS.md

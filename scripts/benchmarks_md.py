@@ -65,7 +65,7 @@ print()
 
 crit = sorted(glob.glob("target/criterion/*/*/new/estimates.json"))
 if crit:
-    print("## criterion (`cargo bench --bench flight`, `cargo bench --bench http`)\n")
+    print("## criterion (`cargo bench --bench flight`, `cargo bench --bench http`, `cargo bench --bench cluster`)\n")
     print("| benchmark | mean | per element |")
     print("|---|---|---|")
     for path in crit:

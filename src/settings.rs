@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default storage directory.
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
+/// Default size of sled's page cache in MiB (sled's own default, 1 GiB, is most of a node's
+/// memory once a large catalog has been read at start-up).
+pub const DEFAULT_STORAGE_CACHE_MIB: u64 = 256;
 /// Default hold lifetime.
 pub const DEFAULT_HOLD_TTL_SECS: u64 = 600;
 /// Default seats one user may hold on one flight.
@@ -108,12 +111,15 @@ impl Default for HttpSettings {
 pub struct StorageSettings {
     /// The sled directory.
     pub path: PathBuf,
+    /// Most memory sled's page cache keeps, in MiB.
+    pub cache_mib: u64,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from(DEFAULT_STORAGE_PATH),
+            cache_mib: DEFAULT_STORAGE_CACHE_MIB,
         }
     }
 }
@@ -301,6 +307,9 @@ impl Settings {
 
     /// Checks rules that types alone cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(8..=65_536).contains(&self.storage.cache_mib) {
+            bail!("storage.cache_mib must be between 8 and 65536");
+        }
         match &self.auth.jwt_secret {
             None => bail!("auth.jwt_secret is required (at least {MIN_JWT_SECRET_LEN} bytes)"),
             Some(s) if s.expose_secret().len() < MIN_JWT_SECRET_LEN => {
@@ -390,6 +399,22 @@ mod tests {
         assert!(s.validate().is_err());
         s.auth.jwt_secret = None;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_page_cache_size_is_bounded() {
+        for (mib, ok) in [
+            (8, true),
+            (256, true),
+            (65_536, true),
+            (0, false),
+            (7, false),
+            (65_537, false),
+        ] {
+            let mut s = valid();
+            s.storage.cache_mib = mib;
+            assert_eq!(s.validate().is_ok(), ok, "cache_mib = {mib}");
+        }
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Node {
 pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     settings.validate()?;
     let settings = Arc::new(settings);
-    let store = Store::open(&settings.storage.path)?;
+    let store = Store::open_with_cache(&settings.storage.path, settings.storage.cache_mib << 20)?;
     let ready = Arc::new(AtomicBool::new(false));
 
     let index = SharedIndex::default();

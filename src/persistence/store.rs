@@ -150,13 +150,20 @@ struct Inner {
 /// How long opening waits for a store that is still locked.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// sled's page cache when the caller does not choose one (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
 /// Opens sled, waiting briefly while the database is still locked: a store closed a moment ago
 /// in this process is released by sled's own I/O threads just after the close returns. A store
 /// held by another live process stays locked, and that error is reported after [`LOCK_WAIT`].
-fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             Err(sled::Error::Io(e)) if is_lock_conflict(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -176,7 +183,13 @@ impl Store {
     /// Opens (or creates) the store at `path` and starts its group-commit task.
     /// Must be called inside a tokio runtime.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = open_db(path)
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`Store::open`], with a page cache of at most `cache_bytes` (sled keeps recently used
+    /// pages in memory up to this size; records beyond it are read from disk).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = open_db(path, cache_bytes)
             .map_err(|e| StoreError::Io(format!("cannot open store at {}: {e}", path.display())))?;
         let flusher = Flusher::spawn();
         Ok(Self {

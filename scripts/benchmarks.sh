@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: builds in release, starts a node on loopback with its own data
 # directory, runs every loadgen scenario against it, runs the criterion benches, and writes the
-# figures with the machine they came from. Takes about 10 minutes on 2 cores.
+# figures with the machine they came from. Takes about 15 minutes on 2 cores.
 #   scripts/benchmarks.sh            # everything
 #   QUICK=1 scripts/benchmarks.sh    # shorter runs, for a smoke test of the script itself
 set -euo pipefail
@@ -30,6 +30,7 @@ if [ -z "${QUICK:-}" ]; then
   cargo bench --locked --bench flight -- --warm-up-time 1 --measurement-time 4 > "$work/criterion-flight.txt"
   cargo bench --locked --bench http -- --warm-up-time 1 > "$work/criterion-http.txt"
   cargo bench --locked --bench cluster -- --warm-up-time 1 > "$work/criterion-cluster.txt"
+  cargo bench --locked --bench memory > "$work/memory.txt"
 fi
 
 python3 scripts/benchmarks_md.py "$work" "$users" "$secs" > BENCHMARKS.md

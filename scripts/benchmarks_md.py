@@ -60,7 +60,34 @@ if rush:
     ok = rush.get("holds") == 150 and rush.get("answered") == rush.get("buyers") and rush.get("all_answered_secs", 99) <= 2
     print(f"| rush: {rush.get('buyers')} buyers, 150 seats → exactly 150, all answered in ≤ 2 s | "
           f"{rush.get('holds')} holds, {rush.get('answered')} answered in {rush.get('all_answered_secs', 0):.2f} s | {'yes' if ok else 'no'} |")
-print("| 1 M flights, 10 k active actors, RSS ≤ 1 GiB | not measured yet | — |")
+def crit_rate(group, bench):
+    """Elements per second of one criterion benchmark, or None."""
+    try:
+        d = os.path.join("target", "criterion", group, bench, "new")
+        mean_ns = json.load(open(os.path.join(d, "estimates.json")))["mean"]["point_estimate"]
+        n = (json.load(open(os.path.join(d, "benchmark.json"))).get("throughput") or {}).get("Elements")
+        return n / (mean_ns / 1e9) if n else None
+    except Exception:
+        return None
+
+mem_rate = crit_rate("flight_actor_in_memory", "hold_and_release_64_concurrent_orders")
+dur_rate = crit_rate("flight_actor_durable", "hold_and_release_64_concurrent_orders")
+if mem_rate and dur_rate:
+    print(f"| in-process flight actor ≥ 1 M holds/s in memory; ≥ 200 k/s durable (group commit) | "
+          f"{mem_rate:,.0f}/s in memory, {dur_rate:,.0f}/s durable (hold+release, 64 concurrent orders) | "
+          f"{'yes' if mem_rate >= 1e6 and dur_rate >= 2e5 else 'no'} |")
+memory = None
+try:
+    lines = [l for l in open(os.path.join(work, "memory.txt")) if l.startswith("{")]
+    memory = json.loads(lines[-1]) if lines else None
+except Exception:
+    pass
+if memory:
+    print(f"| {memory['flights']:,} flights, {memory['active']:,} active actors, RSS ≤ 1 GiB | "
+          f"{memory['rss_active_mib']} MiB ({memory['rss_ready_mib']} MiB before the actors; `cargo bench --bench memory`) | "
+          f"{'yes' if memory['rss_active_mib'] <= 1024 else 'no'} |")
+else:
+    print("| 1 M flights, 10 k active actors, RSS ≤ 1 GiB | not measured in this run | — |")
 print()
 
 crit = sorted(glob.glob("target/criterion/*/*/new/estimates.json"))

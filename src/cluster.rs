@@ -102,6 +102,8 @@ struct State {
     /// Whether the prepared change's requests in progress have finished: from then on the
     /// store refuses writes to its moving tags (their records are being handed over).
     sealed: bool,
+    /// Counts prepares, so a timer of one prepare never acts on a later one of an equal view.
+    move_generation: u64,
     /// Peers heard from (by node id).
     peers: HashMap<String, Peer>,
     /// Peers whose traffic is dropped (fault injection for partition tests).
@@ -436,6 +438,7 @@ impl Cluster {
             Some(prepared) if *prepared != next => false,
             _ => {
                 state.moving = Some(next);
+                state.move_generation += 1;
                 true
             }
         }
@@ -461,6 +464,11 @@ impl Cluster {
             return true;
         }
         false
+    }
+
+    /// Which prepare is the latest (see [`State::move_generation`]).
+    pub(crate) fn move_generation(&self) -> u64 {
+        self.read().move_generation
     }
 
     /// Whether `next` is the prepared change.

@@ -119,7 +119,13 @@ impl Actor for TicketActor {
                 let mut batch = WriteBatch::new();
                 batch.put(&keys::ticket(&voided.id), &voided)?;
                 // Waiting here keeps the actor's memory equal to the disk; voids are rare.
-                match self.store.commit(batch)?.await {
+                // A write refused now (the ticket is being handed over, or the node is cut
+                // off) is answered like a failed one: the ticket is unchanged.
+                let written = match self.store.commit(batch) {
+                    Ok(durable) => durable.await,
+                    Err(e) => Err(e),
+                };
+                match written {
                     Ok(()) => {
                         state.ticket = voided;
                         let _ = reply.send(Ok(state.ticket.clone()));

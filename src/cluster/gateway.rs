@@ -239,7 +239,7 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
             }
             change_answer(handoff::change(cluster, services, view.without(&node)).await)
         }
-        phase => handoff::handle(cluster, services, phase).await,
+        phase => handoff::handle(cluster, services, &call.from, phase).await,
     }
 }
 

@@ -12,12 +12,16 @@
 //!    longer owns, and activates what it received (holds keep expiring, sagas resume).
 //!
 //! A node that misses the commit adopts the new view from the next heartbeat of one that has
-//! it; until then it reaches no majority at its old epoch, so it cannot write. A prepared change
-//! that neither commits nor aborts (its coordinator died) is given up after [`PREPARED_FOR`].
+//! it; until then it reaches no majority at its old epoch, so it cannot write. The coordinator
+//! commits itself first, so a node whose prepare has waited [`PREPARED_FOR`] can ask it what
+//! became of the change (`Resolve`): still running (wait), committed (adopt its view), or
+//! neither — it runs no change and has not adopted the view, so nobody has — and only then is
+//! the prepare given up. An unreachable coordinator is asked again later: the tags stay frozen
+//! (503) rather than risk a second writer.
 
 use super::gateway::Services;
 use super::placement::tag_of_key;
-use super::wire::{Answer, CallBody};
+use super::wire::{Answer, CallBody, Resolution, decode};
 use super::{Cluster, View};
 use crate::persistence::WriteBatch;
 use std::time::Duration;
@@ -28,14 +32,15 @@ use tokio::time::Instant;
 const CHUNK_BYTES: usize = 1 << 20;
 /// How long a prepare waits for requests in progress on moving tags.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
-/// How long a prepared change waits for its commit or abort before this node gives it up. Safe:
-/// had any node committed it, its heartbeats would have brought the new view here long before.
+/// How long a prepared change waits for its commit or abort before this node asks its
+/// coordinator what became of it (and again after as long, while the answer is "still running"
+/// or the coordinator is unreachable).
 const PREPARED_FOR: Duration = Duration::from_secs(30);
 
 /// Raw records (key, encoded value) in one handoff message.
 type Records = Vec<(String, Vec<u8>)>;
 
-/// Serializes the changes this node coordinates.
+/// Serializes the changes this node coordinates (held for the whole change).
 static CHANGING: Mutex<()> = Mutex::const_new(());
 
 /// Coordinates a change of membership from the current view to `next`.
@@ -88,7 +93,14 @@ pub async fn change(cluster: &Cluster, services: &Services, next: View) -> Resul
             return Err(format!("node {node} could not hand over its records: {e}"));
         }
     }
-    for node in &nodes {
+    // This node first: once it has adopted the view, a participant asking what became of the
+    // change learns that it committed; before that, that nobody has adopted it.
+    let me = cluster.node().to_owned();
+    let commit_order = nodes
+        .iter()
+        .filter(|n| **n == me)
+        .chain(nodes.iter().filter(|n| **n != me));
+    for node in commit_order {
         if let Err(e) = ask(cluster, services, node, CallBody::Commit(next.clone())).await {
             // It adopts the view from a heartbeat; its records are already handed over.
             tracing::warn!(node, error = %e, "commit not delivered; the node catches up by heartbeat");
@@ -107,7 +119,7 @@ async fn ask(
     body: CallBody,
 ) -> Result<(), String> {
     if node == cluster.node() {
-        return match handle(cluster, services, body).await {
+        return match handle(cluster, services, node, body).await {
             Answer::Done(_) => Ok(()),
             Answer::Unavailable(why) => Err(why),
             Answer::NotOwner(_) => Err("not a participant".into()),
@@ -123,10 +135,12 @@ async fn ask(
         .map_err(|e| e.to_string())
 }
 
-/// Handles one phase of a change on this node.
-pub async fn handle(cluster: &Cluster, services: &Services, body: CallBody) -> Answer {
+/// Handles one phase of a change on this node (`from`: the node that sent it, for a prepare its
+/// coordinator).
+pub async fn handle(cluster: &Cluster, services: &Services, from: &str, body: CallBody) -> Answer {
     let result = match body {
-        CallBody::Prepare(next) => prepare(cluster, services, next).await,
+        CallBody::Prepare(next) => prepare(cluster, services, from, next).await,
+        CallBody::Resolve(next) => return super::done(&resolve(cluster, &next)),
         CallBody::Transfer(next) => transfer(cluster, services, next).await,
         CallBody::Records { next, records } => receive(cluster, &next, records).await,
         CallBody::Commit(next) => {
@@ -145,7 +159,12 @@ pub async fn handle(cluster: &Cluster, services: &Services, body: CallBody) -> A
     }
 }
 
-async fn prepare(cluster: &Cluster, services: &Services, next: View) -> Result<(), String> {
+async fn prepare(
+    cluster: &Cluster,
+    services: &Services,
+    coordinator: &str,
+    next: View,
+) -> Result<(), String> {
     let current = cluster.view();
     if next.epoch <= current.epoch {
         return Err("this change is older than the adopted view".into());
@@ -162,7 +181,7 @@ async fn prepare(cluster: &Cluster, services: &Services, next: View) -> Result<(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cluster.seal_move(&next);
-    give_up_later(cluster, services, next.clone());
+    resolve_later(cluster, services, coordinator, next.clone());
     // Stop the actors of moving entities: their state is on disk, and nothing may write it here
     // any more.
     for name in ractor::registry::registered() {
@@ -251,19 +270,72 @@ pub fn apply(cluster: &Cluster, services: &Services, view: View) {
     settle(cluster, services);
 }
 
-/// Aborts the prepared change `next` here if it is still prepared after [`PREPARED_FOR`].
-fn give_up_later(cluster: &Cluster, services: &Services, next: View) {
-    let (cluster, services) = (cluster.clone(), services.clone());
+/// What the coordinator of `next` answers about it (see the module's documentation).
+fn resolve(cluster: &Cluster, next: &View) -> Resolution {
+    let Ok(_idle) = CHANGING.try_lock() else {
+        return Resolution::InProgress;
+    };
+    let view = cluster.view();
+    if view.epoch >= next.epoch {
+        Resolution::Committed(view)
+    } else {
+        Resolution::Abandoned
+    }
+}
+
+/// While this very prepare of `next` (not a later one of an equal view) is still pending after
+/// [`PREPARED_FOR`], asks its coordinator what became of it and acts on the answer.
+fn resolve_later(cluster: &Cluster, services: &Services, coordinator: &str, next: View) {
+    let (cluster, services, coordinator) =
+        (cluster.clone(), services.clone(), coordinator.to_owned());
+    let prepared = cluster.move_generation();
     tokio::spawn(async move {
-        tokio::time::sleep(PREPARED_FOR).await;
-        if cluster.is_moving_to(&next) {
-            tracing::warn!(
-                epoch = next.epoch,
-                "prepared membership change neither committed nor aborted; giving it up"
-            );
-            abort(&cluster, &services, &next);
+        loop {
+            tokio::time::sleep(PREPARED_FOR).await;
+            if cluster.move_generation() != prepared || !cluster.is_moving_to(&next) {
+                return;
+            }
+            let answer = if coordinator == cluster.node() {
+                Ok(resolve(&cluster, &next))
+            } else {
+                ask_resolution(&cluster, &coordinator, &next).await
+            };
+            match answer {
+                Ok(Resolution::Committed(view)) => {
+                    tracing::warn!(
+                        epoch = view.epoch,
+                        "prepared change was committed without us; adopting it"
+                    );
+                    apply(&cluster, &services, view);
+                    return;
+                }
+                Ok(Resolution::Abandoned) => {
+                    tracing::warn!(epoch = next.epoch, %coordinator, "prepared change was abandoned by its coordinator; giving it up");
+                    abort(&cluster, &services, &next);
+                    return;
+                }
+                Ok(Resolution::InProgress) => {}
+                Err(e) => {
+                    tracing::warn!(epoch = next.epoch, %coordinator, error = %e, "coordinator of a prepared change unreachable; its entities stay frozen");
+                }
+            }
         }
     });
+}
+
+async fn ask_resolution(
+    cluster: &Cluster,
+    coordinator: &str,
+    next: &View,
+) -> Result<Resolution, String> {
+    let gateway = cluster
+        .peer_gateway(coordinator)
+        .ok_or_else(|| format!("node {coordinator} is unreachable"))?;
+    let bytes = cluster
+        .call(coordinator, &gateway, CallBody::Resolve(next.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    decode(&bytes).map_err(|e| e.to_string())
 }
 
 fn abort(cluster: &Cluster, services: &Services, next: &View) {
@@ -299,9 +371,46 @@ fn settle(cluster: &Cluster, services: &Services) {
             "deleted records now owned by other nodes"
         );
     }
-    let services = services.clone();
+    let (cluster, services) = (cluster.clone(), services.clone());
     tokio::spawn(async move {
+        // Right after a change, peers count toward this node's majority only once their
+        // heartbeat at the new epoch arrives; recovering before would be refused.
+        let deadline = Instant::now() + 3 * cluster.timing().down_after;
+        while !cluster.serving() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let flights = services.flights_with_holds();
         services.recover(flights).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Timing;
+    use crate::persistence::Store;
+
+    #[tokio::test]
+    async fn a_coordinator_tells_a_waiting_participant_what_became_of_the_change()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let timing = Timing {
+            heartbeat: Duration::from_millis(300),
+            down_after: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(1),
+        };
+        let cluster = Cluster::open("a", "127.0.0.1:1", Store::temporary()?, timing, true, true)?;
+        let next = cluster.view().with("b", "127.0.0.1:2");
+
+        // Running a change: wait.
+        let running = CHANGING.lock().await;
+        assert_eq!(resolve(&cluster, &next), Resolution::InProgress);
+        drop(running);
+        // Idle and not at the change's epoch: nobody committed it (the coordinator commits
+        // itself first), so it may be given up.
+        assert_eq!(resolve(&cluster, &next), Resolution::Abandoned);
+        // Adopted: the participant adopts it too.
+        assert!(cluster.adopt(next.clone()));
+        assert_eq!(resolve(&cluster, &next), Resolution::Committed(next));
+        Ok(())
+    }
 }

@@ -80,6 +80,20 @@ pub enum CallBody {
     Commit(View),
     /// Give up a prepared change.
     Abort(View),
+    /// Asked of a change's coordinator by a node whose prepare for `next` has waited long: what
+    /// became of it (answered with a [`Resolution`]).
+    Resolve(View),
+}
+
+/// What became of a prepared change, as its coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// The coordinator is still running a change: keep waiting.
+    InProgress,
+    /// The coordinator has adopted this view (it commits itself first): adopt it.
+    Committed(View),
+    /// The coordinator runs no change and has not adopted it, so nobody has: give it up.
+    Abandoned,
 }
 
 /// A read that every member answers for its own share.

@@ -36,6 +36,8 @@ pub const DEFAULT_ANONYMOUS_RPS: u32 = 50_000;
 pub const DEFAULT_ANONYMOUS_BURST: u32 = 50_000;
 /// Default failed signins per account per minute.
 pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
+/// Default accept queue of the HTTP listener (tokio's own default is 1024).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 8192;
 /// Default log filter: warp reports every 4xx as a warning, which for a booking API (404s,
 /// 409s) is noise; our own request span and metrics cover them.
 pub const DEFAULT_LOG_FILTER: &str = "info,warp::filters::trace=error";
@@ -88,6 +90,10 @@ pub struct HttpSettings {
     pub anonymous_burst: u32,
     /// Failed signins allowed per account per minute.
     pub signin_failures_per_minute: u32,
+    /// Connections the kernel queues before the server accepts them (capped by the kernel's
+    /// `net.core.somaxconn`). Connections beyond it are dropped and retried by the client after
+    /// 1 s, 3 s, 7 s…: an on-sale rush of thousands of new connections needs a deep queue.
+    pub listen_backlog: u32,
 }
 
 impl Default for HttpSettings {
@@ -101,6 +107,7 @@ impl Default for HttpSettings {
             anonymous_rps: DEFAULT_ANONYMOUS_RPS,
             anonymous_burst: DEFAULT_ANONYMOUS_BURST,
             signin_failures_per_minute: DEFAULT_SIGNIN_FAILURES_PER_MINUTE,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
 }
@@ -307,6 +314,9 @@ impl Settings {
 
     /// Checks rules that types alone cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=65_535).contains(&self.http.listen_backlog) {
+            bail!("http.listen_backlog must be between 1 and 65535");
+        }
         if !(8..=65_536).contains(&self.storage.cache_mib) {
             bail!("storage.cache_mib must be between 8 and 65536");
         }
@@ -414,6 +424,21 @@ mod tests {
             let mut s = valid();
             s.storage.cache_mib = mib;
             assert_eq!(s.validate().is_ok(), ok, "cache_mib = {mib}");
+        }
+    }
+
+    #[test]
+    fn the_listen_backlog_is_bounded() {
+        for (backlog, ok) in [
+            (1, true),
+            (8192, true),
+            (65_535, true),
+            (0, false),
+            (65_536, false),
+        ] {
+            let mut s = valid();
+            s.http.listen_backlog = backlog;
+            assert_eq!(s.validate().is_ok(), ok, "listen_backlog = {backlog}");
         }
     }
 

@@ -302,8 +302,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         ready: ready.clone(),
     });
 
-    let listener = tokio::net::TcpListener::bind(settings.http.bind)
-        .await
+    let listener = listen(settings.http.bind, settings.http.listen_backlog)
         .with_context(|| format!("binding the HTTP listener to {}", settings.http.bind))?;
     let http_addr = listener.local_addr()?;
     let (stop_http, stopped) = oneshot::channel::<()>();
@@ -342,6 +341,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
 /// Loads every flight's summary into the search index and returns the flights that have held
 /// seats. A flight whose records cannot be read is logged and left out (requests for it get
 /// 503), rather than shown with made-up seats.
+/// A TCP listener on `addr` with an accept queue of `backlog` connections.
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted node can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<FlightId>> {
     let mut with_holds = Vec::new();
     for item in store.scan::<Flight>(keys::FLIGHTS) {

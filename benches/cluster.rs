@@ -14,7 +14,7 @@
 #[path = "../tests/helpers/binary.rs"]
 mod binary;
 
-use binary::Server;
+use binary::{Server, free_port};
 use contrail::cluster::placement;
 use contrail::domain::ids::FlightId;
 use contrail::domain::user::Email;
@@ -26,13 +26,6 @@ use std::time::{Duration, Instant};
 const ADMIN_EMAIL: &str = "admin@bench.local";
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const NODES: [&str; 2] = ["node-a", "node-b"];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// Starts `name` listening for nodes on `port`, joining through `seed` if given.
 fn node(name: &str, data: &std::path::Path, port: u16, seed: Option<u16>) -> Server {

@@ -411,8 +411,15 @@ mod tests {
         assert!(s.validate().is_err());
     }
 
+    /// Whether `valid()`, changed by `adjust`, passes validation.
+    fn accepts(adjust: impl FnOnce(&mut Settings)) -> bool {
+        let mut s = valid();
+        adjust(&mut s);
+        s.validate().is_ok()
+    }
+
     #[test]
-    fn the_page_cache_size_is_bounded() {
+    fn the_page_cache_and_the_listen_backlog_are_bounded() {
         for (mib, ok) in [
             (8, true),
             (256, true),
@@ -421,14 +428,12 @@ mod tests {
             (7, false),
             (65_537, false),
         ] {
-            let mut s = valid();
-            s.storage.cache_mib = mib;
-            assert_eq!(s.validate().is_ok(), ok, "cache_mib = {mib}");
+            assert_eq!(
+                accepts(|s| s.storage.cache_mib = mib),
+                ok,
+                "cache_mib = {mib}"
+            );
         }
-    }
-
-    #[test]
-    fn the_listen_backlog_is_bounded() {
         for (backlog, ok) in [
             (1, true),
             (8192, true),
@@ -436,9 +441,11 @@ mod tests {
             (0, false),
             (65_536, false),
         ] {
-            let mut s = valid();
-            s.http.listen_backlog = backlog;
-            assert_eq!(s.validate().is_ok(), ok, "listen_backlog = {backlog}");
+            assert_eq!(
+                accepts(|s| s.http.listen_backlog = backlog),
+                ok,
+                "listen_backlog = {backlog}"
+            );
         }
     }
 

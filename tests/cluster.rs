@@ -4,7 +4,7 @@
 mod helpers;
 
 use contrail::cluster::placement;
-use helpers::binary::Server;
+use helpers::binary::{Server, free_port};
 use helpers::{TestApp, client_of, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -13,14 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const COOKIE: &str = "cluster-test-cookie";
-
-/// A free loopback port (bound and released; the node binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// One node of a test cluster: its process, data directory and cluster address.
 struct Member {

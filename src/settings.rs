@@ -330,6 +330,16 @@ impl Settings {
         if self.auth.admin_email.is_some() != self.auth.admin_password.is_some() {
             bail!("auth.admin_email and auth.admin_password go together");
         }
+        // Checked here, not when the admin is made: on a cluster that happens only once the
+        // email's owner reaches a majority, too late to refuse the configuration.
+        if let Some(email) = &self.auth.admin_email {
+            crate::domain::user::Email::parse(email)
+                .map_err(|e| anyhow::anyhow!("auth.admin_email {}", e.reason))?;
+        }
+        if let Some(password) = &self.auth.admin_password {
+            crate::domain::user::Password::parse(password.expose_secret().to_owned())
+                .map_err(|e| anyhow::anyhow!("auth.admin_password {}", e.reason))?;
+        }
         if self.auth.token_ttl_secs == 0 || self.booking.hold_ttl_secs == 0 {
             bail!("auth.token_ttl_secs and booking.hold_ttl_secs must be positive");
         }
@@ -416,6 +426,20 @@ mod tests {
         let mut s = valid();
         adjust(&mut s);
         s.validate().is_ok()
+    }
+
+    #[test]
+    fn the_first_admin_is_validated_with_the_settings() {
+        let admin = |email: &str, password: &str| {
+            let (email, password) = (email.to_owned(), SecretString::from(password.to_owned()));
+            accepts(|s| {
+                s.auth.admin_email = Some(email);
+                s.auth.admin_password = Some(password);
+            })
+        };
+        assert!(admin("boss@example.com", "operator-password"));
+        assert!(!admin("not-an-email", "operator-password"));
+        assert!(!admin("boss@example.com", "short"));
     }
 
     #[test]

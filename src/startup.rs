@@ -241,19 +241,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         cluster.clone(),
     )
     .await?;
-    let first_admin = settings
-        .auth
-        .admin_email
-        .clone()
-        .zip(settings.auth.admin_password.clone());
-    // A clustered node cannot write before it reaches a majority: there, the owner of the
-    // admin's email makes it exist each time it recovers (`Services::recover`).
-    if let (Some((email, password)), false) = (&first_admin, cluster.clustered()) {
-        accounts
-            .ensure_admin(email, password.expose_secret().to_owned())
-            .await
-            .context("creating the first admin from auth.admin_email / auth.admin_password")?;
-    }
     let services = Services {
         flights: directory.clone(),
         orders: orders.clone(),
@@ -262,7 +249,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         catalog: catalog.clone(),
         index: index.clone(),
         store: store.clone(),
-        first_admin: first_admin.filter(|_| cluster.clustered()),
+        first_admin: settings
+            .auth
+            .admin_email
+            .clone()
+            .zip(settings.auth.admin_password.clone()),
     };
     let _ = services_slot.set(services.clone());
     // Before the node takes requests (the flights' list was gathered with the search index).

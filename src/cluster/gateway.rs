@@ -40,8 +40,9 @@ pub struct Services {
     pub index: SharedIndex,
     /// The node's store.
     pub store: Store,
-    /// The configured first admin (email, password): made to exist by the owner of its email
-    /// whenever that node recovers (a clustered node cannot write before it reaches a majority).
+    /// The configured first admin (email, password; validated with the settings): made to exist
+    /// by the owner of its email whenever that node recovers — at start-up before a single node
+    /// takes requests, and once a clustered node reaches a majority (it cannot write before).
     pub first_admin: Option<(String, SecretString)>,
 }
 

@@ -80,7 +80,6 @@ async fn heartbeats(cluster: Cluster, services: Services) {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     // Start-up recovered what it could; only a later gain of the majority needs another pass.
     let mut serving = cluster.serving();
-    let mut epoch = cluster.epoch();
     loop {
         every.tick().await;
         announce(&cluster);
@@ -92,11 +91,10 @@ async fn heartbeats(cluster: Cluster, services: Services) {
         }
         // On regaining a majority (or reaching it after start-up) the entities that must run
         // (live holds, unfinished sagas) are activated: while cut off they could not be.
-        // The same after a change of view: the recovery its commit started may have found the
-        // node without a majority at the new epoch for a moment.
+        // (After a change of view, `handoff::settle` recovers once the majority at the new epoch
+        // is back; should that take long, this edge catches it.)
         let now_serving = cluster.serving();
-        let now_epoch = cluster.epoch();
-        if now_serving && (!serving || now_epoch != epoch) {
+        if now_serving && !serving {
             let services = services.clone();
             tokio::spawn(async move {
                 let flights = services.flights_with_holds();
@@ -104,7 +102,6 @@ async fn heartbeats(cluster: Cluster, services: Services) {
             });
         }
         serving = now_serving;
-        epoch = now_epoch;
         metrics::gauge!("contrail_cluster_members_up")
             .set(cluster.members().iter().filter(|(_, _, up)| *up).count() as f64);
         seen = up;

@@ -330,7 +330,8 @@ impl Store {
     }
 
     /// The epoch that last wrote `key` (0 if it does not exist or predates epochs).
-    pub fn epoch_of(&self, key: &str) -> Result<u64, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn epoch_of(&self, key: &str) -> Result<u64, StoreError> {
         Ok(self
             .inner
             .db

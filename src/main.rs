@@ -21,6 +21,13 @@ enum Command {
     /// Drive a running node (or several) with load, report latency and throughput, then audit
     /// the bookings through the API.
     Loadgen(contrail::loadgen::LoadgenArgs),
+    /// Convert a data directory written by an earlier Contrail (on sled) to the current store,
+    /// in place; the original is kept as DIR.sled-backup. The node must not be running.
+    Migrate {
+        /// The sled data directory (the old `storage.path`).
+        #[arg(long = "from-sled", value_name = "DIR")]
+        from_sled: PathBuf,
+    },
     /// Run a node until SIGTERM or Ctrl-C.
     Serve {
         /// The configuration file; CONTRAIL__SECTION__KEY variables override it.
@@ -35,6 +42,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => {
             let report = contrail::loadgen::run(args).await?;
             anyhow::ensure!(report.passed(), "the audit failed");
+            Ok(())
+        }
+        Command::Migrate { from_sled } => {
+            let done = contrail::persistence::migrate::from_sled(&from_sled)
+                .with_context(|| format!("migrating {}", from_sled.display()))?;
+            println!(
+                "converted {} records in {}; the sled original is at {}",
+                done.records,
+                from_sled.display(),
+                done.backup.display()
+            );
             Ok(())
         }
         Command::Serve { config } => {

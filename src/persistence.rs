@@ -1,13 +1,15 @@
-//! Durable storage: one embedded sled store per node, behind a narrow interface.
+//! Durable storage: one embedded store per node, behind a narrow interface.
 //!
-//! Nothing outside this module sees a sled type. Callers read typed records by key and write
-//! [`WriteBatch`]es; a batch is applied atomically at once (so later reads see it) and is
-//! acknowledged only after a flush that started after it has returned (group commit: many
-//! batches share one flush).
+//! Nothing outside this module sees the engine. Callers read typed records by key and write
+//! [`WriteBatch`]es; one log writer applies batches atomically in commit order and acknowledges
+//! each once a sync (`fdatasync`) that covers it has returned — group commit: every batch queued
+//! while one group syncs shares the next sync.
 
 mod codec;
-mod group_commit;
+mod engine;
 pub mod keys;
+mod log;
+pub mod migrate;
 mod store;
 
-pub use store::{Durable, Fence, Store, StoreError, WriteBatch};
+pub use store::{DEFAULT_CACHE_BYTES, Durable, Fence, Store, StoreError, WriteBatch};

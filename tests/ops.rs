@@ -34,8 +34,8 @@ async fn metrics_cover_requests_storage_and_actors() {
     for needle in [
         "contrail_http_requests_total{method=\"GET\",route=\"/api/v1/flights/{id}\",status=\"200\"}",
         "contrail_http_request_duration_seconds_bucket",
-        "contrail_storage_fsync_batch_size_bucket",
-        "contrail_storage_fsync_seconds_bucket",
+        "contrail_storage_sync_batch_size_bucket",
+        "contrail_storage_sync_seconds_bucket",
         "contrail_flight_actors_active",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");

@@ -68,25 +68,29 @@ pub struct AccountsActor {
 }
 
 impl AccountsActor {
-    fn create(&self, user: User) -> Result<(Durable, User), AccountError> {
-        let email_key = keys::email(&user.email);
-        if self.store.contains(&email_key)? {
-            return Err(AccountError::EmailTaken);
-        }
+    /// Writes the user unless the email is taken (checked and written atomically).
+    async fn create(&self, user: User) -> Result<(Durable, User), AccountError> {
         let mut batch = WriteBatch::new();
-        batch
-            .put(&keys::user(&user.id), &user)?
-            .put(&email_key, &user.id)?;
-        Ok((self.store.commit(batch)?, user))
+        batch.put(&keys::user(&user.id), &user)?;
+        match self
+            .store
+            .commit_if_absent(&keys::email(&user.email), &user.id, batch)
+            .await?
+        {
+            Ok(durable) => Ok((durable, user)),
+            Err(_) => Err(AccountError::EmailTaken),
+        }
     }
 
     /// Replaces a user's roles, and password hash if given.
-    fn update(
+    async fn update(
         &self,
         id: &UserId,
         roles: BTreeSet<Role>,
         password_hash: Option<String>,
     ) -> Result<(Durable, User), AccountError> {
+        // This actor's previous update may not have reached the engine yet: read after it.
+        self.store.caught_up().await?;
         let mut user: User = self
             .store
             .get(&keys::user(id))?
@@ -117,12 +121,12 @@ impl Actor for AccountsActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AccountsMessage::Create(user, reply) => answer(self.create(user), reply),
+            AccountsMessage::Create(user, reply) => answer(self.create(user).await, reply),
             AccountsMessage::SetRoles(id, roles, reply) => {
-                answer(self.update(&id, roles, None), reply)
+                answer(self.update(&id, roles, None).await, reply)
             }
             AccountsMessage::Reset(id, roles, hash, reply) => {
-                answer(self.update(&id, roles, Some(hash)), reply)
+                answer(self.update(&id, roles, Some(hash)).await, reply)
             }
         }
         Ok(())

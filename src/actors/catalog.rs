@@ -75,14 +75,17 @@ pub struct CatalogActor {
 }
 
 impl CatalogActor {
-    fn create_airport(&self, airport: Airport) -> Result<(Durable, Airport), CatalogError> {
+    /// Writes the airport unless its code is taken (checked and written atomically).
+    async fn create_airport(&self, airport: Airport) -> Result<(Durable, Airport), CatalogError> {
         let key = keys::airport(&airport.code);
-        if self.store.contains(&key)? {
-            return Err(CatalogError::AirportExists(airport.code));
+        match self
+            .store
+            .commit_if_absent(&key, &airport, WriteBatch::new())
+            .await?
+        {
+            Ok(durable) => Ok((durable, airport)),
+            Err(_) => Err(CatalogError::AirportExists(airport.code)),
         }
-        let mut batch = WriteBatch::new();
-        batch.put(&key, &airport)?;
-        Ok((self.store.commit(batch)?, airport))
     }
 
     fn create_aircraft(&self, aircraft: Aircraft) -> Result<(Durable, Aircraft), CatalogError> {
@@ -180,7 +183,7 @@ impl Actor for CatalogActor {
         // Storage failures are answered, not crashed on: the catalog holds no state of its own.
         match message {
             CatalogMessage::CreateAirport(airport, reply) => {
-                answer(self.create_airport(airport), reply)
+                answer(self.create_airport(airport).await, reply)
             }
             CatalogMessage::ListAirports(reply) => {
                 let _ = reply.send(self.list_airports());

@@ -435,6 +435,9 @@ impl Actor for FlightActor {
         myself: ActorRef<Self::Msg>,
         id: FlightId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A previous incarnation (crashed, or passivated a moment ago) may have writes still on
+        // their way to the engine: load after them, or a seat it sold could look free.
+        self.store.caught_up().await?;
         let (flight, seats) = load(&self.store, &id)?;
         let state = FlightState {
             flight,

@@ -741,6 +741,8 @@ impl Actor for OrderActor {
         myself: ActorRef<Self::Msg>,
         id: OrderId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A previous incarnation's last writes may still be on their way to the engine.
+        self.store.caught_up().await?;
         let order: Order = self
             .store
             .get(&keys::order(&id))?

@@ -162,11 +162,11 @@ impl Orders {
                     order: order.id.clone(),
                     outcome: None,
                 };
-                match self.store.commit_if_absent(
-                    &keys::idempotency(user, "order", key),
-                    &guard,
-                    batch,
-                )? {
+                match self
+                    .store
+                    .commit_if_absent(&keys::idempotency(user, "order", key), &guard, batch)
+                    .await?
+                {
                     Ok(durable) => {
                         durable.await?;
                         (order.id, false)
@@ -219,7 +219,8 @@ impl Orders {
         };
         match self
             .store
-            .commit_if_absent(&guard_key, &record, WriteBatch::new())?
+            .commit_if_absent(&guard_key, &record, WriteBatch::new())
+            .await?
         {
             Ok(durable) => durable.await?,
             Err(first) if first.fingerprint != record.fingerprint => {

@@ -86,6 +86,8 @@ impl Actor for TicketActor {
         myself: ActorRef<Self::Msg>,
         id: TicketId,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // A previous incarnation's last writes may still be on their way to the engine.
+        self.store.caught_up().await?;
         let ticket: TicketRecord = self
             .store
             .get(&keys::ticket(&id))?

@@ -13,14 +13,14 @@ const TIMING: Timing = Timing {
 };
 
 /// Node "a" of the 3-node view {a, b, c} at epoch 3, on a temporary store.
-fn node_a() -> Result<(Cluster, View), Box<dyn std::error::Error>> {
+async fn node_a() -> Result<(Cluster, View), Box<dyn std::error::Error>> {
     let store = Store::temporary()?;
     let view = View::founding("a", "127.0.0.1:1")
         .with("b", "127.0.0.1:2")
         .with("c", "127.0.0.1:3");
     let mut batch = WriteBatch::new();
     batch.put(VIEW_KEY, &view)?;
-    drop(store.commit(batch)?);
+    store.commit(batch)?.await?;
     let cluster = Cluster::open("a", "127.0.0.1:1", store, TIMING, false, true)?;
     Ok((cluster, view))
 }
@@ -37,10 +37,11 @@ fn flight_owned_by(view: &View, owner: &str, next: Option<(&View, &str)>) -> Str
         .unwrap_or_default()
 }
 
-fn write(cluster: &Cluster, key: &str, value: u32) -> Result<(), StoreError> {
+/// Writes `key` as the node would, and waits until it is durable.
+async fn write(cluster: &Cluster, key: &str, value: u32) -> Result<(), StoreError> {
     let mut batch = WriteBatch::new();
     batch.put(key, &value)?;
-    cluster.store().commit(batch).map(drop)
+    cluster.store().commit(batch)?.await
 }
 
 fn refused(result: Result<(), StoreError>, why: &str) -> bool {
@@ -49,37 +50,37 @@ fn refused(result: Result<(), StoreError>, why: &str) -> bool {
 
 #[tokio::test]
 async fn only_the_owner_writes_and_only_while_it_reaches_a_majority_at_its_epoch() -> TestResult {
-    let (cluster, view) = node_a()?;
+    let (cluster, view) = node_a().await?;
     let mine = flight_owned_by(&view, "a", None);
     let theirs = flight_owned_by(&view, "b", None);
 
     // Alone (nobody heard yet): not even its own records.
-    assert!(refused(write(&cluster, &mine, 1), "majority"));
+    assert!(refused(write(&cluster, &mine, 1).await, "majority"));
     // Node-local records are not placed, so not fenced.
-    write(&cluster, "local/anything", 1)?;
+    write(&cluster, "local/anything", 1).await?;
 
     // b heard, but at an older or a newer epoch: still no majority at epoch 3.
     cluster.heard("b", "127.0.0.1:2", 2);
-    assert!(refused(write(&cluster, &mine, 1), "majority"));
+    assert!(refused(write(&cluster, &mine, 1).await, "majority"));
     cluster.heard("b", "127.0.0.1:2", 4);
-    assert!(refused(write(&cluster, &mine, 1), "majority"));
+    assert!(refused(write(&cluster, &mine, 1).await, "majority"));
 
     // b at epoch 3: a and b are a majority; a writes its own records, stamped with epoch 3.
     cluster.heard("b", "127.0.0.1:2", 3);
-    write(&cluster, &mine, 1)?;
+    write(&cluster, &mine, 1).await?;
     assert_eq!(cluster.store().epoch_of(&mine)?, 3);
-    assert!(refused(write(&cluster, &theirs, 1), "node b owns it"));
+    assert!(refused(write(&cluster, &theirs, 1).await, "node b owns it"));
 
     // Cut off from b (the partition test's fault): refused again.
     cluster.set_blocked(["b".to_owned()].into(), Duration::from_secs(60));
-    assert!(refused(write(&cluster, &mine, 2), "majority"));
+    assert!(refused(write(&cluster, &mine, 2).await, "majority"));
     assert_eq!(cluster.store().get::<u32>(&mine)?, Some(1));
     Ok(())
 }
 
 #[tokio::test]
 async fn a_sealed_handoff_refuses_writes_to_the_moving_records_only() -> TestResult {
-    let (cluster, view) = node_a()?;
+    let (cluster, view) = node_a().await?;
     cluster.heard("b", "127.0.0.1:2", 3);
     let next = view.with("d", "127.0.0.1:4");
     let moving = flight_owned_by(&view, "a", Some((&next, "d")));
@@ -87,19 +88,19 @@ async fn a_sealed_handoff_refuses_writes_to_the_moving_records_only() -> TestRes
 
     assert!(cluster.begin_move(next.clone()));
     // Requests already in progress may finish their writes until the prepare seals.
-    write(&cluster, &moving, 1)?;
+    write(&cluster, &moving, 1).await?;
     assert!(cluster.seal_move(&next));
-    assert!(refused(write(&cluster, &moving, 2), "handed over"));
-    write(&cluster, &staying, 2)?;
+    assert!(refused(write(&cluster, &moving, 2).await, "handed over"));
+    write(&cluster, &staying, 2).await?;
     // Given up: the records are this node's again.
     assert!(cluster.end_move(&next));
-    write(&cluster, &moving, 3)?;
+    write(&cluster, &moving, 3).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_node_without_the_epoch_of_a_received_record_cannot_write_it() -> TestResult {
-    let (cluster, view) = node_a()?;
+    let (cluster, view) = node_a().await?;
     cluster.heard("b", "127.0.0.1:2", 3);
     let next = view.with("d", "127.0.0.1:4");
     // A record this node owns under both views, received under epoch 4 (as a handoff that
@@ -110,7 +111,7 @@ async fn a_node_without_the_epoch_of_a_received_record_cannot_write_it() -> Test
     cluster.store().commit(received)?.await?;
 
     assert!(refused(
-        write(&cluster, &key, 2),
+        write(&cluster, &key, 2).await,
         "written under cluster epoch 4"
     ));
     assert_eq!(cluster.store().get::<u32>(&key)?, Some(1));
@@ -119,7 +120,7 @@ async fn a_node_without_the_epoch_of_a_received_record_cannot_write_it() -> Test
     assert!(cluster.adopt(next));
     cluster.heard("b", "127.0.0.1:2", 4);
     cluster.heard("c", "127.0.0.1:3", 4);
-    write(&cluster, &key, 2)?;
+    write(&cluster, &key, 2).await?;
     assert_eq!(cluster.store().epoch_of(&key)?, 4);
     Ok(())
 }
@@ -128,7 +129,7 @@ async fn a_node_without_the_epoch_of_a_received_record_cannot_write_it() -> Test
 async fn a_cluster_of_one_owns_every_record_at_its_epoch() -> TestResult {
     let cluster = Cluster::alone(Store::temporary()?, Duration::from_secs(1))?;
     let key = keys::flight(&FlightId::generate_in("0123456789abcdef"));
-    write(&cluster, &key, 1)?;
+    write(&cluster, &key, 1).await?;
     assert_eq!(cluster.store().epoch_of(&key)?, 1);
     Ok(())
 }

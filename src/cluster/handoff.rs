@@ -207,6 +207,12 @@ async fn transfer(cluster: &Cluster, services: &Services, next: View) -> Result<
     let mut outgoing: std::collections::BTreeMap<String, (Vec<Records>, usize)> =
         Default::default();
     let mut moved = 0usize;
+    // Writes sealed before the prepare may still be on their way to the engine.
+    cluster
+        .store()
+        .caught_up()
+        .await
+        .map_err(|e| e.to_string())?;
     for entry in cluster.store().raw_entries() {
         let (key, value) = entry.map_err(|e| e.to_string())?;
         let Some(tag) = tag_of_key(&key) else {

@@ -1,32 +1,75 @@
 #!/usr/bin/env bash
-# Regenerates BENCHMARKS.md: builds in release, starts a node on loopback with its own data
-# directory, runs every loadgen scenario against it, runs the criterion benches, and writes the
-# figures with the machine they came from. Takes about 15 minutes on 2 cores.
+# Regenerates BENCHMARKS.md: builds in release, measures in one run the two yardsticks — the bare
+# warp route (examples/bare_warp.rs) and a PostgreSQL booking transaction (scripts/pg/bench.sh,
+# skipped if PostgreSQL is not installed) — then starts a node on loopback with its own data
+# directory, runs every loadgen scenario against it, runs the storage engine comparison and the
+# criterion benches, and writes the figures, their ratios and the machine they came from.
+# Takes about 20 minutes on 2 cores.
 #   scripts/benchmarks.sh            # everything
-#   QUICK=1 scripts/benchmarks.sh    # shorter runs, for a smoke test of the script itself
+#   QUICK=1 scripts/benchmarks.sh    # shorter runs, no cargo benches: a smoke test of the script
+# USERS (64): connections of the bare route, baseline, browse, book and hold runs and of pgbench
+# (the targets are defined at 64 connections); RUSH_BUYERS (10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs=${QUICK:+3}; secs=${secs:-15}
-users=${USERS:-256}
+users=${USERS:-64}
 work=$(mktemp -d)
-trap 'kill "$node" 2>/dev/null || true; wait "$node" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Every process started here that may still run, by PID: stopped on exit, whatever happens.
+bare= node= current=
+cleanup() {
+  set +e
+  for p in $current $bare $node; do kill "$p" 2> /dev/null || true; done
+  for p in $current $bare $node; do wait "$p" 2> /dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+# Runs a command in the background (so that the EXIT trap can stop it) and waits for it.
+tracked() { "$@" & current=$!; local rc=0; wait "$current" || rc=$?; current=; return "$rc"; }
+ready() { for _ in $(seq 1 100); do curl -sf "$1" > /dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 cargo build --release --locked
+cargo build --release --locked --example bare_warp
+
+# Yardstick 1: the bare warp route, same load generator, same connections.
+bare_port=${BARE_PORT:-18390}
+./target/release/examples/bare_warp "$bare_port" > "$work/bare.log" 2>&1 &
+bare=$!
+ready "http://127.0.0.1:$bare_port/healthz"
+tracked ./target/release/contrail loadgen --quiet --scenario baseline --no-audit --target "http://127.0.0.1:$bare_port" \
+  --users "$users" --duration-secs "$secs" --out "$work/bare.json" --plot "$work/bare.svg" > "$work/bare.txt"
+kill "$bare"; wait "$bare" 2> /dev/null || true; bare=
+
+# Yardstick 2: PostgreSQL committing one booking per transaction (its own throw-away cluster).
+export PG_CLIENTS=${PG_CLIENTS:-$users}
+tracked scripts/pg/bench.sh "$secs" > "$work/pg.json" ||
+  echo "scripts/pg/bench.sh failed; see above" >&2
+
 port=18380
 CONTRAIL__STORAGE__PATH="$work/data" CONTRAIL__HTTP__BIND="127.0.0.1:$port" CONTRAIL__LOG__FILTER=warn \
   ./target/release/contrail serve --config config.toml > "$work/node.log" 2>&1 &
 node=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break; sleep 0.1; done
+ready "http://127.0.0.1:$port/readyz"
 
-lg() { ./target/release/contrail loadgen --quiet --target "http://127.0.0.1:$port" --out "$work/$1.json" --plot "$work/$1.svg" --scenario "$@"; }
+lg() { tracked ./target/release/contrail loadgen --quiet --target "http://127.0.0.1:$port" --out "$work/$1.json" --plot "$work/$1.svg" --scenario "$@"; }
 lg baseline --users "$users" --duration-secs "$secs" > "$work/baseline.txt"
 lg browse --users "$users" --duration-secs "$secs" > "$work/browse.txt"
 lg book --users "$users" --duration-secs "$secs" --flights 200 --decline-rate 0.1 --abandon-rate 0.1 > "$work/book.txt"
+# `hold` (POST /api/v1/orders only: one seat each, many flights), where this loadgen has it.
+loadgen_help=$(./target/release/contrail loadgen --help 2>&1 || true)
+if grep -Eq '^[[:space:]]*- hold:|possible values:.*\bhold\b' <<< "$loadgen_help"; then
+  lg hold --users "$users" --duration-secs "$secs" --flights 1000 > "$work/hold.txt"
+else
+  echo "this loadgen has no 'hold' scenario: bookings/s are taken from the book mix" >&2
+fi
 lg rush --users "${RUSH_BUYERS:-10000}" --seats 150 --rush-accounts 200 > "$work/rush.txt"
+kill "$node"; wait "$node" 2> /dev/null || true; node= # the benches get the machine to themselves
 cp "$work"/*.svg docs/benchmarks/ 2>/dev/null || { mkdir -p docs/benchmarks && cp "$work"/*.svg docs/benchmarks/; }
 
 if [ -z "${QUICK:-}" ]; then
+  # Storage engines: the last stdout line is a JSON array (the table goes to stderr).
+  cargo bench --locked --bench storage > "$work/storage.json"
   cargo bench --locked --bench flight -- --warm-up-time 1 --measurement-time 4 > "$work/criterion-flight.txt"
   cargo bench --locked --bench http -- --warm-up-time 1 > "$work/criterion-http.txt"
   cargo bench --locked --bench cluster -- --warm-up-time 1 > "$work/criterion-cluster.txt"

@@ -257,6 +257,16 @@ impl Cluster {
         state.view.contains(&self.inner.node) && self.quorum(&state)
     }
 
+    /// Whether another node owns `tag` under the adopted view.
+    pub fn is_remote(&self, tag: &str) -> bool {
+        self.inner.clustered
+            && self
+                .read()
+                .view
+                .owner(tag)
+                .is_some_and(|owner| owner != self.inner.node)
+    }
+
     /// Where a request for `tag` goes.
     pub fn route(&self, tag: &str) -> Route {
         let state = self.read();

@@ -64,7 +64,8 @@ impl<E: Entity> Directory<E> {
         self.timeout
     }
 
-    /// Sends `cmd` to entity `id` on the node that owns it (see [`Cluster::run`]).
+    /// Sends `cmd` to entity `id` on the node that owns it (see [`Cluster::run`]) and answers
+    /// once whatever it changed is durable: for callers that acknowledge to the outside world.
     pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let remote = || E::remote(id.clone(), cmd.clone());
         self.cluster
@@ -76,14 +77,72 @@ impl<E: Entity> Directory<E> {
             .await
     }
 
-    /// Sends `cmd` to entity `id` on this node, activating its actor if needed (the caller has
-    /// checked that this node owns it).
+    /// [`Directory::call`] for a step of a saga whose own next durable write covers this one.
+    ///
+    /// On this node the answer comes as soon as the entity has committed its change: the store
+    /// is one log, durable in commit order, so the caller's later write cannot become durable
+    /// without it. Another node's log is not covered, so there this node's log is made durable
+    /// first (the other node never keeps a change for something a crash here could lose), and
+    /// that node answers once the change is durable on it.
+    pub async fn call_in_saga(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+        let tag = E::tag(id);
+        if self.cluster.is_remote(tag) {
+            self.store
+                .flush()
+                .await
+                .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        }
+        let remote = || E::remote(id.clone(), cmd.clone());
+        self.cluster
+            .run(tag, remote, Box::pin(self.deliver(id, cmd.clone())))
+            .await
+    }
+
+    /// Sends `cmd` to entity `id` on this node (the caller has checked that this node owns it)
+    /// and answers once whatever it changed is durable.
+    pub async fn call_local(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+        let sync = E::answers_before_durable(&cmd);
+        let reply = self.deliver(id, cmd).await?;
+        if sync {
+            self.store
+                .flush()
+                .await
+                .map_err(|e| CallError::Unavailable(e.to_string()))?;
+        }
+        Ok(reply)
+    }
+
+    /// Starts the actor of a new entity from `start` (it writes the entity itself) and sends
+    /// it `cmd`, as [`Directory::call_local`] does.
+    pub async fn create(
+        &self,
+        id: &E::Id,
+        start: E::Start,
+        cmd: E::Command,
+    ) -> Result<E::Reply, CallError> {
+        let name = actor_name::<E>(id);
+        Actor::spawn_linked(
+            Some(name),
+            self.template.clone(),
+            start,
+            self.supervisor.get_cell(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(kind = E::KIND, %id, error = %e, "new actor could not be started");
+            CallError::Unavailable(format!("{} {id} could not be started", E::KIND))
+        })?;
+        self.call_local(id, cmd).await
+    }
+
+    /// Delivers `cmd` to entity `id` on this node, activating its actor if needed, and answers
+    /// as the actor does.
     ///
     /// If the actor is gone before the command was delivered (passivated or restarting), the
     /// command is delivered to its next activation. If it stops after delivery, the caller gets
     /// [`CallError::Stopped`]: the command may or may not have been applied (entity commands are
     /// idempotent, so the client may retry).
-    pub async fn call_local(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+    async fn deliver(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let Some(actor) = self.find_or_activate(id).await? else {
@@ -156,7 +215,7 @@ impl<E: Entity> Directory<E> {
         let spawned = Actor::spawn_linked(
             Some(name.clone()),
             self.template.clone(),
-            id.clone(),
+            E::load(id.clone()),
             self.supervisor.get_cell(),
         )
         .await;

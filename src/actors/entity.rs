@@ -12,9 +12,12 @@ use std::fmt::Display;
 use std::hash::Hash;
 
 /// An actor that owns one entity.
-pub trait Entity: Actor<Arguments = <Self as Entity>::Id> + Clone {
+pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// The entity's id.
     type Id: Clone + Eq + Hash + Display + Send + Sync + 'static;
+    /// What an actor starts from: the id of an entity to load from disk, or (for entities
+    /// created by their own actor) the new entity itself.
+    type Start: Send + 'static;
     /// A request (a plain serde type, so it can cross nodes).
     type Command: Clone + Send + 'static;
     /// The answer to a request (a serde type too).
@@ -22,6 +25,14 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Id> + Clone {
 
     /// Kind name: registry-name prefix and metrics label (`flight`, `order`, `ticket`).
     const KIND: &'static str;
+
+    /// The start of an actor that loads entity `id` from disk.
+    fn load(id: Self::Id) -> Self::Start;
+
+    /// Whether the actor may answer `command` before the change it made is durable. Its
+    /// answer then reaches callers outside the saga only once the store has synced (see
+    /// [`Directory::call`](super::directory::Directory::call)).
+    fn answers_before_durable(command: &Self::Command) -> bool;
 
     /// Whether the entity exists in the store (checked before activating it).
     fn exists(store: &Store, id: &Self::Id) -> Result<bool, StoreError>;

@@ -1,18 +1,20 @@
 //! FlightActor: the only writer of one flight's seat map.
 //!
 //! Commands and replies are plain serde types, so the same enum serves local calls and, through
-//! a shard gateway, remote ones. A change is applied to the store before the actor moves on and
-//! acknowledged only once it is durable.
+//! a shard gateway, remote ones. A change is committed to the store's log before the actor
+//! answers; the answer does not wait for the sync. Callers that acknowledge to the outside
+//! world wait for it ([`Directory::call`](super::directory::Directory::call)); an order's saga
+//! needs not, because its own next durable write covers the flight's (one log, durable in
+//! commit order) — which is how a booking waits for one group commit instead of three.
 
 use super::entity::Entity;
-use super::reply_when_durable;
 use super::search_index::SearchIndexMessage;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::flight::{Currency, Flight, FlightStatus};
 use crate::domain::ids::{FlightId, OrderId};
 use crate::domain::search::FlightSummary;
 use crate::domain::seat_map::{ConfirmError, HoldError, Holder, SeatMap, SeatRequest, SeatStatus};
-use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// How often a flight actor sweeps lapsed holds and checks whether it is idle.
 const TICK: Duration = Duration::from_secs(1);
+/// Availability changes of one flight reach the search index at most this often.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
 /// A request to a flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,9 +122,8 @@ pub enum FlightMessage {
     ),
     /// Periodic: sweep lapsed holds, passivate when idle.
     Tick,
-    /// A write could not be made durable. The store now refuses writes (until the node
-    /// restarts and recovers from disk); crash so this actor's memory is not trusted further.
-    StorageFailed(String),
+    /// Send the coalesced availability to the search index.
+    Publish,
     /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
     InjectPanic,
 }
@@ -155,11 +158,15 @@ pub struct FlightActor {
     pub hold_cap: Option<u16>,
 }
 
-/// A live flight: its schedule and seats, as on disk.
+/// A live flight: its schedule and seats, as committed.
 pub struct FlightState {
     flight: Flight,
     seats: SeatMap,
     last_active: Instant,
+    /// When availability was last sent to the search index.
+    published_at: Option<Instant>,
+    /// A coalesced `Publish` is scheduled.
+    publish_pending: bool,
 }
 
 /// Loads a flight and its seats from the store.
@@ -268,7 +275,7 @@ impl FlightState {
 }
 
 impl FlightActor {
-    /// Cancels the flight (durably, once) and answers with the orders holding seats on it.
+    /// Cancels the flight (once) and answers with the orders holding seats on it.
     fn cancel(
         &self,
         myself: &ActorRef<FlightMessage>,
@@ -284,41 +291,37 @@ impl FlightActor {
         flight.status = FlightStatus::Cancelled;
         let mut batch = WriteBatch::new();
         batch.put(&keys::flight(&flight.id), &flight)?;
-        let durable = match self.commit_or_step_down(myself, batch)? {
-            Ok(durable) => durable,
-            Err(refused) => {
-                let _ = reply.send(Err(refused));
-                return Ok(());
-            }
-        };
+        if let Err(refused) = self.commit(myself, batch)? {
+            let _ = reply.send(Err(refused));
+            return Ok(());
+        }
         state.flight = flight;
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         tracing::info!(flight = %state.flight.id, "flight cancelled");
-        let me = myself.clone();
-        reply_when_durable(
-            durable,
-            reply,
-            orders,
-            |e| FlightError::Storage(e.to_string()),
-            move |e| {
-                let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
-            },
-        );
+        let _ = reply.send(Ok(orders));
         Ok(())
     }
 
-    /// Commits `batch`. A write the store refuses because this node may not make it now (the
-    /// flight is being handed over, or the node lacks the cluster's current epoch) comes back
-    /// as `Unavailable` for the caller, and the actor stops: its memory holds the refused
-    /// change. That is not a fault, so it does not count toward quarantine; the next request
-    /// activates the flight from disk, wherever it then lives.
-    fn commit_or_step_down(
+    /// Commits `batch` to the store's log: ordered before every later write of the node, and
+    /// durable with its group's sync, which this actor does not wait for (should the sync
+    /// fail, the store refuses every later write and whoever waits for durability is told).
+    ///
+    /// A write the store refuses because this node may not make it now (the flight is being
+    /// handed over, or the node lacks the cluster's current epoch) comes back as `Unavailable`
+    /// for the caller, and the actor stops: its memory holds the refused change. That is not a
+    /// fault, so it does not count toward quarantine; the next request activates the flight
+    /// from disk, wherever it then lives. Any other refusal is a fault: the actor crashes and
+    /// is restarted from disk.
+    fn commit(
         &self,
         myself: &ActorRef<FlightMessage>,
         batch: WriteBatch,
-    ) -> Result<Result<Durable, FlightError>, StoreError> {
+    ) -> Result<Result<(), FlightError>, StoreError> {
         match self.store.commit(batch) {
-            Ok(durable) => Ok(Ok(durable)),
+            Ok(durable) => {
+                drop(durable);
+                Ok(Ok(()))
+            }
             Err(e @ StoreError::Fenced { .. }) => {
                 tracing::warn!(error = %e, "flight write refused; the actor steps down");
                 myself.stop(Some("write fenced".into()));
@@ -328,40 +331,46 @@ impl FlightActor {
         }
     }
 
-    fn publish(&self, state: &FlightState) {
+    /// Tells the search index about the flight's availability, at most once per
+    /// [`PUBLISH_EVERY`]: a busy flight's changes are coalesced into one event.
+    fn publish(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) {
+        if state.publish_pending {
+            return;
+        }
+        match state.published_at {
+            Some(at) if at.elapsed() < PUBLISH_EVERY => {
+                state.publish_pending = true;
+                myself.send_after(PUBLISH_EVERY - at.elapsed(), || FlightMessage::Publish);
+            }
+            _ => self.publish_now(state),
+        }
+    }
+
+    fn publish_now(&self, state: &mut FlightState) {
+        state.publish_pending = false;
+        state.published_at = Some(Instant::now());
         let event =
             SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
         // The index is best effort: it lags or misses an event only if it is restarting.
         let _ = self.index.cast(event);
     }
 
-    /// Writes `changed` seats; the caller is answered once they are durable.
+    /// Writes `changed` seats and answers.
     fn persist_then_reply(
         &self,
         myself: &ActorRef<FlightMessage>,
-        state: &FlightState,
+        state: &mut FlightState,
         changed: &[SeatName],
         reply: RpcReplyPort<Result<FlightReply, FlightError>>,
         value: FlightReply,
     ) -> Result<(), ActorProcessingErr> {
-        let durable = match self.commit_or_step_down(myself, state.batch_for(changed)?)? {
-            Ok(durable) => durable,
-            Err(refused) => {
-                let _ = reply.send(Err(refused));
-                return Ok(());
-            }
-        };
-        self.publish(state);
-        let me = myself.clone();
-        reply_when_durable(
-            durable,
-            reply,
-            value,
-            |e| FlightError::Storage(e.to_string()),
-            move |e| {
-                let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
-            },
-        );
+        let answer = self
+            .commit(myself, state.batch_for(changed)?)?
+            .map(|()| value);
+        if answer.is_ok() {
+            self.publish(myself, state);
+        }
+        let _ = reply.send(answer);
         Ok(())
     }
 
@@ -374,16 +383,10 @@ impl FlightActor {
         if !freed.is_empty() {
             tracing::info!(flight = %state.flight.id, seats = freed.len(), "released lapsed holds");
             metrics::counter!("contrail_holds_expired_total").increment(freed.len() as u64);
-            let Ok(durable) = self.commit_or_step_down(myself, state.batch_for(&freed)?)? else {
+            if self.commit(myself, state.batch_for(&freed)?)?.is_err() {
                 return Ok(());
-            };
-            self.publish(state);
-            let me = myself.clone();
-            tokio::spawn(async move {
-                if let Err(e) = durable.await {
-                    let _ = me.cast(FlightMessage::StorageFailed(e.to_string()));
-                }
-            });
+            }
+            self.publish(myself, state);
         }
         // A flight with holds stays active: its tick is what returns lapsed holds to sale.
         if state.last_active.elapsed() >= self.passivate_after && !state.seats.has_holds() {
@@ -399,7 +402,17 @@ impl Entity for FlightActor {
     type Id = FlightId;
     type Command = FlightCommand;
     type Reply = Result<FlightReply, FlightError>;
+    type Start = FlightId;
     const KIND: &'static str = "flight";
+
+    fn load(id: FlightId) -> FlightId {
+        id
+    }
+
+    /// A flight answers as soon as its change is committed (see [`FlightActor::commit`]).
+    fn answers_before_durable(command: &FlightCommand) -> bool {
+        !matches!(command, FlightCommand::Get | FlightCommand::Seats)
+    }
 
     fn exists(store: &Store, id: &FlightId) -> Result<bool, StoreError> {
         store.contains(&keys::flight(id))
@@ -443,6 +456,8 @@ impl Actor for FlightActor {
             flight,
             seats,
             last_active: Instant::now(),
+            published_at: None,
+            publish_pending: false,
         };
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         myself.send_interval(TICK, || FlightMessage::Tick);
@@ -480,8 +495,9 @@ impl Actor for FlightActor {
                 Ok(())
             }
             FlightMessage::Tick => self.tick(&myself, state),
-            FlightMessage::StorageFailed(e) => {
-                Err(format!("a write was not made durable: {e}").into())
+            FlightMessage::Publish => {
+                self.publish_now(state);
+                Ok(())
             }
             FlightMessage::InjectPanic => panic!("injected fault in flight {}", state.flight.id),
         }

@@ -1,10 +1,17 @@
 //! OrderActor: runs one order's booking saga — hold seats on every flight (all or none), take
 //! the payment, confirm the seats and issue tickets — and its expiry, cancellation and refund.
 //!
-//! Every step is persisted before the next, so a crash resumes or compensates: a `pending`
-//! order found at start-up releases whatever it may hold, a `held` one re-arms its expiry
-//! timer, a `paying` one (charged) finishes confirming. The actor talks to flights, payment,
-//! tickets and notifications only by messages.
+//! The actor is the only writer of its order record. A new order starts in memory; its actor
+//! writes it (`pending`, with its Idempotency-Key) before asking any flight for seats.
+//!
+//! Every step is committed before the next, and the store is one log that becomes durable in
+//! commit order, so what survives a crash is always a prefix of the steps: a `pending` order
+//! found at start-up releases whatever it may hold, a `held` one re-arms its expiry timer, a
+//! `paying` one (charged) finishes confirming. That is why a step's own write needs no wait:
+//! the saga waits for durability once, before it answers its caller — one group commit per
+//! booking and per payment. (A participant on another node is not covered by this node's log;
+//! see [`Directory::call_in_saga`](super::directory::Directory::call_in_saga).) The actor talks
+//! to flights, payment, tickets and notifications only by messages.
 
 use super::entity::Entity;
 use super::flight::{FlightCommand, FlightDirectory, FlightError, FlightReply};
@@ -18,7 +25,7 @@ use crate::domain::order::{
     HoldFailure, Order, OrderEvent, OrderStatus, TicketRecord, TicketStatus,
 };
 use crate::domain::seat_map::{HoldError, Holder};
-use crate::persistence::{Store, StoreError, WriteBatch, keys};
+use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use futures::future::join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -26,8 +33,6 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// How often an order actor checks whether to passivate.
-const TICK: Duration = Duration::from_secs(5);
 /// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way)
 /// is retried when a participant could not be reached.
 const RESUME_AFTER: Duration = Duration::from_secs(2);
@@ -88,6 +93,32 @@ pub enum OrderError {
     /// The Idempotency-Key was used before with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     KeyReused,
+    /// Between [`Orders`](super::orders::Orders) and a new order's actor only: a concurrent
+    /// request with the same Idempotency-Key placed this order first, so the new one was never
+    /// written; `Orders` answers with the first order instead.
+    #[error("placed first as order {0}")]
+    PlacedAs(OrderId),
+}
+
+/// What an Idempotency-Key remembers: the request's fingerprint, its order, and (for payments)
+/// the first final outcome, which retries get again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// A digest of the request the key was first used with.
+    pub fingerprint: String,
+    /// The order it placed (or paid).
+    pub order: OrderId,
+    /// For payments: the first final outcome.
+    pub outcome: Option<Result<(), OrderError>>,
+}
+
+/// What an order actor starts from.
+pub enum OrderStart {
+    /// An order on disk.
+    Load(OrderId),
+    /// A new order, not written yet (its actor writes it when told to `Place` it), and the
+    /// Idempotency-Key that must be free for it to be written (its store key and record).
+    New(Box<Order>, Option<(String, KeyRecord)>),
 }
 
 impl From<HoldFailure> for OrderError {
@@ -130,7 +161,7 @@ pub enum OrderMessage {
     Command(OrderCommand, Reply),
     /// The hold deadline passed.
     Expire,
-    /// Periodic passivation check.
+    /// Passivate if idle (scheduled once the order is settled).
     Tick,
     /// Retry an unfinished saga step (`paying` or `refunding`).
     Resume,
@@ -164,13 +195,29 @@ pub struct OrderState {
     last_active: Instant,
     /// A `Resume` is scheduled.
     resume_armed: bool,
+    /// A new order that is not written yet, with its Idempotency-Key (store key and record).
+    unwritten: Option<Option<(String, KeyRecord)>>,
+    /// The store key of the Idempotency-Key this order was placed with, while it is placed.
+    key: Option<String>,
+    /// A change was adopted whose durability nobody has waited for yet.
+    unsynced: bool,
 }
 
 impl Entity for OrderActor {
     type Id = OrderId;
     type Command = OrderCommand;
     type Reply = Result<Order, OrderError>;
+    type Start = OrderStart;
     const KIND: &'static str = "order";
+
+    fn load(id: OrderId) -> OrderStart {
+        OrderStart::Load(id)
+    }
+
+    /// An order makes its changes durable before it reports success (see [`OrderActor::save`]).
+    fn answers_before_durable(_: &OrderCommand) -> bool {
+        false
+    }
 
     fn exists(store: &Store, id: &OrderId) -> Result<bool, StoreError> {
         store.contains(&keys::order(id))
@@ -235,9 +282,10 @@ impl OrderActor {
         let _ = self.notifications.cast(NotificationMessage::Publish(n));
     }
 
-    /// Makes `next` (with `extra`, and the notification of the change if any) durable, then
-    /// adopts it: memory never runs ahead of disk, and a change and its notification are
-    /// recorded together (a crash cannot lose one without the other).
+    /// Makes `next` (with `extra`, and the notification of the change if any) durable, with
+    /// every step committed before it, then adopts it: what the caller is told never runs
+    /// ahead of the disk, and a change and its notification are recorded together (a crash
+    /// cannot lose one without the other).
     async fn save(
         &self,
         state: &mut OrderState,
@@ -245,18 +293,83 @@ impl OrderActor {
         extra: WriteBatch,
         note: Option<NotificationKind>,
     ) -> Result<(), OrderError> {
+        let (durable, note) = self.write(&next, extra, note)?;
+        durable.await?;
+        state.unsynced = false;
+        self.adopt(state, next, note);
+        Ok(())
+    }
+
+    /// Commits `next` and adopts it without waiting for the sync: for a step that a later
+    /// [`OrderActor::save`] covers (the store is durable in commit order), or that may be lost
+    /// in a crash without anyone having been told it happened (a failed hold).
+    fn record(
+        &self,
+        state: &mut OrderState,
+        next: Order,
+        extra: WriteBatch,
+        note: Option<NotificationKind>,
+    ) -> Result<(), OrderError> {
+        let (durable, note) = self.write(&next, extra, note)?;
+        drop(durable);
+        state.unsynced = true;
+        self.adopt(state, next, note);
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        next: &Order,
+        extra: WriteBatch,
+        note: Option<NotificationKind>,
+    ) -> Result<(Durable, Option<Notification>), OrderError> {
         let mut batch = extra;
-        batch.put(&keys::order(&next.id), &next)?;
+        batch.put(&keys::order(&next.id), next)?;
         let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
         if let Some(n) = &note {
             batch.put(&n.key(), n)?;
         }
-        self.store.commit(batch)?.await?;
+        Ok((self.store.commit(batch)?, note))
+    }
+
+    fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
         state.order = next;
         if let Some(n) = note {
             let _ = self.notifications.cast(NotificationMessage::Deliver(n));
         }
-        Ok(())
+    }
+
+    /// Writes a new order (`pending`) and its Idempotency-Key, if the key is still free. The
+    /// write is not waited for: the order is in the log before any flight is asked for seats,
+    /// so no hold can become durable without it.
+    async fn write_new(
+        &self,
+        state: &mut OrderState,
+        key: Option<(String, KeyRecord)>,
+    ) -> Result<(), OrderError> {
+        let order = &state.order;
+        let mut batch = WriteBatch::new();
+        batch.put(&keys::order(&order.id), order)?.put(
+            &keys::order_of(&order.user, order.created_at.timestamp_millis(), &order.id),
+            &order.id,
+        )?;
+        let Some((key, record)) = key else {
+            drop(self.store.commit(batch)?);
+            state.unsynced = true;
+            return Ok(());
+        };
+        match self.store.commit_if_absent(&key, &record, batch).await? {
+            Ok(durable) => {
+                drop(durable);
+                state.unsynced = true;
+                state.key = Some(key);
+                Ok(())
+            }
+            Err(first) if first.fingerprint == record.fingerprint => {
+                Err(OrderError::PlacedAs(first.order))
+            }
+            Err(_) => Err(OrderError::KeyReused),
+        }
     }
 
     /// `state.order` after `event`, not yet adopted.
@@ -271,7 +384,7 @@ impl OrderActor {
     /// keeps the hold until its deadline, when the flight itself returns it to sale.
     async fn release_all(&self, order: &Order) -> bool {
         let calls = order.segments.iter().map(|seg| {
-            self.flights.call(
+            self.flights.call_in_saga(
                 &seg.flight_id,
                 FlightCommand::Release {
                     order: order.id.clone(),
@@ -304,6 +417,13 @@ impl OrderActor {
             }
             _ => return Ok(state.order.clone()),
         }
+        if let Some(key) = state.unwritten.take() {
+            if let Err(e) = self.write_new(state, key).await {
+                // Never written: the actor stops once it has answered.
+                state.unwritten = Some(None);
+                return Err(e);
+            }
+        }
         metrics::counter!("contrail_bookings_attempted_total").increment(1);
         let mut next = state.order.clone();
         let holder = Holder {
@@ -311,7 +431,7 @@ impl OrderActor {
             user: next.user.clone(),
         };
         let calls = next.segments.iter().map(|seg| {
-            self.flights.call(
+            self.flights.call_in_saga(
                 &seg.flight_id,
                 FlightCommand::Hold {
                     holder: holder.clone(),
@@ -359,33 +479,51 @@ impl OrderActor {
             }
         }
         if let Some(failure) = failure {
-            // All or nothing: release every segment, including any whose answer was lost.
-            step(&next.id, "compensate", self.release_all(&next)).await;
-            let mut failed = Self::after(&state.order, OrderEvent::HoldFailed)?;
-            failed.failure = Some(failure.clone());
-            self.save(state, failed, WriteBatch::new(), None).await?;
-            let reason = match &failure {
-                HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
-                HoldFailure::HoldLimit(_) => "hold_limit",
-                HoldFailure::Invalid(_) => "invalid",
-                HoldFailure::Unavailable(_) => "unavailable",
-            };
-            metrics::counter!("contrail_bookings_failed_total", "reason" => reason).increment(1);
-            return Err(failure.into());
+            return Err(self.fail(state, &next, failure).await);
         }
         next.total_cents = next.segments.iter().map(|s| s.price_cents).sum();
         next.currency = currency;
         next.apply(OrderEvent::Held)
             .map_err(|e| OrderError::Unavailable(e.to_string()))?;
         self.save(state, next, WriteBatch::new(), None).await?;
+        state.key = None;
         metrics::counter!("contrail_bookings_succeeded_total").increment(1);
         arm_expiry(myself, &state.order);
         Ok(state.order.clone())
     }
 
+    /// All or nothing: releases every segment (including any whose answer was lost) and
+    /// records the order as failed. Nothing waits for the disk here — a sold-out flight answers
+    /// at once — because nothing is acknowledged: should a crash lose the record, the order is
+    /// found `pending` at start-up and compensated again. A transient failure frees the
+    /// Idempotency-Key with the same write, so that the client's retry really retries.
+    async fn fail(&self, state: &mut OrderState, held: &Order, failure: HoldFailure) -> OrderError {
+        step(&held.id, "compensate", self.release_all(held)).await;
+        let reason = match &failure {
+            HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
+            HoldFailure::HoldLimit(_) => "hold_limit",
+            HoldFailure::Invalid(_) => "invalid",
+            HoldFailure::Unavailable(_) => "unavailable",
+        };
+        metrics::counter!("contrail_bookings_failed_total", "reason" => reason).increment(1);
+        let mut extra = WriteBatch::new();
+        if let (HoldFailure::Unavailable(_), Some(key)) = (&failure, state.key.take()) {
+            extra.delete(&key);
+        }
+        let recorded = Self::after(&state.order, OrderEvent::HoldFailed).and_then(|mut failed| {
+            failed.failure = Some(failure.clone());
+            self.record(state, failed, extra, None)
+        });
+        match recorded {
+            Ok(()) => failure.into(),
+            Err(e) => e,
+        }
+    }
+
     /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
-    /// have taken is refunded, the end is persisted, then the seats are released (a release
-    /// that fails lapses at the hold's deadline, when the flight frees the seats itself).
+    /// have taken is refunded, the seats are released, then the end is saved (which makes the
+    /// releases durable with it). A release that fails lapses at the hold's deadline, when the
+    /// flight frees the seats itself.
     async fn end_hold(
         &self,
         state: &mut OrderState,
@@ -393,11 +531,9 @@ impl OrderActor {
         note: NotificationKind,
     ) -> Result<(), OrderError> {
         self.refund(&state.order).await?;
-        let next = Self::after(&state.order, event)?;
-        self.save(state, next, WriteBatch::new(), Some(note))
-            .await?;
         step(&state.order.id, "release", self.release_all(&state.order)).await;
-        Ok(())
+        let next = Self::after(&state.order, event)?;
+        self.save(state, next, WriteBatch::new(), Some(note)).await
     }
 
     async fn expire(&self, state: &mut OrderState) -> Result<(), OrderError> {
@@ -468,9 +604,11 @@ impl OrderActor {
             }
             Ok(PaymentReply::TimedOut) => Err(OrderError::PaymentTimeout),
             Ok(PaymentReply::Approved { charge_id }) => {
+                // Committed, not waited for: the confirmation's save covers it, and a crash
+                // before that loses the charge record with it (a prefix of the log survives).
                 let mut next = Self::after(&state.order, OrderEvent::Charged)?;
                 next.charge_id = Some(charge_id);
-                self.save(state, next, WriteBatch::new(), None).await?;
+                self.record(state, next, WriteBatch::new(), None)?;
                 self.finish_payment(state).await
             }
         }
@@ -481,7 +619,7 @@ impl OrderActor {
     async fn finish_payment(&self, state: &mut OrderState) -> Result<Order, OrderError> {
         let order = &state.order;
         let calls = order.segments.iter().map(|seg| {
-            self.flights.call(
+            self.flights.call_in_saga(
                 &seg.flight_id,
                 FlightCommand::Confirm {
                     order: order.id.clone(),
@@ -556,15 +694,7 @@ impl OrderActor {
             self.save(state, next, batch, Some(NotificationKind::OrderConfirmed)),
         )
         .await?;
-        // Each ticket gets its actor now (it passivates when idle, like every entity).
-        for ticket in state.order.tickets.clone() {
-            let tickets = self.tickets.clone();
-            tokio::spawn(async move {
-                if let Err(e) = tickets.activate(&ticket).await {
-                    tracing::warn!(ticket = %ticket, error = %e, "ticket actor not started; it starts on demand");
-                }
-            });
-        }
+        // Each ticket's actor is activated by the ticket's first request, like every entity.
         tracing::info!(order = %state.order.id, "order confirmed");
         Ok(state.order.clone())
     }
@@ -734,27 +864,43 @@ fn arm_expiry(myself: &ActorRef<OrderMessage>, order: &Order) {
 impl Actor for OrderActor {
     type Msg = OrderMessage;
     type State = OrderState;
-    type Arguments = OrderId;
+    type Arguments = OrderStart;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        id: OrderId,
+        start: OrderStart,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let id = match start {
+            OrderStart::New(order, key) => {
+                return Ok(OrderState {
+                    order: *order,
+                    last_active: Instant::now(),
+                    resume_armed: false,
+                    unwritten: Some(key),
+                    key: None,
+                    unsynced: false,
+                });
+            }
+            OrderStart::Load(id) => id,
+        };
         // A previous incarnation's last writes may still be on their way to the engine.
         self.store.caught_up().await?;
         let order: Order = self
             .store
             .get(&keys::order(&id))?
             .ok_or_else(|| format!("order {id} does not exist"))?;
-        if order.status == OrderStatus::Held {
-            arm_expiry(&myself, &order);
+        match order.status {
+            OrderStatus::Held => arm_expiry(&myself, &order),
+            status if status.is_terminal() || status == OrderStatus::Confirmed => {
+                myself.send_after(self.passivate_after, || OrderMessage::Tick);
+            }
+            _ => {}
         }
-        myself.send_interval(TICK, || OrderMessage::Tick);
         // An unfinished saga step is resumed shortly. This also covers a `pending` order whose
-        // actor was restarted after a crash mid-hold: its `Resume` compensates it. For a new
-        // order the `Place` that activated it is handled first (one message at a time), after
-        // which `Resume` finds nothing to do.
+        // actor was restarted after a crash mid-hold: its `Resume` compensates it. A `Place`
+        // that activated it is handled first (one message at a time), after which `Resume`
+        // finds nothing to do.
         let unfinished = matches!(
             order.status,
             OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
@@ -766,6 +912,9 @@ impl Actor for OrderActor {
             order,
             last_active: Instant::now(),
             resume_armed: unfinished,
+            unwritten: None,
+            key: None,
+            unsynced: false,
         })
     }
 
@@ -778,7 +927,8 @@ impl Actor for OrderActor {
         match message {
             OrderMessage::Command(cmd, reply) => {
                 state.last_active = Instant::now();
-                let result = match cmd {
+                let settled_before = settled(state);
+                let mut result = match cmd {
                     OrderCommand::Place => self.place(&myself, state).await,
                     OrderCommand::Get => Ok(state.order.clone()),
                     OrderCommand::Pay { token } => self.pay(state, token).await,
@@ -786,14 +936,28 @@ impl Actor for OrderActor {
                     OrderCommand::FlightCancelled => self.cancel(state, true).await,
                     OrderCommand::Recover => self.recover(&myself, state).await,
                 };
+                // Whatever the outcome, the caller is not told about a step the disk could
+                // still lose — except a failed hold, which promises nothing (see `fail`).
+                if state.unsynced && state.order.status != OrderStatus::Failed {
+                    match self.store.flush().await {
+                        Ok(()) => state.unsynced = false,
+                        Err(e) => result = Err(e.into()),
+                    }
+                }
                 let broken = match &result {
                     Err(OrderError::Storage(e)) => Some(e.clone()),
                     _ => None,
                 };
                 let _ = reply.send(result);
                 if let Some(e) = broken {
-                    // Memory was not changed, but the store refused a write: reload from disk.
+                    // The store refused a write: reload from disk.
                     return Err(format!("order storage failed: {e}").into());
+                }
+                if state.order.status == OrderStatus::Failed || state.unwritten.is_some() {
+                    // Nothing more will happen to it; a later request loads it again.
+                    myself.stop(None);
+                } else if settled(state) && !settled_before {
+                    myself.send_after(self.passivate_after, || OrderMessage::Tick);
                 }
                 self.resume_later(&myself, state);
             }
@@ -815,21 +979,31 @@ impl Actor for OrderActor {
                     // Try again shortly: the hold must not outlive its deadline for long.
                     tracing::warn!(order = %state.order.id, error = %e, "expiry failed; retrying");
                     myself.send_after(Duration::from_secs(1), || OrderMessage::Expire);
+                } else if settled(state) {
+                    myself.send_after(self.passivate_after, || OrderMessage::Tick);
                 }
             }
             OrderMessage::Tick => {
-                let settled = !matches!(
-                    state.order.status,
-                    OrderStatus::Pending
-                        | OrderStatus::Held
-                        | OrderStatus::Paying
-                        | OrderStatus::Refunding
-                );
-                if settled && state.last_active.elapsed() >= self.passivate_after {
+                if !settled(state) {
+                    return Ok(());
+                }
+                let idle = state.last_active.elapsed();
+                if idle >= self.passivate_after {
                     myself.drain()?;
+                } else {
+                    myself.send_after(self.passivate_after - idle, || OrderMessage::Tick);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Whether nothing is left for the order's actor to do on its own (no hold to expire, no saga
+/// step to finish): it may passivate when idle.
+fn settled(state: &OrderState) -> bool {
+    !matches!(
+        state.order.status,
+        OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying | OrderStatus::Refunding
+    )
 }

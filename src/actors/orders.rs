@@ -1,9 +1,9 @@
 //! [`Orders`]: what the HTTP layer uses to place, find and list orders. Placing an order
-//! writes it (pending) and its Idempotency-Key atomically, then asks its actor to run the saga.
+//! starts its actor with the new order, which writes it and runs the saga.
 
 use super::CallError;
 use super::notification::{self, Notification};
-use super::order::{OrderCommand, OrderDirectory, OrderError};
+use super::order::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
 use crate::cluster::Cluster;
 use crate::cluster::wire::{CallBody, Gather, Request};
 use crate::domain::ids::TicketId;
@@ -14,15 +14,6 @@ use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// What an Idempotency-Key remembers: the request's fingerprint, its order, and (for payments)
-/// the first final outcome, which retries get again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyRecord {
-    fingerprint: String,
-    order: OrderId,
-    outcome: Option<Result<(), OrderError>>,
-}
 
 /// Placing and reading orders.
 #[derive(Clone)]
@@ -109,8 +100,9 @@ impl Orders {
 
     /// Places an order on this node: all segments held, or none (and an error).
     ///
-    /// With an Idempotency-Key, the first request wins atomically; a retry with the same
-    /// request gets that order's outcome, with a different request [`OrderError::KeyReused`].
+    /// The order's own actor writes it (see [`OrderStart::New`]). With an Idempotency-Key, the
+    /// first request wins atomically; a retry with the same request gets that order's outcome,
+    /// with a different request [`OrderError::KeyReused`].
     pub async fn place_local(
         &self,
         user: &UserId,
@@ -119,10 +111,26 @@ impl Orders {
         fingerprint: String,
         idempotency_key: Option<&str>,
     ) -> Result<Placed, OrderError> {
+        let id = OrderId::generate_in(user.tag());
+        let key = match idempotency_key {
+            None => None,
+            Some(key) => {
+                let store_key = keys::idempotency(user, "order", key);
+                if let Some(first) = self.store.get::<KeyRecord>(&store_key)? {
+                    return self.replay(first, &fingerprint).await;
+                }
+                let record = KeyRecord {
+                    fingerprint: fingerprint.clone(),
+                    order: id.clone(),
+                    outcome: None,
+                };
+                Some((store_key, record))
+            }
+        };
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::MAX);
         let order = Order {
-            id: OrderId::generate_in(user.tag()),
+            id: id.clone(),
             user: user.clone(),
             status: OrderStatus::Pending,
             segments: segments
@@ -142,65 +150,48 @@ impl Orders {
             currency: None,
             charge_id: None,
             tickets: vec![],
-            request_hash: fingerprint.clone(),
+            request_hash: fingerprint,
             failure: None,
         };
-        let mut batch = WriteBatch::new();
-        batch.put(&keys::order(&order.id), &order)?;
-        batch.put(
-            &keys::order_of(user, now.timestamp_millis(), &order.id),
-            &order.id,
-        )?;
-        let (id, replayed) = match idempotency_key {
-            None => {
-                self.store.commit(batch)?.await?;
-                (order.id, false)
+        let start = OrderStart::New(Box::new(order), key);
+        match self.directory.create(&id, start, OrderCommand::Place).await {
+            // A concurrent request with the same key placed its order first.
+            Ok(Err(OrderError::PlacedAs(first))) => {
+                let order = self.call(&first, OrderCommand::Place).await?;
+                Ok(Placed {
+                    order,
+                    replayed: true,
+                })
             }
-            Some(key) => {
-                let guard = KeyRecord {
-                    fingerprint: fingerprint.clone(),
-                    order: order.id.clone(),
-                    outcome: None,
-                };
-                match self
-                    .store
-                    .commit_if_absent(&keys::idempotency(user, "order", key), &guard, batch)
-                    .await?
-                {
-                    Ok(durable) => {
-                        durable.await?;
-                        (order.id, false)
-                    }
-                    Err(first) if first.fingerprint == fingerprint => {
-                        // The first request's records may not be durable yet: a replay must not
-                        // acknowledge what a crash could still lose.
-                        self.store.flush().await?;
-                        (first.order, true)
-                    }
-                    Err(_) => return Err(OrderError::KeyReused),
-                }
-            }
-        };
-        // `Place` runs the saga once; for a replay it answers with the first outcome (after the
-        // first request's saga, which the actor runs first).
-        let result = self.call(&id, OrderCommand::Place).await;
-        if let (Err(OrderError::Unavailable(_)), Some(key)) = (&result, idempotency_key) {
-            // A transient failure is not an outcome to replay: free the key for a real retry.
-            if matches!(self.get_local(&id)?, Some(o) if o.status == OrderStatus::Failed) {
-                let mut forget = WriteBatch::new();
-                forget.delete(&keys::idempotency(user, "order", key));
-                self.store.commit(forget)?.await?;
-            }
+            Ok(result) => Ok(Placed {
+                order: result?,
+                replayed: false,
+            }),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Answers a retried placement with the first request's order (its saga's outcome, which
+    /// its actor reports only once it is durable).
+    async fn replay(&self, first: KeyRecord, fingerprint: &str) -> Result<Placed, OrderError> {
+        if first.fingerprint != fingerprint {
+            return Err(OrderError::KeyReused);
+        }
+        let order = self.call(&first.order, OrderCommand::Place).await?;
         Ok(Placed {
-            order: result?,
-            replayed,
+            order,
+            replayed: true,
         })
     }
 
     /// Pays an order. With an Idempotency-Key, a retry gets the first final outcome (approved,
     /// declined, not payable) instead of paying again; the same key with another order or token
     /// is [`OrderError::KeyReused`].
+    ///
+    /// The key's records are committed without waiting for the disk: the order's actor makes
+    /// the payment durable before it answers, and that covers everything committed before.
+    /// Should a crash lose a recorded outcome, the retry pays again, which the order answers
+    /// as it stands (paid orders are not charged twice).
     pub async fn pay_local(
         &self,
         user: &UserId,
@@ -222,7 +213,7 @@ impl Orders {
             .commit_if_absent(&guard_key, &record, WriteBatch::new())
             .await?
         {
-            Ok(durable) => durable.await?,
+            Ok(durable) => drop(durable),
             Err(first) if first.fingerprint != record.fingerprint => {
                 return Err(OrderError::KeyReused);
             }
@@ -241,7 +232,7 @@ impl Orders {
             record.outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
             let mut batch = WriteBatch::new();
             batch.put(&guard_key, &record)?;
-            self.store.commit(batch)?.await?;
+            drop(self.store.commit(batch)?);
         }
         result
     }

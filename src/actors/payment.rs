@@ -1,6 +1,7 @@
 //! PaymentActor: a payment-gateway simulator behind the message interface a real gateway
-//! adapter would have. At most one charge per order, ever: the charge is recorded durably
-//! before it is reported approved, and a repeated charge for the order returns the first one.
+//! adapter would have. At most one charge per order, ever: the charge is recorded before it is
+//! reported approved (durable with the order's next save), and a repeated charge for the order
+//! returns the first one.
 //!
 //! Test tokens: `tok_visa` approves (unless `payments.decline_rate` turns it down),
 //! `tok_declined` declines, `tok_timeout` makes the gateway time out (nothing is charged);
@@ -97,6 +98,30 @@ impl PaymentActor {
             .map_err(|e| e.to_string())
     }
 
+    /// Commits `record` as the order's charge and answers `reply`, without waiting for the sync:
+    /// the gateway runs on the order's node and the store is durable in commit order, so the
+    /// order's next durable write (which it makes before telling anyone it paid or was
+    /// refunded) covers this one.
+    fn record(
+        store: &Store,
+        order: &OrderId,
+        record: &ChargeRecord,
+        reply: PaymentReply,
+    ) -> PaymentReply {
+        let mut batch = WriteBatch::new();
+        let committed = batch
+            .put(&keys::charge(order), record)
+            .map(|_| ())
+            .and_then(|()| store.commit(batch));
+        match committed {
+            Ok(durable) => {
+                drop(durable);
+                reply
+            }
+            Err(e) => PaymentReply::Failed(e.to_string()),
+        }
+    }
+
     /// Runs one command; operations for one order never overlap (see [`PaymentActor::start`]).
     async fn execute(
         store: Store,
@@ -147,20 +172,13 @@ impl PaymentActor {
                     charged_at: Utc::now(),
                     refunded: false,
                 };
-                let mut batch = WriteBatch::new();
-                let written = batch
-                    .put(&keys::charge(&order), &record)
-                    .map(|_| ())
-                    .and_then(|()| store.commit(batch));
-                match written {
-                    Ok(durable) => match durable.await {
-                        Ok(()) => PaymentReply::Approved {
-                            charge_id: record.charge_id,
-                        },
-                        Err(e) => PaymentReply::Failed(e.to_string()),
-                    },
-                    Err(e) => PaymentReply::Failed(e.to_string()),
-                }
+                let charge_id = record.charge_id.clone();
+                Self::record(
+                    &store,
+                    &order,
+                    &record,
+                    PaymentReply::Approved { charge_id },
+                )
             }
             PaymentCommand::Refund { order } => {
                 let Some(mut charge) = existing else {
@@ -170,18 +188,7 @@ impl PaymentActor {
                     return PaymentReply::Refunded;
                 }
                 charge.refunded = true;
-                let mut batch = WriteBatch::new();
-                let written = batch
-                    .put(&keys::charge(&order), &charge)
-                    .map(|_| ())
-                    .and_then(|()| store.commit(batch));
-                match written {
-                    Ok(durable) => match durable.await {
-                        Ok(()) => PaymentReply::Refunded,
-                        Err(e) => PaymentReply::Failed(e.to_string()),
-                    },
-                    Err(e) => PaymentReply::Failed(e.to_string()),
-                }
+                Self::record(&store, &order, &charge, PaymentReply::Refunded)
             }
         }
     }
@@ -231,11 +238,13 @@ impl PaymentActor {
         let (store, latency, decline_rate) = (self.store.clone(), self.latency, self.decline_rate);
         let me = myself.clone();
         tokio::spawn(async move {
-            let answer = Self::execute(store, existing, cmd, latency, decline_rate).await;
+            let answer = Self::execute(store.clone(), existing, cmd, latency, decline_rate).await;
             metrics::counter!("contrail_payments_total", "result" => result_label(&answer))
                 .increment(1);
-            tracing::info!(order = %order, result = result_label(&answer), "payment");
+            tracing::debug!(order = %order, result = result_label(&answer), "payment");
             let _ = reply.send(answer);
+            // The next operation for this order reads the record this one wrote.
+            let _ = store.caught_up().await;
             let _ = me.cast(PaymentMessage::Done(order));
         });
     }

@@ -101,7 +101,7 @@ impl<E: Entity> EntitySupervisor<E> {
         let spawned = Actor::spawn_linked(
             Some(name),
             self.template.clone(),
-            id.clone(),
+            E::load(id.clone()),
             myself.get_cell(),
         )
         .await;

@@ -50,7 +50,17 @@ impl Entity for TicketActor {
     type Id = TicketId;
     type Command = TicketCommand;
     type Reply = Result<TicketRecord, String>;
+    type Start = TicketId;
     const KIND: &'static str = "ticket";
+
+    fn load(id: TicketId) -> TicketId {
+        id
+    }
+
+    /// A ticket answers once its change is durable.
+    fn answers_before_durable(_: &TicketCommand) -> bool {
+        false
+    }
 
     fn exists(store: &Store, id: &TicketId) -> Result<bool, StoreError> {
         store.contains(&keys::ticket(id))

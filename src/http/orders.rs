@@ -155,6 +155,8 @@ impl From<OrderError> for ApiError {
             OrderError::Storage(_) => ApiError::Unavailable("storage is unavailable; retry".into()),
             OrderError::NotFound => ApiError::NotFound,
             OrderError::KeyReused => ApiError::KeyReused,
+            // Resolved inside `Orders`; reaching here would be a bug.
+            e @ OrderError::PlacedAs(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

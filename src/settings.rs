@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default storage directory.
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
-/// Default size of sled's page cache in MiB (sled's own default, 1 GiB, is most of a node's
-/// memory once a large catalog has been read at start-up).
+/// Default size of the storage engine's block cache in MiB.
 pub const DEFAULT_STORAGE_CACHE_MIB: u64 = 256;
+/// Default longest time a write nobody waits for stays unsynced (it normally rides along with
+/// the sync of the next write somebody waits for).
+pub const DEFAULT_MAX_UNSYNCED_MS: u64 = 5;
 /// Default hold lifetime.
 pub const DEFAULT_HOLD_TTL_SECS: u64 = 600;
 /// Default seats one user may hold on one flight.
@@ -116,10 +118,12 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
-    /// The sled directory.
+    /// The data directory.
     pub path: PathBuf,
-    /// Most memory sled's page cache keeps, in MiB.
+    /// Most memory the engine's block cache keeps, in MiB.
     pub cache_mib: u64,
+    /// Longest time a write nobody waits for stays unsynced, in milliseconds.
+    pub max_unsynced_ms: u64,
 }
 
 impl Default for StorageSettings {
@@ -127,6 +131,7 @@ impl Default for StorageSettings {
         Self {
             path: PathBuf::from(DEFAULT_STORAGE_PATH),
             cache_mib: DEFAULT_STORAGE_CACHE_MIB,
+            max_unsynced_ms: DEFAULT_MAX_UNSYNCED_MS,
         }
     }
 }
@@ -319,6 +324,9 @@ impl Settings {
         }
         if !(8..=65_536).contains(&self.storage.cache_mib) {
             bail!("storage.cache_mib must be between 8 and 65536");
+        }
+        if !(1..=10_000).contains(&self.storage.max_unsynced_ms) {
+            bail!("storage.max_unsynced_ms must be between 1 and 10000");
         }
         match &self.auth.jwt_secret {
             None => bail!("auth.jwt_secret is required (at least {MIN_JWT_SECRET_LEN} bytes)"),

@@ -134,7 +134,11 @@ impl Node {
 pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     settings.validate()?;
     let settings = Arc::new(settings);
-    let store = Store::open_with_cache(&settings.storage.path, settings.storage.cache_mib << 20)?;
+    let store = Store::open_with(
+        &settings.storage.path,
+        settings.storage.cache_mib << 20,
+        Duration::from_millis(settings.storage.max_unsynced_ms),
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
 
     let index = SharedIndex::default();

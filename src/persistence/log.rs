@@ -7,6 +7,10 @@
 //! arrive while a group syncs queue up and form the next group, so under load each sync covers
 //! many writes and its cost approaches the disk's raw `fdatasync`.
 //!
+//! A write whose committer does not wait for it (a saga step that the saga's last, awaited
+//! write covers) is applied but not synced on its own: it rides along with the next sync that
+//! somebody waits for, or is synced after at most `max_unsynced` (`storage.max_unsynced_ms`).
+//!
 //! Why one thread: the engine's journal is a single file behind a mutex that is also held
 //! while it syncs. Writers that applied their own batches would block on that mutex during
 //! every sync (tokio workers stalled on I/O); here they only send a message and await an answer.
@@ -17,9 +21,9 @@ use super::StoreError;
 use super::engine::Engine;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most requests applied and synced as one group; more wait for the next.
@@ -74,27 +78,51 @@ pub(crate) struct LogStats {
 pub(crate) fn spawn(
     engine: Engine,
     sync: Sync,
+    max_unsynced: Duration,
     stats: Arc<LogStats>,
 ) -> std::io::Result<(mpsc::Sender<Request>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("contrail-log".into())
-        .spawn(move || run(&engine, sync, &stats, &rx))?;
+        .spawn(move || run(&engine, sync, max_unsynced, &stats, &rx))?;
     Ok((tx, thread))
 }
 
-fn run(engine: &Engine, sync: Sync, stats: &LogStats, rx: &mpsc::Receiver<Request>) {
+/// The log writer's loop: form a group, apply it, sync it (or defer the sync), acknowledge.
+fn run(
+    engine: &Engine,
+    sync: Sync,
+    max_unsynced: Duration,
+    stats: &LogStats,
+    rx: &mpsc::Receiver<Request>,
+) {
     let mut group = Vec::with_capacity(256);
     let mut waiting: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
-        group.push(first);
+    // Writes applied but not synced yet (nobody waited for them), and since when.
+    let mut unsynced: u64 = 0;
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let next = match unsynced_since {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => rx.recv_timeout(max_unsynced.saturating_sub(since.elapsed())),
+        };
+        match next {
+            Ok(first) => group.push(first),
+            // Deferred writes are due, or the store is closing: sync them now.
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if unsynced > 0 {
+                    let _ = make_durable(engine, sync, unsynced, stats);
+                }
+                return;
+            }
+        }
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(next) => group.push(next),
                 Err(_) => break,
             }
         }
-        let mut wrote = 0u64;
         for request in group.drain(..) {
             match request {
                 Request::Write {
@@ -108,7 +136,7 @@ fn run(engine: &Engine, sync: Sync, stats: &LogStats, rx: &mpsc::Receiver<Reques
                     }
                     match apply(engine, ops, guard) {
                         Ok(true) => {
-                            wrote += 1;
+                            unsynced += 1;
                             waiting.push(durable);
                         }
                         Ok(false) => {}
@@ -124,25 +152,48 @@ fn run(engine: &Engine, sync: Sync, stats: &LogStats, rx: &mpsc::Receiver<Reques
                 Request::Synced(ack) => waiting.push(ack),
             }
         }
+        // Writes whose committer let go of the acknowledgement are not waited for: their sync
+        // may wait for the next write somebody does wait for (durability is in commit order,
+        // so that sync covers them), but no longer than `max_unsynced`. A write that is part of
+        // a saga thus shares the sync of the saga's last step instead of starting its own.
+        waiting.retain(|ack| !ack.is_closed());
+        let due = unsynced_since.is_some_and(|since| since.elapsed() >= max_unsynced);
+        if waiting.is_empty() && !due {
+            if unsynced > 0 {
+                unsynced_since.get_or_insert_with(Instant::now);
+            }
+            continue;
+        }
         let result = if stats.failed.load(Ordering::Acquire) {
             Err(StoreError::Failed)
-        } else if wrote == 0 {
-            // Everything before this group was synced with its own group.
+        } else if unsynced == 0 {
+            // Everything applied before was synced already.
             Ok(())
         } else {
-            let started = Instant::now();
-            let synced = engine.persist(sync == Sync::Data);
-            metrics::histogram!("contrail_storage_sync_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("contrail_storage_sync_batch_size").record(wrote as f64);
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(wrote, Ordering::Relaxed);
-            synced.inspect_err(|e| fail(stats, e))
+            make_durable(engine, sync, unsynced, stats)
         };
+        unsynced = 0;
+        unsynced_since = None;
         for ack in waiting.drain(..) {
             let _ = ack.send(result.clone());
         }
     }
+}
+
+/// Syncs the journal once for the `writes` applied since the last sync.
+fn make_durable(
+    engine: &Engine,
+    sync: Sync,
+    writes: u64,
+    stats: &LogStats,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let synced = engine.persist(sync == Sync::Data);
+    metrics::histogram!("contrail_storage_sync_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("contrail_storage_sync_batch_size").record(writes as f64);
+    stats.syncs.fetch_add(1, Ordering::Relaxed);
+    stats.writes.fetch_add(writes, Ordering::Relaxed);
+    synced.inspect_err(|e| fail(stats, e))
 }
 
 /// Applies one request's records atomically. `Ok(false)`: its guard refused it.

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Why a storage operation failed.
@@ -165,31 +166,40 @@ impl Drop for Inner {
 
 /// The engine's block cache when the caller does not choose one.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+/// How long a write nobody waits for stays unsynced when the caller does not choose.
+pub const DEFAULT_MAX_UNSYNCED: Duration = Duration::from_millis(5);
 
 impl Store {
     /// Opens (or creates) the store at `path` and starts its log writer.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+        Self::open_with(path, DEFAULT_CACHE_BYTES, DEFAULT_MAX_UNSYNCED)
     }
 
     /// Like [`Store::open`], with a block cache of at most `cache_bytes` (recently read blocks
-    /// stay in memory up to this size; others are read from disk).
-    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+    /// stay in memory up to this size; others are read from disk), and writes nobody waits for
+    /// synced after at most `max_unsynced`.
+    pub fn open_with(
+        path: &Path,
+        cache_bytes: u64,
+        max_unsynced: Duration,
+    ) -> Result<Self, StoreError> {
         super::migrate::refuse_sled(path)?;
         create_private_dir(path)?;
-        Self::start(Engine::open(path, cache_bytes, false)?, log::Sync::Data)
+        let engine = Engine::open(path, cache_bytes, false)?;
+        Self::start(engine, log::Sync::Data, max_unsynced)
     }
 
     /// A store in a temporary directory that is deleted when it closes, and whose groups skip
     /// the disk sync: for benchmarks and tests that measure everything but the disk.
     pub fn temporary() -> Result<Self, StoreError> {
         let path = std::env::temp_dir().join(format!("contrail-{}", uuid::Uuid::new_v4().simple()));
-        Self::start(Engine::open(&path, 16 << 20, true)?, log::Sync::Skip)
+        let engine = Engine::open(&path, 16 << 20, true)?;
+        Self::start(engine, log::Sync::Skip, DEFAULT_MAX_UNSYNCED)
     }
 
-    fn start(engine: Engine, sync: log::Sync) -> Result<Self, StoreError> {
+    fn start(engine: Engine, sync: log::Sync, max_unsynced: Duration) -> Result<Self, StoreError> {
         let stats = Arc::new(LogStats::default());
-        let (log, writer) = log::spawn(engine.clone(), sync, stats.clone())
+        let (log, writer) = log::spawn(engine.clone(), sync, max_unsynced, stats.clone())
             .map_err(|e| StoreError::Io(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {

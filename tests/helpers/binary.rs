@@ -17,10 +17,12 @@ pub fn free_port() -> u16 {
 
 /// A `contrail serve` child process on the shipped config, with its own data dir and port.
 pub struct Server {
-    /// The process.
+    /// The process (or the tracer running it).
     pub child: Child,
     /// `http://127.0.0.1:port`.
     pub base: String,
+    /// Whether `child` is a tracer whose child is the node.
+    traced: bool,
 }
 
 impl Server {
@@ -31,7 +33,27 @@ impl Server {
 
     /// Like [`Server::start`], with extra `CONTRAIL__…` variables.
     pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_contrail"))
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_contrail")),
+            data,
+            env,
+            false,
+        )
+    }
+
+    /// Like [`Server::start_with`], run under `strace` with `strace_args` (e.g. `-o FILE`).
+    pub fn start_traced(data: &Path, env: &[(&str, &str)], strace_args: &[&str]) -> Self {
+        let mut strace = Command::new("strace");
+        strace
+            .args(strace_args)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_contrail"));
+        Self::spawn(strace, data, env, true)
+    }
+
+    /// `contrail serve` as run by `command` (the binary, or a tracer in front of it).
+    fn spawn(mut command: Command, data: &Path, env: &[(&str, &str)], traced: bool) -> Self {
+        let mut child = command
             .args([
                 "serve",
                 "--config",
@@ -70,6 +92,7 @@ impl Server {
         Self {
             child,
             base: format!("http://{addr}"),
+            traced,
         }
     }
 
@@ -81,7 +104,24 @@ impl Server {
 
 impl Drop for Server {
     /// SIGKILL: no chance to flush anything (and no process left behind by a failed test).
+    /// A traced node is killed by its own PID first (killing only the tracer would detach it
+    /// and leave it running); the tracer then exits by itself.
     fn drop(&mut self) {
+        if self.traced {
+            let pid = self.child.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for node in children.split_whitespace() {
+                let _ = Command::new("kill").args(["-9", node]).status();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

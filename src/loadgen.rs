@@ -2,7 +2,7 @@
 //!
 //! Scenarios: `baseline` (a trivial route: the server's HTTP ceiling in the same run), `browse`
 //! (search and flight details), `book` (sign up once, then hold → pay, with a decline and
-//! abandon mix), `rush` (many buyers for one flight with few seats, all at once). Every run is
+//! abandon mix), `hold` (bookings only), `rush` (many buyers for one flight with few seats, all at once). Every run is
 //! bounded by a duration and/or a request count. The catalog is set up through the API.
 
 pub mod audit;
@@ -29,6 +29,8 @@ pub enum Scenario {
     Browse,
     /// Sign up and sign in once per user, then hold → pay (with declines and abandons).
     Book,
+    /// Like `book` without paying: one-seat bookings (`POST /orders`) only, the booking rate.
+    Hold,
     /// `--users` buyers at once for one flight of `--seats` seats, one attempt each.
     Rush,
 }
@@ -54,7 +56,7 @@ pub struct LoadgenArgs {
     /// Seed for the random choices (flights, declines, abandons) and account names.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Flights to spread bookings over (book, browse).
+    /// Flights to spread bookings over (book, hold, browse).
     #[arg(long, default_value_t = 20)]
     pub flights: usize,
     /// Seats of the rush flight (a multiple of 6 is exact; rows of 6 seats).

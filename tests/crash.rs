@@ -110,35 +110,31 @@ fn seats(order: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
-    let dir = tempfile::tempdir().expect("dir");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let server = Server::start(dir.path());
-    let api = Api {
-        client: client.clone(),
-        base: server.base.clone(),
-    };
-    let (_, flights) = api.catalog(3, 10).await; // 3 × 60 seats
-    let customers: Vec<String> = futures::future::join_all((0..12).map(|i| api.customer(i))).await;
+/// What the clients were told: (order id, customer token) for every 201, and the ids of the
+/// orders whose payment was answered 200.
+#[derive(Default)]
+struct Acknowledged {
+    created: Vec<(String, String)>,
+    paid: BTreeSet<String>,
+}
 
-    // (order id, customer token) for every 201, and order ids for every 200 payment.
-    let created = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let paid = Arc::new(Mutex::new(Vec::<String>::new()));
+/// Twelve customers book (and pay for two in three) on `flights` until `enough` says so, then
+/// the node is killed with SIGKILL while they are still writing; returns what was acknowledged.
+async fn book_until_killed(
+    server: Server,
+    client: &reqwest::Client,
+    customers: &[String],
+    flights: &[String],
+    enough: impl Fn(&Acknowledged) -> bool,
+) -> Acknowledged {
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let mut workers = Vec::new();
-    for w in 0..12 {
-        let (api, token, flights) = (
-            Api {
-                client: client.clone(),
-                base: server.base.clone(),
-            },
-            customers[w].clone(),
-            flights.clone(),
-        );
-        let (created, paid) = (created.clone(), paid.clone());
+    for (w, token) in customers.iter().enumerate() {
+        let api = Api {
+            client: client.clone(),
+            base: server.base.clone(),
+        };
+        let (token, flights, acked) = (token.clone(), flights.to_vec(), acked.clone());
         workers.push(tokio::spawn(async move {
             for i in 0..100 {
                 let flight = &flights[(w + i) % flights.len()];
@@ -148,36 +144,34 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
                     continue;
                 }
                 let id = r.body["id"].as_str().unwrap_or_default().to_owned();
-                created.lock().expect("lock").push((id.clone(), token.clone()));
+                acked.lock().expect("lock").created.push((id.clone(), token.clone()));
                 if i % 3 == 0 {
                     continue; // leave some held
                 }
                 let Some(p) = api.post(&format!("/api/v1/orders/{id}/pay"), Some(&token), json!({"payment_token": "tok_visa"})).await else { return };
                 if p.status == StatusCode::OK {
-                    paid.lock().expect("lock").push(id);
+                    acked.lock().expect("lock").paid.insert(id);
                 }
             }
         }));
     }
-    let enough = eventually(Duration::from_secs(60), || async {
-        paid.lock().expect("lock").len() >= 40
+    let reached = eventually(Duration::from_secs(60), || async {
+        enough(&acked.lock().expect("lock"))
     })
     .await;
-    assert!(enough, "too little was acknowledged before the kill");
+    assert!(reached, "too little was acknowledged before the kill");
     server.kill9();
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
     }
-    let created = created.lock().expect("lock").clone();
-    let paid: BTreeSet<String> = paid.lock().expect("lock").iter().cloned().collect();
+    std::mem::take(&mut *acked.lock().expect("lock"))
+}
 
-    let server = Server::start(dir.path());
-    let api = Api {
-        client,
-        base: server.base.clone(),
-    };
-    // Every acknowledged order survived, with the state it was acknowledged in (or later).
-    for (id, token) in &created {
+/// After a restart: every acknowledged order exists in the state it was acknowledged in (or
+/// later), no seat is in two live orders, every held or sold seat belongs to a live order and
+/// every live order's seats are held or sold.
+async fn audit(api: &Api, customers: &[String], flights: &[String], acked: &Acknowledged) {
+    for (id, token) in &acked.created {
         let r = api.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
         assert_eq!(
             r.status,
@@ -186,7 +180,7 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
             r.body
         );
         let status = r.body["status"].as_str().unwrap_or_default().to_owned();
-        if paid.contains(id) {
+        if acked.paid.contains(id) {
             assert_eq!(status, "confirmed", "paid order {id} is {status}");
         } else {
             assert!(
@@ -198,7 +192,7 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
     // Every live order (including any written just before the kill, whose 201 was lost) and
     // its seats: no seat in two orders.
     let mut live_seats: BTreeMap<(String, String), String> = BTreeMap::new();
-    for token in &customers {
+    for token in customers {
         let r = api.get("/api/v1/orders", Some(token)).await;
         for order in r.body["orders"].as_array().expect("orders") {
             let status = order["status"].as_str().unwrap_or_default();
@@ -213,9 +207,7 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
             }
         }
     }
-    // Every seat that is held or sold belongs to a live order, and every live order's seats
-    // are held or sold.
-    for flight in &flights {
+    for flight in flights {
         let r = api
             .get(&format!("/api/v1/flights/{flight}/seats"), None)
             .await;
@@ -236,6 +228,78 @@ async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
             "flight {flight}: seats held by nobody, or orders without their seats"
         );
     }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_booking_loses_nothing_and_leaves_no_phantom_seat() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = client();
+    let server = Server::start(dir.path());
+    let api = Api {
+        client: client.clone(),
+        base: server.base.clone(),
+    };
+    let (_, flights) = api.catalog(3, 10).await; // 3 × 60 seats
+    let customers: Vec<String> = futures::future::join_all((0..12).map(|i| api.customer(i))).await;
+    let acked = book_until_killed(server, &client, &customers, &flights, |a| {
+        a.paid.len() >= 40
+    })
+    .await;
+
+    let server = Server::start(dir.path());
+    let api = Api {
+        client,
+        base: server.base.clone(),
+    };
+    audit(&api, &customers, &flights, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_group_commits_many_times_loses_nothing() {
+    // Under load nearly every moment is inside a group commit: some batches applied and not yet
+    // synced, a sync under way, the next group forming. Kill at a different one each round.
+    const ROUNDS: usize = 8;
+    let dir = tempfile::tempdir().expect("dir");
+    let client = client();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut all = Acknowledged::default();
+    let mut flights = Vec::new();
+    let mut customers = Vec::new();
+    for round in 0..ROUNDS {
+        let server = Server::start(dir.path());
+        let api = Api {
+            client: client.clone(),
+            base: server.base.clone(),
+        };
+        // What every earlier round acknowledged survived this restart too.
+        audit(&api, &customers, &flights, &all).await;
+        if round == 0 {
+            customers = futures::future::join_all((0..12).map(|i| api.customer(i))).await;
+        }
+        let (_, fresh) = api.catalog(2, 10).await; // 2 × 60 seats a round
+        flights.extend(fresh.iter().cloned());
+        let target = rng.usize(5..=40);
+        let acked = book_until_killed(server, &client, &customers, &fresh, |a| {
+            a.created.len() >= target
+        })
+        .await;
+        all.created.extend(acked.created);
+        all.paid.extend(acked.paid);
+    }
+    let server = Server::start(dir.path());
+    let api = Api {
+        client,
+        base: server.base.clone(),
+    };
+    audit(&api, &customers, &flights, &all).await;
+    assert!(all.created.len() >= 5 * ROUNDS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,10 +98,12 @@ pub async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Resu
     let flight_ids = match args.scenario {
         Scenario::Baseline => vec![],
         Scenario::Rush => flights(client, args, 1, args.seats.div_ceil(6).max(1) as u16).await?,
-        Scenario::Browse | Scenario::Book => flights(client, args, args.flights.max(1), 25).await?,
+        Scenario::Browse | Scenario::Book | Scenario::Hold => {
+            flights(client, args, args.flights.max(1), 25).await?
+        }
     };
     let accounts = match args.scenario {
-        Scenario::Book => args.users,
+        Scenario::Book | Scenario::Hold => args.users,
         Scenario::Rush => args.rush_accounts.clamp(1, args.users),
         _ => 0,
     };
@@ -151,7 +153,13 @@ pub async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Resu
             flights.clone(),
             gate.clone(),
         );
-        let (scenario, decline, abandon) = (args.scenario, args.decline_rate, args.abandon_rate);
+        let (scenario, decline) = (args.scenario, args.decline_rate);
+        // `hold` is `book` where every held order is abandoned.
+        let abandon = if scenario == Scenario::Hold {
+            1.0
+        } else {
+            args.abandon_rate
+        };
         let mut rng =
             fastrand::Rng::with_seed(args.seed.wrapping_mul(1_000_003).wrapping_add(vu as u64));
         tasks.push(tokio::spawn(async move {
@@ -173,7 +181,7 @@ pub async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Resu
                         timed(&mut stats, "GET /api/v1/flights/{id}", client.get(format!("{base}/api/v1/flights/{id}"))).await;
                     }
                 }
-                Scenario::Book => {
+                Scenario::Book | Scenario::Hold => {
                     while budget.take() {
                         let flight = &flights[rng.usize(..flights.len())];
                         let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "Load Test"}]});

@@ -91,7 +91,8 @@ print(f"- loadgen: {users} virtual users, {secs} s per scenario (rush: its own b
 if pg and pg.get("installed") and "tps" in pg:
     print(f"- PostgreSQL {pg.get('version', '?')}: pgbench, {pg.get('clients')} clients, {pg.get('secs', secs)} s, "
           f"fsync {pg.get('fsync', '?')}, synchronous_commit {pg.get('synchronous_commit', '?')}, "
-          f"over {pg.get('connect', '?')}, {pg.get('flights', '?')} flights × {pg.get('seats_per_flight', '?')} seats; "
+          + ("over a unix socket, " if pg.get("connect") == "socket" else "over TCP 127.0.0.1, ")
+          + f"{pg.get('flights', '?')} flights × {pg.get('seats_per_flight', '?')} seats; "
           + ("no seat sold twice (checked after the run)" if pg.get("consistent") else "CONSISTENCY CHECK FAILED")
           + " (`scripts/pg/bench.sh`)")
 elif pg and pg.get("installed"):

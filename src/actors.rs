@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod deadlines;
 pub mod directory;
 pub mod entity;
 pub mod flight;

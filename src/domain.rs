@@ -7,6 +7,7 @@ pub mod aircraft;
 pub mod airport;
 pub mod flight;
 pub mod ids;
+pub mod listing;
 pub mod order;
 pub mod search;
 pub mod seat_map;

@@ -3,6 +3,7 @@
 
 use crate::actors::accounts::{Accounts, AccountsActor};
 use crate::actors::catalog::{Catalog, CatalogActor};
+use crate::actors::deadlines::Deadlines;
 use crate::actors::directory::Directory;
 use crate::actors::entity::Entity;
 use crate::actors::flight::FlightDirectory;
@@ -60,7 +61,8 @@ pub struct Node {
     supervisors: Vec<ActorCell>,
     /// Gateway, catalog, accounts, payment, notification and search index actors.
     singletons: Vec<ActorCell>,
-    /// Membership loops (heartbeats, reconnects, joining) of a clustered node.
+    /// Hold expiry, and the membership loops (heartbeats, reconnects, joining) of a clustered
+    /// node.
     background: Vec<JoinHandle<()>>,
     /// The node-to-node transport of a clustered node.
     node_server: Option<ActorCell>,
@@ -198,6 +200,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         client: reqwest::Client::new(),
     };
     let (notifications, _) = Actor::spawn(None, notification, ()).await?;
+    let deadlines = Deadlines::default();
     let order = OrderActor {
         store: store.clone(),
         flights: directory.clone(),
@@ -206,6 +209,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         notifications: notifications.clone(),
         call_timeout: timeout,
         passivate_after,
+        deadlines: deadlines.clone(),
     };
     // A saga makes several calls, each with the call timeout: give the caller room for them.
     let (order_directory, order_supervisor) = entity_directory(
@@ -216,11 +220,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         &cluster,
     )
     .await?;
+    let expiry = deadlines.spawn(order_directory.clone());
     let orders = Orders::new(
         store.clone(),
         order_directory,
         Duration::from_secs(settings.booking.hold_ttl_secs),
         cluster.clone(),
+        deadlines,
     );
 
     let catalog = CatalogActor {
@@ -262,14 +268,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     let _ = services_slot.set(services.clone());
     // Before the node takes requests (the flights' list was gathered with the search index).
     services.recover(with_holds).await;
-    let mut background = Vec::new();
+    let mut background = vec![expiry];
     if let Some(server) = &node_server {
-        background = membership::spawn(
+        background.extend(membership::spawn(
             cluster.clone(),
             server.clone(),
             settings.cluster.seeds.clone(),
             services.clone(),
-        );
+        ));
     }
 
     let secret = settings
@@ -368,7 +374,7 @@ fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<Fligh
                 if seats.has_holds() {
                     with_holds.push(id);
                 }
-                index.upsert(FlightSummary {
+                index.upsert(&FlightSummary {
                     flight,
                     availability: seats.availability(),
                 });

@@ -156,7 +156,7 @@ impl CatalogActor {
             let id = summary.flight.id.clone();
             tracing::info!(flight = %id, number = summary.flight.flight_number.as_str(), "flight created");
             // Searchable as soon as the client has its 201.
-            index.upsert(summary.clone());
+            index.upsert(&summary);
             let _ = reply.send(Ok(summary));
             if let Err(e) = directory.call(&id, FlightCommand::Get).await {
                 tracing::warn!(flight = %id, error = %e, "new flight's actor not started; it starts on demand");

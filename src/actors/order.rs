@@ -13,6 +13,7 @@
 //! see [`Directory::call_in_saga`](super::directory::Directory::call_in_saga).) The actor talks
 //! to flights, payment, tickets and notifications only by messages.
 
+use super::deadlines::Deadlines;
 use super::entity::Entity;
 use super::flight::{FlightCommand, FlightDirectory, FlightError, FlightReply};
 use super::notification::{Notification, NotificationKind, NotificationMessage};
@@ -36,6 +37,8 @@ use tracing::Instrument;
 /// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way)
 /// is retried when a participant could not be reached.
 const RESUME_AFTER: Duration = Duration::from_secs(2);
+/// How long an order's actor stays after its last command (at most `passivate_after`).
+const ORDER_IDLE: Duration = Duration::from_secs(1);
 
 /// A request to an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,9 @@ pub enum OrderCommand {
     FlightCancelled,
     /// Finish an interrupted saga step (sent at start-up).
     Recover,
+    /// The hold's deadline passed (sent by [`Deadlines`]): expire a held order; for any other
+    /// status, answer as it is.
+    Expire,
 }
 
 /// Why an order request did not succeed. The order is in a consistent state either way.
@@ -159,9 +165,7 @@ type Reply = RpcReplyPort<Result<Order, OrderError>>;
 pub enum OrderMessage {
     /// A command with the port for its answer.
     Command(OrderCommand, Reply),
-    /// The hold deadline passed.
-    Expire,
-    /// Passivate if idle (scheduled once the order is settled).
+    /// Passivate if idle.
     Tick,
     /// Retry an unfinished saga step (`paying` or `refunding`).
     Resume,
@@ -185,8 +189,11 @@ pub struct OrderActor {
     pub notifications: ActorRef<NotificationMessage>,
     /// Deadline of calls to the payment actor.
     pub call_timeout: Duration,
-    /// Idle time before a settled order passivates.
+    /// Idle time before an order's actor passivates (the order stays on disk, its deadline
+    /// with `deadlines`).
     pub passivate_after: Duration,
+    /// Where held orders' deadlines are kept.
+    pub deadlines: Deadlines,
 }
 
 /// A live order.
@@ -195,6 +202,8 @@ pub struct OrderState {
     last_active: Instant,
     /// A `Resume` is scheduled.
     resume_armed: bool,
+    /// A passivation `Tick` is scheduled.
+    tick_armed: bool,
     /// A new order that is not written yet, with its Idempotency-Key (store key and record).
     unwritten: Option<Option<(String, KeyRecord)>>,
     /// The store key of the Idempotency-Key this order was placed with, while it is placed.
@@ -401,11 +410,7 @@ impl OrderActor {
         all
     }
 
-    async fn place(
-        &self,
-        myself: &ActorRef<OrderMessage>,
-        state: &mut OrderState,
-    ) -> Result<Order, OrderError> {
+    async fn place(&self, state: &mut OrderState) -> Result<Order, OrderError> {
         match state.order.status {
             OrderStatus::Pending => {}
             OrderStatus::Failed => {
@@ -488,7 +493,8 @@ impl OrderActor {
         self.save(state, next, WriteBatch::new(), None).await?;
         state.key = None;
         metrics::counter!("contrail_bookings_succeeded_total").increment(1);
-        arm_expiry(myself, &state.order);
+        self.deadlines
+            .at(state.order.expires_at, state.order.id.clone());
         Ok(state.order.clone())
     }
 
@@ -809,11 +815,7 @@ impl OrderActor {
 
     /// Finishes a saga step that was interrupted (by a crash, or a participant that could not
     /// be reached).
-    async fn recover(
-        &self,
-        myself: &ActorRef<OrderMessage>,
-        state: &mut OrderState,
-    ) -> Result<Order, OrderError> {
+    async fn recover(&self, state: &mut OrderState) -> Result<Order, OrderError> {
         match state.order.status {
             OrderStatus::Pending => {
                 tracing::warn!(order = %state.order.id, "compensating an interrupted hold");
@@ -831,12 +833,21 @@ impl OrderActor {
                     .await?;
                 Ok(state.order.clone())
             }
-            OrderStatus::Held => {
-                arm_expiry(myself, &state.order);
-                Ok(state.order.clone())
-            }
             _ => Ok(state.order.clone()),
         }
+    }
+
+    /// Expires a held order whose deadline has passed (an early call re-registers it).
+    async fn expire_if_due(&self, state: &mut OrderState) -> Result<Order, OrderError> {
+        if state.order.status == OrderStatus::Held {
+            if Utc::now() >= state.order.expires_at {
+                self.expire(state).await?;
+            } else {
+                self.deadlines
+                    .at(state.order.expires_at, state.order.id.clone());
+            }
+        }
+        Ok(state.order.clone())
     }
 }
 
@@ -854,11 +865,20 @@ impl OrderActor {
     }
 }
 
-fn arm_expiry(myself: &ActorRef<OrderMessage>, order: &Order) {
-    let wait = (order.expires_at - Utc::now())
-        .to_std()
-        .unwrap_or(Duration::ZERO);
-    myself.send_after(wait, || OrderMessage::Expire);
+impl OrderActor {
+    /// Schedules a passivation check, once: an order's actor lives while it works, and a moment
+    /// after (a payment right after the hold finds it warm).
+    fn idle_later(&self, myself: &ActorRef<OrderMessage>, state: &mut OrderState, after: Duration) {
+        if !state.tick_armed {
+            state.tick_armed = true;
+            myself.send_after(after, || OrderMessage::Tick);
+        }
+    }
+
+    /// How long an order's actor stays after its last command.
+    fn idle_time(&self) -> Duration {
+        self.passivate_after.min(ORDER_IDLE)
+    }
 }
 
 impl Actor for OrderActor {
@@ -871,51 +891,44 @@ impl Actor for OrderActor {
         myself: ActorRef<Self::Msg>,
         start: OrderStart,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let id = match start {
-            OrderStart::New(order, key) => {
-                return Ok(OrderState {
-                    order: *order,
-                    last_active: Instant::now(),
-                    resume_armed: false,
-                    unwritten: Some(key),
-                    key: None,
-                    unsynced: false,
-                });
+        let (order, unwritten) = match start {
+            OrderStart::New(order, key) => (*order, Some(key)),
+            OrderStart::Load(id) => {
+                // A previous incarnation's last writes may still be on their way to the engine.
+                self.store.caught_up().await?;
+                let order: Order = self
+                    .store
+                    .get(&keys::order(&id))?
+                    .ok_or_else(|| format!("order {id} does not exist"))?;
+                (order, None)
             }
-            OrderStart::Load(id) => id,
         };
-        // A previous incarnation's last writes may still be on their way to the engine.
-        self.store.caught_up().await?;
-        let order: Order = self
-            .store
-            .get(&keys::order(&id))?
-            .ok_or_else(|| format!("order {id} does not exist"))?;
-        match order.status {
-            OrderStatus::Held => arm_expiry(&myself, &order),
-            status if status.is_terminal() || status == OrderStatus::Confirmed => {
-                myself.send_after(self.passivate_after, || OrderMessage::Tick);
-            }
-            _ => {}
+        if order.status == OrderStatus::Held {
+            self.deadlines.at(order.expires_at, order.id.clone());
         }
         // An unfinished saga step is resumed shortly. This also covers a `pending` order whose
         // actor was restarted after a crash mid-hold: its `Resume` compensates it. A `Place`
         // that activated it is handled first (one message at a time), after which `Resume`
-        // finds nothing to do.
-        let unfinished = matches!(
-            order.status,
-            OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
-        );
+        // finds nothing to do. A new order has nothing unfinished.
+        let unfinished = unwritten.is_none()
+            && matches!(
+                order.status,
+                OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
+            );
         if unfinished {
             myself.send_after(RESUME_AFTER, || OrderMessage::Resume);
         }
-        Ok(OrderState {
+        let mut state = OrderState {
             order,
             last_active: Instant::now(),
             resume_armed: unfinished,
-            unwritten: None,
+            tick_armed: false,
+            unwritten,
             key: None,
             unsynced: false,
-        })
+        };
+        self.idle_later(&myself, &mut state, self.idle_time());
+        Ok(state)
     }
 
     async fn handle(
@@ -927,14 +940,14 @@ impl Actor for OrderActor {
         match message {
             OrderMessage::Command(cmd, reply) => {
                 state.last_active = Instant::now();
-                let settled_before = settled(state);
                 let mut result = match cmd {
-                    OrderCommand::Place => self.place(&myself, state).await,
+                    OrderCommand::Place => self.place(state).await,
                     OrderCommand::Get => Ok(state.order.clone()),
                     OrderCommand::Pay { token } => self.pay(state, token).await,
                     OrderCommand::Cancel => self.cancel(state, false).await,
                     OrderCommand::FlightCancelled => self.cancel(state, true).await,
-                    OrderCommand::Recover => self.recover(&myself, state).await,
+                    OrderCommand::Recover => self.recover(state).await,
+                    OrderCommand::Expire => self.expire_if_due(state).await,
                 };
                 // Whatever the outcome, the caller is not told about a step the disk could
                 // still lose — except a failed hold, which promises nothing (see `fail`).
@@ -956,54 +969,30 @@ impl Actor for OrderActor {
                 if state.order.status == OrderStatus::Failed || state.unwritten.is_some() {
                     // Nothing more will happen to it; a later request loads it again.
                     myself.stop(None);
-                } else if settled(state) && !settled_before {
-                    myself.send_after(self.passivate_after, || OrderMessage::Tick);
+                    return Ok(());
                 }
                 self.resume_later(&myself, state);
             }
             OrderMessage::Resume => {
                 state.resume_armed = false;
-                if let Err(e) = self.recover(&myself, state).await {
+                if let Err(e) = self.recover(state).await {
                     tracing::warn!(order = %state.order.id, error = %e, "saga step not finished yet; retrying");
                 }
                 self.resume_later(&myself, state);
             }
-            OrderMessage::Expire => {
-                let due =
-                    state.order.status == OrderStatus::Held && Utc::now() >= state.order.expires_at;
-                if let Err(e) = if due {
-                    self.expire(state).await
-                } else {
-                    Ok(())
-                } {
-                    // Try again shortly: the hold must not outlive its deadline for long.
-                    tracing::warn!(order = %state.order.id, error = %e, "expiry failed; retrying");
-                    myself.send_after(Duration::from_secs(1), || OrderMessage::Expire);
-                } else if settled(state) {
-                    myself.send_after(self.passivate_after, || OrderMessage::Tick);
-                }
-            }
             OrderMessage::Tick => {
-                if !settled(state) {
-                    return Ok(());
-                }
+                state.tick_armed = false;
                 let idle = state.last_active.elapsed();
-                if idle >= self.passivate_after {
-                    myself.drain()?;
+                if state.resume_armed || idle < self.idle_time() {
+                    // Busy finishing a saga step, or used lately: look again later.
+                    let wait = self.idle_time().saturating_sub(idle);
+                    self.idle_later(&myself, state, wait.max(Duration::from_millis(10)));
                 } else {
-                    myself.send_after(self.passivate_after - idle, || OrderMessage::Tick);
+                    // Messages already queued are still handled; later ones activate it again.
+                    myself.drain()?;
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Whether nothing is left for the order's actor to do on its own (no hold to expire, no saga
-/// step to finish): it may passivate when idle.
-fn settled(state: &OrderState) -> bool {
-    !matches!(
-        state.order.status,
-        OrderStatus::Pending | OrderStatus::Held | OrderStatus::Paying | OrderStatus::Refunding
-    )
 }

@@ -2,6 +2,7 @@
 //! starts its actor with the new order, which writes it and runs the saga.
 
 use super::CallError;
+use super::deadlines::Deadlines;
 use super::notification::{self, Notification};
 use super::order::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
 use crate::cluster::Cluster;
@@ -11,7 +12,7 @@ use crate::domain::ids::{FlightId, OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};
 use crate::domain::seat_map::SeatRequest;
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub struct Orders {
     directory: OrderDirectory,
     hold_ttl: Duration,
     cluster: Cluster,
+    deadlines: Deadlines,
 }
 
 /// A placed order, and whether it was placed by an earlier request with the same key.
@@ -40,13 +42,20 @@ impl Orders {
         directory: OrderDirectory,
         hold_ttl: Duration,
         cluster: Cluster,
+        deadlines: Deadlines,
     ) -> Self {
         Self {
             store,
             directory,
             hold_ttl,
             cluster,
+            deadlines,
         }
+    }
+
+    /// The hold deadlines of this node's orders.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     /// The order actors.
@@ -327,9 +336,10 @@ impl Orders {
         Ok(orders)
     }
 
-    /// Orders with an unfinished saga step or a live hold: activated at start-up so holds
-    /// expire, interrupted holds are released and paid orders are confirmed.
-    pub fn unsettled(&self) -> Result<Vec<(OrderId, OrderStatus)>, StoreError> {
+    /// Orders with an unfinished saga step or a live hold, with their hold deadline: at
+    /// start-up held orders' deadlines are registered, and the others activated so interrupted
+    /// holds are released and paid orders confirmed.
+    pub fn unsettled(&self) -> Result<Vec<(OrderId, OrderStatus, DateTime<Utc>)>, StoreError> {
         self.store
             .scan::<Order>(keys::ORDERS)
             .filter_map(|r| match r {
@@ -342,7 +352,7 @@ impl Orders {
                             | OrderStatus::Refunding
                     ) =>
                 {
-                    Some(Ok((o.id, o.status)))
+                    Some(Ok((o.id, o.status, o.expires_at)))
                 }
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),

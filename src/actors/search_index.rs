@@ -8,7 +8,7 @@ use crate::cluster::membership;
 use crate::cluster::wire::Cast;
 use crate::domain::aircraft::Cabin;
 use crate::domain::ids::FlightId;
-use crate::domain::search::{FlightIndex, FlightSummary};
+use crate::domain::search::{FlightIndex, FlightSummary, Listing};
 use crate::domain::seat_map::CabinAvailability;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::BTreeMap;
@@ -36,8 +36,17 @@ impl SharedIndex {
     }
 
     /// Adds or replaces a flight (used at start-up, before the actor runs).
-    pub fn upsert(&self, summary: FlightSummary) {
+    pub fn upsert(&self, summary: &FlightSummary) {
         self.update(|i| i.upsert(summary));
+    }
+
+    /// Adds or replaces listings another node published.
+    pub fn insert(&self, listings: Vec<Listing>) {
+        self.update(|i| {
+            for listing in listings {
+                i.insert(listing);
+            }
+        });
     }
 }
 
@@ -81,18 +90,18 @@ impl Actor for SearchIndexActor {
         let id = match message {
             SearchIndexMessage::Upsert(summary) => {
                 let id = summary.flight.id.clone();
-                index.upsert(summary);
+                index.upsert(&summary);
                 id
             }
             SearchIndexMessage::Availability(id, availability) => {
-                index.update(|i| i.set_availability(&id, availability));
+                index.update(|i| i.set_availability(&id, &availability));
                 id
             }
         };
         if self.cluster.clustered() {
-            let summary = index.read().get(&id).cloned();
-            if let Some(summary) = summary {
-                membership::broadcast(&self.cluster, &Cast::Index(vec![summary]));
+            let listing = index.read().get(&id).cloned();
+            if let Some(listing) = listing {
+                membership::broadcast(&self.cluster, &Cast::Index(vec![listing]));
             }
         }
         Ok(())

@@ -98,9 +98,12 @@ impl Services {
         if !unsettled.is_empty() {
             tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
         }
-        for (id, status) in unsettled {
+        for (id, status, expires_at) in unsettled {
             let outcome = match status {
-                OrderStatus::Held => self.orders.directory().activate(&id).await,
+                OrderStatus::Held => {
+                    self.orders.deadlines().at(expires_at, id);
+                    continue;
+                }
                 _ => self
                     .orders
                     .call(&id, OrderCommand::Recover)
@@ -179,11 +182,7 @@ impl Actor for GatewayActor {
                     handoff::apply(&self.cluster, &services, view);
                     self.cluster.heard(&from, &addr, epoch);
                 }
-                Ok(Cast::Index(summaries)) => {
-                    for summary in summaries {
-                        services.index.upsert(summary);
-                    }
-                }
+                Ok(Cast::Index(listings)) => services.index.insert(listings),
                 Ok(Cast::Heartbeat { .. }) => {}
                 Err(e) => tracing::warn!(error = %e, "undecodable message from a peer dropped"),
             },

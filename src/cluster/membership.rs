@@ -108,13 +108,13 @@ async fn heartbeats(cluster: Cluster, services: Services) {
     }
 }
 
-/// Sends the summaries of the flights this node owns to every peer.
+/// Sends the listings of the flights this node owns to every peer.
 pub fn publish_owned(cluster: &Cluster, index: &SharedIndex) {
     let view = cluster.view();
     let owned: Vec<_> = index
         .read()
         .all()
-        .filter(|s| view.owner(s.flight.id.tag()) == Some(cluster.node()))
+        .filter(|l| view.owner(l.id().tag()) == Some(cluster.node()))
         .cloned()
         .collect();
     for chunk in owned.chunks(INDEX_CHUNK) {

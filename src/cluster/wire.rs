@@ -11,7 +11,7 @@ use crate::domain::airport::Airport;
 use crate::domain::flight::{Flight, FlightDraft};
 use crate::domain::ids::{FlightId, OrderId, TicketId, UserId};
 use crate::domain::order::Passenger;
-use crate::domain::search::FlightSummary;
+use crate::domain::search::Listing;
 use crate::domain::seat_map::SeatRequest;
 use crate::domain::user::{Email, Role, User};
 use ractor::RpcReplyPort;
@@ -185,7 +185,7 @@ pub enum Cast {
         view: View,
     },
     /// Search read-model updates for flights the sender owns.
-    Index(Vec<FlightSummary>),
+    Index(Vec<Listing>),
 }
 
 /// The receiver's answer to a [`Call`].

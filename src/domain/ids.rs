@@ -62,6 +62,20 @@ macro_rules! entity_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The id's body as a number, for compact indexes: `Some` for every id this
+            /// system generates (32 lowercase hex digits after the prefix).
+            pub fn to_bits(&self) -> Option<u128> {
+                let body = self.0.get($prefix.len() + 1..)?;
+                let hex = body.len() == 32
+                    && body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                hex.then(|| u128::from_str_radix(body, 16).ok()).flatten()
+            }
+
+            /// The id whose body is `bits` (the inverse of `to_bits`).
+            pub fn from_bits(bits: u128) -> Self {
+                Self(format!("{}_{bits:032x}", $prefix))
+            }
         }
 
         impl fmt::Display for $name {
@@ -98,13 +112,6 @@ entity_id!(
     "tkt"
 );
 
-impl FlightId {
-    /// Sorts before every real id; a lower bound for range scans.
-    pub(crate) fn min() -> Self {
-        Self(String::new())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +130,21 @@ mod tests {
         assert_eq!(user.tag(), tag_for("ann@example.com"));
         assert_eq!(OrderId::parse(order.as_str()), Some(order.clone()));
         assert_ne!(order, OrderId::generate_in(user.tag()));
+    }
+
+    #[test]
+    fn generated_ids_round_trip_through_bits_and_others_have_none() {
+        for id in [
+            FlightId::generate(),
+            FlightId::generate_in(&tag_for("x@example.com")),
+        ] {
+            let bits = id.to_bits().expect("generated ids are hex");
+            assert_eq!(FlightId::from_bits(bits), id);
+        }
+        for raw in ["flt_abc", "flt_ABCDEF0123456789abcdef0123456789", "flt_"] {
+            let id = FlightId::parse(raw).expect("shape");
+            assert_eq!(id.to_bits(), None, "{raw}");
+        }
     }
 
     #[test]

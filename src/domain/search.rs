@@ -6,6 +6,7 @@ use super::aircraft::Cabin;
 use super::airport::AirportCode;
 use super::flight::{Flight, FlightStatus};
 use super::ids::FlightId;
+pub use super::listing::Listing;
 use super::seat_map::CabinAvailability;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,14 +65,14 @@ impl SortKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     sort: SortKey,
-    position: (i64, i64, FlightId),
+    position: (i64, i64, u128),
 }
 
 impl Cursor {
     /// The opaque text form handed to clients.
     pub fn encode(&self) -> String {
         let (v, d, id) = &self.position;
-        format!("{}.{v}.{d}.{id}", self.sort.tag())
+        format!("{}.{v}.{d}.{}", self.sort.tag(), FlightId::from_bits(*id))
     }
 
     /// Parses a cursor made by [`Cursor::encode`] for the same sort order.
@@ -89,7 +90,11 @@ impl Cursor {
         }
         let v = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let d = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let id = parts.next().and_then(FlightId::parse).ok_or_else(bad)?;
+        let id = parts
+            .next()
+            .and_then(FlightId::parse)
+            .and_then(|id| id.to_bits())
+            .ok_or_else(bad)?;
         Ok(Self {
             sort,
             position: (v, d, id),
@@ -124,7 +129,7 @@ pub struct SearchQuery {
 #[derive(Debug)]
 pub struct Page<'a> {
     /// Matching flights with the fare that matched (cabin given, or cheapest with room).
-    pub flights: Vec<(&'a FlightSummary, u64)>,
+    pub flights: Vec<(&'a Listing, u64)>,
     /// Cursor of the next page, if there is one.
     pub next: Option<Cursor>,
 }
@@ -132,45 +137,50 @@ pub struct Page<'a> {
 /// Every known flight, indexed by route and departure for fast route searches.
 #[derive(Debug, Default)]
 pub struct FlightIndex {
-    /// Boxed: a hash table's slots are allocated in powers of two, so an inline 200-byte
-    /// summary would reserve up to twice its size for every flight (measured: 1 M flights).
-    by_id: HashMap<FlightId, Box<FlightSummary>>,
-    by_route: BTreeSet<(AirportCode, AirportCode, DateTime<Utc>, FlightId)>,
+    by_id: HashMap<u128, Listing>,
+    by_route: BTreeSet<(AirportCode, AirportCode, DateTime<Utc>, u128)>,
 }
 
 impl FlightIndex {
-    /// Adds or replaces a flight.
-    pub fn upsert(&mut self, summary: FlightSummary) {
-        let f = &summary.flight;
-        if let Some(old) = self.by_id.get(&f.id) {
-            let o = &old.flight;
+    /// Adds or replaces a flight (a flight whose ids this system did not generate is left out;
+    /// no stored flight has one).
+    pub fn upsert(&mut self, summary: &FlightSummary) {
+        if let Some(listing) = Listing::new(&summary.flight, &summary.availability) {
+            self.insert(listing);
+        }
+    }
+
+    /// Adds or replaces a listing (as another node publishes it).
+    pub fn insert(&mut self, listing: Listing) {
+        let key = listing.key();
+        if let Some(old) = self.by_id.get(&key) {
             self.by_route
-                .remove(&(o.origin, o.destination, o.departs_at, o.id.clone()));
+                .remove(&(old.origin, old.destination, old.departs_at, key));
         }
         self.by_route
-            .insert((f.origin, f.destination, f.departs_at, f.id.clone()));
-        self.by_id.insert(f.id.clone(), Box::new(summary));
+            .insert((listing.origin, listing.destination, listing.departs_at, key));
+        self.by_id.insert(key, listing);
     }
 
     /// Records new seat counts for a known flight; unknown flights are ignored.
     pub fn set_availability(
         &mut self,
         id: &FlightId,
-        availability: BTreeMap<Cabin, CabinAvailability>,
+        availability: &BTreeMap<Cabin, CabinAvailability>,
     ) {
-        if let Some(s) = self.by_id.get_mut(id) {
-            s.availability = availability;
+        if let Some(l) = id.to_bits().and_then(|k| self.by_id.get_mut(&k)) {
+            l.set_availability(availability);
         }
     }
 
     /// Every indexed flight.
-    pub fn all(&self) -> impl Iterator<Item = &FlightSummary> {
-        self.by_id.values().map(|s| &**s)
+    pub fn all(&self) -> impl Iterator<Item = &Listing> {
+        self.by_id.values()
     }
 
-    /// One flight's summary.
-    pub fn get(&self, id: &FlightId) -> Option<&FlightSummary> {
-        self.by_id.get(id).map(|s| &**s)
+    /// One flight's listing.
+    pub fn get(&self, id: &FlightId) -> Option<&Listing> {
+        id.to_bits().and_then(|k| self.by_id.get(&k))
     }
 
     /// How many flights are indexed.
@@ -185,19 +195,18 @@ impl FlightIndex {
 
     /// Runs a search. Flights that are cancelled or already departed at `now` never match.
     pub fn search(&self, q: &SearchQuery, now: DateTime<Utc>) -> Page<'_> {
-        let mut hits: Vec<((i64, i64, FlightId), &FlightSummary, u64)> = self
+        let mut hits: Vec<((i64, i64, u128), &Listing, u64)> = self
             .candidates(q)
-            .filter(|s| s.flight.status == FlightStatus::Scheduled && s.flight.departs_at > now)
-            .filter(|s| q.date.is_none_or(|d| s.flight.departs_at.date_naive() == d))
-            .filter_map(|s| {
-                let fare = matching_fare(s, q)?;
-                let f = &s.flight;
+            .filter(|l| l.status == FlightStatus::Scheduled && l.departs_at > now)
+            .filter(|l| q.date.is_none_or(|d| l.departs_at.date_naive() == d))
+            .filter_map(|l| {
+                let fare = matching_fare(l, q)?;
                 let primary = match q.sort {
                     SortKey::Price => i64::try_from(fare).unwrap_or(i64::MAX),
-                    SortKey::Departure => f.departs_at.timestamp(),
-                    SortKey::Duration => f.duration().num_seconds(),
+                    SortKey::Departure => l.departs_at.timestamp(),
+                    SortKey::Duration => l.duration().num_seconds(),
                 };
-                Some(((primary, f.departs_at.timestamp(), f.id.clone()), s, fare))
+                Some(((primary, l.departs_at.timestamp(), l.key()), l, fare))
             })
             .filter(|(pos, _, _)| q.after.as_ref().is_none_or(|c| *pos > c.position))
             .collect();
@@ -207,73 +216,53 @@ impl FlightIndex {
         let next = match (more, hits.last()) {
             (true, Some((pos, _, _))) => Some(Cursor {
                 sort: q.sort,
-                position: pos.clone(),
+                position: *pos,
             }),
             _ => None,
         };
         Page {
-            flights: hits.into_iter().map(|(_, s, fare)| (s, fare)).collect(),
+            flights: hits.into_iter().map(|(_, l, fare)| (l, fare)).collect(),
             next,
         }
     }
 
-    fn candidates<'a>(
-        &'a self,
-        q: &SearchQuery,
-    ) -> Box<dyn Iterator<Item = &'a FlightSummary> + 'a> {
-        let lookup = move |k: &(AirportCode, AirportCode, DateTime<Utc>, FlightId)| {
-            self.by_id.get(&k.3).map(|s| &**s)
-        };
+    fn candidates<'a>(&'a self, q: &SearchQuery) -> Box<dyn Iterator<Item = &'a Listing> + 'a> {
+        let lookup =
+            move |k: &(AirportCode, AirportCode, DateTime<Utc>, u128)| self.by_id.get(&k.3);
         match (q.origin, q.destination) {
             (Some(o), Some(d)) => {
                 let (from, to) = match q.date {
                     Some(day) => day_bounds(day),
                     None => (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC),
                 };
-                let lo = (o, d, from, FlightId::min());
                 Box::new(
                     self.by_route
-                        .range(lo..)
+                        .range((o, d, from, 0)..)
                         .take_while(move |k| k.0 == o && k.1 == d && k.2 < to)
                         .filter_map(lookup),
                 )
             }
             (Some(o), None) => Box::new(
                 self.by_route
-                    .range(
-                        (
-                            o,
-                            AirportCode::MIN,
-                            DateTime::<Utc>::MIN_UTC,
-                            FlightId::min(),
-                        )..,
-                    )
+                    .range((o, AirportCode::MIN, DateTime::<Utc>::MIN_UTC, 0)..)
                     .take_while(move |k| k.0 == o)
                     .filter_map(lookup),
             ),
             (None, d) => Box::new(
                 self.by_id
                     .values()
-                    .map(|s| &**s)
-                    .filter(move |s| d.is_none_or(|d| s.flight.destination == d)),
+                    .filter(move |l| d.is_none_or(|d| l.destination == d)),
             ),
         }
     }
 }
 
 /// The fare a flight offers this query, if it has room for everyone within the price limit.
-fn matching_fare(s: &FlightSummary, q: &SearchQuery) -> Option<u64> {
+fn matching_fare(l: &Listing, q: &SearchQuery) -> Option<u64> {
     let needed = u32::from(q.passengers.max(1));
-    s.flight
-        .fares
-        .iter()
-        .filter(|(cabin, _)| q.cabin.is_none_or(|c| c == **cabin))
-        .filter(|(cabin, _)| {
-            s.availability
-                .get(*cabin)
-                .is_some_and(|a| a.available >= needed)
-        })
-        .map(|(_, fare)| *fare)
+    l.cabins()
+        .filter(|(cabin, c)| q.cabin.is_none_or(|want| want == *cabin) && c.available >= needed)
+        .map(|(_, c)| c.fare_cents)
         .filter(|fare| q.max_price_cents.is_none_or(|max| *fare <= max))
         .min()
 }

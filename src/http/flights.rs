@@ -11,7 +11,7 @@ use crate::domain::airport::AirportCode;
 use crate::domain::flight::{FlightDraft, FlightStatus};
 use crate::domain::ids::{AircraftId, FlightId};
 use crate::domain::search::{
-    Cursor, DEFAULT_LIMIT, FlightSummary, MAX_LIMIT, SearchQuery, SortKey,
+    Cursor, DEFAULT_LIMIT, FlightSummary, Listing, MAX_LIMIT, SearchQuery, SortKey,
 };
 use crate::domain::user::{Role, User};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -71,35 +71,38 @@ pub struct FlightView {
 }
 
 impl FlightView {
-    fn new(s: &FlightSummary, price_cents: Option<u64>) -> Self {
-        let f = &s.flight;
+    fn new(l: &Listing, price_cents: Option<u64>) -> Self {
         Self {
-            id: f.id.to_string(),
-            flight_number: f.flight_number.as_str().to_owned(),
-            aircraft_id: f.aircraft_id.to_string(),
-            origin: f.origin.to_string(),
-            destination: f.destination.to_string(),
-            departs_at: f.departs_at,
-            arrives_at: f.arrives_at,
-            duration_minutes: f.duration().num_minutes(),
-            status: f.status,
-            currency: f.currency.to_string(),
-            fares: f.fares.clone(),
-            availability: s
-                .availability
-                .iter()
-                .map(|(c, a)| {
-                    (
-                        *c,
-                        AvailabilityView {
-                            total: a.total,
-                            available: a.available,
-                        },
-                    )
+            id: l.id().to_string(),
+            flight_number: l.flight_number().to_owned(),
+            aircraft_id: l.aircraft_id().to_string(),
+            origin: l.origin.to_string(),
+            destination: l.destination.to_string(),
+            departs_at: l.departs_at,
+            arrives_at: l.arrives_at,
+            duration_minutes: l.duration().num_minutes(),
+            status: l.status,
+            currency: l.currency().to_owned(),
+            fares: l.cabins().map(|(c, s)| (c, s.fare_cents)).collect(),
+            availability: l
+                .cabins()
+                .map(|(c, s)| {
+                    let seats = AvailabilityView {
+                        total: s.total,
+                        available: s.available,
+                    };
+                    (c, seats)
                 })
                 .collect(),
             price_cents,
         }
+    }
+
+    /// A flight as its actor describes it.
+    fn of(s: &FlightSummary) -> Result<Self, ApiError> {
+        Listing::new(&s.flight, &s.availability)
+            .map(|l| Self::new(&l, None))
+            .ok_or_else(|| ApiError::Internal(format!("flight {} has a foreign id", s.flight.id)))
     }
 }
 
@@ -183,7 +186,7 @@ async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
         .create_flight(draft)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::CREATED, &FlightView::new(&summary, None)))
+    Ok(json(StatusCode::CREATED, &FlightView::of(&summary)?))
 }
 
 /// Parses search parameters; unknown parameters are refused so typos do not go unnoticed.
@@ -301,7 +304,7 @@ async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightRep
     responses((status = 200, body = FlightView), (status = 404), (status = 503)))]
 async fn get(id: String, ctx: Ctx) -> Handled {
     match ask_flight(&ctx, &id, FlightCommand::Get).await? {
-        FlightReply::Summary(s) => Ok(json(StatusCode::OK, &FlightView::new(&s, None))),
+        FlightReply::Summary(s) => Ok(json(StatusCode::OK, &FlightView::of(&s)?)),
         _ => Err(ApiError::Internal("flight answered Get with something else".into()).into()),
     }
 }

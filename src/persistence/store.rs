@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -60,6 +60,9 @@ pub trait Fence: Send + Sync + 'static {
     /// The epoch to stamp a write of `key` with, or why this node may not write it now.
     fn admit(&self, key: &str) -> Result<u64, String>;
 }
+
+/// Where the store keeps the latest epoch any of its records was written under.
+const MAX_EPOCH_KEY: &str = "store/max_epoch";
 
 /// Who writes a batch, which decides how it is fenced and stamped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,6 +154,10 @@ struct Inner {
     stats: Arc<LogStats>,
     /// Set once by the cluster layer (see [`Store::set_fence`]).
     fence: OnceLock<Box<dyn Fence>>,
+    /// The latest epoch any record was stamped with (persisted at [`MAX_EPOCH_KEY`]). A write
+    /// at this epoch or later cannot meet a newer record, so only writes under an older epoch
+    /// read what they overwrite (see [`Store::seal`]).
+    max_epoch: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -199,6 +206,10 @@ impl Store {
 
     fn start(engine: Engine, sync: log::Sync, max_unsynced: Duration) -> Result<Self, StoreError> {
         let stats = Arc::new(LogStats::default());
+        let max_epoch = match engine.get(MAX_EPOCH_KEY)? {
+            Some(bytes) => codec::decode(MAX_EPOCH_KEY, &bytes)?,
+            None => 0,
+        };
         let (log, writer) = log::spawn(engine.clone(), sync, max_unsynced, stats.clone())
             .map_err(|e| StoreError::Io(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
@@ -208,6 +219,7 @@ impl Store {
                 writer: Some(writer),
                 stats,
                 fence: OnceLock::new(),
+                max_epoch: AtomicU64::new(max_epoch),
             }),
         })
     }
@@ -342,7 +354,8 @@ impl Store {
     /// Fences and stamps `batch` for its writer.
     fn seal(&self, batch: WriteBatch) -> Result<Vec<log::Op>, StoreError> {
         let fence = self.inner.fence.get();
-        let mut ops = Vec::with_capacity(batch.ops.len());
+        let mut ops = Vec::with_capacity(batch.ops.len() + 1);
+        let mut newest = 0;
         for (key, value) in batch.ops {
             let epoch = match (batch.writer, fence) {
                 (Writer::Owner, None) | (Writer::Release, _) => 0,
@@ -359,17 +372,30 @@ impl Store {
                     epoch
                 }
             };
+            newest = newest.max(epoch);
             let value = value.map(|mut bytes| {
                 codec::stamp(&mut bytes, epoch);
                 bytes
             });
             ops.push((key, value));
         }
+        // The first write under a new epoch records it, atomically with itself.
+        if newest > self.inner.max_epoch.fetch_max(newest, Ordering::AcqRel) {
+            ops.push((
+                MAX_EPOCH_KEY.to_owned(),
+                Some(codec::encode(MAX_EPOCH_KEY, &newest)?),
+            ));
+        }
         Ok(ops)
     }
 
-    /// Refuses a write at `epoch` over a record written under a later one.
+    /// Refuses a write at `epoch` over a record written under a later one. Only a node behind
+    /// the store's latest epoch reads the record to find out (every other write would pay a
+    /// read per key for nothing).
     fn refuse_if_newer(&self, key: &str, epoch: u64) -> Result<(), StoreError> {
+        if self.inner.max_epoch.load(Ordering::Acquire) <= epoch {
+            return Ok(());
+        }
         match self.inner.engine.get(key)? {
             Some(existing) if codec::epoch_of(&existing) > epoch => Err(StoreError::Fenced {
                 key: key.to_owned(),

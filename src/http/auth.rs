@@ -9,6 +9,8 @@ use crate::domain::ids::UserId;
 use crate::domain::user::{Role, User};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use warp::{Filter, Rejection};
 
 /// Token claims.
@@ -24,12 +26,20 @@ pub struct Claims {
     pub roles: Vec<Role>,
 }
 
+/// Tokens verified lately, kept so that a client's next request skips the signature check.
+const VERIFIED_CACHE: usize = 16_384;
+
 /// Signing and verification keys; the secret itself is not kept.
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
+    /// Tokens that passed [`TokenKeys::verify`], with their subject and expiry. Only a token
+    /// byte-for-byte equal to a verified one hits, so nothing unverified is ever accepted;
+    /// expiry is still checked on every use. Verifying (base64, HMAC, two JSON documents) was
+    /// 6 % of a booking's CPU time in `perf`.
+    verified: Mutex<HashMap<String, (UserId, i64)>>,
 }
 
 impl TokenKeys {
@@ -43,6 +53,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_secs,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -66,10 +77,28 @@ impl TokenKeys {
 
     /// The user id of a valid token: right algorithm, right key, untampered, not expired.
     pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let known = self.cache().get(token).cloned();
+        if let Some((user, exp)) = known {
+            // The same bound as the full check (leeway 0: expired once `exp` has passed).
+            if now < exp {
+                return Ok(user);
+            }
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
-        UserId::parse(&data.claims.sub)
-            .ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))
+        let user = UserId::parse(&data.claims.sub)
+            .ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))?;
+        let mut cache = self.cache();
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), (user.clone(), data.claims.exp));
+        Ok(user)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (UserId, i64)>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -77,12 +106,15 @@ impl TokenKeys {
 /// an invalid one (401), not as a malformed request.
 pub fn authorization()
 -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        headers.get(warp::http::header::AUTHORIZATION).map(|v| {
-            v.to_str()
-                .map_or_else(|_| "invalid".to_owned(), str::to_owned)
+    warp::header::value(warp::http::header::AUTHORIZATION.as_str())
+        .map(|v: warp::http::HeaderValue| {
+            Some(
+                v.to_str()
+                    .map_or_else(|_| "invalid".to_owned(), str::to_owned),
+            )
         })
-    })
+        .or(warp::any().map(|| None))
+        .unify()
 }
 
 /// The bearer token of an `Authorization` header, if it has one.
@@ -138,5 +170,46 @@ mod tests {
         assert_eq!(bearer(Some("Basic abc")), None);
         assert_eq!(bearer(Some("Bearer")), None);
         assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_but_never_a_different_or_expired_one() {
+        let keys = TokenKeys::new(b"unit-test-secret-0123456789abcdef0123", 60);
+        let user = UserId::generate();
+        let sign = |exp: i64| {
+            let claims = Claims {
+                sub: user.to_string(),
+                iat: 0,
+                exp,
+                roles: vec![],
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
+                .unwrap_or_default()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let token = sign(now + 60);
+        assert_eq!(keys.verify(&token).ok(), Some(user.clone()));
+        assert_eq!(
+            keys.verify(&token).ok(),
+            Some(user.clone()),
+            "from the cache"
+        );
+        // One byte changed is another token: verified in full, and refused.
+        let signature_starts = token.rfind('.').map_or(0, |dot| dot + 1);
+        let mut tampered = token.clone().into_bytes();
+        if let Some(first) = tampered.get_mut(signature_starts) {
+            *first = if *first == b'A' { b'B' } else { b'A' };
+        }
+        let tampered = String::from_utf8(tampered).unwrap_or_default();
+        assert!(keys.verify(&tampered).is_err());
+        // A remembered token is refused once its expiry passes, like any expired token.
+        let short = sign(now + 1);
+        assert_eq!(keys.verify(&short).ok(), Some(user.clone()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while chrono::Utc::now().timestamp() <= now + 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(keys.verify(&short).is_err());
+        assert!(keys.verify(&sign(now - 10)).is_err());
     }
 }

@@ -59,7 +59,7 @@ lg book --users "$users" --duration-secs "$secs" --flights 200 --decline-rate 0.
 # `hold` (POST /api/v1/orders only: one seat each, many flights), where this loadgen has it.
 loadgen_help=$(./target/release/contrail loadgen --help 2>&1 || true)
 if grep -Eq '^[[:space:]]*- hold:|possible values:.*\bhold\b' <<< "$loadgen_help"; then
-  lg hold --users "$users" --duration-secs "$secs" --flights 1000 > "$work/hold.txt"
+  lg hold --users "$users" --duration-secs "$secs" --flights 600 > "$work/hold.txt"
 else
   echo "this loadgen has no 'hold' scenario: bookings/s are taken from the book mix" >&2
 fi

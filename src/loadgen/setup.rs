@@ -7,20 +7,38 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// POSTs JSON and returns (status, body).
+/// How often a set-up request refused with 429 is tried again (after its `Retry-After`).
+const RATE_LIMIT_RETRIES: u32 = 60;
+
+/// POSTs JSON and returns (status, body). Set-up requests are a burst from one account (the
+/// admin's catalog): a 429 is waited out as its `Retry-After` says, a bounded number of times.
 pub async fn post(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
     body: &Value,
 ) -> anyhow::Result<(u16, Value)> {
-    let mut req = client.post(url).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    let mut attempt = 0;
+    loop {
+        let mut req = client.post(url).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+        let status = resp.status().as_u16();
+        if status == 429 && attempt < RATE_LIMIT_RETRIES {
+            attempt += 1;
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1u64);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.clamp(1, 10))).await;
+            continue;
+        }
+        return Ok((status, resp.json().await.unwrap_or(Value::Null)));
     }
-    let resp = req.send().await.with_context(|| format!("POST {url}"))?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
 /// GETs JSON and returns (status, body).

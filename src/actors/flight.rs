@@ -20,8 +20,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-/// How often a flight actor sweeps lapsed holds and checks whether it is idle.
-const TICK: Duration = Duration::from_secs(1);
 /// Availability changes of one flight reach the search index at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -120,7 +118,8 @@ pub enum FlightMessage {
         FlightCommand,
         RpcReplyPort<Result<FlightReply, FlightError>>,
     ),
-    /// Periodic: sweep lapsed holds, passivate when idle.
+    /// Sweep lapsed holds, passivate when idle (scheduled for the earliest hold deadline and
+    /// for the end of the idle time, never periodically: 10 000 idle flights cost no wake-ups).
     Tick,
     /// Send the coalesced availability to the search index.
     Publish,
@@ -165,6 +164,8 @@ pub struct FlightState {
     last_active: Instant,
     /// When availability was last sent to the search index.
     published_at: Option<Instant>,
+    /// When the next `Tick` is due, if one is scheduled.
+    next_tick: Option<Instant>,
     /// A coalesced `Publish` is scheduled.
     publish_pending: bool,
 }
@@ -374,11 +375,40 @@ impl FlightActor {
         Ok(())
     }
 
+    /// Schedules the next `Tick` for the earliest hold deadline, or the end of the idle time,
+    /// unless one is due sooner already.
+    fn schedule_tick(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) {
+        let idle_ends = state.last_active + self.passivate_after;
+        let due = match state.seats.earliest_hold() {
+            Some(deadline) => {
+                let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                (Instant::now() + wait).min(idle_ends)
+            }
+            None => idle_ends,
+        };
+        self.tick_at(myself, state, due);
+    }
+
+    fn tick_at(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState, due: Instant) {
+        if state.next_tick.is_some_and(|next| next <= due) {
+            return;
+        }
+        state.next_tick = Some(due);
+        // A moment after the deadline, so the hold has lapsed when the tick looks.
+        let wait = due.saturating_duration_since(Instant::now()) + Duration::from_millis(5);
+        myself.send_after(wait, || FlightMessage::Tick);
+    }
+
     fn tick(
         &self,
         myself: &ActorRef<FlightMessage>,
         state: &mut FlightState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.next_tick.is_some_and(|due| Instant::now() < due) {
+            // An earlier schedule's tick; the one that is due comes later.
+            return Ok(());
+        }
+        state.next_tick = None;
         let freed = state.seats.sweep_expired(Utc::now());
         if !freed.is_empty() {
             tracing::info!(flight = %state.flight.id, seats = freed.len(), "released lapsed holds");
@@ -393,7 +423,9 @@ impl FlightActor {
             tracing::debug!(flight = %state.flight.id, "passivating idle flight actor");
             // Drain: messages already queued are still handled; later ones re-activate it.
             myself.drain()?;
+            return Ok(());
         }
+        self.schedule_tick(myself, state);
         Ok(())
     }
 }
@@ -457,10 +489,12 @@ impl Actor for FlightActor {
             seats,
             last_active: Instant::now(),
             published_at: None,
+            next_tick: None,
             publish_pending: false,
         };
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
-        myself.send_interval(TICK, || FlightMessage::Tick);
+        let mut state = state;
+        self.schedule_tick(&myself, &mut state);
         Ok(state)
     }
 
@@ -489,6 +523,12 @@ impl Actor for FlightActor {
                         let _ = reply.send(Ok(value));
                     }
                     Ok((value, changed)) => {
+                        if let FlightReply::Held { .. } = &value
+                            && let Some(deadline) = state.seats.earliest_hold()
+                        {
+                            let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                            self.tick_at(&myself, state, Instant::now() + wait);
+                        }
                         self.persist_then_reply(&myself, state, &changed, reply, value)?
                     }
                 }

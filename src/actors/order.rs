@@ -422,12 +422,12 @@ impl OrderActor {
             }
             _ => return Ok(state.order.clone()),
         }
-        if let Some(key) = state.unwritten.take() {
-            if let Err(e) = self.write_new(state, key).await {
-                // Never written: the actor stops once it has answered.
-                state.unwritten = Some(None);
-                return Err(e);
-            }
+        if let Some(key) = state.unwritten.take()
+            && let Err(e) = self.write_new(state, key).await
+        {
+            // Never written: the actor stops once it has answered.
+            state.unwritten = Some(None);
+            return Err(e);
         }
         metrics::counter!("contrail_bookings_attempted_total").increment(1);
         let mut next = state.order.clone();

@@ -210,7 +210,7 @@ impl FlightIndex {
             })
             .filter(|(pos, _, _)| q.after.as_ref().is_none_or(|c| *pos > c.position))
             .collect();
-        hits.sort_by(|a, b| a.0.cmp(&b.0));
+        hits.sort_by_key(|a| a.0);
         let more = hits.len() > q.limit;
         hits.truncate(q.limit);
         let next = match (more, hits.last()) {

@@ -7,29 +7,41 @@ use super::aircraft::{Cabin, Layout, SeatName};
 use super::ids::{OrderId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// The state of one seat.
+///
+/// Held and sold seats are boxed: most seats of most active flights are free, and a free seat
+/// then takes 16 bytes instead of 64 (two id strings and a time inline). The stored encoding is
+/// the same as with inline fields (postcard writes a struct as its fields in order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeatStatus {
     /// Free to hold.
     Available,
-    /// Held for an order until `expires_at`; after that anyone may take it.
-    Held {
-        /// The order holding it.
-        order: OrderId,
-        /// The customer who placed the order (for the per-user hold cap).
-        user: UserId,
-        /// When the hold lapses.
-        expires_at: DateTime<Utc>,
-    },
+    /// Held for an order until its deadline; after that anyone may take it.
+    Held(Box<Hold>),
     /// Paid for by an order.
-    Sold {
-        /// The order that bought it.
-        order: OrderId,
-        /// The customer who placed the order.
-        user: UserId,
-    },
+    Sold(Box<Sale>),
+}
+
+/// A seat held for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The order holding it.
+    pub order: OrderId,
+    /// The customer who placed the order (for the per-user hold cap).
+    pub user: UserId,
+    /// When the hold lapses.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A seat sold to an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    /// The order that bought it.
+    pub order: OrderId,
+    /// The customer who placed the order.
+    pub user: UserId,
 }
 
 impl SeatStatus {
@@ -37,15 +49,16 @@ impl SeatStatus {
     pub fn label(&self) -> &'static str {
         match self {
             SeatStatus::Available => "available",
-            SeatStatus::Held { .. } => "held",
-            SeatStatus::Sold { .. } => "sold",
+            SeatStatus::Held(_) => "held",
+            SeatStatus::Sold(_) => "sold",
         }
     }
 
     fn order(&self) -> Option<&OrderId> {
         match self {
             SeatStatus::Available => None,
-            SeatStatus::Held { order, .. } | SeatStatus::Sold { order, .. } => Some(order),
+            SeatStatus::Held(h) => Some(&h.order),
+            SeatStatus::Sold(s) => Some(&s.order),
         }
     }
 
@@ -53,12 +66,8 @@ impl SeatStatus {
     fn is_live_for(&self, user: &UserId, now: DateTime<Utc>) -> bool {
         match self {
             SeatStatus::Available => false,
-            SeatStatus::Held {
-                user: u,
-                expires_at,
-                ..
-            } => u == user && *expires_at > now,
-            SeatStatus::Sold { user: u, .. } => u == user,
+            SeatStatus::Held(h) => h.user == *user && h.expires_at > now,
+            SeatStatus::Sold(s) => s.user == *user,
         }
     }
 
@@ -67,12 +76,8 @@ impl SeatStatus {
     fn can_hold(&self, order: &OrderId, now: DateTime<Utc>) -> bool {
         match self {
             SeatStatus::Available => true,
-            SeatStatus::Held {
-                order: o,
-                expires_at,
-                ..
-            } => o == order || *expires_at <= now,
-            SeatStatus::Sold { .. } => false,
+            SeatStatus::Held(h) => h.order == *order || h.expires_at <= now,
+            SeatStatus::Sold(_) => false,
         }
     }
 }
@@ -172,11 +177,11 @@ pub struct Seat {
     pub status: SeatStatus,
 }
 
-/// All seats of one flight, in layout order.
+/// All seats of one flight, in layout order. (Seats are found by a scan: with at most a few
+/// hundred seats it is as fast as a hash index, which would cost more than the seats themselves.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatMap {
     seats: Vec<Seat>,
-    index: HashMap<SeatName, usize>,
 }
 
 impl SeatMap {
@@ -193,8 +198,7 @@ impl SeatMap {
                 })
             })
             .collect();
-        let index = seats.iter().enumerate().map(|(i, s)| (s.name, i)).collect();
-        Self { seats, index }
+        Self { seats }
     }
 
     /// The map of `layout` with the stored non-available seats applied.
@@ -204,10 +208,14 @@ impl SeatMap {
     ) -> Result<Self, RestoreError> {
         let mut map = Self::new(layout);
         for (name, status) in stored {
-            let i = *map.index.get(&name).ok_or(RestoreError(name))?;
+            let i = map.position(name).ok_or(RestoreError(name))?;
             map.seats[i].status = status;
         }
         Ok(map)
+    }
+
+    fn position(&self, name: SeatName) -> Option<usize> {
+        self.seats.iter().position(|s| s.name == name)
     }
 
     /// All seats in layout order.
@@ -217,7 +225,7 @@ impl SeatMap {
 
     /// One seat's state.
     pub fn status(&self, name: SeatName) -> Option<&SeatStatus> {
-        self.index.get(&name).map(|&i| &self.seats[i].status)
+        self.position(name).map(|i| &self.seats[i].status)
     }
 
     /// Per-cabin totals; a held seat counts as taken until it is released or swept.
@@ -266,11 +274,11 @@ impl SeatMap {
                 return Err(HoldError::CapExceeded { cap });
             }
         }
-        let held = SeatStatus::Held {
+        let held = SeatStatus::Held(Box::new(Hold {
             order: order.clone(),
             user: holder.user.clone(),
             expires_at,
-        };
+        }));
         Ok(picked
             .into_iter()
             .map(|i| {
@@ -293,7 +301,7 @@ impl SeatMap {
         names
             .iter()
             .map(|&name| {
-                let i = *self.index.get(&name).ok_or(HoldError::UnknownSeat(name))?;
+                let i = self.position(name).ok_or(HoldError::UnknownSeat(name))?;
                 if !seen.insert(name) {
                     return Err(HoldError::DuplicateSeat(name));
                 }
@@ -328,7 +336,7 @@ impl SeatMap {
                 .filter(|(_, s)| s.cabin == cabin)
         };
         let mut picked: Vec<usize> = in_cabin()
-            .filter(|(_, s)| matches!(&s.status, SeatStatus::Held { order: o, .. } if o == order))
+            .filter(|(_, s)| matches!(&s.status, SeatStatus::Held(h) if h.order == *order))
             .map(|(i, _)| i)
             .take(wanted)
             .collect();
@@ -358,27 +366,23 @@ impl SeatMap {
     ) -> Result<Vec<SeatName>, ConfirmError> {
         let mut picked = Vec::with_capacity(names.len());
         for &name in names {
-            let i = *self.index.get(&name).ok_or(ConfirmError::NotHeld(name))?;
+            let i = self.position(name).ok_or(ConfirmError::NotHeld(name))?;
             match &self.seats[i].status {
-                SeatStatus::Held {
-                    order: o,
-                    user,
-                    expires_at,
-                } if o == order => {
-                    if *expires_at <= now {
+                SeatStatus::Held(h) if h.order == *order => {
+                    if h.expires_at <= now {
                         return Err(ConfirmError::Expired(name));
                     }
-                    picked.push((i, user.clone()));
+                    picked.push((i, h.user.clone()));
                 }
-                SeatStatus::Sold { order: o, .. } if o == order => {}
+                SeatStatus::Sold(s) if s.order == *order => {}
                 _ => return Err(ConfirmError::NotHeld(name)),
             }
         }
         for (i, user) in &picked {
-            self.seats[*i].status = SeatStatus::Sold {
+            self.seats[*i].status = SeatStatus::Sold(Box::new(Sale {
                 order: order.clone(),
                 user: user.clone(),
-            };
+            }));
         }
         Ok(picked
             .into_iter()
@@ -409,18 +413,29 @@ impl SeatMap {
             .collect()
     }
 
+    /// When the first hold lapses, if any seat is held.
+    pub fn earliest_hold(&self) -> Option<DateTime<Utc>> {
+        self.seats
+            .iter()
+            .filter_map(|s| match &s.status {
+                SeatStatus::Held(h) => Some(h.expires_at),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Whether any seat is held (lapsed or not): such a flight must stay active to release it.
     pub fn has_holds(&self) -> bool {
         self.seats
             .iter()
-            .any(|s| matches!(s.status, SeatStatus::Held { .. }))
+            .any(|s| matches!(s.status, SeatStatus::Held(_)))
     }
 
     /// Frees every hold that lapsed at or before `now`.
     pub fn sweep_expired(&mut self, now: DateTime<Utc>) -> Vec<SeatName> {
         let mut freed = Vec::new();
         for seat in &mut self.seats {
-            if matches!(seat.status, SeatStatus::Held { expires_at, .. } if expires_at <= now) {
+            if matches!(&seat.status, SeatStatus::Held(h) if h.expires_at <= now) {
                 seat.status = SeatStatus::Available;
                 freed.push(seat.name);
             }

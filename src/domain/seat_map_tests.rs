@@ -35,6 +35,57 @@ fn orders() -> Vec<Holder> {
 /// Most live seats one customer may have in the property test.
 const CAP: u16 = 5;
 
+/// `SeatStatus` as it was stored before held and sold seats were boxed.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum InlineStatus {
+    Available,
+    Held {
+        order: OrderId,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    },
+    Sold {
+        order: OrderId,
+        user: UserId,
+    },
+}
+
+#[test]
+fn boxed_seat_states_are_stored_exactly_as_the_inline_ones_were() {
+    let (order, user) = (OrderId::generate(), UserId::generate());
+    let pairs = [
+        (SeatStatus::Available, InlineStatus::Available),
+        (
+            SeatStatus::Held(Box::new(Hold {
+                order: order.clone(),
+                user: user.clone(),
+                expires_at: t(42),
+            })),
+            InlineStatus::Held {
+                order: order.clone(),
+                user: user.clone(),
+                expires_at: t(42),
+            },
+        ),
+        (
+            SeatStatus::Sold(Box::new(Sale {
+                order: order.clone(),
+                user: user.clone(),
+            })),
+            InlineStatus::Sold { order, user },
+        ),
+    ];
+    for (boxed, inline) in pairs {
+        let old = postcard::to_allocvec(&inline).expect("encode");
+        assert_eq!(postcard::to_allocvec(&boxed).expect("encode"), old);
+        assert_eq!(
+            postcard::from_bytes::<SeatStatus>(&old).expect("decode"),
+            boxed
+        );
+    }
+    assert!(std::mem::size_of::<SeatStatus>() <= 16);
+}
+
 #[test]
 fn a_taken_seat_cannot_be_held_and_nothing_partial_is_left() {
     let o = orders();
@@ -257,7 +308,7 @@ proptest! {
                 Op::HoldCabin(who, business, count, ttl) => {
                     let cabin = if *business { Cabin::Business } else { Cabin::Economy };
                     let held_by = |m: &SeatMap| m.seats().iter().filter(|s| s.cabin == cabin
-                        && matches!(&s.status, SeatStatus::Held { order, .. } if *order == o[*who].order)).count();
+                        && matches!(&s.status, SeatStatus::Held(h) if h.order == o[*who].order)).count();
                     let before_held = held_by(&map);
                     let r = map.hold(&SeatRequest::Cabin { cabin, count: *count }, &o[*who], t(now + ttl), t(now), Some(CAP));
                     if let Ok(got) = &r {
@@ -282,8 +333,8 @@ proptest! {
             // No customer ends up with more live seats than the cap.
             for user in [&o[0].user, &o[2].user] {
                 let live = map.seats().iter().filter(|s| match &s.status {
-                    SeatStatus::Held { user: u, expires_at, .. } => u == user && *expires_at > t(now),
-                    SeatStatus::Sold { user: u, .. } => u == user,
+                    SeatStatus::Held(h) => h.user == *user && h.expires_at > t(now),
+                    SeatStatus::Sold(s) => s.user == *user,
                     SeatStatus::Available => false,
                 }).count();
                 prop_assert!(live <= usize::from(CAP), "{} live seats", live);
@@ -298,17 +349,20 @@ proptest! {
             // Nobody else's live claim was taken over.
             for (old, new) in before.seats().iter().zip(map.seats()) {
                 match (&old.status, &new.status) {
-                    (SeatStatus::Sold { order: a, .. }, SeatStatus::Sold { order: b, .. }) => prop_assert_eq!(a, b),
-                    (SeatStatus::Sold { order, .. }, SeatStatus::Available) => {
-                        prop_assert!(matches!(&op, Op::Release(w) if &o[*w].order == order));
+                    (SeatStatus::Sold(a), SeatStatus::Sold(b)) => prop_assert_eq!(&a.order, &b.order),
+                    (SeatStatus::Sold(s), SeatStatus::Available) => {
+                        prop_assert!(matches!(&op, Op::Release(w) if o[*w].order == s.order));
                     }
-                    (SeatStatus::Sold { .. }, SeatStatus::Held { .. }) => prop_assert!(false, "sold seat re-held"),
-                    (SeatStatus::Held { order: a, expires_at, .. }, SeatStatus::Held { order: b, .. })
-                    | (SeatStatus::Held { order: a, expires_at, .. }, SeatStatus::Sold { order: b, .. })
-                        if a != b => prop_assert!(*expires_at <= t(now), "live hold taken over"),
-                    (SeatStatus::Held { order, expires_at, .. }, SeatStatus::Available) => {
-                        let own_release = matches!(&op, Op::Release(w) if &o[*w].order == order);
-                        let lapsed_sweep = matches!(&op, Op::Sweep) && *expires_at <= t(now);
+                    (SeatStatus::Sold(_), SeatStatus::Held(_)) => prop_assert!(false, "sold seat re-held"),
+                    (SeatStatus::Held(a), SeatStatus::Held(b)) if a.order != b.order => {
+                        prop_assert!(a.expires_at <= t(now), "live hold taken over")
+                    }
+                    (SeatStatus::Held(a), SeatStatus::Sold(b)) if a.order != b.order => {
+                        prop_assert!(a.expires_at <= t(now), "live hold taken over")
+                    }
+                    (SeatStatus::Held(h), SeatStatus::Available) => {
+                        let own_release = matches!(&op, Op::Release(w) if o[*w].order == h.order);
+                        let lapsed_sweep = matches!(&op, Op::Sweep) && h.expires_at <= t(now);
                         prop_assert!(own_release || lapsed_sweep, "a live hold was freed by {:?}", op);
                     }
                     _ => {}

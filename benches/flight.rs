@@ -106,6 +106,7 @@ async fn flight_actor(store: Store) -> ractor::ActorRef<FlightMessage> {
         index,
         passivate_after: Duration::from_secs(3600),
         hold_cap: None,
+        sold_out: Default::default(),
     };
     let (flight_ref, _) = Actor::spawn(None, actor, flight.id.clone())
         .await

@@ -26,6 +26,7 @@ pub mod order;
 pub mod orders;
 pub mod payment;
 pub mod search_index;
+pub mod sold_out;
 pub mod supervisor;
 pub mod ticket;
 

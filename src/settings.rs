@@ -13,7 +13,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default storage directory.
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
 /// Default size of the storage engine's block cache in MiB.
-pub const DEFAULT_STORAGE_CACHE_MIB: u64 = 256;
+pub const DEFAULT_STORAGE_CACHE_MIB: u64 = 128;
 /// Default longest time a write nobody waits for stays unsynced (it normally rides along with
 /// the sync of the next write somebody waits for).
 pub const DEFAULT_MAX_UNSYNCED_MS: u64 = 5;

@@ -13,6 +13,7 @@ use crate::actors::order::OrderActor;
 use crate::actors::orders::Orders;
 use crate::actors::payment::PaymentActor;
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
+use crate::actors::sold_out::SoldOut;
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
 use crate::cluster::gateway::{GatewayActor, Services};
@@ -173,11 +174,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         index.clone(),
     )
     .await?;
+    let sold_out = SoldOut::default();
     let flight = FlightActor {
         store: store.clone(),
         index: index_actor.clone(),
         passivate_after,
         hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
+        sold_out: sold_out.clone(),
     };
     let (directory, flight_supervisor) =
         entity_directory(&store, flight, &settings, timeout, &cluster).await?;
@@ -227,6 +230,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         Duration::from_secs(settings.booking.hold_ttl_secs),
         cluster.clone(),
         deadlines,
+        sold_out,
     );
 
     let catalog = CatalogActor {

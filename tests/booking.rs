@@ -526,3 +526,62 @@ async fn a_payment_key_replays_the_first_outcome() {
     let ok = app.pay(&customer, &id, "tok_visa", Some("try-2")).await;
     assert_eq!(ok.status, StatusCode::OK);
 }
+
+/// A full cabin is refused at once, and takes bookings again the moment a seat comes back:
+/// when its holder cancels, and when a hold lapses (before anything sweeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cabin_refuses_at_once_and_reopens_the_moment_a_seat_comes_back() {
+    let app = spawn_app_with(|s| s.booking.hold_ttl_secs = 3).await;
+    let (_, flight) = app.one_flight(2, "AB").await; // 4 seats
+    let buyers = app.customers(4).await;
+    let first = app.order(&buyers[0].1, &[&flight], 2, None).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let second = app.order(&buyers[1].1, &[&flight], 2, None).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+
+    for _ in 0..3 {
+        let refused = app.order(&buyers[2].1, &[&flight], 1, None).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        assert_eq!(refused.code(), "seats_unavailable");
+    }
+
+    // A cancellation frees two seats: the next booking gets them, with no wait. (A second
+    // later, so that this hold outlives the other one, which lapses below.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = first.body["id"].as_str().expect("id");
+    let r = app
+        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&buyers[0].1))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let resold = app.order(&buyers[2].1, &[&flight], 2, None).await;
+    assert_eq!(resold.status, StatusCode::CREATED, "{}", resold.body);
+    let refused = app.order(&buyers[3].1, &[&flight], 1, None).await;
+    assert_eq!(refused.code(), "seats_unavailable");
+
+    // The second hold lapses: its seats can be taken from that moment on.
+    let expires: chrono::DateTime<chrono::Utc> = second.body["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("a time");
+    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let after_lapse = app.order(&buyers[3].1, &[&flight], 2, None).await;
+    assert_eq!(
+        after_lapse.status,
+        StatusCode::CREATED,
+        "{}",
+        after_lapse.body
+    );
+
+    let mut sold: Vec<String> = seats_of(&resold.body);
+    sold.extend(seats_of(&after_lapse.body));
+    assert_eq!(
+        sold.iter().collect::<HashSet<_>>().len(),
+        4,
+        "a seat twice: {} {}",
+        resold.body,
+        after_lapse.body
+    );
+    assert_eq!(taken(&app.seat_statuses(&flight).await), 4);
+}

@@ -9,6 +9,7 @@
 
 use super::entity::Entity;
 use super::search_index::SearchIndexMessage;
+use super::sold_out::SoldOut;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::flight::{Currency, Flight, FlightStatus};
 use crate::domain::ids::{FlightId, OrderId};
@@ -155,6 +156,8 @@ pub struct FlightActor {
     pub passivate_after: Duration,
     /// Most live seats one customer may have on one flight (`booking.max_seats_per_user_per_flight`).
     pub hold_cap: Option<u16>,
+    /// Where the flight says which of its cabins are full, for bookings to be refused early.
+    pub sold_out: SoldOut,
 }
 
 /// A live flight: its schedule and seats, as committed.
@@ -297,6 +300,8 @@ impl FlightActor {
             return Ok(());
         }
         state.flight = flight;
+        // It takes no bookings at all now; that answer comes from the actor.
+        self.sold_out.forget(&state.flight.id);
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         tracing::info!(flight = %state.flight.id, "flight cancelled");
         let _ = reply.send(Ok(orders));
@@ -369,6 +374,8 @@ impl FlightActor {
             .commit(myself, state.batch_for(changed)?)?
             .map(|()| value);
         if answer.is_ok() {
+            self.sold_out
+                .update(&state.flight.id, myself.get_cell(), &state.seats);
             self.publish(myself, state);
         }
         let _ = reply.send(answer);
@@ -416,6 +423,8 @@ impl FlightActor {
             if self.commit(myself, state.batch_for(&freed)?)?.is_err() {
                 return Ok(());
             }
+            self.sold_out
+                .update(&state.flight.id, myself.get_cell(), &state.seats);
             self.publish(myself, state);
         }
         // A flight with holds stays active: its tick is what returns lapsed holds to sale.
@@ -493,9 +502,22 @@ impl Actor for FlightActor {
             publish_pending: false,
         };
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
+        if state.flight.status == FlightStatus::Scheduled {
+            self.sold_out
+                .update(&state.flight.id, myself.get_cell(), &state.seats);
+        }
         let mut state = state;
         self.schedule_tick(&myself, &mut state);
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.sold_out.retire(&state.flight.id, &myself.get_cell());
+        Ok(())
     }
 
     async fn handle(

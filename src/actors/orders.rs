@@ -5,6 +5,7 @@ use super::CallError;
 use super::deadlines::Deadlines;
 use super::notification::{self, Notification};
 use super::order::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
+use super::sold_out::SoldOut;
 use crate::cluster::Cluster;
 use crate::cluster::wire::{CallBody, Gather, Request};
 use crate::domain::ids::TicketId;
@@ -24,6 +25,7 @@ pub struct Orders {
     hold_ttl: Duration,
     cluster: Cluster,
     deadlines: Deadlines,
+    sold_out: SoldOut,
 }
 
 /// A placed order, and whether it was placed by an earlier request with the same key.
@@ -43,6 +45,7 @@ impl Orders {
         hold_ttl: Duration,
         cluster: Cluster,
         deadlines: Deadlines,
+        sold_out: SoldOut,
     ) -> Self {
         Self {
             store,
@@ -50,6 +53,7 @@ impl Orders {
             hold_ttl,
             cluster,
             deadlines,
+            sold_out,
         }
     }
 
@@ -137,6 +141,17 @@ impl Orders {
             }
         };
         let now = Utc::now();
+        // A full cabin on a flight of this node: refused before anything is created or written
+        // (nothing to replay either, so a retry with the same key is simply asked again).
+        if let Some((flight, _)) = segments
+            .iter()
+            .find(|(flight, request)| self.sold_out.refuses(flight, request, now))
+        {
+            metrics::counter!("contrail_bookings_refused_full_total").increment(1);
+            return Err(OrderError::SeatsUnavailable(format!(
+                "no seats left in that cabin of flight {flight}"
+            )));
+        }
         let ttl = chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::MAX);
         let order = Order {
             id: id.clone(),

@@ -424,6 +424,34 @@ impl SeatMap {
             .min()
     }
 
+    /// Cabins where a new order can hold no seat, each with the moment that may change by
+    /// itself: the earliest deadline of a hold in it (`None` when every seat is sold).
+    /// Releases and cancellations change it too, but only through this map.
+    pub fn full_cabins(&self) -> Vec<(Cabin, Option<DateTime<Utc>>)> {
+        let mut out: Vec<(Cabin, Option<DateTime<Utc>>, bool)> = Vec::new();
+        for seat in &self.seats {
+            let i = match out.iter().position(|(c, _, _)| *c == seat.cabin) {
+                Some(i) => i,
+                None => {
+                    out.push((seat.cabin, None, true));
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[i];
+            match &seat.status {
+                SeatStatus::Available => entry.2 = false,
+                SeatStatus::Held(h) => {
+                    entry.1 = Some(entry.1.map_or(h.expires_at, |t| t.min(h.expires_at)));
+                }
+                SeatStatus::Sold(_) => {}
+            }
+        }
+        out.into_iter()
+            .filter(|(_, _, full)| *full)
+            .map(|(cabin, until, _)| (cabin, until))
+            .collect()
+    }
+
     /// Whether any seat is held (lapsed or not): such a flight must stay active to release it.
     pub fn has_holds(&self) -> bool {
         self.seats

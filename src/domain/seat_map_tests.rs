@@ -346,6 +346,20 @@ proptest! {
                 prop_assert_eq!(a.total as usize, in_cabin);
                 prop_assert_eq!(a.available as usize, free);
             }
+            // A cabin reported full refuses any new order until its earliest hold lapses.
+            let newcomer = Holder { order: OrderId::generate(), user: UserId::generate() };
+            for (cabin, until) in map.full_cabins() {
+                if until.is_none_or(|u| t(now) < u) {
+                    let mut probe = map.clone();
+                    let r = probe.hold(&SeatRequest::Cabin { cabin, count: 1 }, &newcomer, t(now + 10), t(now), Some(CAP));
+                    prop_assert!(r.is_err(), "{:?} reported full until {:?}, yet a seat was held", cabin, until);
+                }
+            }
+            for (cabin, a) in map.availability() {
+                if a.available > 0 {
+                    prop_assert!(map.full_cabins().iter().all(|(c, _)| *c != cabin), "{:?} has free seats", cabin);
+                }
+            }
             // Nobody else's live claim was taken over.
             for (old, new) in before.seats().iter().zip(map.seats()) {
                 match (&old.status, &new.status) {

@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_UNSYNCED_MS: u64 = 5;
 pub const DEFAULT_HOLD_TTL_SECS: u64 = 600;
 /// Default seats one user may hold on one flight.
 pub const DEFAULT_MAX_SEATS_PER_USER_PER_FLIGHT: u16 = 9;
+/// Default number of bookings and payments one node works on at once (more get 503).
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
 /// Default token lifetime.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 /// Shortest JWT secret accepted.
@@ -144,6 +146,10 @@ pub struct BookingSettings {
     pub hold_ttl_secs: u64,
     /// Most seats one user may hold on one flight.
     pub max_seats_per_user_per_flight: u16,
+    /// Most bookings and payments this node works on at once; beyond it a request is answered
+    /// 503 + Retry-After at once instead of queueing past its deadline. (A booking for a full
+    /// cabin is refused before it counts.)
+    pub max_in_flight: u32,
 }
 
 impl Default for BookingSettings {
@@ -151,6 +157,7 @@ impl Default for BookingSettings {
         Self {
             hold_ttl_secs: DEFAULT_HOLD_TTL_SECS,
             max_seats_per_user_per_flight: DEFAULT_MAX_SEATS_PER_USER_PER_FLIGHT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -351,6 +358,9 @@ impl Settings {
         if self.auth.token_ttl_secs == 0 || self.booking.hold_ttl_secs == 0 {
             bail!("auth.token_ttl_secs and booking.hold_ttl_secs must be positive");
         }
+        if !(1..=1_000_000).contains(&self.booking.max_in_flight) {
+            bail!("booking.max_in_flight must be between 1 and 1000000");
+        }
         if !(0.0..=1.0).contains(&self.payments.decline_rate) {
             bail!("payments.decline_rate must be between 0.0 and 1.0");
         }
@@ -464,6 +474,13 @@ mod tests {
                 accepts(|s| s.storage.cache_mib = mib),
                 ok,
                 "cache_mib = {mib}"
+            );
+        }
+        for (n, ok) in [(1, true), (4096, true), (0, false), (1_000_001, false)] {
+            assert_eq!(
+                accepts(|s| s.booking.max_in_flight = n),
+                ok,
+                "max_in_flight = {n}"
             );
         }
         for (backlog, ok) in [

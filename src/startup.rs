@@ -231,6 +231,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         cluster.clone(),
         deadlines,
         sold_out,
+        settings.booking.max_in_flight as usize,
     );
 
     let catalog = CatalogActor {

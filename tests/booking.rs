@@ -585,3 +585,96 @@ async fn a_full_cabin_refuses_at_once_and_reopens_the_moment_a_seat_comes_back()
     );
     assert_eq!(taken(&app.seat_statuses(&flight).await), 4);
 }
+
+/// Beyond `booking.max_in_flight`, a payment or booking is refused at once with 503 and
+/// Retry-After, having done nothing: the refused orders stay held and uncharged, and paying
+/// them again later confirms each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_its_capacity_a_node_refuses_at_once_and_loses_nothing() {
+    let app = spawn_app_with(|s| {
+        s.booking.max_in_flight = 2;
+        s.payments.latency_ms = 600;
+    })
+    .await;
+    let (_, flight) = app.one_flight(4, "ABCD").await;
+    let buyers = app.customers(8).await;
+    let mut orders = Vec::new();
+    for (_, token) in &buyers {
+        let r = app.order(token, &[&flight], 1, None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        orders.push((token.clone(), r.body["id"].as_str().expect("id").to_owned()));
+    }
+    // Eight payments at once; each takes 600 ms at the gateway, two may run.
+    let payments: Vec<_> = orders
+        .iter()
+        .map(|(token, id)| {
+            let (app, token, id) = (app.clone_client(), token.clone(), id.clone());
+            tokio::spawn(async move { app.pay(&token, &id, "tok_visa", None).await })
+        })
+        .collect();
+    let mut shed = Vec::new();
+    for ((token, id), p) in orders.iter().zip(payments) {
+        let r = p.await.expect("task");
+        match r.status {
+            StatusCode::OK => assert_eq!(r.body["status"], "confirmed"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.code(), "unavailable");
+                assert!(r.headers.contains_key("retry-after"), "no Retry-After");
+                let now = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+                assert_eq!(
+                    now.body["status"], "held",
+                    "a refused payment did something"
+                );
+                shed.push((token.clone(), id.clone()));
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert!(
+        shed.len() >= 4,
+        "only {} of 8 refused with room for 2",
+        shed.len()
+    );
+    // A booking is refused the same way while the node is full.
+    let mut busy = Vec::new();
+    for (_, token) in &buyers[..2] {
+        let r = app.order(token, &[&flight], 1, None).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let (app, token) = (app.clone_client(), token.clone());
+        let id = r.body["id"].as_str().expect("id").to_owned();
+        busy.push(tokio::spawn(async move {
+            app.pay(&token, &id, "tok_visa", None).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = app.order(&buyers[2].1, &[&flight], 1, None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.headers.contains_key("retry-after"),
+        "no Retry-After"
+    );
+    for b in busy {
+        let r = b.await.expect("task");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    for (token, id) in &shed {
+        let r = app.pay(token, id, "tok_visa", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["status"], "confirmed");
+    }
+    assert_eq!(
+        taken(&app.seat_statuses(&flight).await),
+        10,
+        "the refused booking took a seat"
+    );
+    for (token, id) in &orders {
+        let r = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
+        assert_eq!(r.body["status"], "confirmed");
+        assert_eq!(r.body["tickets"].as_array().map(Vec::len), Some(1));
+    }
+}

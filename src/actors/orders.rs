@@ -15,7 +15,9 @@ use crate::domain::seat_map::SeatRequest;
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Placing and reading orders.
 #[derive(Clone)]
@@ -26,6 +28,8 @@ pub struct Orders {
     cluster: Cluster,
     deadlines: Deadlines,
     sold_out: SoldOut,
+    /// One permit per booking or payment being worked on (`booking.max_in_flight`).
+    admission: Arc<Semaphore>,
 }
 
 /// A placed order, and whether it was placed by an earlier request with the same key.
@@ -46,6 +50,7 @@ impl Orders {
         cluster: Cluster,
         deadlines: Deadlines,
         sold_out: SoldOut,
+        max_in_flight: usize,
     ) -> Self {
         Self {
             store,
@@ -54,7 +59,18 @@ impl Orders {
             cluster,
             deadlines,
             sold_out,
+            admission: Arc::new(Semaphore::new(max_in_flight)),
         }
+    }
+
+    /// A permit to work on one booking or payment, if this node has room for it now. Without
+    /// room, the request is refused at once (503 + Retry-After): queued, it would wait past its
+    /// caller's deadline, and the work done for it then would be wasted.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, OrderError> {
+        self.admission.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("contrail_requests_shed_total").increment(1);
+            OrderError::Unavailable("this node is at capacity for bookings; retry".into())
+        })
     }
 
     /// The hold deadlines of this node's orders.
@@ -152,6 +168,7 @@ impl Orders {
                 "no seats left in that cabin of flight {flight}"
             )));
         }
+        let _permit = self.admit()?;
         let ttl = chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::MAX);
         let order = Order {
             id: id.clone(),
@@ -223,6 +240,7 @@ impl Orders {
         token: String,
         idempotency_key: Option<&str>,
     ) -> Result<Order, OrderError> {
+        let _permit = self.admit()?;
         let Some(key) = idempotency_key else {
             return self.call(order, OrderCommand::Pay { token }).await;
         };

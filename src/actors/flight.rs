@@ -374,24 +374,34 @@ impl FlightActor {
             .commit(myself, state.batch_for(changed)?)?
             .map(|()| value);
         if answer.is_ok() {
-            self.sold_out
-                .update(&state.flight.id, myself.get_cell(), &state.seats);
+            self.post_full_cabins(myself, state);
             self.publish(myself, state);
         }
         let _ = reply.send(answer);
         Ok(())
     }
 
-    /// Schedules the next `Tick` for the earliest hold deadline, or the end of the idle time,
-    /// unless one is due sooner already.
+    /// Puts the flight's full cabins on the node's board (see [`SoldOut`]); a flight that takes
+    /// no bookings at all has none there, its own answer says why.
+    fn post_full_cabins(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) {
+        if state.flight.status == FlightStatus::Scheduled {
+            self.sold_out
+                .update(&state.flight.id, myself.get_cell(), &state.seats);
+        } else {
+            self.sold_out.forget(&state.flight.id);
+        }
+    }
+
+    /// Schedules the next `Tick`, unless one is due sooner already: at the earliest hold
+    /// deadline while seats are held (such a flight stays active whatever its idle time), else
+    /// at the end of the idle time.
     fn schedule_tick(&self, myself: &ActorRef<FlightMessage>, state: &mut FlightState) {
-        let idle_ends = state.last_active + self.passivate_after;
         let due = match state.seats.earliest_hold() {
             Some(deadline) => {
                 let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                (Instant::now() + wait).min(idle_ends)
+                Instant::now() + wait
             }
-            None => idle_ends,
+            None => state.last_active + self.passivate_after,
         };
         self.tick_at(myself, state, due);
     }
@@ -423,8 +433,7 @@ impl FlightActor {
             if self.commit(myself, state.batch_for(&freed)?)?.is_err() {
                 return Ok(());
             }
-            self.sold_out
-                .update(&state.flight.id, myself.get_cell(), &state.seats);
+            self.post_full_cabins(myself, state);
             self.publish(myself, state);
         }
         // A flight with holds stays active: its tick is what returns lapsed holds to sale.
@@ -502,11 +511,8 @@ impl Actor for FlightActor {
             publish_pending: false,
         };
         let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
-        if state.flight.status == FlightStatus::Scheduled {
-            self.sold_out
-                .update(&state.flight.id, myself.get_cell(), &state.seats);
-        }
         let mut state = state;
+        self.post_full_cabins(&myself, &mut state);
         self.schedule_tick(&myself, &mut state);
         Ok(state)
     }

@@ -159,10 +159,10 @@ impl Orders {
         let now = Utc::now();
         // A full cabin on a flight of this node: refused before anything is created or written
         // (nothing to replay either, so a retry with the same key is simply asked again).
-        if let Some((flight, _)) = segments
-            .iter()
-            .find(|(flight, request)| self.sold_out.refuses(flight, request, now))
-        {
+        // (Only for flights this node owns: an actor that outlived a handoff is not asked.)
+        if let Some((flight, _)) = segments.iter().find(|(flight, request)| {
+            self.sold_out.refuses(flight, request, now) && !self.cluster.is_remote(flight.tag())
+        }) {
             metrics::counter!("contrail_bookings_refused_full_total").increment(1);
             return Err(OrderError::SeatsUnavailable(format!(
                 "no seats left in that cabin of flight {flight}"

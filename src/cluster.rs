@@ -156,7 +156,7 @@ impl Cluster {
                 let mut batch = WriteBatch::new();
                 batch.put(VIEW_KEY, &view)?;
                 // The first flush of a new store; the node waits for it on start-up anyway.
-                drop(store.commit(batch)?);
+                store.record(batch)?;
                 view
             }
             None => View::default(),
@@ -437,7 +437,7 @@ impl Cluster {
         let mut batch = WriteBatch::new();
         batch.put(VIEW_KEY, view)?;
         // Adopting a view is rare; its durability is awaited by the handoff that caused it.
-        drop(self.inner.store.commit(batch)?);
+        self.inner.store.record(batch)?;
         Ok(())
     }
 

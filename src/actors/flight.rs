@@ -323,11 +323,8 @@ impl FlightActor {
         myself: &ActorRef<FlightMessage>,
         batch: WriteBatch,
     ) -> Result<Result<(), FlightError>, StoreError> {
-        match self.store.commit(batch) {
-            Ok(durable) => {
-                drop(durable);
-                Ok(Ok(()))
-            }
+        match self.store.record(batch) {
+            Ok(()) => Ok(Ok(())),
             Err(e @ StoreError::Fenced { .. }) => {
                 tracing::warn!(error = %e, "flight write refused; the actor steps down");
                 myself.stop(Some("write fenced".into()));

@@ -163,7 +163,7 @@ impl Actor for NotificationActor {
                 let recorded = batch
                     .put(&n.key(), &n)
                     .map(|_| ())
-                    .and_then(|()| self.store.commit(batch).map(drop));
+                    .and_then(|()| self.store.record(batch));
                 if let Err(e) = recorded {
                     tracing::error!(notification = %n.id, error = %e, "notification not recorded");
                 }

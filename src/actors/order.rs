@@ -26,7 +26,7 @@ use crate::domain::order::{
     HoldFailure, Order, OrderEvent, OrderStatus, TicketRecord, TicketStatus,
 };
 use crate::domain::seat_map::{HoldError, Holder};
-use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
+use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use futures::future::join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -302,8 +302,8 @@ impl OrderActor {
         extra: WriteBatch,
         note: Option<NotificationKind>,
     ) -> Result<(), OrderError> {
-        let (durable, note) = self.write(&next, extra, note)?;
-        durable.await?;
+        let (batch, note) = Self::batch(&next, extra, note)?;
+        self.store.commit(batch)?.await?;
         state.unsynced = false;
         self.adopt(state, next, note);
         Ok(())
@@ -319,26 +319,26 @@ impl OrderActor {
         extra: WriteBatch,
         note: Option<NotificationKind>,
     ) -> Result<(), OrderError> {
-        let (durable, note) = self.write(&next, extra, note)?;
-        drop(durable);
+        let (batch, note) = Self::batch(&next, extra, note)?;
+        self.store.record(batch)?;
         state.unsynced = true;
         self.adopt(state, next, note);
         Ok(())
     }
 
-    fn write(
-        &self,
+    /// `next`'s record, with `extra` and the notification of the change, if any.
+    fn batch(
         next: &Order,
         extra: WriteBatch,
         note: Option<NotificationKind>,
-    ) -> Result<(Durable, Option<Notification>), OrderError> {
+    ) -> Result<(WriteBatch, Option<Notification>), OrderError> {
         let mut batch = extra;
         batch.put(&keys::order(&next.id), next)?;
         let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
         if let Some(n) = &note {
             batch.put(&n.key(), n)?;
         }
-        Ok((self.store.commit(batch)?, note))
+        Ok((batch, note))
     }
 
     fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
@@ -363,13 +363,12 @@ impl OrderActor {
             &order.id,
         )?;
         let Some((key, record)) = key else {
-            drop(self.store.commit(batch)?);
+            self.store.record(batch)?;
             state.unsynced = true;
             return Ok(());
         };
-        match self.store.commit_if_absent(&key, &record, batch).await? {
-            Ok(durable) => {
-                drop(durable);
+        match self.store.record_if_absent(&key, &record, batch).await? {
+            Ok(()) => {
                 state.unsynced = true;
                 state.key = Some(key);
                 Ok(())

@@ -252,10 +252,10 @@ impl Orders {
         };
         match self
             .store
-            .commit_if_absent(&guard_key, &record, WriteBatch::new())
+            .record_if_absent(&guard_key, &record, WriteBatch::new())
             .await?
         {
-            Ok(durable) => drop(durable),
+            Ok(()) => {}
             Err(first) if first.fingerprint != record.fingerprint => {
                 return Err(OrderError::KeyReused);
             }
@@ -274,7 +274,7 @@ impl Orders {
             record.outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
             let mut batch = WriteBatch::new();
             batch.put(&guard_key, &record)?;
-            drop(self.store.commit(batch)?);
+            self.store.record(batch)?;
         }
         result
     }

@@ -112,12 +112,9 @@ impl PaymentActor {
         let committed = batch
             .put(&keys::charge(order), record)
             .map(|_| ())
-            .and_then(|()| store.commit(batch));
+            .and_then(|()| store.record(batch));
         match committed {
-            Ok(durable) => {
-                drop(durable);
-                reply
-            }
+            Ok(()) => reply,
             Err(e) => PaymentReply::Failed(e.to_string()),
         }
     }

@@ -368,8 +368,8 @@ fn settle(cluster: &Cluster, services: &Services) {
         }
     }
     if dropped > 0 {
-        match cluster.store().commit(batch) {
-            Ok(durable) => drop(durable),
+        match cluster.store().record(batch) {
+            Ok(()) => {}
             Err(e) => tracing::error!(error = %e, "records handed over could not be deleted"),
         }
         tracing::info!(

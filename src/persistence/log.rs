@@ -41,11 +41,12 @@ pub(crate) struct Guard {
 
 /// What the log writer is asked to do.
 pub(crate) enum Request {
-    /// Apply `ops` atomically (after `guard`'s check), then report once they are durable.
+    /// Apply `ops` atomically (after `guard`'s check), then report once they are durable, if
+    /// anyone asked (`durable`); otherwise a later awaited sync, or `max_unsynced`, covers them.
     Write {
         ops: Vec<Op>,
         guard: Option<Guard>,
-        durable: oneshot::Sender<Result<(), StoreError>>,
+        durable: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
     /// Report once everything committed before is visible to reads (not necessarily durable).
     Applied(oneshot::Sender<()>),
@@ -137,12 +138,14 @@ fn run(
                     match apply(engine, ops, guard) {
                         Ok(true) => {
                             unsynced += 1;
-                            waiting.push(durable);
+                            waiting.extend(durable);
                         }
                         Ok(false) => {}
                         Err(e) => {
                             fail(stats, &e);
-                            let _ = durable.send(Err(e));
+                            if let Some(durable) = durable {
+                                let _ = durable.send(Err(e));
+                            }
                         }
                     }
                 }
@@ -152,10 +155,10 @@ fn run(
                 Request::Synced(ack) => waiting.push(ack),
             }
         }
-        // Writes whose committer let go of the acknowledgement are not waited for: their sync
-        // may wait for the next write somebody does wait for (durability is in commit order,
-        // so that sync covers them), but no longer than `max_unsynced`. A write that is part of
-        // a saga thus shares the sync of the saga's last step instead of starting its own.
+        // Writes nobody waits for (recorded, or whose committer let go of the acknowledgement)
+        // wait for the next write somebody does wait for (durability is in commit order, so
+        // that sync covers them), but no longer than `max_unsynced`. A write that is part of a
+        // saga thus shares the sync of the saga's last step instead of starting its own.
         waiting.retain(|ack| !ack.is_closed());
         let due = unsynced_since.is_some_and(|since| since.elapsed() >= max_unsynced);
         if waiting.is_empty() && !due {
@@ -219,11 +222,13 @@ fn apply(engine: &Engine, ops: Vec<Op>, guard: Option<Guard>) -> Result<bool, St
     applied.map(|()| true)
 }
 
-fn refuse(guard: Option<Guard>, durable: oneshot::Sender<Result<(), StoreError>>) {
+fn refuse(guard: Option<Guard>, durable: Option<oneshot::Sender<Result<(), StoreError>>>) {
     if let Some(guard) = guard {
         let _ = guard.decided.send(Err(StoreError::Failed));
     }
-    let _ = durable.send(Err(StoreError::Failed));
+    if let Some(durable) = durable {
+        let _ = durable.send(Err(StoreError::Failed));
+    }
 }
 
 /// After a failed write or sync, what reached the disk is unknown: refuse every later write

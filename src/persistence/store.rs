@@ -291,9 +291,23 @@ impl Store {
         self.send(log::Request::Write {
             ops,
             guard: None,
-            durable,
+            durable: Some(durable),
         })?;
         Ok(Durable(waiter))
+    }
+
+    /// Commits `batch` like [`Store::commit`], for a write nobody waits for: it is ordered
+    /// before every later write of the node and becomes durable with the next sync somebody
+    /// waits for (which covers it), or after `storage.max_unsynced_ms` at the latest. Saying
+    /// so up front, rather than dropping a [`Durable`], spares a sync the log writer would
+    /// start if it saw the write before the drop.
+    pub fn record(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let ops = self.seal(batch)?;
+        self.send(log::Request::Write {
+            ops,
+            guard: None,
+            durable: None,
+        })
     }
 
     /// Like [`Store::commit`], but only if `guard_key` does not exist yet: then the guard record
@@ -305,6 +319,30 @@ impl Store {
         guard: &T,
         batch: WriteBatch,
     ) -> Result<Result<Durable, T>, StoreError> {
+        let (durable, waiter) = oneshot::channel();
+        Ok(self
+            .write_if_absent(guard_key, guard, batch, Some(durable))
+            .await?
+            .map(|()| Durable(waiter)))
+    }
+
+    /// [`Store::commit_if_absent`] for a write nobody waits for (see [`Store::record`]).
+    pub async fn record_if_absent<T: Serialize + DeserializeOwned>(
+        &self,
+        guard_key: &str,
+        guard: &T,
+        batch: WriteBatch,
+    ) -> Result<Result<(), T>, StoreError> {
+        self.write_if_absent(guard_key, guard, batch, None).await
+    }
+
+    async fn write_if_absent<T: Serialize + DeserializeOwned>(
+        &self,
+        guard_key: &str,
+        guard: &T,
+        batch: WriteBatch,
+        durable: Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) -> Result<Result<(), T>, StoreError> {
         let mut guarded = WriteBatch {
             ops: Vec::with_capacity(batch.ops.len() + 1),
             writer: batch.writer,
@@ -313,7 +351,6 @@ impl Store {
         guarded.ops.extend(batch.ops);
         let ops = self.seal(guarded)?;
         let (decided, verdict) = oneshot::channel();
-        let (durable, waiter) = oneshot::channel();
         self.send(log::Request::Write {
             ops,
             guard: Some(log::Guard {
@@ -323,7 +360,7 @@ impl Store {
             durable,
         })?;
         match verdict.await.map_err(|_| StoreError::Closed)?? {
-            None => Ok(Ok(Durable(waiter))),
+            None => Ok(Ok(())),
             Some(existing) => Ok(Err(codec::decode(guard_key, &existing)?)),
         }
     }
@@ -629,6 +666,44 @@ mod tests {
         let (syncs, writes) = store.sync_stats();
         assert_eq!(writes, 200);
         assert!(syncs < 200, "every commit synced alone");
+        Ok(())
+    }
+
+    /// A recorded write starts no sync of its own: it waits for the next write somebody waits
+    /// for, and that one sync covers both (durability is in commit order).
+    #[tokio::test]
+    async fn recorded_writes_share_the_next_awaited_sync() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open_with(dir.path(), 8 << 20, Duration::from_secs(3600))?;
+        for i in 0..10u32 {
+            let mut b = WriteBatch::new();
+            b.put(&format!("r/{i}"), &i)?;
+            store.record(b)?;
+        }
+        store.caught_up().await?;
+        assert_eq!(
+            store.sync_stats(),
+            (0, 0),
+            "a recorded write was synced alone"
+        );
+        let mut b = WriteBatch::new();
+        b.put("r/awaited", &10u32)?;
+        store.commit(b)?.await?;
+        assert_eq!(
+            store.sync_stats(),
+            (1, 11),
+            "one sync for all eleven writes"
+        );
+        let guard = store
+            .record_if_absent("g/1", &1u32, WriteBatch::new())
+            .await?;
+        assert_eq!(guard, Ok(()));
+        let again = store
+            .record_if_absent("g/1", &2u32, WriteBatch::new())
+            .await?;
+        assert_eq!(again, Err(1));
+        store.flush().await?;
+        assert_eq!(store.sync_stats(), (2, 12));
         Ok(())
     }
 }

@@ -157,9 +157,8 @@ impl Orders {
             }
         };
         let now = Utc::now();
-        // A full cabin on a flight of this node: refused before anything is created or written
-        // (nothing to replay either, so a retry with the same key is simply asked again).
-        // (Only for flights this node owns: an actor that outlived a handoff is not asked.)
+        // A full cabin on a flight this node owns: refused before anything is created or
+        // written (nothing to replay either, so a retry with the same key is asked again).
         if let Some((flight, _)) = segments.iter().find(|(flight, request)| {
             self.sold_out.refuses(flight, request, now) && !self.cluster.is_remote(flight.tag())
         }) {

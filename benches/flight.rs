@@ -5,7 +5,6 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use contrail::actors::flight::{FlightActor, FlightCommand, FlightMessage};
 use contrail::actors::search_index::{SearchIndexActor, SharedIndex};
-use contrail::cluster::Cluster;
 use contrail::domain::aircraft::{Cabin, Layout};
 use contrail::domain::flight::{Flight, FlightDraft};
 use contrail::domain::ids::{AircraftId, FlightId, OrderId, UserId};
@@ -97,10 +96,13 @@ async fn flight_actor(store: Store) -> ractor::ActorRef<FlightMessage> {
     let mut batch = WriteBatch::new();
     batch.put(&keys::flight(&flight.id), &flight).expect("put");
     store.commit(batch).expect("commit").await.expect("durable");
-    let cluster = Cluster::alone(store.clone(), Duration::from_secs(5)).expect("cluster");
-    let (index, _) = Actor::spawn(None, SearchIndexActor { cluster }, SharedIndex::default())
-        .await
-        .expect("index");
+    let (index, _) = Actor::spawn(
+        None,
+        SearchIndexActor { listings: None },
+        SharedIndex::default(),
+    )
+    .await
+    .expect("index");
     let actor = FlightActor {
         store: store.clone(),
         index,

@@ -32,13 +32,13 @@ pub mod view;
 pub mod wire;
 
 use crate::actors::CallError;
+use crate::actors::router::{Location, Router, Serving};
 use crate::persistence::{Fence, Store, StoreError, WriteBatch};
+use futures::future::BoxFuture;
 use placement::tag_of_key;
 use ractor::ActorRef;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -297,40 +297,6 @@ impl Cluster {
         }
     }
 
-    /// Runs a request for `tag` where it belongs: `local` here, or `request` on the owner.
-    ///
-    /// `local` is boxed: facades nest (an order's saga calls flights), and unboxed nested
-    /// futures grow with every level.
-    pub async fn run<'a, T, E>(
-        &self,
-        tag: &str,
-        request: impl FnOnce() -> Request,
-        local: Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>,
-    ) -> Result<T, E>
-    where
-        T: DeserializeOwned,
-        E: DeserializeOwned + From<CallError>,
-    {
-        match self.route(tag) {
-            Route::Local(guard) => {
-                let result = local.await;
-                drop(guard);
-                result
-            }
-            Route::Remote { node, gateway } => {
-                let body = CallBody::Serve {
-                    tag: tag.to_owned(),
-                    request: request(),
-                };
-                self.call(&node, &gateway, body)
-                    .await
-                    .and_then(|bytes| decode_reply::<Result<T, E>>(&node, &bytes))
-                    .unwrap_or_else(|e| Err(E::from(e)))
-            }
-            Route::Unavailable(why) => Err(E::from(CallError::Unavailable(why))),
-        }
-    }
-
     /// Sends `body` to `node`'s gateway and returns the encoded reply (a `NotOwner` answer is a
     /// 503: the retry routes by the newer view, which the next heartbeat brings).
     pub async fn call(
@@ -376,14 +342,9 @@ impl Cluster {
         }
     }
 
-    /// Sends `body` to every member and collects the decoded answers (this node's own share is
-    /// computed by `local`). Fails if any member does not answer: a partial answer would look
-    /// complete.
-    pub async fn gather<T: DeserializeOwned>(
-        &self,
-        body: impl Fn() -> CallBody,
-        local: impl Future<Output = Result<T, CallError>>,
-    ) -> Result<Vec<T>, CallError> {
+    /// Sends `body` to every other member and collects their encoded answers. Fails if any
+    /// member does not answer: a partial answer would look complete.
+    pub async fn gather(&self, body: impl Fn() -> CallBody) -> Result<Vec<Vec<u8>>, CallError> {
         let view = self.view();
         let mut answers = Vec::with_capacity(view.members.len());
         for node in view.members.keys() {
@@ -393,11 +354,7 @@ impl Cluster {
             let gateway = self
                 .peer_gateway(node)
                 .ok_or_else(|| CallError::Unavailable(format!("node {node} is unreachable")))?;
-            let bytes = self.call(node, &gateway, body()).await?;
-            answers.push(decode_reply(node, &bytes)?);
-        }
-        if view.contains(&self.inner.node) {
-            answers.push(local.await?);
+            answers.push(self.call(node, &gateway, body()).await?);
         }
         Ok(answers)
     }
@@ -683,11 +640,6 @@ impl Fence for Fencing {
     }
 }
 
-/// Decodes a reply from `node`.
-fn decode_reply<T: DeserializeOwned>(node: &str, bytes: &[u8]) -> Result<T, CallError> {
-    decode(bytes).map_err(|e| CallError::Unavailable(format!("node {node}: {e}")))
-}
-
 /// Encodes a served reply.
 pub(crate) fn done<T: Serialize>(value: &T) -> Answer {
     match encode(value) {
@@ -728,6 +680,48 @@ impl Drop for InFlight {
                 map.remove(tag);
             }
         }
+    }
+}
+
+/// The cluster as the actors' router: a tag is served by its owner under the adopted view.
+impl Router for Cluster {
+    fn owns(&self, tag: &str) -> bool {
+        !self.inner.clustered || self.read().view.owner(tag) == Some(self.inner.node.as_str())
+    }
+
+    fn route(&self, tag: &str) -> Location {
+        match Cluster::route(self, tag) {
+            Route::Local(in_flight) => Location::Here(Serving::tracked(in_flight)),
+            Route::Remote { .. } => Location::Elsewhere,
+            Route::Unavailable(why) => Location::Unavailable(why),
+        }
+    }
+
+    fn forward(
+        &self,
+        tag: &str,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+        let cluster = self.clone();
+        let tag = tag.to_owned();
+        Box::pin(async move {
+            match Cluster::route(&cluster, &tag) {
+                Route::Remote { node, gateway } => {
+                    let body = CallBody::Serve { tag, request };
+                    cluster.call(&node, &gateway, body).await
+                }
+                // The owner changed since the request was routed; the retry routes afresh.
+                Route::Local(_) => Err(CallError::Unavailable(
+                    "ownership changed; retry shortly".into(),
+                )),
+                Route::Unavailable(why) => Err(CallError::Unavailable(why)),
+            }
+        })
+    }
+
+    fn gather(&self, request: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>> {
+        let cluster = self.clone();
+        Box::pin(async move { cluster.gather(|| CallBody::Gather(request.clone())).await })
     }
 }
 

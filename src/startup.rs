@@ -12,12 +12,15 @@ use crate::actors::notification::NotificationActor;
 use crate::actors::order::OrderActor;
 use crate::actors::orders::Orders;
 use crate::actors::payment::PaymentActor;
+use crate::actors::router::{Alone, RouterRef};
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
+use crate::actors::services::Services;
 use crate::actors::sold_out::SoldOut;
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
-use crate::cluster::gateway::{GatewayActor, Services};
-use crate::cluster::{Cluster, Timing, membership};
+use crate::cluster::gateway::GatewayActor;
+use crate::cluster::membership::{self, IndexPublisher};
+use crate::cluster::{Cluster, Timing};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
 use crate::domain::search::FlightSummary;
@@ -28,7 +31,7 @@ use crate::persistence::{Store, keys};
 use crate::settings::Settings;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, OutputPort};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use secrecy::ExposeSecret;
@@ -166,14 +169,35 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         (),
     )
     .await?;
+    // Actors reach other nodes only through the router; a node without a cluster serves
+    // everything itself.
+    let router = if cluster.clustered() {
+        RouterRef::new(cluster.clone())
+    } else {
+        RouterRef::new(Alone)
+    };
+    let listings = cluster.clustered().then(|| Arc::new(OutputPort::default()));
     let (index_actor, _) = Actor::spawn(
         None,
         SearchIndexActor {
-            cluster: cluster.clone(),
+            listings: listings.clone(),
         },
         index.clone(),
     )
     .await?;
+    let mut publisher = None;
+    if let Some(port) = &listings {
+        let (actor, _) = Actor::spawn(
+            None,
+            IndexPublisher {
+                cluster: cluster.clone(),
+            },
+            (),
+        )
+        .await?;
+        port.subscribe(actor.clone(), Some);
+        publisher = Some(actor.get_cell());
+    }
     let sold_out = SoldOut::default();
     let flight = FlightActor {
         store: store.clone(),
@@ -183,14 +207,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         sold_out: sold_out.clone(),
     };
     let (directory, flight_supervisor) =
-        entity_directory(&store, flight, &settings, timeout, &cluster).await?;
+        entity_directory(&store, flight, &settings, timeout, &router).await?;
 
     let ticket = TicketActor {
         store: store.clone(),
         passivate_after,
     };
     let (tickets, ticket_supervisor) =
-        entity_directory(&store, ticket, &settings, timeout, &cluster).await?;
+        entity_directory(&store, ticket, &settings, timeout, &router).await?;
     let payment = PaymentActor {
         store: store.clone(),
         latency: Duration::from_millis(settings.payments.latency_ms),
@@ -220,7 +244,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         order,
         &settings,
         SAGA_TIMEOUT_FACTOR * timeout,
-        &cluster,
+        &router,
     )
     .await?;
     let expiry = deadlines.spawn(order_directory.clone());
@@ -228,7 +252,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         store.clone(),
         order_directory,
         Duration::from_secs(settings.booking.hold_ttl_secs),
-        cluster.clone(),
+        router.clone(),
         deadlines,
         sold_out,
         settings.booking.max_in_flight as usize,
@@ -240,7 +264,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         index: index.clone(),
     };
     let (catalog_actor, _) = Actor::spawn(None, catalog, ()).await?;
-    let catalog = Catalog::new(catalog_actor.clone(), cluster.clone(), timeout);
+    let catalog = Catalog::new(catalog_actor.clone(), router.clone(), timeout);
     let (accounts_actor, _) = Actor::spawn(
         None,
         AccountsActor {
@@ -253,7 +277,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         accounts_actor.clone(),
         store.clone(),
         timeout,
-        cluster.clone(),
+        router.clone(),
     )
     .await?;
     let services = Services {
@@ -339,7 +363,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             payments.get_cell(),
             notifications.get_cell(),
             index_actor.get_cell(),
-        ],
+        ]
+        .into_iter()
+        .chain(publisher)
+        .collect(),
         node_server: node_server.map(|s| s.get_cell()),
     })
 }
@@ -396,7 +423,7 @@ async fn entity_directory<E: Entity>(
     template: E,
     settings: &Settings,
     timeout: Duration,
-    cluster: &Cluster,
+    router: &RouterRef,
 ) -> anyhow::Result<(Directory<E>, ActorCell)> {
     let quarantine = Quarantine::default();
     let supervisor = EntitySupervisor {
@@ -414,7 +441,7 @@ async fn entity_directory<E: Entity>(
         template,
         quarantine,
         timeout,
-        cluster.clone(),
+        router.clone(),
     );
     Ok((directory, supervisor.get_cell()))
 }

@@ -4,9 +4,8 @@
 //! Password hashing (argon2id, default parameters, a random salt per user) is deliberately
 //! slow, so it runs on the blocking pool before the actor is asked, never inside its mailbox.
 
+use super::router::{RouterRef, operation};
 use super::{CallError, answer, ask};
-use crate::cluster::Cluster;
-use crate::cluster::wire::Request;
 use crate::domain::ValidationError;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User};
@@ -15,6 +14,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -139,7 +139,7 @@ pub struct Accounts {
     actor: ActorRef<AccountsMessage>,
     store: Store,
     timeout: Duration,
-    cluster: Cluster,
+    router: RouterRef,
     /// A hash of nothing, verified against when the email is unknown so that a miss takes as
     /// long as a wrong password (no user enumeration by timing).
     decoy_hash: Arc<String>,
@@ -180,14 +180,14 @@ impl Accounts {
         actor: ActorRef<AccountsMessage>,
         store: Store,
         timeout: Duration,
-        cluster: Cluster,
+        router: RouterRef,
     ) -> Result<Self, AccountError> {
         let decoy = hash(Password::parse("decoy-password-never-matches".into())?).await?;
         Ok(Self {
             actor,
             store,
             timeout,
-            cluster,
+            router,
             decoy_hash: Arc::new(decoy),
         })
     }
@@ -209,37 +209,14 @@ impl Accounts {
             password_hash: hash(password).await?,
             created_at: Utc::now(),
         };
-        let tag = user.id.tag().to_owned();
-        let request = || Request::CreateUser(user.clone());
-        self.cluster
-            .run(&tag, request, Box::pin(self.create_local(user.clone())))
-            .await
-    }
-
-    /// Stores a new account on this node.
-    pub async fn create_local(&self, user: User) -> Result<User, AccountError> {
-        ask(
-            &self.actor,
-            |port| AccountsMessage::Create(user, port),
-            self.timeout,
-        )
-        .await?
+        self.router.call(CreateUser(user), self).await
     }
 
     /// The user with this email and password. The record comes from the email's owner; the
     /// password is verified here (it never crosses the cluster).
     pub async fn verify(&self, email: &str, password: String) -> Result<User, AccountError> {
         let user: Option<User> = match Email::parse(email) {
-            Ok(email) => {
-                let local = async { self.by_email_local(&email) };
-                self.cluster
-                    .run(
-                        &email.tag(),
-                        || Request::UserByEmail(email.clone()),
-                        Box::pin(local),
-                    )
-                    .await?
-            }
+            Ok(email) => self.router.call(UserByEmail(email), self).await?,
             Err(_) => None,
         };
         let stored = user.as_ref().map_or_else(
@@ -259,7 +236,7 @@ impl Accounts {
     }
 
     /// The user with this email, stored on this node.
-    pub fn by_email_local(&self, email: &Email) -> Result<Option<User>, AccountError> {
+    fn stored_by_email(&self, email: &Email) -> Result<Option<User>, AccountError> {
         Ok(match self.store.get::<UserId>(&keys::email(email))? {
             Some(id) => self.store.get(&keys::user(&id))?,
             None => None,
@@ -268,42 +245,12 @@ impl Accounts {
 
     /// A user by id (from the user's node).
     pub async fn get(&self, id: &UserId) -> Result<Option<User>, AccountError> {
-        let local = async { self.get_local(id) };
-        self.cluster
-            .run(id.tag(), || Request::GetUser(id.clone()), Box::pin(local))
-            .await
-    }
-
-    /// A user stored on this node.
-    pub fn get_local(&self, id: &UserId) -> Result<Option<User>, AccountError> {
-        Ok(self.store.get(&keys::user(id))?)
+        self.router.call(GetUser(id.clone()), self).await
     }
 
     /// Replaces a user's roles (on the user's node).
     pub async fn set_roles(&self, id: UserId, roles: BTreeSet<Role>) -> Result<User, AccountError> {
-        let tag = id.tag().to_owned();
-        let request = || Request::SetRoles(id.clone(), roles.clone());
-        self.cluster
-            .run(
-                &tag,
-                request,
-                Box::pin(self.set_roles_local(id.clone(), roles.clone())),
-            )
-            .await
-    }
-
-    /// Replaces the roles of a user stored on this node.
-    pub async fn set_roles_local(
-        &self,
-        id: UserId,
-        roles: BTreeSet<Role>,
-    ) -> Result<User, AccountError> {
-        ask(
-            &self.actor,
-            |port| AccountsMessage::SetRoles(id, roles, port),
-            self.timeout,
-        )
-        .await?
+        self.router.call(SetRoles(id, roles), self).await
     }
 
     /// Makes the configured first admin exist with the configured password and the admin role,
@@ -316,10 +263,10 @@ impl Accounts {
     pub async fn ensure_admin(&self, email: &str, password: String) -> Result<(), AccountError> {
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
-        if self.cluster.view().owner(&email.tag()) != Some(self.cluster.node()) {
+        if !self.router.owns(&email.tag()) {
             return Ok(());
         }
-        match self.by_email_local(&email)? {
+        match self.stored_by_email(&email)? {
             None => {
                 let roles = [Role::Admin].into_iter().collect();
                 let user = self
@@ -355,3 +302,29 @@ impl Accounts {
         Ok(())
     }
 }
+
+/// Store a new account (on the node that owns its email, which keeps the email unique).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUser(pub User);
+operation!(CreateUser => Result<User, AccountError>, by accounts: Accounts,
+    tag |r| r.0.id.tag(),
+    |r| ask(&accounts.actor, |port| AccountsMessage::Create(r.0, port), accounts.timeout).await?);
+
+/// The account with this email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserByEmail(pub Email);
+operation!(UserByEmail => Result<Option<User>, AccountError>, by accounts: Accounts,
+    tag |r| r.0.tag(), |r| accounts.stored_by_email(&r.0));
+
+/// The account with this id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetUser(pub UserId);
+operation!(GetUser => Result<Option<User>, AccountError>, by accounts: Accounts,
+    tag |r| r.0.tag(), |r| Ok(accounts.store.get(&keys::user(&r.0))?));
+
+/// Replace an account's roles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetRoles(pub UserId, pub BTreeSet<Role>);
+operation!(SetRoles => Result<User, AccountError>, by accounts: Accounts,
+    tag |r| r.0.tag(),
+    |r| ask(&accounts.actor, |port| AccountsMessage::SetRoles(r.0, r.1, port), accounts.timeout).await?);

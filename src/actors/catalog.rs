@@ -5,21 +5,20 @@
 
 use super::flight::FlightCommand;
 use super::flight::FlightDirectory;
+use super::router::{RouterRef, operation};
 use super::search_index::SharedIndex;
 use super::{CallError, answer, ask};
-use crate::cluster::Cluster;
-use crate::cluster::placement::CATALOG_TAG;
-use crate::cluster::wire::Request;
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
 use crate::domain::airport::{Airport, AirportCode};
 use crate::domain::flight::{Flight, FlightDraft};
-use crate::domain::ids::FlightId;
+use crate::domain::ids::{CATALOG_TAG, FlightId};
 use crate::domain::search::FlightSummary;
 use crate::domain::seat_map::SeatMap;
 use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Why a catalog change was refused.
@@ -210,16 +209,16 @@ impl Actor for CatalogActor {
 #[derive(Clone)]
 pub struct Catalog {
     actor: ActorRef<CatalogMessage>,
-    cluster: Cluster,
+    router: RouterRef,
     timeout: Duration,
 }
 
 impl Catalog {
     /// A handle over the running actor.
-    pub fn new(actor: ActorRef<CatalogMessage>, cluster: Cluster, timeout: Duration) -> Self {
+    pub fn new(actor: ActorRef<CatalogMessage>, router: RouterRef, timeout: Duration) -> Self {
         Self {
             actor,
-            cluster,
+            router,
             timeout,
         }
     }
@@ -233,74 +232,53 @@ impl Catalog {
 
     /// Adds an airport.
     pub async fn create_airport(&self, airport: Airport) -> Result<Airport, CatalogError> {
-        let request = || Request::CreateAirport(airport.clone());
-        let local = self.create_airport_local(airport.clone());
-        self.cluster
-            .run(CATALOG_TAG, request, Box::pin(local))
-            .await
-    }
-
-    /// Adds an airport on this node.
-    pub async fn create_airport_local(&self, airport: Airport) -> Result<Airport, CatalogError> {
-        self.ask(|port| CatalogMessage::CreateAirport(airport, port))
-            .await
+        self.router.call(CreateAirport(airport), self).await
     }
 
     /// Every airport.
     pub async fn list_airports(&self) -> Result<Vec<Airport>, CatalogError> {
-        let local = self.list_airports_local();
-        self.cluster
-            .run(CATALOG_TAG, || Request::ListAirports, Box::pin(local))
-            .await
-    }
-
-    /// Every airport stored on this node.
-    pub async fn list_airports_local(&self) -> Result<Vec<Airport>, CatalogError> {
-        self.ask(CatalogMessage::ListAirports).await
+        self.router.call(ListAirports, self).await
     }
 
     /// Adds an aircraft type.
     pub async fn create_aircraft(&self, aircraft: Aircraft) -> Result<Aircraft, CatalogError> {
-        let request = || Request::CreateAircraft(aircraft.clone());
-        let local = self.create_aircraft_local(aircraft.clone());
-        self.cluster
-            .run(CATALOG_TAG, request, Box::pin(local))
-            .await
-    }
-
-    /// Adds an aircraft type on this node.
-    pub async fn create_aircraft_local(
-        &self,
-        aircraft: Aircraft,
-    ) -> Result<Aircraft, CatalogError> {
-        self.ask(|port| CatalogMessage::CreateAircraft(aircraft, port))
-            .await
+        self.router.call(CreateAircraft(aircraft), self).await
     }
 
     /// Schedules a flight: planned against the catalog, then stored and started by its owner.
     /// Planning writes nothing, so a failure between the steps leaves nothing behind.
     pub async fn create_flight(&self, draft: FlightDraft) -> Result<FlightSummary, CatalogError> {
-        let request = || Request::PlanFlight(draft.clone());
-        let local = self.plan_flight_local(draft.clone());
-        let flight = self
-            .cluster
-            .run(CATALOG_TAG, request, Box::pin(local))
-            .await?;
-        let tag = flight.id.tag().to_owned();
-        let request = || Request::AdmitFlight(flight.clone());
-        let local = self.admit_flight_local(flight.clone());
-        self.cluster.run(&tag, request, Box::pin(local)).await
-    }
-
-    /// Plans a flight against the catalog stored on this node.
-    pub async fn plan_flight_local(&self, draft: FlightDraft) -> Result<Flight, CatalogError> {
-        self.ask(|port| CatalogMessage::PlanFlight(draft, port))
-            .await
-    }
-
-    /// Stores a planned flight on this node and starts it.
-    pub async fn admit_flight_local(&self, flight: Flight) -> Result<FlightSummary, CatalogError> {
-        self.ask(|port| CatalogMessage::AdmitFlight(flight, port))
-            .await
+        let flight = self.router.call(PlanFlight(draft), self).await?;
+        self.router.call(AdmitFlight(flight), self).await
     }
 }
+
+/// Add an airport (on the catalog's node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAirport(pub Airport);
+operation!(CreateAirport => Result<Airport, CatalogError>, by catalog: Catalog,
+    tag |_r| CATALOG_TAG, |r| catalog.ask(|port| CatalogMessage::CreateAirport(r.0, port)).await);
+
+/// Every airport (from the catalog's node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListAirports;
+operation!(ListAirports => Result<Vec<Airport>, CatalogError>, by catalog: Catalog,
+    tag |_r| CATALOG_TAG, |_r| catalog.ask(CatalogMessage::ListAirports).await);
+
+/// Add an aircraft type (on the catalog's node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAircraft(pub Aircraft);
+operation!(CreateAircraft => Result<Aircraft, CatalogError>, by catalog: Catalog,
+    tag |_r| CATALOG_TAG, |r| catalog.ask(|port| CatalogMessage::CreateAircraft(r.0, port)).await);
+
+/// Check a draft against the catalog and build the flight (writes nothing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanFlight(pub FlightDraft);
+operation!(PlanFlight => Result<Flight, CatalogError>, by catalog: Catalog,
+    tag |_r| CATALOG_TAG, |r| catalog.ask(|port| CatalogMessage::PlanFlight(r.0, port)).await);
+
+/// Store a planned flight and start its actor (on the flight's node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmitFlight(pub Flight);
+operation!(AdmitFlight => Result<FlightSummary, CatalogError>, by catalog: Catalog,
+    tag |r| r.0.id.tag(), |r| catalog.ask(|port| CatalogMessage::AdmitFlight(r.0, port)).await);

@@ -4,10 +4,11 @@
 //! Activation goes through ractor's name registry, which admits one actor per name, so two
 //! requests racing to activate the same entity end up at the same actor (single writer).
 
-use super::entity::{Entity, actor_name};
+use super::entity::{Entity, EntityCall, actor_name};
+use super::request::Request;
+use super::router::{Location, RouterRef};
 use super::supervisor::{Quarantine, SupervisorMessage};
 use super::{CallError, ask};
-use crate::cluster::Cluster;
 use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct Directory<E: Entity> {
     template: E,
     quarantine: Quarantine,
     timeout: Duration,
-    cluster: Cluster,
+    router: RouterRef,
 }
 
 impl<E: Entity> Clone for Directory<E> {
@@ -34,7 +35,7 @@ impl<E: Entity> Clone for Directory<E> {
             template: self.template.clone(),
             quarantine: self.quarantine.clone(),
             timeout: self.timeout,
-            cluster: self.cluster.clone(),
+            router: self.router.clone(),
         }
     }
 }
@@ -47,7 +48,7 @@ impl<E: Entity> Directory<E> {
         template: E,
         quarantine: Quarantine,
         timeout: Duration,
-        cluster: Cluster,
+        router: RouterRef,
     ) -> Self {
         Self {
             store,
@@ -55,7 +56,7 @@ impl<E: Entity> Directory<E> {
             template,
             quarantine,
             timeout,
-            cluster,
+            router,
         }
     }
 
@@ -64,17 +65,17 @@ impl<E: Entity> Directory<E> {
         self.timeout
     }
 
-    /// Sends `cmd` to entity `id` on the node that owns it (see [`Cluster::run`]) and answers
-    /// once whatever it changed is durable: for callers that acknowledge to the outside world.
-    pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
-        let remote = || E::remote(id.clone(), cmd.clone());
-        self.cluster
-            .run(
-                E::tag(id),
-                remote,
-                Box::pin(self.call_local(id, cmd.clone())),
-            )
-            .await
+    /// Sends `cmd` to entity `id` on the node that owns it and answers once whatever it
+    /// changed is durable: for callers that acknowledge to the outside world.
+    pub async fn call(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError>
+    where
+        Request: From<EntityCall<E>>,
+    {
+        let call = EntityCall {
+            id: id.clone(),
+            command: cmd,
+        };
+        self.router.ask(call, self).await?
     }
 
     /// [`Directory::call`] for a step of a saga whose own next durable write covers this one.
@@ -84,25 +85,32 @@ impl<E: Entity> Directory<E> {
     /// without it. Another node's log is not covered, so there this node's log is made durable
     /// first (the other node never keeps a change for something a crash here could lose), and
     /// that node answers once the change is durable on it.
-    pub async fn call_in_saga(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
-        let tag = E::tag(id);
-        if self.cluster.is_remote(tag) {
-            self.store
-                .flush()
-                .await
-                .map_err(|e| CallError::Unavailable(e.to_string()))?;
+    pub async fn call_in_saga(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError>
+    where
+        Request: From<EntityCall<E>>,
+    {
+        match self.router.route(E::tag(id)) {
+            Location::Here(serving) => {
+                let reply = self.deliver(id, cmd).await;
+                drop(serving);
+                reply
+            }
+            Location::Elsewhere => {
+                self.store
+                    .flush()
+                    .await
+                    .map_err(|e| CallError::Unavailable(e.to_string()))?;
+                self.call(id, cmd).await
+            }
+            Location::Unavailable(why) => Err(CallError::Unavailable(why)),
         }
-        let remote = || E::remote(id.clone(), cmd.clone());
-        self.cluster
-            .run(tag, remote, Box::pin(self.deliver(id, cmd.clone())))
-            .await
     }
 
-    /// Sends `cmd` to entity `id` on this node (the caller has checked that this node owns it)
-    /// and answers once whatever it changed is durable.
-    pub async fn call_local(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+    /// Serves [`EntityCall`] on the node that owns the entity: delivers `cmd` to its actor and
+    /// answers once whatever it changed is durable.
+    pub(crate) async fn serve(&self, id: E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
         let sync = E::answers_before_durable(&cmd);
-        let reply = self.deliver(id, cmd).await?;
+        let reply = self.deliver(&id, cmd).await?;
         if sync {
             self.store
                 .flush()
@@ -113,7 +121,7 @@ impl<E: Entity> Directory<E> {
     }
 
     /// Starts the actor of a new entity from `start` (it writes the entity itself) and sends
-    /// it `cmd`, as [`Directory::call_local`] does.
+    /// it `cmd`, answering once its change is durable.
     pub async fn create(
         &self,
         id: &E::Id,
@@ -132,7 +140,7 @@ impl<E: Entity> Directory<E> {
             tracing::error!(kind = E::KIND, %id, error = %e, "new actor could not be started");
             CallError::Unavailable(format!("{} {id} could not be started", E::KIND))
         })?;
-        self.call_local(id, cmd).await
+        self.serve(id.clone(), cmd).await
     }
 
     /// Delivers `cmd` to entity `id` on this node, activating its actor if needed, and answers

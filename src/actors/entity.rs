@@ -3,23 +3,27 @@
 //! orders and tickets share this shape, and the same [`Directory`](super::directory::Directory)
 //! and [`EntitySupervisor`](super::supervisor::EntitySupervisor) serve them all.
 
-use crate::cluster::wire::Request;
+use super::CallError;
+use super::directory::Directory;
+use super::request::Request;
+use super::router::Operation;
+use super::services::Services;
 use crate::persistence::{Store, StoreError};
 use ractor::{Actor, RpcReplyPort};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::fmt::Display;
 use std::hash::Hash;
 
 /// An actor that owns one entity.
 pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// The entity's id.
-    type Id: Clone + Eq + Hash + Display + Send + Sync + 'static;
+    type Id: Clone + Eq + Hash + Display + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// What an actor starts from: the id of an entity to load from disk, or (for entities
     /// created by their own actor) the new entity itself.
     type Start: Send + 'static;
     /// A request (a plain serde type, so it can cross nodes).
-    type Command: Clone + Send + 'static;
+    type Command: Clone + Serialize + DeserializeOwned + Send + 'static;
     /// The answer to a request (a serde type too).
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
@@ -43,8 +47,8 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// The placement tag of an entity (which node owns it).
     fn tag(id: &Self::Id) -> &str;
 
-    /// The request that asks the owner node for `command` on entity `id`.
-    fn remote(id: Self::Id, command: Self::Command) -> Request;
+    /// The node's directory of this kind.
+    fn directory(services: &Services) -> &Directory<Self>;
 
     /// Wraps a request into the actor's message.
     fn request(command: Self::Command, reply: RpcReplyPort<Self::Reply>) -> Self::Msg;
@@ -60,4 +64,47 @@ pub fn id_of<E: Entity>(name: &str) -> Option<E::Id> {
     name.strip_prefix(E::KIND)
         .and_then(|rest| rest.strip_prefix('/'))
         .and_then(E::parse_id)
+}
+
+/// "Entity `id`, do `command`": the request that reaches an entity's actor on the node that
+/// owns it, answered once whatever it changed is durable.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct EntityCall<E: Entity> {
+    /// The entity.
+    pub id: E::Id,
+    /// What it is asked.
+    pub command: E::Command,
+}
+
+impl<E: Entity> Clone for EntityCall<E> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
+impl<E: Entity> Operation for EntityCall<E>
+where
+    Request: From<EntityCall<E>>,
+{
+    type Reply = Result<E::Reply, CallError>;
+    type Handler = Directory<E>;
+
+    fn tag(&self) -> std::borrow::Cow<'_, str> {
+        E::tag(&self.id).into()
+    }
+
+    fn handler(services: &Services) -> &Directory<E> {
+        E::directory(services)
+    }
+
+    fn handle(
+        self,
+        directory: &Directory<E>,
+    ) -> impl Future<Output = Result<E::Reply, CallError>> + Send {
+        directory.serve(self.id, self.command)
+    }
 }

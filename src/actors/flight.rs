@@ -473,8 +473,8 @@ impl Entity for FlightActor {
         id.tag()
     }
 
-    fn remote(id: FlightId, command: FlightCommand) -> crate::cluster::wire::Request {
-        crate::cluster::wire::Request::Flight(id, command)
+    fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
+        &services.flights
     }
 
     fn request(command: FlightCommand, reply: RpcReplyPort<Self::Reply>) -> FlightMessage {

@@ -240,8 +240,8 @@ impl Entity for OrderActor {
         id.tag()
     }
 
-    fn remote(id: OrderId, command: OrderCommand) -> crate::cluster::wire::Request {
-        crate::cluster::wire::Request::Order(id, command)
+    fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
+        services.orders.directory()
     }
 
     fn request(command: OrderCommand, reply: Reply) -> OrderMessage {

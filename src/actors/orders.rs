@@ -5,9 +5,8 @@ use super::CallError;
 use super::deadlines::Deadlines;
 use super::notification::{self, Notification};
 use super::order::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
+use super::router::{RouterRef, operation};
 use super::sold_out::SoldOut;
-use crate::cluster::Cluster;
-use crate::cluster::wire::{CallBody, Gather, Request};
 use crate::domain::ids::TicketId;
 use crate::domain::ids::{FlightId, OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};
@@ -25,7 +24,7 @@ pub struct Orders {
     store: Store,
     directory: OrderDirectory,
     hold_ttl: Duration,
-    cluster: Cluster,
+    router: RouterRef,
     deadlines: Deadlines,
     sold_out: SoldOut,
     /// One permit per booking or payment being worked on (`booking.max_in_flight`).
@@ -47,7 +46,7 @@ impl Orders {
         store: Store,
         directory: OrderDirectory,
         hold_ttl: Duration,
-        cluster: Cluster,
+        router: RouterRef,
         deadlines: Deadlines,
         sold_out: SoldOut,
         max_in_flight: usize,
@@ -56,7 +55,7 @@ impl Orders {
             store,
             directory,
             hold_ttl,
-            cluster,
+            router,
             deadlines,
             sold_out,
             admission: Arc::new(Semaphore::new(max_in_flight)),
@@ -84,47 +83,13 @@ impl Orders {
     }
 
     /// Places an order on the customer's node: all segments held, or none (and an error).
-    pub async fn place(
-        &self,
-        user: &UserId,
-        segments: Vec<(FlightId, SeatRequest)>,
-        passengers: Vec<Passenger>,
-        fingerprint: String,
-        idempotency_key: Option<&str>,
-    ) -> Result<Placed, OrderError> {
-        let request = || Request::PlaceOrder {
-            user: user.clone(),
-            segments: segments.clone(),
-            passengers: passengers.clone(),
-            fingerprint: fingerprint.clone(),
-            key: idempotency_key.map(str::to_owned),
-        };
-        let local = self.place_local(
-            user,
-            segments.clone(),
-            passengers.clone(),
-            fingerprint.clone(),
-            idempotency_key,
-        );
-        self.cluster.run(user.tag(), request, Box::pin(local)).await
+    pub async fn place(&self, request: PlaceOrder) -> Result<Placed, OrderError> {
+        self.router.call(request, self).await
     }
 
-    /// Pays an order on the customer's node (see [`Orders::pay_local`]).
-    pub async fn pay(
-        &self,
-        user: &UserId,
-        order: &OrderId,
-        token: String,
-        idempotency_key: Option<&str>,
-    ) -> Result<Order, OrderError> {
-        let request = || Request::PayOrder {
-            user: user.clone(),
-            order: order.clone(),
-            token: token.clone(),
-            key: idempotency_key.map(str::to_owned),
-        };
-        let local = self.pay_local(user, order, token.clone(), idempotency_key);
-        self.cluster.run(user.tag(), request, Box::pin(local)).await
+    /// Pays an order on the customer's node (see [`PayOrder`]).
+    pub async fn pay(&self, request: PayOrder) -> Result<Order, OrderError> {
+        self.router.call(request, self).await
     }
 
     /// Places an order on this node: all segments held, or none (and an error).
@@ -132,19 +97,20 @@ impl Orders {
     /// The order's own actor writes it (see [`OrderStart::New`]). With an Idempotency-Key, the
     /// first request wins atomically; a retry with the same request gets that order's outcome,
     /// with a different request [`OrderError::KeyReused`].
-    pub async fn place_local(
-        &self,
-        user: &UserId,
-        segments: Vec<(FlightId, SeatRequest)>,
-        passengers: Vec<Passenger>,
-        fingerprint: String,
-        idempotency_key: Option<&str>,
-    ) -> Result<Placed, OrderError> {
+    async fn place_here(&self, request: PlaceOrder) -> Result<Placed, OrderError> {
+        let PlaceOrder {
+            user,
+            segments,
+            passengers,
+            fingerprint,
+            key: idempotency_key,
+        } = request;
+        let user = &user;
         let id = OrderId::generate_in(user.tag());
         let key = match idempotency_key {
             None => None,
             Some(key) => {
-                let store_key = keys::idempotency(user, "order", key);
+                let store_key = keys::idempotency(user, "order", &key);
                 if let Some(first) = self.store.get::<KeyRecord>(&store_key)? {
                     return self.replay(first, &fingerprint).await;
                 }
@@ -160,7 +126,7 @@ impl Orders {
         // A full cabin on a flight this node owns: refused before anything is created or
         // written (nothing to replay either, so a retry with the same key is asked again).
         if let Some((flight, _)) = segments.iter().find(|(flight, request)| {
-            self.sold_out.refuses(flight, request, now) && !self.cluster.is_remote(flight.tag())
+            self.sold_out.refuses(flight, request, now) && self.router.owns(flight.tag())
         }) {
             metrics::counter!("contrail_bookings_refused_full_total").increment(1);
             return Err(OrderError::SeatsUnavailable(format!(
@@ -232,18 +198,19 @@ impl Orders {
     /// the payment durable before it answers, and that covers everything committed before.
     /// Should a crash lose a recorded outcome, the retry pays again, which the order answers
     /// as it stands (paid orders are not charged twice).
-    pub async fn pay_local(
-        &self,
-        user: &UserId,
-        order: &OrderId,
-        token: String,
-        idempotency_key: Option<&str>,
-    ) -> Result<Order, OrderError> {
+    async fn pay_here(&self, request: PayOrder) -> Result<Order, OrderError> {
+        let PayOrder {
+            user,
+            order,
+            token,
+            key: idempotency_key,
+        } = request;
+        let (user, order) = (&user, &order);
         let _permit = self.admit()?;
         let Some(key) = idempotency_key else {
             return self.call(order, OrderCommand::Pay { token }).await;
         };
-        let guard_key = keys::idempotency(user, "pay", key);
+        let guard_key = keys::idempotency(user, "pay", &key);
         let mut record = KeyRecord {
             fingerprint: format!("{order}:{token}"),
             order: order.clone(),
@@ -289,80 +256,26 @@ impl Orders {
 
     /// An order as last written by its actor (on its owner node).
     pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
-        let local = async { self.get_local(id) };
-        self.cluster
-            .run(id.tag(), || Request::GetOrder(id.clone()), Box::pin(local))
-            .await
+        self.router.call(GetOrder(id.clone()), self).await
     }
 
     /// An order stored on this node.
-    pub fn get_local(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
+    fn stored(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
         Ok(self.store.get(&keys::order(id))?)
     }
 
     /// A user's orders, newest first (failed attempts left out).
     pub async fn list(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
-        let local = async { self.list_local(user) };
-        self.cluster
-            .run(
-                user.tag(),
-                || Request::OrdersOf(user.clone()),
-                Box::pin(local),
-            )
-            .await
-    }
-
-    /// A user's orders stored on this node, newest first.
-    pub fn list_local(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
-        let mut orders = Vec::new();
-        for entry in self.store.scan::<OrderId>(&keys::orders_of(user)) {
-            let (_, id) = entry?;
-            match self.get_local(&id)? {
-                Some(order)
-                    if !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending) =>
-                {
-                    orders.push(order)
-                }
-                _ => {}
-            }
-        }
-        orders.reverse();
-        Ok(orders)
+        self.router.call(OrdersOf(user.clone()), self).await
     }
 
     /// Every order of every user on every node, newest first (for admins), at most `limit`.
     pub async fn list_all(&self, limit: usize) -> Result<Vec<Order>, OrderError> {
-        let local = async {
-            self.list_all_local(limit)
-                .map_err(|e| CallError::Unavailable(e.to_string()))
-        };
-        let shares: Vec<Result<Vec<Order>, String>> = self
-            .cluster
-            .gather(|| CallBody::Gather(Gather::Orders { limit }), async {
-                local.await.map(Ok)
-            })
-            .await?;
+        let shares = self.router.gather(AllOrders { limit }, self).await?;
         let mut orders = Vec::new();
         for share in shares {
-            orders.extend(share.map_err(OrderError::Storage)?);
+            orders.extend(share?);
         }
-        orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
-        orders.truncate(limit);
-        Ok(orders)
-    }
-
-    /// The newest orders stored on this node, at most `limit`.
-    pub fn list_all_local(&self, limit: usize) -> Result<Vec<Order>, StoreError> {
-        let mut orders = self
-            .store
-            .scan::<Order>(keys::ORDERS)
-            .map(|r| r.map(|(_, o)| o))
-            .filter(|r| {
-                r.as_ref().map_or(true, |o| {
-                    !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
         orders.truncate(limit);
         Ok(orders)
@@ -394,53 +307,125 @@ impl Orders {
 
     /// A ticket as last written (on its owner node).
     pub async fn ticket(&self, id: &TicketId) -> Result<Option<TicketRecord>, OrderError> {
-        let local = async { self.ticket_local(id) };
-        self.cluster
-            .run(id.tag(), || Request::GetTicket(id.clone()), Box::pin(local))
-            .await
-    }
-
-    /// A ticket stored on this node.
-    pub fn ticket_local(&self, id: &TicketId) -> Result<Option<TicketRecord>, OrderError> {
-        Ok(self.store.get(&keys::ticket(id))?)
+        self.router.call(GetTicket(id.clone()), self).await
     }
 
     /// A user's tickets (on the user's node).
     pub async fn tickets_of(&self, user: &UserId) -> Result<Vec<TicketRecord>, OrderError> {
-        let local = async { self.tickets_of_local(user) };
-        self.cluster
-            .run(
-                user.tag(),
-                || Request::TicketsOf(user.clone()),
-                Box::pin(local),
-            )
-            .await
+        self.router.call(TicketsOf(user.clone()), self).await
     }
 
     /// A user's notifications, oldest first (on the user's node).
     pub async fn notifications_of(&self, user: &UserId) -> Result<Vec<Notification>, OrderError> {
-        let local = async {
-            notification::list(&self.store, user).map_err(|e| OrderError::Storage(e.to_string()))
-        };
-        self.cluster
-            .run(
-                user.tag(),
-                || Request::NotificationsOf(user.clone()),
-                Box::pin(local),
-            )
-            .await
-    }
-
-    /// A user's tickets stored on this node.
-    pub fn tickets_of_local(&self, user: &UserId) -> Result<Vec<TicketRecord>, OrderError> {
-        let mut out = Vec::new();
-        for entry in self.store.scan::<TicketId>(&keys::tickets_of(user)) {
-            let (_, id) = entry?;
-            if let Some(t) = self.ticket_local(&id)? {
-                out.push(t);
-            }
-        }
-        out.sort_by_key(|t| std::cmp::Reverse(t.issued_at));
-        Ok(out)
+        self.router.call(NotificationsOf(user.clone()), self).await
     }
 }
+
+/// Place an order: its segments held, or none (and an error).
+///
+/// The order's own actor writes it (see [`OrderStart::New`]). With an Idempotency-Key, the
+/// first request wins atomically; a retry with the same request gets that order's outcome,
+/// with a different request [`OrderError::KeyReused`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    /// The customer (the order lives on the customer's node).
+    pub user: UserId,
+    /// Flights and the seats asked on each.
+    pub segments: Vec<(FlightId, SeatRequest)>,
+    /// Travellers.
+    pub passengers: Vec<Passenger>,
+    /// The request's fingerprint (for Idempotency-Key reuse checks).
+    pub fingerprint: String,
+    /// The Idempotency-Key.
+    pub key: Option<String>,
+}
+operation!(PlaceOrder => Result<Placed, OrderError>, by orders: Orders, tag |r| r.user.tag(), |r| orders.place_here(r).await);
+
+/// Pay an order. With an Idempotency-Key, a retry gets the first final outcome (approved,
+/// declined, not payable) instead of paying again; the same key with another order or token
+/// is [`OrderError::KeyReused`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayOrder {
+    /// The customer.
+    pub user: UserId,
+    /// The order.
+    pub order: OrderId,
+    /// The card token.
+    pub token: String,
+    /// The Idempotency-Key.
+    pub key: Option<String>,
+}
+operation!(PayOrder => Result<Order, OrderError>, by orders: Orders, tag |r| r.user.tag(), |r| orders.pay_here(r).await);
+
+/// One order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetOrder(pub OrderId);
+operation!(GetOrder => Result<Option<Order>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| orders.stored(&r.0));
+
+/// A user's orders, newest first (failed and unfinished attempts left out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrdersOf(pub UserId);
+operation!(OrdersOf => Result<Vec<Order>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
+    let mut list = Vec::new();
+    for entry in orders.store.scan::<OrderId>(&keys::orders_of(&r.0)) {
+        let (_, id) = entry?;
+        match orders.stored(&id)? {
+            Some(order) if !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending) => {
+                list.push(order)
+            }
+            _ => {}
+        }
+    }
+    list.reverse();
+    Ok(list)
+});
+
+/// The newest orders a node stores, at most `limit` (each node's share of an admin's list).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllOrders {
+    /// At most this many.
+    pub limit: usize,
+}
+operation!(AllOrders => Result<Vec<Order>, OrderError>, by orders: Orders, tag |_r| "", |r| {
+    let mut list = orders
+        .store
+        .scan::<Order>(keys::ORDERS)
+        .map(|r| r.map(|(_, o)| o))
+        .filter(|r| {
+            r.as_ref()
+                .map_or(true, |o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    list.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+    list.truncate(r.limit);
+    Ok(list)
+});
+
+/// One ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetTicket(pub TicketId);
+operation!(GetTicket => Result<Option<TicketRecord>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
+    Ok(orders.store.get(&keys::ticket(&r.0))?)
+});
+
+/// A user's tickets, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketsOf(pub UserId);
+operation!(TicketsOf => Result<Vec<TicketRecord>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
+    let mut out: Vec<TicketRecord> = Vec::new();
+    for entry in orders.store.scan::<TicketId>(&keys::tickets_of(&r.0)) {
+        let (_, id) = entry?;
+        if let Some(t) = orders.store.get(&keys::ticket(&id))? {
+            out.push(t);
+        }
+    }
+    out.sort_by_key(|t| std::cmp::Reverse(t.issued_at));
+    Ok(out)
+});
+
+/// A user's notifications, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationsOf(pub UserId);
+operation!(NotificationsOf => Result<Vec<Notification>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
+    notification::list(&orders.store, &r.0).map_err(|e| OrderError::Storage(e.to_string()))
+});

@@ -3,14 +3,11 @@
 //! Searches read the shared index directly (a read lock), never through this mailbox, so
 //! searching never waits behind a flight and never messages flight actors.
 
-use crate::cluster::Cluster;
-use crate::cluster::membership;
-use crate::cluster::wire::Cast;
 use crate::domain::aircraft::Cabin;
 use crate::domain::ids::FlightId;
 use crate::domain::search::{FlightIndex, FlightSummary, Listing};
 use crate::domain::seat_map::CabinAvailability;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -61,11 +58,16 @@ pub enum SearchIndexMessage {
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
 impl ractor::Message for SearchIndexMessage {}
 
-/// The writer of the shared index; it also publishes this node's flight changes to the read
-/// models of the other nodes.
+// Listings leave through an output port (a local subscriber forwards them to other nodes).
+impl ractor::Message for Listing {}
+
+/// The writer of the shared index. Each listing it changes also leaves through `listings`,
+/// for whoever keeps other read models up to date (the cluster, which sends them to the other
+/// nodes): the actors do not know who listens.
 pub struct SearchIndexActor {
-    /// Membership, for publishing.
-    pub cluster: Cluster,
+    /// Where changed listings are published; `None` on a node that has nobody to tell (a
+    /// node without a cluster), which then skips copying them.
+    pub listings: Option<Arc<OutputPort<Listing>>>,
 }
 
 impl Actor for SearchIndexActor {
@@ -98,10 +100,10 @@ impl Actor for SearchIndexActor {
                 id
             }
         };
-        if self.cluster.clustered() {
+        if let Some(port) = &self.listings {
             let listing = index.read().get(&id).cloned();
             if let Some(listing) = listing {
-                membership::broadcast(&self.cluster, &Cast::Index(vec![listing]));
+                port.send(listing);
             }
         }
         Ok(())

@@ -74,8 +74,8 @@ impl Entity for TicketActor {
         id.tag()
     }
 
-    fn remote(id: TicketId, command: TicketCommand) -> crate::cluster::wire::Request {
-        crate::cluster::wire::Request::Ticket(id, command)
+    fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
+        &services.tickets
     }
 
     fn request(command: TicketCommand, reply: RpcReplyPort<Self::Reply>) -> TicketMessage {

@@ -3,131 +3,11 @@
 //! actor or store through the same facades HTTP uses, and sends the reply back. Each call is
 //! served on its own task, so a slow saga never blocks the gateway's mailbox.
 
-use super::wire::{Answer, Call, CallBody, Cast, GatewayMessage, Gather, Request, decode, encode};
+use super::wire::{Answer, Call, CallBody, Cast, GatewayMessage, WireError, decode, encode};
 use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff};
-use crate::actors::CallError;
-use crate::actors::accounts::Accounts;
-use crate::actors::catalog::Catalog;
-use crate::actors::flight::{self, FlightCommand, FlightDirectory};
-use crate::actors::notification;
-use crate::actors::order::OrderCommand;
-use crate::actors::orders::Orders;
-use crate::actors::search_index::SharedIndex;
-use crate::actors::ticket::TicketDirectory;
-use crate::domain::flight::Flight;
-use crate::domain::ids::FlightId;
-use crate::domain::order::OrderStatus;
-use crate::persistence::{Store, keys};
+use crate::actors::services::Services;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
-
-/// The local facades a gateway serves requests with.
-#[derive(Clone)]
-pub struct Services {
-    /// Flight actors.
-    pub flights: FlightDirectory,
-    /// Orders and their actors.
-    pub orders: Orders,
-    /// Ticket actors.
-    pub tickets: TicketDirectory,
-    /// Users.
-    pub accounts: Accounts,
-    /// Airports, aircraft, new flights.
-    pub catalog: Catalog,
-    /// The search read model.
-    pub index: SharedIndex,
-    /// The node's store.
-    pub store: Store,
-    /// The configured first admin (email, password; validated with the settings): made to exist
-    /// by the owner of its email whenever that node recovers — at start-up before a single node
-    /// takes requests, and once a clustered node reaches a majority (it cannot write before).
-    pub first_admin: Option<(String, SecretString)>,
-}
-
-/// How many entities a node owns, by kind.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct EntityCounts {
-    /// Flights.
-    pub flights: u64,
-    /// Orders.
-    pub orders: u64,
-    /// Tickets.
-    pub tickets: u64,
-    /// Users.
-    pub users: u64,
-}
-
-impl Services {
-    /// The stored flights that have held seats.
-    pub fn flights_with_holds(&self) -> Vec<FlightId> {
-        self.store
-            .scan::<Flight>(keys::FLIGHTS)
-            .filter_map(Result::ok)
-            .map(|(_, flight)| flight.id)
-            .filter(|id| flight::load(&self.store, id).is_ok_and(|(_, seats)| seats.has_holds()))
-            .collect()
-    }
-
-    /// Activates the entities that must run, at start-up and whenever this node gains entities
-    /// or its majority back: `flights_with_holds` (their lapsed holds are released, also those
-    /// that lapsed while the node was down) and orders with live holds (their expiry is
-    /// re-armed) or unfinished saga steps (finished or compensated).
-    pub async fn recover(&self, flights_with_holds: Vec<FlightId>) {
-        if let Some((email, password)) = &self.first_admin
-            && let Err(e) = self
-                .accounts
-                .ensure_admin(email, password.expose_secret().to_owned())
-                .await
-        {
-            tracing::warn!(error = %e, "first admin not ensured yet; it is at the next recovery");
-        }
-        for id in flights_with_holds {
-            if let Err(e) = self.flights.call(&id, FlightCommand::Get).await {
-                tracing::warn!(flight = %id, error = %e, "flight with holds not activated yet");
-            }
-        }
-        let unsettled = match self.orders.unsettled() {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::error!(error = %e, "unsettled orders could not be listed");
-                return;
-            }
-        };
-        if !unsettled.is_empty() {
-            tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
-        }
-        for (id, status, expires_at) in unsettled {
-            let outcome = match status {
-                OrderStatus::Held => {
-                    self.orders.deadlines().at(expires_at, id);
-                    continue;
-                }
-                _ => self
-                    .orders
-                    .call(&id, OrderCommand::Recover)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| CallError::Unavailable(e.to_string())),
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(order = %id, error = %e, "order not recovered yet; it recovers on its next request");
-            }
-        }
-    }
-
-    /// How many entities this node stores.
-    pub fn counts(&self) -> EntityCounts {
-        let count = |prefix: &str| self.store.count_prefix(prefix);
-        EntityCounts {
-            flights: count(keys::FLIGHTS),
-            orders: count(keys::ORDERS),
-            tickets: count("ticket/"),
-            users: count(keys::USERS),
-        }
-    }
-}
 
 /// The gateway actor.
 pub struct GatewayActor {
@@ -210,7 +90,7 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
             }
             match cluster.route(&tag) {
                 Route::Local(in_flight) => {
-                    let answer = serve(services, request).await;
+                    let answer = served(request.serve(services).await);
                     drop(in_flight);
                     answer
                 }
@@ -218,13 +98,7 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
                 Route::Unavailable(why) => Answer::Unavailable(why),
             }
         }
-        CallBody::Gather(Gather::Orders { limit }) => done(
-            &services
-                .orders
-                .list_all_local(limit)
-                .map_err(|e| e.to_string()),
-        ),
-        CallBody::Gather(Gather::Counts) => done(&services.counts()),
+        CallBody::Gather(request) => served(request.serve(services).await),
         CallBody::Join { node, addr } => {
             let view = cluster.view();
             if view.members.get(&node) == Some(&addr) {
@@ -250,49 +124,10 @@ fn change_answer(result: Result<super::View, String>) -> Answer {
     }
 }
 
-/// Serves one request with the local facades (ownership already checked).
-async fn serve(s: &Services, request: Request) -> Answer {
-    match request {
-        Request::Flight(id, cmd) => done(&s.flights.call_local(&id, cmd).await),
-        Request::Order(id, cmd) => done(&s.orders.directory().call_local(&id, cmd).await),
-        Request::Ticket(id, cmd) => done(&s.tickets.call_local(&id, cmd).await),
-        Request::PlaceOrder {
-            user,
-            segments,
-            passengers,
-            fingerprint,
-            key,
-        } => done(
-            &s.orders
-                .place_local(&user, segments, passengers, fingerprint, key.as_deref())
-                .await,
-        ),
-        Request::PayOrder {
-            user,
-            order,
-            token,
-            key,
-        } => done(
-            &s.orders
-                .pay_local(&user, &order, token, key.as_deref())
-                .await,
-        ),
-        Request::GetOrder(id) => done(&s.orders.get_local(&id)),
-        Request::OrdersOf(user) => done(&s.orders.list_local(&user)),
-        Request::GetTicket(id) => done(&s.orders.ticket_local(&id)),
-        Request::TicketsOf(user) => done(&s.orders.tickets_of_local(&user)),
-        Request::NotificationsOf(user) => done(
-            &notification::list(&s.store, &user)
-                .map_err(|e| crate::actors::order::OrderError::Storage(e.to_string())),
-        ),
-        Request::CreateUser(user) => done(&s.accounts.create_local(user).await),
-        Request::UserByEmail(email) => done(&s.accounts.by_email_local(&email)),
-        Request::GetUser(id) => done(&s.accounts.get_local(&id)),
-        Request::SetRoles(id, roles) => done(&s.accounts.set_roles_local(id, roles).await),
-        Request::CreateAirport(airport) => done(&s.catalog.create_airport_local(airport).await),
-        Request::ListAirports => done(&s.catalog.list_airports_local().await),
-        Request::CreateAircraft(aircraft) => done(&s.catalog.create_aircraft_local(aircraft).await),
-        Request::PlanFlight(draft) => done(&s.catalog.plan_flight_local(draft).await),
-        Request::AdmitFlight(flight) => done(&s.catalog.admit_flight_local(flight).await),
+/// The answer carrying a served request's encoded reply.
+fn served(reply: Result<Vec<u8>, WireError>) -> Answer {
+    match reply {
+        Ok(bytes) => Answer::Done(bytes),
+        Err(e) => Answer::Unavailable(e.to_string()),
     }
 }

@@ -19,10 +19,10 @@
 //! the prepare given up. An unreachable coordinator is asked again later: the tags stay frozen
 //! (503) rather than risk a second writer.
 
-use super::gateway::Services;
 use super::placement::tag_of_key;
 use super::wire::{Answer, CallBody, Resolution, decode};
 use super::{Cluster, View};
+use crate::actors::services::Services;
 use crate::persistence::WriteBatch;
 use std::time::Duration;
 use tokio::sync::Mutex;

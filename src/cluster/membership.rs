@@ -3,10 +3,10 @@
 //! does not reconnect by itself), joining through a seed until this node is a member, and
 //! publishing this node's flights to the search read model of every peer.
 
-use super::gateway::Services;
 use super::wire::{CallBody, Cast, GatewayMessage, encode};
 use super::{Cluster, GATEWAYS, gateway_group};
 use crate::actors::search_index::SharedIndex;
+use crate::actors::services::Services;
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::collections::{BTreeSet, HashMap};
@@ -167,5 +167,37 @@ async fn join(cluster: Cluster) {
         if let Err(e) = cluster.call(&peer, &gateway, body).await {
             tracing::warn!(through = %peer, error = %e, "join refused for now; retrying");
         }
+    }
+}
+
+/// Sends the listings this node's search index publishes (its flights' changes) to every
+/// peer. Subscribed to the search index actor's output port, so the actors never name the
+/// cluster.
+pub struct IndexPublisher {
+    /// Membership (who the peers are).
+    pub cluster: Cluster,
+}
+
+impl ractor::Actor for IndexPublisher {
+    type Msg = crate::domain::search::Listing;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        listing: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        broadcast(&self.cluster, &Cast::Index(vec![listing]));
+        Ok(())
     }
 }

@@ -2,11 +2,9 @@
 //! cluster's members. Adding a member moves only the tags the new member wins; removing one
 //! moves only the tags it held. Pure functions, property-tested below.
 
+pub use crate::domain::ids::CATALOG_TAG;
 use crate::domain::ids::{tag_for, tag_of};
 use xxhash_rust::xxh3::xxh3_64;
-
-/// The tag of the catalog (airports and aircraft types): one owner serializes its writes.
-pub const CATALOG_TAG: &str = "catalog";
 
 /// The weight of `member` for `tag`; the member with the highest weight owns the tag.
 fn weight(member: &str, tag: &str) -> u64 {

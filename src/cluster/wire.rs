@@ -3,22 +3,11 @@
 //! is an error value, never a panic in the transport.
 
 use super::view::View;
-use crate::actors::flight::FlightCommand;
-use crate::actors::order::OrderCommand;
-use crate::actors::ticket::TicketCommand;
-use crate::domain::aircraft::Aircraft;
-use crate::domain::airport::Airport;
-use crate::domain::flight::{Flight, FlightDraft};
-use crate::domain::ids::{FlightId, OrderId, TicketId, UserId};
-use crate::domain::order::Passenger;
+pub use crate::actors::request::{Request, WireError, decode, encode};
 use crate::domain::search::Listing;
-use crate::domain::seat_map::SeatRequest;
-use crate::domain::user::{Email, Role, User};
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// The shard gateway's message: the only remote-capable actor of a node.
 #[derive(RactorClusterMessage)]
@@ -51,8 +40,8 @@ pub enum CallBody {
         /// The request.
         request: Request,
     },
-    /// Answer with this node's share of a cluster-wide read.
-    Gather(Gather),
+    /// Answer with this node's share of a cluster-wide read (served whatever the tags).
+    Gather(Request),
     /// A node asks to become a member (sent to any member, which coordinates the change).
     Join {
         /// The joiner's node id.
@@ -96,82 +85,6 @@ pub enum Resolution {
     Abandoned,
 }
 
-/// A read that every member answers for its own share.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Gather {
-    /// Newest orders first (→ `Vec<Order>`).
-    Orders {
-        /// At most this many.
-        limit: usize,
-    },
-    /// How many entities of each kind this node owns (→ `EntityCounts`).
-    Counts,
-}
-
-/// A request served by the owner of its placement group. The comment on each variant names
-/// the type the owner answers with.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
-    /// → `Result<Result<FlightReply, FlightError>, CallError>`
-    Flight(FlightId, FlightCommand),
-    /// → `Result<Result<Order, OrderError>, CallError>`
-    Order(OrderId, OrderCommand),
-    /// → `Result<Result<TicketRecord, String>, CallError>`
-    Ticket(TicketId, TicketCommand),
-    /// → `Result<Placed, OrderError>`
-    PlaceOrder {
-        /// The customer.
-        user: UserId,
-        /// Flights and seats.
-        segments: Vec<(FlightId, SeatRequest)>,
-        /// Travellers.
-        passengers: Vec<Passenger>,
-        /// The request's fingerprint (for Idempotency-Key reuse checks).
-        fingerprint: String,
-        /// The Idempotency-Key.
-        key: Option<String>,
-    },
-    /// → `Result<Order, OrderError>`
-    PayOrder {
-        /// The customer.
-        user: UserId,
-        /// The order.
-        order: OrderId,
-        /// The card token.
-        token: String,
-        /// The Idempotency-Key.
-        key: Option<String>,
-    },
-    /// → `Result<Option<Order>, OrderError>`
-    GetOrder(OrderId),
-    /// → `Result<Vec<Order>, OrderError>`
-    OrdersOf(UserId),
-    /// → `Result<Option<TicketRecord>, OrderError>`
-    GetTicket(TicketId),
-    /// → `Result<Vec<TicketRecord>, OrderError>`
-    TicketsOf(UserId),
-    /// → `Result<Vec<Notification>, OrderError>`
-    NotificationsOf(UserId),
-    /// → `Result<User, AccountError>`
-    CreateUser(User),
-    /// → `Result<Option<User>, AccountError>`
-    UserByEmail(Email),
-    /// → `Result<Option<User>, AccountError>`
-    GetUser(UserId),
-    /// → `Result<User, AccountError>`
-    SetRoles(UserId, BTreeSet<Role>),
-    /// → `Result<Airport, CatalogError>`
-    CreateAirport(Airport),
-    /// → `Result<Vec<Airport>, CatalogError>`
-    ListAirports,
-    /// → `Result<Aircraft, CatalogError>`
-    CreateAircraft(Aircraft),
-    /// Checks a draft against the catalog and builds the flight (→ `Result<Flight, CatalogError>`).
-    PlanFlight(FlightDraft),
-    /// Stores a planned flight on its owner and starts it (→ `Result<FlightSummary, CatalogError>`).
-    AdmitFlight(Flight),
-}
-
 /// A one-way message between nodes.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Cast {
@@ -197,25 +110,4 @@ pub enum Answer {
     NotOwner(View),
     /// Not served right now (moving, no quorum, refused change): retry later.
     Unavailable(String),
-}
-
-/// Why a remote call produced no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    /// The bytes did not decode.
-    #[error("undecodable message: {0}")]
-    Decode(String),
-    /// A value did not encode.
-    #[error("unencodable message: {0}")]
-    Encode(String),
-}
-
-/// Encodes a value for the wire.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
-    postcard::to_stdvec(value).map_err(|e| WireError::Encode(e.to_string()))
-}
-
-/// Decodes a value from the wire.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-    postcard::from_bytes(bytes).map_err(|e| WireError::Decode(e.to_string()))
 }

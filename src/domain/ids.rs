@@ -14,6 +14,9 @@ const MAX_ID_LEN: usize = 64;
 /// Hex digits of a placement tag.
 pub const TAG_LEN: usize = 16;
 
+/// The placement tag of the catalog (airports and aircraft): one owner for all of it.
+pub const CATALOG_TAG: &str = "catalog";
+
 /// The placement tag at the start of an id's body.
 pub fn tag_of(body: &str) -> &str {
     body.get(..TAG_LEN).unwrap_or(body)

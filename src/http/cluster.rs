@@ -4,9 +4,9 @@
 use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::services::{Counts, EntityCounts};
 use crate::cluster::View;
-use crate::cluster::gateway::EntityCounts;
-use crate::cluster::wire::{CallBody, Gather};
+use crate::cluster::wire::CallBody;
 use crate::domain::user::{Role, User};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -88,7 +88,7 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
         let entities = if node == cluster.node() {
             Some(ctx.services.counts())
         } else if let (true, Some(gateway)) = (up, cluster.peer_gateway(&node)) {
-            let body = CallBody::Gather(Gather::Counts);
+            let body = CallBody::Gather(Counts.into());
             match cluster.call(&node, &gateway, body).await {
                 Ok(bytes) => crate::cluster::wire::decode(&bytes).ok(),
                 Err(_) => None,

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::notification::NotificationKind;
 use crate::actors::order::{OrderCommand, OrderError};
+use crate::actors::orders::{PayOrder, PlaceOrder};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::ids::{FlightId, OrderId, TicketId};
@@ -334,7 +335,13 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
     let fingerprint = serde_json::to_string(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let placed = ctx
         .orders
-        .place(&user.id, segments, passengers, fingerprint, key.as_deref())
+        .place(PlaceOrder {
+            user: user.id.clone(),
+            segments,
+            passengers,
+            fingerprint,
+            key,
+        })
         .await
         .map_err(ApiError::from)?;
     let status = if placed.replayed {
@@ -392,7 +399,12 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
     }
     let order = ctx
         .orders
-        .pay(&user.id, &order.id, req.payment_token, key.as_deref())
+        .pay(PayOrder {
+            user: user.id.clone(),
+            order: order.id.clone(),
+            token: req.payment_token,
+            key,
+        })
         .await
         .map_err(ApiError::from)?;
     Ok(json(StatusCode::OK, &view(&ctx, &order).await?))

@@ -1,0 +1,208 @@
+//! The router port: how a request reaches the node that serves its entity.
+//!
+//! Why a port: the actors and their facades must not know whether they run alone or in a
+//! cluster. They describe each operation once, as a typed [`Operation`] (a serde request with
+//! its reply type and the one handler that serves it), and hand it to a [`RouterRef`]. The
+//! router decides where the request's placement tag is served: here (the handler runs in
+//! place, nothing is encoded), on another node (the request travels encoded and that node runs
+//! the same handler, see [`Request::serve`]), or nowhere right now (503 + Retry-After).
+//!
+//! [`Alone`] is the router of a node without a cluster: it serves every tag itself. `cluster/`
+//! implements [`Router`] for many nodes. Layers point one way: `cluster` depends on `actors`,
+//! never the reverse.
+
+use super::CallError;
+use super::request::{Request, decode};
+use super::services::Services;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// One kind of request: what it carries, what it answers, and who serves it.
+///
+/// Adding a remote-capable operation is this: a request type, its `impl Operation` (the
+/// handler), and one line in [`requests!`](super::request) naming it.
+pub trait Operation: Into<Request> + Send + Sized + 'static {
+    /// The answer (a serde type: it may travel back from another node).
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// The node-local part that serves it (a facade or directory).
+    type Handler: Sync + 'static;
+
+    /// The placement tag of the entity it is about (which node serves it).
+    fn tag(&self) -> Cow<'_, str>;
+
+    /// Finds the handler among a node's services.
+    fn handler(services: &Services) -> &Self::Handler;
+
+    /// Serves the request on the node that owns its tag.
+    fn handle(self, handler: &Self::Handler) -> impl Future<Output = Self::Reply> + Send;
+}
+
+/// Implements [`Operation`] for a request served by one of [`Services`]' facades:
+///
+/// ```text
+/// operation!(GetOrder => Result<Option<Order>, OrderError>, by orders: Orders,
+///     tag |r| r.0.tag(), |r| orders.stored(&r.0));
+/// ```
+///
+/// `by orders: Orders` names the field of [`Services`] that serves it (and binds it in the
+/// body), `tag |r| …` computes the placement tag from the request, `|r| …` serves it.
+macro_rules! operation {
+    ($op:ty => $reply:ty, by $h:ident: $handler:ty, tag |$t:ident| $tag:expr, |$r:ident| $body:expr $(,)?) => {
+        impl $crate::actors::router::Operation for $op {
+            type Reply = $reply;
+            type Handler = $handler;
+
+            fn tag(&self) -> std::borrow::Cow<'_, str> {
+                let $t = self;
+                ($tag).into()
+            }
+
+            fn handler(services: &$crate::actors::services::Services) -> &$handler {
+                &services.$h
+            }
+
+            async fn handle(self, $h: &$handler) -> $reply {
+                let $r = self;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use operation;
+
+/// Where a request for a placement tag is served right now.
+pub enum Location {
+    /// On this node. Keep the guard until the request is served: a membership change waits
+    /// for the requests in progress on the tags it moves.
+    Here(Serving),
+    /// On another node: [`Router::forward`] takes it there.
+    Elsewhere,
+    /// Nowhere right now (why): the caller answers 503 + Retry-After.
+    Unavailable(String),
+}
+
+/// Marks a request as in progress on this node until dropped (see [`Location::Here`]).
+pub struct Serving(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl Serving {
+    /// A request nobody needs to wait for.
+    pub fn untracked() -> Self {
+        Self(None)
+    }
+
+    /// A request tracked by `guard` (dropped when the request is done).
+    pub fn tracked(guard: impl Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(guard)))
+    }
+}
+
+/// What the actors need from placement and transport.
+pub trait Router: Send + Sync + 'static {
+    /// Whether this node is the owner of `tag` (whether or not it may serve it right now).
+    fn owns(&self, tag: &str) -> bool;
+
+    /// Where a request for `tag` is served right now.
+    fn route(&self, tag: &str) -> Location;
+
+    /// Sends an encoded request for `tag` to the node that owns it and returns its encoded
+    /// reply.
+    fn forward(
+        &self,
+        tag: &str,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Vec<u8>, CallError>>;
+
+    /// Asks every other member for its share of a node-wide read and returns their encoded
+    /// answers; fails if any member does not answer (a partial answer would look complete).
+    fn gather(&self, request: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>>;
+}
+
+/// A shared router; cheap to clone.
+#[derive(Clone)]
+pub struct RouterRef(Arc<dyn Router>);
+
+impl RouterRef {
+    /// Wraps a router.
+    pub fn new(router: impl Router) -> Self {
+        Self(Arc::new(router))
+    }
+
+    /// Whether this node owns `tag`.
+    pub fn owns(&self, tag: &str) -> bool {
+        self.0.owns(tag)
+    }
+
+    /// Where a request for `tag` is served right now.
+    pub fn route(&self, tag: &str) -> Location {
+        self.0.route(tag)
+    }
+
+    /// Serves `op` where its tag belongs: with `here` on this node, or on its owner.
+    pub async fn ask<O: Operation>(&self, op: O, here: &O::Handler) -> Result<O::Reply, CallError> {
+        match self.0.route(&op.tag()) {
+            Location::Here(serving) => {
+                // Boxed: handlers nest (an order's placement calls its actor), and unboxed
+                // nested futures grow with every level.
+                let reply = Box::pin(op.handle(here)).await;
+                drop(serving);
+                Ok(reply)
+            }
+            Location::Elsewhere => {
+                let tag = op.tag().into_owned();
+                let bytes = self.0.forward(&tag, op.into()).await?;
+                decode(&bytes).map_err(|e| CallError::Unavailable(e.to_string()))
+            }
+            Location::Unavailable(why) => Err(CallError::Unavailable(why)),
+        }
+    }
+
+    /// [`RouterRef::ask`] for a fallible operation: "no answer" becomes the operation's own
+    /// error.
+    pub async fn call<O, T, E>(&self, op: O, here: &O::Handler) -> Result<T, E>
+    where
+        O: Operation<Reply = Result<T, E>>,
+        E: From<CallError>,
+    {
+        self.ask(op, here).await.unwrap_or_else(|e| Err(E::from(e)))
+    }
+
+    /// Every node's answer to `op` (this node's by `here`), for reads that span the cluster.
+    pub async fn gather<O: Operation + Clone>(
+        &self,
+        op: O,
+        here: &O::Handler,
+    ) -> Result<Vec<O::Reply>, CallError> {
+        let remote = self.0.gather(op.clone().into()).await?;
+        let mut replies = Vec::with_capacity(remote.len() + 1);
+        for answer in remote {
+            replies.push(decode(&answer).map_err(|e| CallError::Unavailable(e.to_string()))?);
+        }
+        replies.push(Box::pin(op.handle(here)).await);
+        Ok(replies)
+    }
+}
+
+/// The router of a node without a cluster: every tag is served here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alone;
+
+impl Router for Alone {
+    fn owns(&self, _: &str) -> bool {
+        true
+    }
+
+    fn route(&self, _: &str) -> Location {
+        Location::Here(Serving::untracked())
+    }
+
+    fn forward(&self, _: &str, _: Request) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
+        Box::pin(async { Err(CallError::Unavailable("no other node to ask".into())) })
+    }
+
+    fn gather(&self, _: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}

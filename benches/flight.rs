@@ -4,6 +4,7 @@
 
 use chrono::{Duration as ChronoDuration, Utc};
 use contrail::actors::flight::{FlightActor, FlightCommand, FlightMessage};
+use contrail::actors::root::Slot;
 use contrail::actors::search_index::{SearchIndexActor, SharedIndex};
 use contrail::domain::aircraft::{Cabin, Layout};
 use contrail::domain::flight::{Flight, FlightDraft};
@@ -105,7 +106,7 @@ async fn flight_actor(store: Store) -> ractor::ActorRef<FlightMessage> {
     .expect("index");
     let actor = FlightActor {
         store: store.clone(),
-        index,
+        index: Slot::of(index),
         passivate_after: Duration::from_secs(3600),
         hold_cap: None,
         sold_out: Default::default(),

@@ -1,17 +1,32 @@
 //! The actor system of one node.
 //!
-//! Supervision tree (every entity actor is linked to the supervisor of its kind):
+//! Supervision tree, as [`startup`](crate::startup) builds it (`RootSupervisor` restarts a
+//! child that fails, at once up to `actors.max_restarts` times per `actors.restart_window_secs`,
+//! then once the window has passed; callers reach each child through a [`root::Slot`] that
+//! follows its restarts):
 //!
 //! ```text
-//! node (startup::start)
-//! ├── EntitySupervisor<FlightActor> ── restart policy: restart from disk, at most N times per window,
-//! │   ├── FlightActor flt_…   then quarantine (503) until the window passes
-//! │   └── FlightActor flt_…   (activated on demand by the Directory, passivated when idle)
-//! ├── SearchIndexActor ────── applies flight events to the node's search read model
-//! ├── CatalogActor ────────── single writer of airports, aircraft and new flights
-//! └── AccountsActor ───────── single writer of users and the email index
+//! RootSupervisor (root.rs)
+//! ├── GatewayActor ─────────── requests from other nodes (cluster/gateway.rs)
+//! ├── IndexPublisher ───────── this node's listings to other nodes (clustered nodes only)
+//! ├── SearchIndexActor ─────── applies flight events to the search read model
+//! ├── PaymentActor ─────────── the payment simulator, one charge per order
+//! ├── NotificationActor ────── records and delivers notifications
+//! ├── AccountsActor ────────── single writer of users and the email index
+//! ├── EntitySupervisor<FlightActor> ── restarts a failed flight from disk, quarantines
+//! │   └── FlightActor flt_… (activated on demand by the Directory, passivated when idle)
+//! ├── CatalogActor ─────────── single writer of airports, aircraft and new flights
+//! ├── EntitySupervisor<TicketActor>
+//! │   └── TicketActor tkt_…
+//! └── EntitySupervisor<OrderActor>
+//!     └── OrderActor ord_… (runs one order's saga)
 //! ```
 //!
+//! At shutdown the root stops its children the last started first: orders before the
+//! flights, payments and notifications they call.
+//!
+//! Requests reach entities through a [`router::RouterRef`]: each remote-capable operation is a
+//! typed [`router::Operation`] served by one handler, on whichever node owns its entity.
 //! Business outcomes travel back in replies (`Result<_, FlightError>` and friends); an `Err`
 //! returned from `handle`, or a panic, means the actor is broken and its supervisor takes over.
 
@@ -26,6 +41,7 @@ pub mod order;
 pub mod orders;
 pub mod payment;
 pub mod request;
+pub mod root;
 pub mod router;
 pub mod search_index;
 pub mod services;

@@ -2,11 +2,13 @@
 //! (which gives authenticated node connections, process groups and remote calls, and nothing
 //! more).
 //!
+//! The cluster is the actors' [`Router`] on a clustered node:
+//!
 //! ```text
 //! HTTP handler ─► facade (Directory, Orders, Accounts, Catalog)
-//!                   │ Cluster::route(tag)
-//!                   ├─ Local ─────────────► local actor / store
-//!                   ├─ Remote(owner) ─────► owner's GatewayActor ─► its local actor / store
+//!                   │ RouterRef::ask(operation)  →  Cluster::route(tag)
+//!                   ├─ Here ──────────────► the operation's handler on this node
+//!                   ├─ Elsewhere(owner) ──► owner's GatewayActor ─► Request::serve ─► the same handler
 //!                   └─ Unavailable(why) ──► 503 + Retry-After
 //! ```
 //!
@@ -22,7 +24,8 @@
 //!   current view, while it reaches a majority of members *at its epoch*, and never over a
 //!   record stamped with a later epoch. A node that missed a change therefore cannot write,
 //!   even through a path that skipped routing (a timer, a recovery).
-//! * A node without `[cluster]` is a cluster of one on the same code path: it owns every tag.
+//! * A node without `[cluster]` keeps a cluster of one (its view, its store fence) but routes
+//!   with [`Alone`](crate::actors::router::Alone): it owns every tag.
 
 pub mod gateway;
 pub mod handoff;
@@ -39,7 +42,7 @@ use placement::tag_of_key;
 use ractor::ActorRef;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 pub use view::View;
@@ -135,7 +138,7 @@ struct Inner {
     /// Tags with a locally served request in progress (a change waits for its tags to drain).
     in_flight: Mutex<HashMap<String, usize>>,
     /// The node's own gateway, once started.
-    gateway: OnceLock<ActorRef<GatewayMessage>>,
+    gateway: RwLock<Option<ActorRef<GatewayMessage>>>,
 }
 
 impl Cluster {
@@ -172,7 +175,7 @@ impl Cluster {
                 ..State::default()
             }),
             in_flight: Mutex::new(HashMap::new()),
-            gateway: OnceLock::new(),
+            gateway: RwLock::new(None),
         });
         // Weak: the store must not keep the cluster (and with it, itself) alive.
         store.set_fence(Fencing(Arc::downgrade(&inner)));
@@ -515,7 +518,12 @@ impl Cluster {
     /// The gateway of a peer that is up.
     pub fn peer_gateway(&self, node: &str) -> Option<ActorRef<GatewayMessage>> {
         if node == self.inner.node {
-            return self.inner.gateway.get().cloned();
+            return self
+                .inner
+                .gateway
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
         }
         if !self.peer_up(&self.read(), node) {
             return None;
@@ -605,7 +613,11 @@ impl Cluster {
     }
 
     pub(crate) fn set_gateway(&self, gateway: ActorRef<GatewayMessage>) {
-        let _ = self.inner.gateway.set(gateway);
+        *self
+            .inner
+            .gateway
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gateway);
     }
 
     pub(crate) fn store(&self) -> &Store {

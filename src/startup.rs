@@ -1,25 +1,28 @@
 //! Builds and runs one node: storage, recovery, actors, HTTP. The binary and every
-//! integration test start Contrail through [`start`].
+//! integration test start Contrail through [`start`], which runs a few named steps:
+//! [`open_storage`], [`open_cluster`], [`start_actors`] (under one root supervisor), recovery,
+//! and [`serve_http`].
 
 use crate::actors::accounts::{Accounts, AccountsActor};
 use crate::actors::catalog::{Catalog, CatalogActor};
 use crate::actors::deadlines::Deadlines;
 use crate::actors::directory::Directory;
 use crate::actors::entity::Entity;
-use crate::actors::flight::FlightDirectory;
 use crate::actors::flight::{self, FlightActor};
 use crate::actors::notification::NotificationActor;
 use crate::actors::order::OrderActor;
 use crate::actors::orders::Orders;
 use crate::actors::payment::PaymentActor;
+use crate::actors::root::{RootMessage, RootSupervisor, supervise};
 use crate::actors::router::{Alone, RouterRef};
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
 use crate::actors::services::Services;
 use crate::actors::sold_out::SoldOut;
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
+use crate::actors::{CallError, ask};
 use crate::cluster::gateway::GatewayActor;
-use crate::cluster::membership::{self, IndexPublisher};
+use crate::cluster::membership::{self, IndexPublisher, PublisherMessage};
 use crate::cluster::{Cluster, Timing};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
@@ -61,10 +64,8 @@ pub struct Node {
     server: JoinHandle<()>,
     /// Metrics upkeep and rate-limit cleanup.
     housekeeping: JoinHandle<()>,
-    /// Parents of every order, ticket and flight actor, in shutdown order.
-    supervisors: Vec<ActorCell>,
-    /// Gateway, catalog, accounts, payment, notification and search index actors.
-    singletons: Vec<ActorCell>,
+    /// The root of the supervision tree: every long-lived actor of the node is below it.
+    root: ActorRef<RootMessage>,
     /// Hold expiry, and the membership loops (heartbeats, reconnects, joining) of a clustered
     /// node.
     background: Vec<JoinHandle<()>>,
@@ -78,9 +79,20 @@ impl Node {
         self.http_addr
     }
 
-    /// The node's directory of entity actors (tests use it for fault injection).
-    pub fn directory(&self) -> &FlightDirectory {
+    /// The node's flight actors (tests use it for fault injection).
+    pub fn directory(&self) -> &crate::actors::flight::FlightDirectory {
         &self.ctx.directory
+    }
+
+    /// The root supervisor's children by name, with their running actors (for supervision
+    /// tests).
+    pub async fn supervised(&self) -> Result<Vec<(&'static str, Option<ActorCell>)>, CallError> {
+        ask(&self.root, RootMessage::Children, SHUTDOWN_GRACE).await
+    }
+
+    /// Fault injection for supervision tests: makes the root's child `name` panic.
+    pub fn inject_panic(&self, name: &str) {
+        let _ = self.root.cast(RootMessage::InjectPanic(name.to_owned()));
     }
 
     /// Stops the node: stop accepting, finish in-flight requests, stop actors, flush storage.
@@ -104,19 +116,20 @@ impl Node {
                 .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
                 .await;
         }
-        for supervisor in &self.supervisors {
-            supervisor
-                .stop_children_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
-                .await;
-            let _ = supervisor
-                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
-                .await;
+        // The last started first: entities before the singletons they call.
+        let stopped = ask(
+            &self.root,
+            |port| RootMessage::Shutdown(SHUTDOWN_GRACE, port),
+            2 * SHUTDOWN_GRACE,
+        )
+        .await;
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "actors did not stop in time");
         }
-        for actor in &self.singletons {
-            let _ = actor
-                .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
-                .await;
-        }
+        let _ = self
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
+            .await;
         drop(self.ctx);
         self.store.flush().await.context("final flush")?;
         // Actor tasks drop their store handles just after they report stopped; wait for that so
@@ -140,13 +153,71 @@ impl Node {
 pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     settings.validate()?;
     let settings = Arc::new(settings);
+    let (store, index, with_holds) = open_storage(&settings)?;
+    let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
+    let (cluster, node_server) = open_cluster(&settings, &store, timeout).await?;
+    let (root, actors) = start_actors(&settings, &store, &index, &cluster).await?;
+    // Before the node takes requests (the flights' list was gathered with the search index).
+    actors.services.recover(with_holds).await;
+    let mut background = vec![actors.expiry];
+    if let Some(server) = &node_server {
+        background.extend(membership::spawn(
+            cluster.clone(),
+            server.clone(),
+            settings.cluster.seeds.clone(),
+            actors.services.clone(),
+        ));
+    }
+    let secret = settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .context("auth.jwt_secret is required")?;
+    let services = actors.services;
+    let ctx: Ctx = Arc::new(AppContext {
+        settings: settings.clone(),
+        accounts: services.accounts.clone(),
+        catalog: services.catalog.clone(),
+        cluster,
+        directory: services.flights.clone(),
+        orders: services.orders.clone(),
+        tickets: services.tickets.clone(),
+        index,
+        services,
+        tokens: TokenKeys::new(
+            secret.expose_secret().as_bytes(),
+            settings.auth.token_ttl_secs,
+        ),
+        limits: RateLimits::new(&settings.http),
+        store: store.clone(),
+        metrics: metrics_handle()?,
+        ready: Arc::new(AtomicBool::new(false)),
+    });
+    let (http_addr, stop_http, server) = serve_http(&settings, &ctx)?;
+    let housekeeping = tokio::spawn(housekeeping(ctx.clone()));
+    ctx.ready.store(true, Ordering::Release);
+    tracing::info!(%http_addr, "contrail node listening");
+    Ok(Node {
+        http_addr,
+        ctx,
+        store,
+        stop_http,
+        server,
+        housekeeping,
+        root,
+        background,
+        node_server: node_server.map(|s| s.get_cell()),
+    })
+}
+
+/// Opens the store and loads the search read model from it; also returns the flights that
+/// have held seats (recovery releases their lapsed holds).
+fn open_storage(settings: &Settings) -> anyhow::Result<(Store, SharedIndex, Vec<FlightId>)> {
     let store = Store::open_with(
         &settings.storage.path,
         settings.storage.cache_mib << 20,
         Duration::from_millis(settings.storage.max_unsynced_ms),
     )?;
-    let ready = Arc::new(AtomicBool::new(false));
-
     let index = SharedIndex::default();
     let with_holds = recover_index(&store, &index)?;
     tracing::info!(
@@ -155,137 +226,135 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         path = %settings.storage.path.display(),
         "storage recovered"
     );
+    Ok((store, index, with_holds))
+}
 
+/// What [`start_actors`] built.
+struct Actors {
+    /// The facades and directories requests are served with.
+    services: Services,
+    /// The hold-expiry task.
+    expiry: JoinHandle<()>,
+}
+
+/// Starts the root supervisor and, under it, every long-lived actor of the node: the ones
+/// others depend on first (the root stops them in reverse order).
+async fn start_actors(
+    settings: &Settings,
+    store: &Store,
+    index: &SharedIndex,
+    cluster: &Cluster,
+) -> anyhow::Result<(ActorRef<RootMessage>, Actors)> {
+    let policy = RestartPolicy {
+        max_restarts: settings.actors.max_restarts,
+        window: Duration::from_secs(settings.actors.restart_window_secs),
+    };
+    let (root, _) = Actor::spawn(None, RootSupervisor { policy }, ()).await?;
     let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
     let passivate_after = Duration::from_secs(settings.actors.passivate_after_secs);
-    let (cluster, node_server) = open_cluster(&settings, &store, timeout).await?;
-    let services_slot: Arc<OnceLock<Services>> = Arc::default();
-    let (gateway, _) = Actor::spawn(
-        None,
-        GatewayActor {
-            cluster: cluster.clone(),
-            services: services_slot.clone(),
-        },
-        (),
-    )
-    .await?;
     // Actors reach other nodes only through the router; a node without a cluster serves
-    // everything itself.
-    let router = if cluster.clustered() {
-        RouterRef::new(cluster.clone())
+    // everything itself, and has nobody to publish its listings to.
+    let (router, listings) = if cluster.clustered() {
+        let port = Arc::new(OutputPort::default());
+        (RouterRef::new(cluster.clone()), Some(port))
     } else {
-        RouterRef::new(Alone)
+        (RouterRef::new(Alone), None)
     };
-    let listings = cluster.clustered().then(|| Arc::new(OutputPort::default()));
-    let (index_actor, _) = Actor::spawn(
-        None,
-        SearchIndexActor {
-            listings: listings.clone(),
-        },
-        index.clone(),
-    )
-    .await?;
-    let mut publisher = None;
-    if let Some(port) = &listings {
-        let (actor, _) = Actor::spawn(
-            None,
-            IndexPublisher {
-                cluster: cluster.clone(),
-            },
-            (),
-        )
-        .await?;
-        port.subscribe(actor.clone(), Some);
-        publisher = Some(actor.get_cell());
-    }
-    let sold_out = SoldOut::default();
-    let flight = FlightActor {
-        store: store.clone(),
-        index: index_actor.clone(),
-        passivate_after,
-        hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
-        sold_out: sold_out.clone(),
-    };
-    let (directory, flight_supervisor) =
-        entity_directory(&store, flight, &settings, timeout, &router).await?;
 
-    let ticket = TicketActor {
-        store: store.clone(),
-        passivate_after,
+    let services_slot: Arc<OnceLock<Services>> = Arc::default();
+    let gateway = GatewayActor {
+        cluster: cluster.clone(),
+        services: services_slot.clone(),
     };
-    let (tickets, ticket_supervisor) =
-        entity_directory(&store, ticket, &settings, timeout, &router).await?;
+    supervise(&root, "gateway", gateway, (), |_| {}).await?;
+    if let Some(port) = &listings {
+        let publisher = IndexPublisher {
+            cluster: cluster.clone(),
+        };
+        let port = port.clone();
+        supervise(&root, "index_publisher", publisher, (), move |actor| {
+            port.subscribe(actor.clone(), |l| Some(PublisherMessage::Publish(l)));
+        })
+        .await?;
+    }
+    let search = SearchIndexActor { listings };
+    let search = supervise(&root, "search_index", search, index.clone(), |_| {}).await?;
     let payment = PaymentActor {
         store: store.clone(),
         latency: Duration::from_millis(settings.payments.latency_ms),
         decline_rate: settings.payments.decline_rate,
     };
-    let (payments, _) = Actor::spawn(None, payment, ()).await?;
+    let payments = supervise(&root, "payments", payment, (), |_| {}).await?;
     let notification = NotificationActor {
         store: store.clone(),
         webhook_url: settings.notifications.webhook_url.clone(),
         client: reqwest::Client::new(),
     };
-    let (notifications, _) = Actor::spawn(None, notification, ()).await?;
+    let notifications = supervise(&root, "notifications", notification, (), |_| {}).await?;
+    let accounts = AccountsActor {
+        store: store.clone(),
+    };
+    let accounts = supervise(&root, "accounts", accounts, (), |_| {}).await?;
+    let accounts = Accounts::new(accounts, store.clone(), timeout, router.clone()).await?;
+
+    let sold_out = SoldOut::default();
+    let flight = FlightActor {
+        store: store.clone(),
+        index: search,
+        passivate_after,
+        hold_cap: Some(settings.booking.max_seats_per_user_per_flight),
+        sold_out: sold_out.clone(),
+    };
+    let entities = EntityStart {
+        root: &root,
+        store,
+        policy,
+        router: &router,
+    };
+    let flights = entities.start("flights", flight, timeout).await?;
+    let catalog = CatalogActor {
+        store: store.clone(),
+        directory: flights.clone(),
+        index: index.clone(),
+    };
+    let catalog = supervise(&root, "catalog", catalog, (), |_| {}).await?;
+    let catalog = Catalog::new(catalog, router.clone(), timeout);
+    let ticket = TicketActor {
+        store: store.clone(),
+        passivate_after,
+    };
+    let tickets = entities.start("tickets", ticket, timeout).await?;
     let deadlines = Deadlines::default();
     let order = OrderActor {
         store: store.clone(),
-        flights: directory.clone(),
+        flights: flights.clone(),
         tickets: tickets.clone(),
-        payments: payments.clone(),
-        notifications: notifications.clone(),
+        payments,
+        notifications,
         call_timeout: timeout,
         passivate_after,
         deadlines: deadlines.clone(),
     };
     // A saga makes several calls, each with the call timeout: give the caller room for them.
-    let (order_directory, order_supervisor) = entity_directory(
-        &store,
-        order,
-        &settings,
-        SAGA_TIMEOUT_FACTOR * timeout,
-        &router,
-    )
-    .await?;
+    let order_directory = entities
+        .start("orders", order, SAGA_TIMEOUT_FACTOR * timeout)
+        .await?;
     let expiry = deadlines.spawn(order_directory.clone());
     let orders = Orders::new(
         store.clone(),
         order_directory,
         Duration::from_secs(settings.booking.hold_ttl_secs),
-        router.clone(),
+        router,
         deadlines,
         sold_out,
         settings.booking.max_in_flight as usize,
     );
-
-    let catalog = CatalogActor {
-        store: store.clone(),
-        directory: directory.clone(),
-        index: index.clone(),
-    };
-    let (catalog_actor, _) = Actor::spawn(None, catalog, ()).await?;
-    let catalog = Catalog::new(catalog_actor.clone(), router.clone(), timeout);
-    let (accounts_actor, _) = Actor::spawn(
-        None,
-        AccountsActor {
-            store: store.clone(),
-        },
-        (),
-    )
-    .await?;
-    let accounts = Accounts::new(
-        accounts_actor.clone(),
-        store.clone(),
-        timeout,
-        router.clone(),
-    )
-    .await?;
     let services = Services {
-        flights: directory.clone(),
-        orders: orders.clone(),
-        tickets: tickets.clone(),
-        accounts: accounts.clone(),
-        catalog: catalog.clone(),
+        flights,
+        orders,
+        tickets,
+        accounts,
+        catalog,
         index: index.clone(),
         store: store.clone(),
         first_admin: settings
@@ -295,43 +364,48 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             .zip(settings.auth.admin_password.clone()),
     };
     let _ = services_slot.set(services.clone());
-    // Before the node takes requests (the flights' list was gathered with the search index).
-    services.recover(with_holds).await;
-    let mut background = vec![expiry];
-    if let Some(server) = &node_server {
-        background.extend(membership::spawn(
-            cluster.clone(),
-            server.clone(),
-            settings.cluster.seeds.clone(),
-            services.clone(),
-        ));
+    Ok((root, Actors { services, expiry }))
+}
+
+/// Starts entity supervisors under the root.
+struct EntityStart<'a> {
+    root: &'a ActorRef<RootMessage>,
+    store: &'a Store,
+    policy: RestartPolicy,
+    router: &'a RouterRef,
+}
+
+impl EntityStart<'_> {
+    /// A supervisor for entities of kind `E`, and the directory that activates them under it.
+    async fn start<E: Entity + Sync>(
+        &self,
+        name: &'static str,
+        template: E,
+        timeout: Duration,
+    ) -> anyhow::Result<Directory<E>> {
+        let quarantine = Quarantine::default();
+        let supervisor = EntitySupervisor {
+            template: template.clone(),
+            policy: self.policy,
+            quarantine: quarantine.clone(),
+        };
+        let supervisor = supervise(self.root, name, supervisor, (), |_| {}).await?;
+        Ok(Directory::new(
+            self.store.clone(),
+            supervisor,
+            template,
+            quarantine,
+            timeout,
+            self.router.clone(),
+        ))
     }
+}
 
-    let secret = settings
-        .auth
-        .jwt_secret
-        .as_ref()
-        .context("auth.jwt_secret is required")?;
-    let ctx: Ctx = Arc::new(AppContext {
-        settings: settings.clone(),
-        accounts,
-        catalog,
-        cluster: cluster.clone(),
-        services,
-        directory,
-        orders,
-        tickets,
-        index,
-        tokens: TokenKeys::new(
-            secret.expose_secret().as_bytes(),
-            settings.auth.token_ttl_secs,
-        ),
-        limits: RateLimits::new(&settings.http),
-        store: store.clone(),
-        metrics: metrics_handle()?,
-        ready: ready.clone(),
-    });
-
+/// Binds the HTTP listener and serves the API on it until the returned sender fires.
+fn serve_http(
+    settings: &Settings,
+    ctx: &Ctx,
+) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>)> {
     let listener = listen(settings.http.bind, settings.http.listen_backlog)
         .with_context(|| format!("binding the HTTP listener to {}", settings.http.bind))?;
     let http_addr = listener.local_addr()?;
@@ -344,36 +418,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             })
             .run(),
     );
-    let housekeeping = tokio::spawn(housekeeping(ctx.clone()));
-    ready.store(true, Ordering::Release);
-    tracing::info!(%http_addr, "contrail node listening");
-    Ok(Node {
-        http_addr,
-        ctx,
-        store,
-        stop_http,
-        server,
-        housekeeping,
-        background,
-        supervisors: vec![order_supervisor, ticket_supervisor, flight_supervisor],
-        singletons: vec![
-            gateway.get_cell(),
-            catalog_actor.get_cell(),
-            accounts_actor.get_cell(),
-            payments.get_cell(),
-            notifications.get_cell(),
-            index_actor.get_cell(),
-        ]
-        .into_iter()
-        .chain(publisher)
-        .collect(),
-        node_server: node_server.map(|s| s.get_cell()),
-    })
+    Ok((http_addr, stop_http, server))
 }
 
-/// Loads every flight's summary into the search index and returns the flights that have held
-/// seats. A flight whose records cannot be read is logged and left out (requests for it get
-/// 503), rather than shown with made-up seats.
 /// A TCP listener on `addr` with an accept queue of `backlog` connections.
 fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -387,6 +434,9 @@ fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::ne
     socket.listen(backlog)
 }
 
+/// Loads every flight's summary into the search index and returns the flights that have held
+/// seats. A flight whose records cannot be read is logged and left out (requests for it get
+/// 503), rather than shown with made-up seats.
 fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<FlightId>> {
     let mut with_holds = Vec::new();
     for item in store.scan::<Flight>(keys::FLIGHTS) {
@@ -415,35 +465,6 @@ fn recover_index(store: &Store, index: &SharedIndex) -> anyhow::Result<Vec<Fligh
         }
     }
     Ok(with_holds)
-}
-
-/// A supervisor for entities of kind `E` and the directory that activates them under it.
-async fn entity_directory<E: Entity>(
-    store: &Store,
-    template: E,
-    settings: &Settings,
-    timeout: Duration,
-    router: &RouterRef,
-) -> anyhow::Result<(Directory<E>, ActorCell)> {
-    let quarantine = Quarantine::default();
-    let supervisor = EntitySupervisor {
-        template: template.clone(),
-        policy: RestartPolicy {
-            max_restarts: settings.actors.max_restarts,
-            window: Duration::from_secs(settings.actors.restart_window_secs),
-        },
-        quarantine: quarantine.clone(),
-    };
-    let (supervisor, _) = Actor::spawn(None, supervisor, ()).await?;
-    let directory = Directory::new(
-        store.clone(),
-        supervisor.clone(),
-        template,
-        quarantine,
-        timeout,
-        router.clone(),
-    );
-    Ok((directory, supervisor.get_cell()))
 }
 
 /// The node's membership, and its node-to-node transport when `[cluster]` is configured.

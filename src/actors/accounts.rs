@@ -4,8 +4,9 @@
 //! Password hashing (argon2id, default parameters, a random salt per user) is deliberately
 //! slow, so it runs on the blocking pool before the actor is asked, never inside its mailbox.
 
+use super::root::Slot;
 use super::router::{RouterRef, operation};
-use super::{CallError, answer, ask};
+use super::{CallError, answer};
 use crate::domain::ValidationError;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User};
@@ -56,12 +57,15 @@ pub enum AccountsMessage {
     SetRoles(UserId, BTreeSet<Role>, Reply<User>),
     /// Replace a user's roles and password hash (the configured first admin).
     Reset(UserId, BTreeSet<Role>, String, Reply<User>),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
 impl ractor::Message for AccountsMessage {}
 
 /// The actor.
+#[derive(Clone)]
 pub struct AccountsActor {
     /// The node's store.
     pub store: Store,
@@ -121,6 +125,7 @@ impl Actor for AccountsActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            AccountsMessage::InjectPanic => panic!("injected fault in the accounts actor"),
             AccountsMessage::Create(user, reply) => answer(self.create(user).await, reply),
             AccountsMessage::SetRoles(id, roles, reply) => {
                 answer(self.update(&id, roles, None).await, reply)
@@ -136,7 +141,7 @@ impl Actor for AccountsActor {
 /// What the HTTP layer uses for users.
 #[derive(Clone)]
 pub struct Accounts {
-    actor: ActorRef<AccountsMessage>,
+    actor: Slot<AccountsMessage>,
     store: Store,
     timeout: Duration,
     router: RouterRef,
@@ -177,7 +182,7 @@ async fn hash(password: Password) -> Result<String, AccountError> {
 impl Accounts {
     /// A handle over the running actor.
     pub async fn new(
-        actor: ActorRef<AccountsMessage>,
+        actor: Slot<AccountsMessage>,
         store: Store,
         timeout: Duration,
         router: RouterRef,
@@ -290,12 +295,12 @@ impl Accounts {
                 let mut roles = user.roles;
                 roles.insert(Role::Admin);
                 let hash = hash(password).await?;
-                ask(
-                    &self.actor,
-                    |port| AccountsMessage::Reset(id.clone(), roles, hash, port),
-                    self.timeout,
-                )
-                .await??;
+                self.actor
+                    .ask(
+                        |port| AccountsMessage::Reset(id.clone(), roles, hash, port),
+                        self.timeout,
+                    )
+                    .await??;
                 tracing::warn!(user = %id, "the configured admin account was given the configured password and the admin role");
             }
         }
@@ -308,7 +313,7 @@ impl Accounts {
 pub struct CreateUser(pub User);
 operation!(CreateUser => Result<User, AccountError>, by accounts: Accounts,
     tag |r| r.0.id.tag(),
-    |r| ask(&accounts.actor, |port| AccountsMessage::Create(r.0, port), accounts.timeout).await?);
+    |r| accounts.actor.ask(|port| AccountsMessage::Create(r.0, port), accounts.timeout).await?);
 
 /// The account with this email.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,4 +332,10 @@ operation!(GetUser => Result<Option<User>, AccountError>, by accounts: Accounts,
 pub struct SetRoles(pub UserId, pub BTreeSet<Role>);
 operation!(SetRoles => Result<User, AccountError>, by accounts: Accounts,
     tag |r| r.0.tag(),
-    |r| ask(&accounts.actor, |port| AccountsMessage::SetRoles(r.0, r.1, port), accounts.timeout).await?);
+    |r| accounts.actor.ask(|port| AccountsMessage::SetRoles(r.0, r.1, port), accounts.timeout).await?);
+
+impl super::root::InjectPanic for AccountsMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
+    }
+}

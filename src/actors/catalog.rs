@@ -5,9 +5,10 @@
 
 use super::flight::FlightCommand;
 use super::flight::FlightDirectory;
+use super::root::Slot;
 use super::router::{RouterRef, operation};
 use super::search_index::SharedIndex;
-use super::{CallError, answer, ask};
+use super::{CallError, answer};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
 use crate::domain::airport::{Airport, AirportCode};
@@ -58,12 +59,15 @@ pub enum CatalogMessage {
     PlanFlight(FlightDraft, Reply<Flight>),
     /// Store a planned flight (on the node that owns it) and start its actor.
     AdmitFlight(Flight, Reply<FlightSummary>),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
 impl ractor::Message for CatalogMessage {}
 
 /// The actor.
+#[derive(Clone)]
 pub struct CatalogActor {
     /// The node's store.
     pub store: Store,
@@ -181,6 +185,7 @@ impl Actor for CatalogActor {
     ) -> Result<(), ActorProcessingErr> {
         // Storage failures are answered, not crashed on: the catalog holds no state of its own.
         match message {
+            CatalogMessage::InjectPanic => panic!("injected fault in the catalog actor"),
             CatalogMessage::CreateAirport(airport, reply) => {
                 answer(self.create_airport(airport).await, reply)
             }
@@ -208,14 +213,14 @@ impl Actor for CatalogActor {
 /// the catalog tag; a new flight is planned there and stored on the node that owns the flight.
 #[derive(Clone)]
 pub struct Catalog {
-    actor: ActorRef<CatalogMessage>,
+    actor: Slot<CatalogMessage>,
     router: RouterRef,
     timeout: Duration,
 }
 
 impl Catalog {
     /// A handle over the running actor.
-    pub fn new(actor: ActorRef<CatalogMessage>, router: RouterRef, timeout: Duration) -> Self {
+    pub fn new(actor: Slot<CatalogMessage>, router: RouterRef, timeout: Duration) -> Self {
         Self {
             actor,
             router,
@@ -227,7 +232,7 @@ impl Catalog {
         &self,
         build: impl FnOnce(Reply<T>) -> CatalogMessage,
     ) -> Result<T, CatalogError> {
-        ask(&self.actor, build, self.timeout).await?
+        self.actor.ask(build, self.timeout).await?
     }
 
     /// Adds an airport.
@@ -282,3 +287,9 @@ operation!(PlanFlight => Result<Flight, CatalogError>, by catalog: Catalog,
 pub struct AdmitFlight(pub Flight);
 operation!(AdmitFlight => Result<FlightSummary, CatalogError>, by catalog: Catalog,
     tag |r| r.0.id.tag(), |r| catalog.ask(|port| CatalogMessage::AdmitFlight(r.0, port)).await);
+
+impl super::root::InjectPanic for CatalogMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
+    }
+}

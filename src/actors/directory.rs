@@ -4,11 +4,12 @@
 //! Activation goes through ractor's name registry, which admits one actor per name, so two
 //! requests racing to activate the same entity end up at the same actor (single writer).
 
+use super::CallError;
 use super::entity::{Entity, EntityCall, actor_name};
 use super::request::Request;
+use super::root::Slot;
 use super::router::{Location, RouterRef};
 use super::supervisor::{Quarantine, SupervisorMessage};
-use super::{CallError, ask};
 use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
@@ -20,7 +21,7 @@ const REACTIVATE_BACKOFF: Duration = Duration::from_millis(2);
 /// Locates the actors of one kind of entity on this node.
 pub struct Directory<E: Entity> {
     store: Store,
-    supervisor: ActorRef<SupervisorMessage>,
+    supervisor: Slot<SupervisorMessage>,
     template: E,
     quarantine: Quarantine,
     timeout: Duration,
@@ -44,7 +45,7 @@ impl<E: Entity> Directory<E> {
     /// A directory activating entities from `template` as children of `supervisor`.
     pub fn new(
         store: Store,
-        supervisor: ActorRef<SupervisorMessage>,
+        supervisor: Slot<SupervisorMessage>,
         template: E,
         quarantine: Quarantine,
         timeout: Duration,
@@ -133,7 +134,7 @@ impl<E: Entity> Directory<E> {
             Some(name),
             self.template.clone(),
             start,
-            self.supervisor.get_cell(),
+            self.supervisor.get()?.get_cell(),
         )
         .await
         .map_err(|e| {
@@ -192,12 +193,9 @@ impl<E: Entity> Directory<E> {
 
     /// How many actors of this kind run on this node.
     pub async fn active(&self) -> Result<usize, CallError> {
-        ask(
-            &self.supervisor,
-            SupervisorMessage::ActiveCount,
-            self.timeout,
-        )
-        .await
+        self.supervisor
+            .ask(SupervisorMessage::ActiveCount, self.timeout)
+            .await
     }
 
     /// The running actor, a fresh activation, or `None` when the name is briefly taken by an
@@ -224,7 +222,7 @@ impl<E: Entity> Directory<E> {
             Some(name.clone()),
             self.template.clone(),
             E::load(id.clone()),
-            self.supervisor.get_cell(),
+            self.supervisor.get()?.get_cell(),
         )
         .await;
         match spawned {

@@ -8,6 +8,7 @@
 //! commit order) — which is how a booking waits for one group commit instead of three.
 
 use super::entity::Entity;
+use super::root::Slot;
 use super::search_index::SearchIndexMessage;
 use super::sold_out::SoldOut;
 use crate::domain::aircraft::{Cabin, SeatName};
@@ -151,7 +152,7 @@ pub struct FlightActor {
     /// The node's store.
     pub store: Store,
     /// Where availability changes are published.
-    pub index: ActorRef<SearchIndexMessage>,
+    pub index: Slot<SearchIndexMessage>,
     /// Idle time before passivation.
     pub passivate_after: Duration,
     /// Most live seats one customer may have on one flight (`booking.max_seats_per_user_per_flight`).
@@ -302,7 +303,7 @@ impl FlightActor {
         state.flight = flight;
         // It takes no bookings at all now; that answer comes from the actor.
         self.sold_out.forget(&state.flight.id);
-        let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
+        self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         tracing::info!(flight = %state.flight.id, "flight cancelled");
         let _ = reply.send(Ok(orders));
         Ok(())
@@ -355,7 +356,7 @@ impl FlightActor {
         let event =
             SearchIndexMessage::Availability(state.flight.id.clone(), state.seats.availability());
         // The index is best effort: it lags or misses an event only if it is restarting.
-        let _ = self.index.cast(event);
+        self.index.cast(event);
     }
 
     /// Writes `changed` seats and answers.
@@ -507,7 +508,7 @@ impl Actor for FlightActor {
             next_tick: None,
             publish_pending: false,
         };
-        let _ = self.index.cast(SearchIndexMessage::Upsert(state.summary()));
+        self.index.cast(SearchIndexMessage::Upsert(state.summary()));
         let mut state = state;
         self.post_full_cabins(&myself, &mut state);
         self.schedule_tick(&myself, &mut state);

@@ -76,12 +76,15 @@ pub enum NotificationMessage {
     /// Deliver a notification its publisher already recorded (atomically with the change it
     /// reports).
     Deliver(Notification),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
 impl ractor::Message for NotificationMessage {}
 
 /// The actor.
+#[derive(Clone)]
 pub struct NotificationActor {
     /// Where notifications are recorded.
     pub store: Store,
@@ -155,6 +158,7 @@ impl Actor for NotificationActor {
         _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         let n = match message {
+            NotificationMessage::InjectPanic => panic!("injected fault in the notifications actor"),
             NotificationMessage::Deliver(n) => n,
             NotificationMessage::Publish(n) => {
                 // A notification that cannot be recorded is logged, never allowed to fail a
@@ -190,4 +194,10 @@ pub fn list(
         .collect::<Result<Vec<_>, _>>()?;
     all.reverse();
     Ok(all)
+}
+
+impl super::root::InjectPanic for NotificationMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
+    }
 }

@@ -13,13 +13,14 @@
 //! see [`Directory::call_in_saga`](super::directory::Directory::call_in_saga).) The actor talks
 //! to flights, payment, tickets and notifications only by messages.
 
+use super::CallError;
 use super::deadlines::Deadlines;
 use super::entity::Entity;
 use super::flight::{FlightCommand, FlightDirectory, FlightError, FlightReply};
 use super::notification::{Notification, NotificationKind, NotificationMessage};
 use super::payment::{PaymentCommand, PaymentMessage, PaymentReply};
+use super::root::Slot;
 use super::ticket::{TicketCommand, TicketDirectory};
-use super::{CallError, ask};
 use crate::domain::flight::Currency;
 use crate::domain::ids::{OrderId, TicketId};
 use crate::domain::order::{
@@ -184,9 +185,9 @@ pub struct OrderActor {
     /// To void tickets.
     pub tickets: TicketDirectory,
     /// The payment gateway.
-    pub payments: ActorRef<PaymentMessage>,
+    pub payments: Slot<PaymentMessage>,
     /// Where notifications go.
-    pub notifications: ActorRef<NotificationMessage>,
+    pub notifications: Slot<NotificationMessage>,
     /// Deadline of calls to the payment actor.
     pub call_timeout: Duration,
     /// Idle time before an order's actor passivates (the order stays on disk, its deadline
@@ -288,7 +289,7 @@ fn hold_failure(index: usize, flight: &str, e: FlightError) -> HoldFailure {
 impl OrderActor {
     fn notify(&self, order: &Order, kind: NotificationKind) {
         let n = Notification::new(order.user.clone(), kind, order.id.clone());
-        let _ = self.notifications.cast(NotificationMessage::Publish(n));
+        self.notifications.cast(NotificationMessage::Publish(n));
     }
 
     /// Makes `next` (with `extra`, and the notification of the change if any) durable, with
@@ -344,7 +345,7 @@ impl OrderActor {
     fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
         state.order = next;
         if let Some(n) = note {
-            let _ = self.notifications.cast(NotificationMessage::Deliver(n));
+            self.notifications.cast(NotificationMessage::Deliver(n));
         }
     }
 
@@ -585,11 +586,8 @@ impl OrderActor {
         let answer = step(
             &order.id,
             "charge",
-            ask(
-                &self.payments,
-                |p| PaymentMessage::Command(charge, p),
-                self.call_timeout,
-            ),
+            self.payments
+                .ask(|p| PaymentMessage::Command(charge, p), self.call_timeout),
         )
         .await;
         match answer {
@@ -712,11 +710,8 @@ impl OrderActor {
         let answer = step(
             &order.id,
             "refund",
-            ask(
-                &self.payments,
-                |p| PaymentMessage::Command(refund, p),
-                self.call_timeout,
-            ),
+            self.payments
+                .ask(|p| PaymentMessage::Command(refund, p), self.call_timeout),
         )
         .await;
         match answer {

@@ -76,12 +76,15 @@ pub enum PaymentMessage {
     Command(PaymentCommand, RpcReplyPort<PaymentReply>),
     /// The operation under way for this order finished.
     Done(OrderId),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
 impl ractor::Message for PaymentMessage {}
 
 /// The simulator.
+#[derive(Clone)]
 pub struct PaymentActor {
     /// Where charges are recorded.
     pub store: Store,
@@ -267,6 +270,7 @@ impl Actor for PaymentActor {
         state: &mut PaymentState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            PaymentMessage::InjectPanic => panic!("injected fault in the payments actor"),
             PaymentMessage::Command(cmd, reply) => {
                 let order = order_of(&cmd).clone();
                 match state.busy.get_mut(&order) {
@@ -288,5 +292,11 @@ impl Actor for PaymentActor {
             }
         }
         Ok(())
+    }
+}
+
+impl super::root::InjectPanic for PaymentMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
     }
 }

@@ -53,6 +53,8 @@ pub enum SearchIndexMessage {
     Upsert(FlightSummary),
     /// A flight's seat counts changed.
     Availability(FlightId, BTreeMap<Cabin, CabinAvailability>),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
@@ -64,6 +66,7 @@ impl ractor::Message for Listing {}
 /// The writer of the shared index. Each listing it changes also leaves through `listings`,
 /// for whoever keeps other read models up to date (the cluster, which sends them to the other
 /// nodes): the actors do not know who listens.
+#[derive(Clone)]
 pub struct SearchIndexActor {
     /// Where changed listings are published; `None` on a node that has nobody to tell (a
     /// node without a cluster), which then skips copying them.
@@ -90,6 +93,7 @@ impl Actor for SearchIndexActor {
         index: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let id = match message {
+            SearchIndexMessage::InjectPanic => panic!("injected fault in the search index actor"),
             SearchIndexMessage::Upsert(summary) => {
                 let id = summary.flight.id.clone();
                 index.upsert(&summary);
@@ -107,5 +111,11 @@ impl Actor for SearchIndexActor {
             }
         }
         Ok(())
+    }
+}
+
+impl super::root::InjectPanic for SearchIndexMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
     }
 }

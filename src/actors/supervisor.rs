@@ -56,10 +56,22 @@ pub struct EntitySupervisor<E: Entity> {
     pub quarantine: Quarantine,
 }
 
+impl<E: Entity> Clone for EntitySupervisor<E> {
+    fn clone(&self) -> Self {
+        Self {
+            template: self.template.clone(),
+            policy: self.policy,
+            quarantine: self.quarantine.clone(),
+        }
+    }
+}
+
 /// Requests to a supervisor.
 pub enum SupervisorMessage {
     /// How many children are running.
     ActiveCount(RpcReplyPort<usize>),
+    /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
+    InjectPanic,
 }
 
 // Local only: with ractor's `cluster` feature every message type opts in explicitly.
@@ -136,6 +148,9 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            SupervisorMessage::InjectPanic => {
+                panic!("injected fault in the entity supervisor actor")
+            }
             SupervisorMessage::ActiveCount(reply) => {
                 let _ = reply.send(state.active);
             }
@@ -165,5 +180,11 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl super::root::InjectPanic for SupervisorMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
     }
 }

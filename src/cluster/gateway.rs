@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, OnceLock};
 
 /// The gateway actor.
+#[derive(Clone)]
 pub struct GatewayActor {
     /// Membership.
     pub cluster: Cluster,
@@ -46,6 +47,7 @@ impl Actor for GatewayActor {
             return Ok(());
         };
         match message {
+            GatewayMessage::InjectPanic => panic!("injected fault in the gateway actor"),
             GatewayMessage::Call(bytes, reply) => {
                 let cluster = self.cluster.clone();
                 tokio::spawn(async move {

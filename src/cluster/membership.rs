@@ -173,13 +173,31 @@ async fn join(cluster: Cluster) {
 /// Sends the listings this node's search index publishes (its flights' changes) to every
 /// peer. Subscribed to the search index actor's output port, so the actors never name the
 /// cluster.
+#[derive(Clone)]
 pub struct IndexPublisher {
     /// Membership (who the peers are).
     pub cluster: Cluster,
 }
 
+/// What the index publisher handles.
+pub enum PublisherMessage {
+    /// A listing this node changed.
+    Publish(crate::domain::search::Listing),
+    /// Fault injection for supervision tests: panics inside the actor.
+    InjectPanic,
+}
+
+// Local only: with ractor's `cluster` feature every message type opts in explicitly.
+impl ractor::Message for PublisherMessage {}
+
+impl crate::actors::root::InjectPanic for PublisherMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
+    }
+}
+
 impl ractor::Actor for IndexPublisher {
-    type Msg = crate::domain::search::Listing;
+    type Msg = PublisherMessage;
     type State = ();
     type Arguments = ();
 
@@ -194,10 +212,15 @@ impl ractor::Actor for IndexPublisher {
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
-        listing: Self::Msg,
+        message: Self::Msg,
         _: &mut (),
     ) -> Result<(), ractor::ActorProcessingErr> {
-        broadcast(&self.cluster, &Cast::Index(vec![listing]));
+        match message {
+            PublisherMessage::Publish(listing) => {
+                broadcast(&self.cluster, &Cast::Index(vec![listing]));
+            }
+            PublisherMessage::InjectPanic => panic!("injected fault in the index publisher"),
+        }
         Ok(())
     }
 }

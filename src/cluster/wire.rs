@@ -17,6 +17,15 @@ pub enum GatewayMessage {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// A one-way message ([`Cast`]).
     Cast(Vec<u8>),
+    /// Fault injection for supervision tests: panics inside the gateway (sent by this node's
+    /// root supervisor; peers share the cluster cookie and are trusted as much).
+    InjectPanic,
+}
+
+impl crate::actors::root::InjectPanic for GatewayMessage {
+    fn inject_panic() -> Self {
+        Self::InjectPanic
+    }
 }
 
 /// A request from one node to another.

@@ -6,6 +6,8 @@
 use crate::actors::CallError;
 use crate::actors::accounts::AccountError;
 use crate::actors::catalog::CatalogError;
+use crate::actors::flight::FlightError;
+use crate::actors::order::OrderError;
 use crate::domain::ValidationError;
 use crate::persistence::StoreError;
 use serde::Serialize;
@@ -127,14 +129,56 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        let conflict = |code: &'static str, message: String| ApiError::Conflict { code, message };
+        match e {
+            OrderError::SeatsUnavailable(m) => conflict("seats_unavailable", m),
+            OrderError::HoldLimit(m) => conflict("hold_limit_exceeded", m),
+            OrderError::NotPayable(m) => conflict("order_not_payable", m),
+            OrderError::NotCancellable(m) => conflict("order_not_cancellable", m),
+            OrderError::Invalid(m) => ApiError::InvalidRequest(m),
+            OrderError::PaymentDeclined(m) => ApiError::PaymentDeclined(m),
+            OrderError::PaymentTimeout => ApiError::PaymentTimeout,
+            OrderError::Unavailable(m) => ApiError::Unavailable(m),
+            OrderError::Storage(cause) => storage_failed(&cause),
+            OrderError::NotFound => ApiError::NotFound,
+            OrderError::KeyReused => ApiError::KeyReused,
+            // Resolved inside `Orders`; reaching here would be a bug.
+            e @ OrderError::PlacedAs(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<FlightError> for ApiError {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::Unavailable(why) => ApiError::Unavailable(why),
+            FlightError::Storage(cause) => storage_failed(&cause),
+            FlightError::Hold(_) | FlightError::Confirm(_) | FlightError::NotScheduled(_) => {
+                ApiError::Conflict {
+                    code: "seats_unavailable",
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// A storage failure reported as text by an actor: logged with its cause; the client gets
+/// 503 and a generic message.
+fn storage_failed(cause: &str) -> ApiError {
+    tracing::error!(cause = %cause, "storage failure");
+    ApiError::Unavailable("storage is unavailable; retry".into())
+}
+
 /// A storage failure: logged with its cause; the client gets 503 and a generic message. A write
 /// refused by the cluster's fence is no fault: the client learns why (and may retry).
 fn storage_unavailable(cause: StoreError) -> ApiError {
     if let StoreError::Fenced { .. } = cause {
         return ApiError::Unavailable(cause.to_string());
     }
-    tracing::error!(cause = %cause, "storage failure");
-    ApiError::Unavailable("storage is unavailable; retry".into())
+    storage_failed(&cause.to_string())
 }
 
 impl ApiError {

@@ -4,7 +4,7 @@
 use super::auth::with_role;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::flight::{FlightCommand, FlightError, FlightReply};
+use crate::actors::flight::{FlightCommand, FlightReply};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Cabin;
 use crate::domain::airport::AirportCode;
@@ -283,20 +283,7 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
 
 async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightReply, ApiError> {
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
-    match ctx.directory.call(&id, cmd).await? {
-        Ok(reply) => Ok(reply),
-        Err(FlightError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
-        Err(FlightError::Storage(e)) => {
-            tracing::error!(error = %e, "flight storage failed");
-            Err(ApiError::Unavailable(
-                "storage is unavailable; retry".into(),
-            ))
-        }
-        Err(e) => Err(ApiError::Conflict {
-            code: "seats_unavailable",
-            message: e.to_string(),
-        }),
-    }
+    Ok(ctx.directory.call(&id, cmd).await??)
 }
 
 /// One flight with live seat counts (from its actor).

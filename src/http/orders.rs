@@ -5,7 +5,7 @@ use super::auth::caller;
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::notification::NotificationKind;
-use crate::actors::order::{OrderCommand, OrderError};
+use crate::actors::order::OrderCommand;
 use crate::actors::orders::{PayOrder, PlaceOrder};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
@@ -139,27 +139,6 @@ pub struct NotificationView {
 #[derive(Serialize, ToSchema)]
 pub struct NotificationList {
     notifications: Vec<NotificationView>,
-}
-
-impl From<OrderError> for ApiError {
-    fn from(e: OrderError) -> Self {
-        let conflict = |code: &'static str, message: String| ApiError::Conflict { code, message };
-        match e {
-            OrderError::SeatsUnavailable(m) => conflict("seats_unavailable", m),
-            OrderError::HoldLimit(m) => conflict("hold_limit_exceeded", m),
-            OrderError::NotPayable(m) => conflict("order_not_payable", m),
-            OrderError::NotCancellable(m) => conflict("order_not_cancellable", m),
-            OrderError::Invalid(m) => ApiError::InvalidRequest(m),
-            OrderError::PaymentDeclined(m) => ApiError::PaymentDeclined(m),
-            OrderError::PaymentTimeout => ApiError::PaymentTimeout,
-            OrderError::Unavailable(m) => ApiError::Unavailable(m),
-            OrderError::Storage(_) => ApiError::Unavailable("storage is unavailable; retry".into()),
-            OrderError::NotFound => ApiError::NotFound,
-            OrderError::KeyReused => ApiError::KeyReused,
-            // Resolved inside `Orders`; reaching here would be a bug.
-            e @ OrderError::PlacedAs(_) => ApiError::Internal(e.to_string()),
-        }
-    }
 }
 
 async fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {

@@ -38,7 +38,6 @@ pub mod entity;
 pub mod flight;
 pub mod notification;
 pub mod order;
-pub mod orders;
 pub mod payment;
 pub mod request;
 pub mod root;

@@ -20,7 +20,7 @@ mod telemetry;
 use crate::actors::accounts::Accounts;
 use crate::actors::catalog::Catalog;
 use crate::actors::flight::FlightDirectory;
-use crate::actors::orders::Orders;
+use crate::actors::order::desk::Orders;
 use crate::actors::search_index::SharedIndex;
 use crate::actors::services::Services;
 use crate::actors::ticket::TicketDirectory;

@@ -11,7 +11,7 @@ use crate::actors::entity::Entity;
 use crate::actors::flight::{self, FlightActor};
 use crate::actors::notification::NotificationActor;
 use crate::actors::order::OrderActor;
-use crate::actors::orders::Orders;
+use crate::actors::order::desk::Orders;
 use crate::actors::payment::PaymentActor;
 use crate::actors::root::{RootMessage, RootSupervisor, supervise};
 use crate::actors::router::{Alone, RouterRef};

@@ -10,7 +10,7 @@ use super::catalog::{AdmitFlight, CreateAircraft, CreateAirport, ListAirports, P
 use super::entity::EntityCall;
 use super::flight::FlightActor;
 use super::order::OrderActor;
-use super::orders::{
+use super::order::desk::{
     AllOrders, GetOrder, GetTicket, NotificationsOf, OrdersOf, PayOrder, PlaceOrder, TicketsOf,
 };
 use super::router::Operation;

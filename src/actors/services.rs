@@ -8,7 +8,7 @@ use super::accounts::Accounts;
 use super::catalog::Catalog;
 use super::flight::{self, FlightCommand, FlightDirectory};
 use super::order::OrderCommand;
-use super::orders::Orders;
+use super::order::desk::Orders;
 use super::router::Operation;
 use super::search_index::SharedIndex;
 use super::ticket::TicketDirectory;

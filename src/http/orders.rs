@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::notification::NotificationKind;
 use crate::actors::order::OrderCommand;
-use crate::actors::orders::{PayOrder, PlaceOrder};
+use crate::actors::order::desk::{PayOrder, PlaceOrder};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::ids::{FlightId, OrderId, TicketId};

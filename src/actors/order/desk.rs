@@ -1,12 +1,13 @@
-//! [`Orders`]: what the HTTP layer uses to place, find and list orders. Placing an order
+//! The order desk, [`Orders`]: what the HTTP layer uses to place, pay, find and list orders.
+//! Not an actor: it starts order actors and asks them, and serves the order-side reads. Placing an order
 //! starts its actor with the new order, which writes it and runs the saga.
 
-use super::CallError;
-use super::deadlines::Deadlines;
-use super::notification::{self, Notification};
-use super::order::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
-use super::router::{RouterRef, operation};
-use super::sold_out::SoldOut;
+use super::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
+use crate::actors::CallError;
+use crate::actors::deadlines::Deadlines;
+use crate::actors::notification::{self, Notification};
+use crate::actors::router::{RouterRef, operation};
+use crate::actors::sold_out::SoldOut;
 use crate::domain::ids::TicketId;
 use crate::domain::ids::{FlightId, OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};

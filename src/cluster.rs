@@ -27,26 +27,28 @@
 //! * A node without `[cluster]` keeps a cluster of one (its view, its store fence) but routes
 //!   with [`Alone`](crate::actors::router::Alone): it owns every tag.
 
+mod fencing;
 pub mod gateway;
 pub mod handoff;
 pub mod membership;
+mod peers;
 pub mod placement;
+mod routing;
 pub mod view;
 pub mod wire;
 
-use crate::actors::CallError;
-use crate::actors::router::{Location, Router, Serving};
-use crate::persistence::{Fence, Store, StoreError, WriteBatch};
-use futures::future::BoxFuture;
-use placement::tag_of_key;
+use crate::persistence::{Store, StoreError, WriteBatch};
+use fencing::Fencing;
+use peers::Peer;
 use ractor::ActorRef;
-use serde::Serialize;
+pub(crate) use routing::done;
+pub use routing::{InFlight, Route};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 pub use view::View;
-use wire::{Answer, Call, CallBody, GatewayMessage, Request, decode, encode};
+use wire::GatewayMessage;
 
 /// Where the node keeps its view of the cluster.
 const VIEW_KEY: &str = "cluster/view";
@@ -69,30 +71,6 @@ pub struct Timing {
     pub down_after: Duration,
     /// Deadline of one node-to-node call.
     pub call_timeout: Duration,
-}
-
-/// Where a request for a placement tag goes.
-pub enum Route {
-    /// This node owns the tag and may serve it.
-    Local(InFlight),
-    /// Another node owns it and is reachable.
-    Remote {
-        /// The owner.
-        node: String,
-        /// Its gateway.
-        gateway: ActorRef<GatewayMessage>,
-    },
-    /// Nobody can serve it right now (why).
-    Unavailable(String),
-}
-
-/// What a node knows about a peer.
-#[derive(Debug, Clone)]
-struct Peer {
-    addr: String,
-    last_heard: Instant,
-    /// The epoch of the view in its last heartbeat.
-    epoch: u64,
 }
 
 /// Mutable membership state.
@@ -222,146 +200,6 @@ impl Cluster {
         self.read().view.clone()
     }
 
-    /// The epoch under which this node may write `key` now, or why it may not (the store's
-    /// fence): only the owner of the key's tag under the adopted view, while it reaches a
-    /// majority at that epoch, and not while the tag is being handed over.
-    pub fn admit(&self, key: &str) -> Result<u64, String> {
-        let state = self.read();
-        let epoch = state.view.epoch;
-        // A cluster of one owns every record and never changes its view.
-        if !self.inner.clustered {
-            return Ok(epoch);
-        }
-        let Some(tag) = tag_of_key(key) else {
-            return Ok(epoch);
-        };
-        match state.view.owner(&tag) {
-            Some(owner) if owner == self.inner.node => {}
-            Some(owner) => return Err(format!("node {owner} owns it at epoch {epoch}")),
-            None => return Err("this node has not joined a cluster yet".into()),
-        }
-        if state.sealed
-            && let Some(next) = &state.moving
-            && next.owner(&tag) != Some(self.inner.node.as_str())
-        {
-            return Err("it is being handed over to another node".into());
-        }
-        if !self.quorum(&state) {
-            return Err(format!(
-                "this node does not reach a majority of the cluster at epoch {epoch}"
-            ));
-        }
-        Ok(epoch)
-    }
-
-    /// Whether this node is a member and reaches a majority (what `/readyz` reports).
-    pub fn serving(&self) -> bool {
-        let state = self.read();
-        state.view.contains(&self.inner.node) && self.quorum(&state)
-    }
-
-    /// Whether another node owns `tag` under the adopted view.
-    pub fn is_remote(&self, tag: &str) -> bool {
-        self.inner.clustered
-            && self
-                .read()
-                .view
-                .owner(tag)
-                .is_some_and(|owner| owner != self.inner.node)
-    }
-
-    /// Where a request for `tag` goes.
-    pub fn route(&self, tag: &str) -> Route {
-        let state = self.read();
-        let Some(owner) = state.view.owner(tag) else {
-            return Route::Unavailable("this node has not joined a cluster yet".into());
-        };
-        if let Some(next) = &state.moving
-            && next.owner(tag) != Some(owner)
-        {
-            return Route::Unavailable("moving to another node; retry shortly".into());
-        }
-        if owner == self.inner.node {
-            if !self.quorum(&state) {
-                return Route::Unavailable(
-                    "this node is cut off from the majority of the cluster".into(),
-                );
-            }
-            return Route::Local(InFlight::start(&self.inner, tag));
-        }
-        let owner = owner.to_owned();
-        drop(state);
-        match self.peer_gateway(&owner) {
-            Some(gateway) => Route::Remote {
-                node: owner,
-                gateway,
-            },
-            None => Route::Unavailable(format!("node {owner} is unreachable")),
-        }
-    }
-
-    /// Sends `body` to `node`'s gateway and returns the encoded reply (a `NotOwner` answer is a
-    /// 503: the retry routes by the newer view, which the next heartbeat brings).
-    pub async fn call(
-        &self,
-        node: &str,
-        gateway: &ActorRef<GatewayMessage>,
-        body: CallBody,
-    ) -> Result<Vec<u8>, CallError> {
-        let started = Instant::now();
-        let call = Call {
-            from: self.inner.node.clone(),
-            epoch: self.epoch(),
-            body,
-        };
-        let bytes = encode(&call).map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let answer = crate::actors::ask(
-            gateway,
-            |port| GatewayMessage::Call(bytes, port),
-            self.inner.timing.call_timeout,
-        )
-        .await;
-        let outcome = match &answer {
-            Ok(_) => "ok",
-            Err(CallError::Timeout) => "timeout",
-            Err(_) => "unreachable",
-        };
-        metrics::counter!("contrail_cluster_forwards_total", "result" => outcome).increment(1);
-        metrics::histogram!("contrail_cluster_remote_call_seconds")
-            .record(started.elapsed().as_secs_f64());
-        let answer = answer.map_err(|e| match e {
-            CallError::Timeout => CallError::Timeout,
-            _ => CallError::Unavailable(format!("node {node} is unreachable")),
-        })?;
-        match decode::<Answer>(&answer) {
-            Ok(Answer::Done(reply)) => Ok(reply),
-            // The newer view arrives with the next heartbeat (adopting it here would skip the
-            // handoff's settling of the local store).
-            Ok(Answer::NotOwner(_)) => Err(CallError::Unavailable(
-                "ownership changed; retry shortly".into(),
-            )),
-            Ok(Answer::Unavailable(why)) => Err(CallError::Unavailable(why)),
-            Err(e) => Err(CallError::Unavailable(format!("node {node}: {e}"))),
-        }
-    }
-
-    /// Sends `body` to every other member and collects their encoded answers. Fails if any
-    /// member does not answer: a partial answer would look complete.
-    pub async fn gather(&self, body: impl Fn() -> CallBody) -> Result<Vec<Vec<u8>>, CallError> {
-        let view = self.view();
-        let mut answers = Vec::with_capacity(view.members.len());
-        for node in view.members.keys() {
-            if *node == self.inner.node {
-                continue;
-            }
-            let gateway = self
-                .peer_gateway(node)
-                .ok_or_else(|| CallError::Unavailable(format!("node {node} is unreachable")))?;
-            answers.push(self.call(node, &gateway, body()).await?);
-        }
-        Ok(answers)
-    }
-
     /// Adopts `view` if it is newer than the adopted one (and persists it). Only through
     /// `handoff::apply`, which settles the local store to the new view.
     pub(crate) fn adopt(&self, view: View) -> bool {
@@ -456,162 +294,6 @@ impl Cluster {
         map.keys().any(|tag| current.moves(next, tag))
     }
 
-    /// Records that `node` (at `addr`, with a view at `epoch`) was heard from now.
-    pub fn heard(&self, node: &str, addr: &str, epoch: u64) {
-        if node == self.inner.node {
-            return;
-        }
-        let mut state = self.write();
-        if state.blocks(node) {
-            return;
-        }
-        let was_up = state
-            .peers
-            .get(node)
-            .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after);
-        if !was_up {
-            tracing::info!(peer = node, addr, "peer is up");
-        }
-        state.peers.insert(
-            node.to_owned(),
-            Peer {
-                addr: addr.to_owned(),
-                last_heard: Instant::now(),
-                epoch,
-            },
-        );
-    }
-
-    /// Whether `node` is this node or a peer heard from recently.
-    pub fn is_up(&self, node: &str) -> bool {
-        node == self.inner.node || self.peer_up(&self.read(), node)
-    }
-
-    fn peer_up(&self, state: &State, node: &str) -> bool {
-        !state.blocks(node)
-            && state
-                .peers
-                .get(node)
-                .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after)
-    }
-
-    /// Whether the members this node reaches at its own epoch (itself included) are a
-    /// majority of its view. A member heard at another epoch does not count: a node behind
-    /// the cluster (one that missed a change) must not serve, and while a change commits, the
-    /// majorities of the old and the new view cannot both be formed (they share a member,
-    /// which is at one epoch or the other).
-    fn quorum(&self, state: &State) -> bool {
-        let epoch = state.view.epoch;
-        let up = state
-            .view
-            .members
-            .keys()
-            .filter(|m| {
-                **m == self.inner.node
-                    || (self.peer_up(state, m)
-                        && state.peers.get(*m).is_some_and(|p| p.epoch == epoch))
-            })
-            .count();
-        up >= state.view.majority()
-    }
-
-    /// The gateway of a peer that is up.
-    pub fn peer_gateway(&self, node: &str) -> Option<ActorRef<GatewayMessage>> {
-        if node == self.inner.node {
-            return self
-                .inner
-                .gateway
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-        }
-        if !self.peer_up(&self.read(), node) {
-            return None;
-        }
-        ractor::pg::get_members(&gateway_group(node))
-            .into_iter()
-            .next()
-            .map(ActorRef::from)
-    }
-
-    /// Addresses to keep connections to: seeds and members, without peers that are up.
-    pub fn addresses_to_connect(&self, seeds: &[String]) -> Vec<String> {
-        let state = self.read();
-        let connected: BTreeSet<&str> = state
-            .peers
-            .iter()
-            .filter(|(node, _)| self.peer_up(&state, node))
-            .map(|(_, p)| p.addr.as_str())
-            .collect();
-        let mut out: Vec<String> = state
-            .view
-            .members
-            .iter()
-            .filter(|(node, _)| **node != self.inner.node)
-            .map(|(_, addr)| addr.clone())
-            .chain(seeds.iter().cloned())
-            .filter(|addr| *addr != self.inner.addr && !connected.contains(addr.as_str()))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// Drops (or restores) all traffic with `peers` (fault injection for partition tests).
-    pub fn set_blocked(&self, peers: BTreeSet<String>, duration: Duration) {
-        let mut state = self.write();
-        for peer in &peers {
-            state.peers.remove(peer);
-        }
-        tracing::warn!(
-            ?peers,
-            "fault injection: traffic with these peers is dropped"
-        );
-        state.blocked = peers;
-        state.blocked_until = Some(Instant::now() + duration);
-    }
-
-    /// Peers whose traffic is dropped.
-    pub fn blocked(&self) -> BTreeSet<String> {
-        let state = self.read();
-        state
-            .blocked
-            .iter()
-            .filter(|n| state.blocks(n))
-            .cloned()
-            .collect()
-    }
-
-    /// Whether traffic with `node` is dropped.
-    pub fn blocks(&self, node: &str) -> bool {
-        self.read().blocks(node)
-    }
-
-    /// Members with their status, for the operator's view.
-    pub fn members(&self) -> Vec<(String, String, bool)> {
-        let state = self.read();
-        state
-            .view
-            .members
-            .iter()
-            .map(|(node, addr)| {
-                let up = *node == self.inner.node || self.peer_up(&state, node);
-                (node.clone(), addr.clone(), up)
-            })
-            .collect()
-    }
-
-    /// Peers heard from recently (members or not), for heartbeats and metrics.
-    pub fn peers_up(&self) -> Vec<String> {
-        let state = self.read();
-        state
-            .peers
-            .keys()
-            .filter(|node| self.peer_up(&state, node))
-            .cloned()
-            .collect()
-    }
-
     pub(crate) fn set_gateway(&self, gateway: ActorRef<GatewayMessage>) {
         *self
             .inner
@@ -636,104 +318,6 @@ impl Cluster {
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// The store's fence: the cluster's [`Cluster::admit`], held weakly (a store outliving its
-/// cluster belongs to a node that is shutting down, and writes nothing more).
-struct Fencing(Weak<Inner>);
-
-impl Fence for Fencing {
-    fn admit(&self, key: &str) -> Result<u64, String> {
-        match self.0.upgrade() {
-            Some(inner) => Cluster { inner }.admit(key),
-            None => Err("the node is shutting down".into()),
-        }
-    }
-}
-
-/// Encodes a served reply.
-pub(crate) fn done<T: Serialize>(value: &T) -> Answer {
-    match encode(value) {
-        Ok(bytes) => Answer::Done(bytes),
-        Err(e) => Answer::Unavailable(e.to_string()),
-    }
-}
-
-/// Marks a locally served request for a tag as in progress until dropped, so a membership
-/// change can wait for the requests on the tags it moves. A cluster of one never changes
-/// membership, so its requests skip the bookkeeping.
-pub struct InFlight(Option<(Arc<Inner>, String)>);
-
-impl InFlight {
-    fn start(inner: &Arc<Inner>, tag: &str) -> Self {
-        if !inner.clustered {
-            return Self(None);
-        }
-        let mut map = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry(tag.to_owned()).or_default() += 1;
-        Self(Some((inner.clone(), tag.to_owned())))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some((inner, tag)) = &self.0 else { return };
-        let mut map = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = map.get_mut(tag) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(tag);
-            }
-        }
-    }
-}
-
-/// The cluster as the actors' router: a tag is served by its owner under the adopted view.
-impl Router for Cluster {
-    fn owns(&self, tag: &str) -> bool {
-        !self.inner.clustered || self.read().view.owner(tag) == Some(self.inner.node.as_str())
-    }
-
-    fn route(&self, tag: &str) -> Location {
-        match Cluster::route(self, tag) {
-            Route::Local(in_flight) => Location::Here(Serving::tracked(in_flight)),
-            Route::Remote { .. } => Location::Elsewhere,
-            Route::Unavailable(why) => Location::Unavailable(why),
-        }
-    }
-
-    fn forward(
-        &self,
-        tag: &str,
-        request: Request,
-    ) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
-        let cluster = self.clone();
-        let tag = tag.to_owned();
-        Box::pin(async move {
-            match Cluster::route(&cluster, &tag) {
-                Route::Remote { node, gateway } => {
-                    let body = CallBody::Serve { tag, request };
-                    cluster.call(&node, &gateway, body).await
-                }
-                // The owner changed since the request was routed; the retry routes afresh.
-                Route::Local(_) => Err(CallError::Unavailable(
-                    "ownership changed; retry shortly".into(),
-                )),
-                Route::Unavailable(why) => Err(CallError::Unavailable(why)),
-            }
-        })
-    }
-
-    fn gather(&self, request: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>> {
-        let cluster = self.clone();
-        Box::pin(async move { cluster.gather(|| CallBody::Gather(request.clone())).await })
     }
 }
 

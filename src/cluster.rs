@@ -2,7 +2,7 @@
 //! (which gives authenticated node connections, process groups and remote calls, and nothing
 //! more).
 //!
-//! The cluster is the actors' [`Router`] on a clustered node:
+//! The cluster is the actors' [`Router`](crate::actors::router::Router) on a clustered node:
 //!
 //! ```text
 //! HTTP handler ─► facade (Directory, Orders, Accounts, Catalog)
@@ -19,7 +19,7 @@
 //!   is unreachable keeps its tags (they answer 503) until it returns.
 //! * A forwarded request carries the sender's epoch; the owner refuses work routed by another
 //!   epoch, so no node acts on a stale view.
-//! * The store is fenced by the view ([`Fencing`]): every record is stamped with the epoch
+//! * The store is fenced by the view (`fencing`): every record is stamped with the epoch
 //!   under which its owner wrote it, and a write is applied only by the tag's owner under the
 //!   current view, while it reaches a majority of members *at its epoch*, and never over a
 //!   record stamped with a later epoch. A node that missed a change therefore cannot write,

@@ -1,7 +1,7 @@
 //! Builds and runs one node: storage, recovery, actors, HTTP. The binary and every
 //! integration test start Contrail through [`start`], which runs a few named steps:
-//! [`open_storage`], [`open_cluster`], [`start_actors`] (under one root supervisor), recovery,
-//! and [`serve_http`].
+//! `open_storage`, `open_cluster`, `start_actors` (under one root supervisor), recovery,
+//! and `serve_http`.
 
 use crate::actors::accounts::{Accounts, AccountsActor};
 use crate::actors::catalog::{Catalog, CatalogActor};

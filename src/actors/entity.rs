@@ -1,6 +1,6 @@
 //! What makes an actor an *entity*: one live instance per id (ractor's name registry admits one
 //! actor per name), activated from disk on demand, supervised, passivated when idle. Flights,
-//! orders and tickets share this shape, and the same [`Directory`](super::directory::Directory)
+//! orders and tickets share this shape, and the same [`Directory`]
 //! and [`EntitySupervisor`](super::supervisor::EntitySupervisor) serve them all.
 
 use super::CallError;

@@ -457,7 +457,7 @@ impl Entity for FlightActor {
         id
     }
 
-    /// A flight answers as soon as its change is committed (see [`FlightActor::commit`]).
+    /// A flight answers as soon as its change is committed (see `FlightActor::commit`).
     fn answers_before_durable(command: &FlightCommand) -> bool {
         !matches!(command, FlightCommand::Get | FlightCommand::Seats)
     }

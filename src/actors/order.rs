@@ -148,7 +148,7 @@ impl Entity for OrderActor {
         OrderStart::Load(id)
     }
 
-    /// An order makes its changes durable before it reports success (see [`OrderActor::save`]).
+    /// An order makes its changes durable before it reports success (see `OrderActor::save`).
     fn answers_before_durable(_: &OrderCommand) -> bool {
         false
     }

@@ -3,7 +3,7 @@
 //! Why one enum: a request that may travel to another node needs a wire form, and the node
 //! that receives it needs one place that turns the wire form back into its typed handler
 //! ([`Request::serve`]). Each variant wraps one [`Operation`] defined beside its handler; the
-//! [`requests!`] list below generates the enum, its `From` conversions and the dispatch.
+//! `requests!` list below generates the enum, its `From` conversions and the dispatch.
 
 use super::accounts::{CreateUser, GetUser, SetRoles, UserByEmail};
 use super::catalog::{AdmitFlight, CreateAircraft, CreateAirport, ListAirports, PlanFlight};

@@ -1,4 +1,8 @@
 //! TicketActor: owns one issued ticket's lifecycle (issued → void).
+//!
+//! A ticket is an entity of its own, not a field of its order: it outlives the saga that
+//! issued it (a traveller shows it, an airline voids it when the flight is cancelled), and its
+//! single writer keeps a void and a concurrent read from disagreeing.
 
 use super::entity::Entity;
 use crate::domain::ids::TicketId;

@@ -13,7 +13,7 @@
 //!
 //! A node that misses the commit adopts the new view from the next heartbeat of one that has
 //! it; until then it reaches no majority at its old epoch, so it cannot write. The coordinator
-//! commits itself first, so a node whose prepare has waited [`PREPARED_FOR`] can ask it what
+//! commits itself first, so a node whose prepare has waited `PREPARED_FOR` can ask it what
 //! became of the change (`Resolve`): still running (wait), committed (adopt its view), or
 //! neither — it runs no change and has not adopted the view, so nobody has — and only then is
 //! the prepare given up. An unreachable coordinator is asked again later: the tags stay frozen

@@ -13,7 +13,7 @@ use warp::{Filter, Rejection};
 /// Body of `POST /api/v1/auth/signup`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignupRequest {
+pub(super) struct SignupRequest {
     email: String,
     /// At least 8 characters.
     password: String,
@@ -23,7 +23,7 @@ pub struct SignupRequest {
 /// Body of `POST /api/v1/auth/signin`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SigninRequest {
+pub(super) struct SigninRequest {
     email: String,
     password: String,
 }
@@ -31,13 +31,13 @@ pub struct SigninRequest {
 /// Body of `PUT /api/v1/users/{id}/roles`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RolesRequest {
+pub(super) struct RolesRequest {
     roles: Vec<Role>,
 }
 
 /// A user as the API shows it (never the password hash).
 #[derive(Serialize, ToSchema)]
-pub struct UserView {
+pub(super) struct UserView {
     id: String,
     email: String,
     name: String,
@@ -57,13 +57,13 @@ impl From<&User> for UserView {
 
 /// A signed-in session.
 #[derive(Serialize, ToSchema)]
-pub struct TokenView {
+pub(super) struct TokenView {
     token: String,
     token_type: &'static str,
     expires_in: u64,
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let signup = warp::path!("api" / "v1" / "auth" / "signup")
         .and(warp::post())
         .and(with(ctx.clone()))

@@ -13,7 +13,7 @@ use warp::{Filter, Rejection};
 /// One cabin of a new aircraft.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CabinRequest {
+pub(super) struct CabinRequest {
     cabin: Cabin,
     /// `[first_row, last_row]`, inclusive.
     rows: [u16; 2],
@@ -24,21 +24,21 @@ pub struct CabinRequest {
 /// Body of `POST /api/v1/aircraft`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AircraftRequest {
+pub(super) struct AircraftRequest {
     model: String,
     cabins: Vec<CabinRequest>,
 }
 
 /// An aircraft type.
 #[derive(Serialize, ToSchema)]
-pub struct AircraftView {
+pub(super) struct AircraftView {
     id: String,
     model: String,
     capacity: usize,
     cabins: Vec<CabinRequest>,
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "aircraft")
         .and(warp::post())
         .and(with_role(ctx.clone(), Role::Airline))

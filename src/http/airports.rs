@@ -13,7 +13,7 @@ use warp::{Filter, Rejection};
 /// Body of `POST /api/v1/airports`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AirportRequest {
+pub(super) struct AirportRequest {
     /// Three uppercase letters (IATA).
     code: String,
     name: String,
@@ -23,7 +23,7 @@ pub struct AirportRequest {
 
 /// An airport.
 #[derive(Serialize, ToSchema)]
-pub struct AirportView {
+pub(super) struct AirportView {
     code: String,
     name: String,
     city: String,
@@ -43,11 +43,11 @@ impl From<&Airport> for AirportView {
 
 /// `{"airports": [...]}`
 #[derive(Serialize, ToSchema)]
-pub struct AirportList {
+pub(super) struct AirportList {
     airports: Vec<AirportView>,
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let create = warp::path!("api" / "v1" / "airports")
         .and(warp::post())
         .and(with_role(ctx.clone(), Role::Airline))

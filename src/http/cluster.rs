@@ -16,7 +16,7 @@ use warp::{Filter, Rejection};
 
 /// One cluster member.
 #[derive(Serialize, ToSchema)]
-pub struct MemberView {
+pub(super) struct MemberView {
     node_id: String,
     addr: String,
     /// `up` or `down` as seen from the answering node.
@@ -29,7 +29,7 @@ pub struct MemberView {
 
 /// The operator's view of the cluster.
 #[derive(Serialize, ToSchema)]
-pub struct ClusterView {
+pub(super) struct ClusterView {
     node_id: String,
     epoch: u64,
     /// Whether the answering node is a member and reaches a majority.
@@ -40,7 +40,7 @@ pub struct ClusterView {
 /// `{"node_id": "node-b"}`
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DrainRequest {
+pub(super) struct DrainRequest {
     node_id: String,
 }
 
@@ -48,7 +48,7 @@ pub struct DrainRequest {
 /// for how long (at most a minute; the fault heals by itself).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FaultRequest {
+pub(super) struct FaultRequest {
     blocked: BTreeSet<String>,
     for_ms: u64,
 }
@@ -56,7 +56,7 @@ pub struct FaultRequest {
 /// The longest fault that can be injected.
 const MAX_FAULT_MS: u64 = 60_000;
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let view = warp::path!("api" / "v1" / "cluster")
         .and(warp::get())
         .and(with_role(ctx.clone(), Role::Admin))

@@ -27,7 +27,7 @@ const MAX_PASSENGERS: u16 = 50;
 /// Body of `POST /api/v1/flights`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FlightRequest {
+pub(super) struct FlightRequest {
     /// e.g. `AI101`.
     flight_number: String,
     aircraft_id: String,
@@ -45,14 +45,14 @@ pub struct FlightRequest {
 
 /// Seats of one cabin.
 #[derive(Serialize, ToSchema)]
-pub struct AvailabilityView {
+pub(super) struct AvailabilityView {
     total: u32,
     available: u32,
 }
 
 /// A flight with its seat counts.
 #[derive(Serialize, ToSchema)]
-pub struct FlightView {
+pub(super) struct FlightView {
     id: String,
     flight_number: String,
     aircraft_id: String,
@@ -108,7 +108,7 @@ impl FlightView {
 
 /// A page of search results.
 #[derive(Serialize, ToSchema)]
-pub struct FlightPage {
+pub(super) struct FlightPage {
     flights: Vec<FlightView>,
     /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
@@ -116,7 +116,7 @@ pub struct FlightPage {
 
 /// One seat.
 #[derive(Serialize, ToSchema)]
-pub struct SeatView {
+pub(super) struct SeatView {
     seat: String,
     cabin: Cabin,
     /// `available`, `held` or `sold`.
@@ -125,11 +125,11 @@ pub struct SeatView {
 
 /// `{"seats": [...]}`
 #[derive(Serialize, ToSchema)]
-pub struct SeatList {
+pub(super) struct SeatList {
     seats: Vec<SeatView>,
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let create = warp::path!("api" / "v1" / "flights")
         .and(warp::post())
         .and(with_role(ctx.clone(), Role::Airline))

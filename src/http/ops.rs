@@ -11,11 +11,11 @@ use warp::{Filter, Rejection, Reply};
 
 /// `{"status": "ok"}`
 #[derive(Serialize, ToSchema)]
-pub struct Status {
+pub(super) struct Status {
     status: &'static str,
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &Status { status: "ok" }));

@@ -22,7 +22,7 @@ use warp::{Filter, Rejection};
 /// One flight of a new order: either `seats`, or `cabin` and `count`.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SegmentRequest {
+pub(super) struct SegmentRequest {
     flight_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seats: Option<Vec<String>>,
@@ -35,14 +35,14 @@ pub struct SegmentRequest {
 /// A passenger of a new order.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PassengerRequest {
+pub(super) struct PassengerRequest {
     name: String,
 }
 
 /// Body of `POST /api/v1/orders`.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderRequest {
+pub(super) struct OrderRequest {
     segments: Vec<SegmentRequest>,
     passengers: Vec<PassengerRequest>,
 }
@@ -50,14 +50,14 @@ pub struct OrderRequest {
 /// Body of `POST /api/v1/orders/{id}/pay`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PayRequest {
+pub(super) struct PayRequest {
     /// `tok_visa`, `tok_declined` or `tok_timeout` with the built-in simulator.
     payment_token: String,
 }
 
 /// One flight of an order.
 #[derive(Serialize, ToSchema)]
-pub struct SegmentView {
+pub(super) struct SegmentView {
     flight_id: String,
     seats: Vec<String>,
     price_cents: u64,
@@ -65,13 +65,13 @@ pub struct SegmentView {
 
 /// A passenger.
 #[derive(Serialize, ToSchema)]
-pub struct PassengerView {
+pub(super) struct PassengerView {
     name: String,
 }
 
 /// A ticket.
 #[derive(Serialize, ToSchema)]
-pub struct TicketView {
+pub(super) struct TicketView {
     id: String,
     order_id: String,
     flight_id: String,
@@ -101,7 +101,7 @@ impl From<&TicketRecord> for TicketView {
 
 /// An order.
 #[derive(Serialize, ToSchema)]
-pub struct OrderView {
+pub(super) struct OrderView {
     id: String,
     /// `held`, `confirmed`, `expired`, `cancelled` or `refunded`.
     status: &'static str,
@@ -116,19 +116,19 @@ pub struct OrderView {
 
 /// `{"orders": [...]}`
 #[derive(Serialize, ToSchema)]
-pub struct OrderList {
+pub(super) struct OrderList {
     orders: Vec<OrderView>,
 }
 
 /// `{"tickets": [...]}`
 #[derive(Serialize, ToSchema)]
-pub struct TicketList {
+pub(super) struct TicketList {
     tickets: Vec<TicketView>,
 }
 
 /// One notification.
 #[derive(Serialize, ToSchema)]
-pub struct NotificationView {
+pub(super) struct NotificationView {
     id: String,
     kind: NotificationKind,
     order_id: String,
@@ -137,7 +137,7 @@ pub struct NotificationView {
 
 /// `{"notifications": [...]}`
 #[derive(Serialize, ToSchema)]
-pub struct NotificationList {
+pub(super) struct NotificationList {
     notifications: Vec<NotificationView>,
 }
 
@@ -190,7 +190,7 @@ fn idempotency_key() -> impl Filter<Extract = (Option<String>,), Error = Rejecti
     })
 }
 
-pub fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let create = warp::path!("api" / "v1" / "orders")
         .and(warp::post())
         .and(caller(ctx.clone()))

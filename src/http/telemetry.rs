@@ -12,7 +12,7 @@ const COLLECTIONS: [&str; 6] = [
 ];
 
 /// The route template of a path, e.g. `/api/v1/flights/{id}/seats`.
-pub fn route_of(path: &str) -> String {
+pub(super) fn route_of(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut after_collection = false;
     for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -36,7 +36,7 @@ pub fn route_of(path: &str) -> String {
 
 /// The span every request runs in. A well-formed client `X-Request-Id` is kept; otherwise a
 /// new id is made.
-pub fn span(info: TraceInfo<'_>) -> Span {
+pub(super) fn span(info: TraceInfo<'_>) -> Span {
     let request_id = info
         .request_headers()
         .get("x-request-id")
@@ -48,7 +48,7 @@ pub fn span(info: TraceInfo<'_>) -> Span {
 }
 
 /// Counts the request and records its latency by method, route and status.
-pub fn record(info: LogInfo<'_>) {
+pub(super) fn record(info: LogInfo<'_>) {
     let route = route_of(info.path());
     let method = info.method().to_string();
     let status = info.status().as_u16().to_string();

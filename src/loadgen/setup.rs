@@ -12,7 +12,7 @@ const RATE_LIMIT_RETRIES: u32 = 60;
 
 /// POSTs JSON and returns (status, body). Set-up requests are a burst from one account (the
 /// admin's catalog): a 429 is waited out as its `Retry-After` says, a bounded number of times.
-pub async fn post(
+pub(super) async fn post(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
@@ -42,7 +42,7 @@ pub async fn post(
 }
 
 /// GETs JSON and returns (status, body).
-pub async fn get(
+pub(super) async fn get(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
@@ -57,7 +57,7 @@ pub async fn get(
 }
 
 /// Signs in; the token.
-pub async fn sign_in(
+pub(super) async fn sign_in(
     client: &reqwest::Client,
     base: &str,
     email: &str,
@@ -80,7 +80,11 @@ pub async fn sign_in(
 }
 
 /// Creates (or signs in) a customer account; its token.
-pub async fn customer(client: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
+pub(super) async fn customer(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+) -> anyhow::Result<String> {
     let password = "loadgen-password";
     let (status, body) = post(
         client,
@@ -97,7 +101,7 @@ pub async fn customer(client: &reqwest::Client, base: &str, email: &str) -> anyh
 
 /// Airports DEL and BOM, an aircraft with `rows` rows of 6 economy seats, and `count` flights
 /// departing on consecutive days from 60 days ahead; their ids.
-pub async fn flights(
+pub(super) async fn flights(
     client: &reqwest::Client,
     args: &LoadgenArgs,
     count: usize,
@@ -200,7 +204,7 @@ fn pairs(order: &Value, field: &str, only_issued: bool) -> Vec<(String, String)>
 }
 
 /// Reads back every order the run created and the seat maps of its flights, then audits.
-pub async fn collect_and_audit(
+pub(super) async fn collect_and_audit(
     client: &reqwest::Client,
     args: &LoadgenArgs,
     outcome: &Outcome,

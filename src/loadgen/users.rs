@@ -93,7 +93,7 @@ async fn timed(
 }
 
 /// Runs the scenario.
-pub async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Result<Outcome> {
+pub(super) async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Result<Outcome> {
     let run = format!("{}-{}", args.seed, chrono::Utc::now().timestamp_millis());
     let flight_ids = match args.scenario {
         Scenario::Baseline => vec![],

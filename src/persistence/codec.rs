@@ -18,7 +18,7 @@ const FORMAT_V2: u8 = 2;
 const V2_HEADER: usize = 1 + 8;
 
 /// Encodes a record (stamped with epoch 0 until the store commits it).
-pub fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(64);
     out.push(FORMAT_V2);
     out.extend_from_slice(&0u64.to_le_bytes());
@@ -30,7 +30,7 @@ pub fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError>
 }
 
 /// Decodes a record, naming the key when it is unreadable.
-pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.to_owned(),
         reason,
@@ -47,7 +47,7 @@ pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreEr
 }
 
 /// The epoch that wrote an encoded record (0 for records from before epochs, or unreadable).
-pub fn epoch_of(bytes: &[u8]) -> u64 {
+pub(super) fn epoch_of(bytes: &[u8]) -> u64 {
     match bytes.get(..V2_HEADER) {
         Some([FORMAT_V2, epoch @ ..]) => {
             let mut le = [0u8; 8];
@@ -60,7 +60,7 @@ pub fn epoch_of(bytes: &[u8]) -> u64 {
 
 /// Stamps an encoded record with the epoch that writes it (a V1 record gains the V2 header;
 /// anything unreadable is left as it is, for `decode` to report).
-pub fn stamp(bytes: &mut Vec<u8>, epoch: u64) {
+pub(super) fn stamp(bytes: &mut Vec<u8>, epoch: u64) {
     match bytes.first() {
         Some(&FORMAT_V2) if bytes.len() >= V2_HEADER => {
             bytes[1..V2_HEADER].copy_from_slice(&epoch.to_le_bytes());

@@ -1,5 +1,7 @@
-//! The key space. One sled tree holds every record under a type prefix, so any batch of
-//! records is atomic.
+//! The key space. One engine keyspace holds every record under a type prefix (`flight/…`,
+//! `seat/…`, `order/…`), so any batch of records is atomic whatever kinds it mixes, and the
+//! prefix plus the id's placement tag tell which node owns a record (`cluster::placement`).
+//! Keys are built only here, so a change of layout is one file.
 
 use crate::domain::aircraft::SeatName;
 use crate::domain::airport::AirportCode;

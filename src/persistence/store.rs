@@ -1,4 +1,9 @@
 //! The node's store: typed reads, atomic batched writes, durable acknowledgements.
+//!
+//! Why a layer over the engine: callers think in records and acknowledgements, not in
+//! journals. [`Store::commit`] orders a batch in the node's one log and hands back a
+//! [`Durable`] to await before answering anyone; [`Store::record`] writes without a waiter
+//! when a later awaited sync covers it; the cluster's fence is checked on every write.
 
 use super::codec;
 use super::engine::Engine;
@@ -137,7 +142,7 @@ impl WriteBatch {
 
 /// A handle to the node's store; cheap to clone.
 ///
-/// Writes go to the log writer (see [`super::log`]) in the order they are committed: a
+/// Writes go to the log writer (`persistence::log`) in the order they are committed: a
 /// committed batch becomes visible to reads when the log writer applies it, moments later,
 /// and durable with the sync of its group. Code that reads back what it wrote before that
 /// write was acknowledged waits for [`Store::caught_up`] first.
@@ -174,7 +179,7 @@ impl Drop for Inner {
 /// The engine's block cache when the caller does not choose one.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
 /// How long a write nobody waits for stays unsynced when the caller does not choose.
-pub const DEFAULT_MAX_UNSYNCED: Duration = Duration::from_millis(5);
+pub(super) const DEFAULT_MAX_UNSYNCED: Duration = Duration::from_millis(5);
 
 impl Store {
     /// Opens (or creates) the store at `path` and starts its log writer.

@@ -1,4 +1,5 @@
 //! The real `contrail` binary as a child process.
+#![allow(unreachable_pub)]
 
 use super::{ADMIN_EMAIL, ADMIN_PASSWORD};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Shared test harness: starts a real node (real sled in a temp dir, real HTTP on 127.0.0.1 with
 //! a random port) through the same `startup::start` the binary uses, plus a typed client.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
 

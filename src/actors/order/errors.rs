@@ -44,7 +44,7 @@ pub enum OrderError {
     /// The Idempotency-Key was used before with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     KeyReused,
-    /// Between [`Orders`](super::order::desk::Orders) and a new order's actor only: a concurrent
+    /// Between [`Orders`](super::desk::Orders) and a new order's actor only: a concurrent
     /// request with the same Idempotency-Key placed this order first, so the new one was never
     /// written; `Orders` answers with the first order instead.
     #[error("placed first as order {0}")]

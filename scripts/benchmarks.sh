@@ -29,7 +29,7 @@ trap 'exit 130' INT TERM HUP
 tracked() { "$@" & current=$!; local rc=0; wait "$current" || rc=$?; current=; return "$rc"; }
 ready() { for _ in $(seq 1 100); do curl -sf "$1" > /dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
-cargo build --release --locked
+cargo build --release --locked -p contrail -p contrail-loadgen
 cargo build --release --locked --example bare_warp
 
 # Yardstick 1: the bare warp route, same load generator, same connections.
@@ -37,7 +37,7 @@ bare_port=${BARE_PORT:-18390}
 ./target/release/examples/bare_warp "$bare_port" > "$work/bare.log" 2>&1 &
 bare=$!
 ready "http://127.0.0.1:$bare_port/healthz"
-tracked ./target/release/contrail loadgen --quiet --scenario baseline --no-audit --target "http://127.0.0.1:$bare_port" \
+tracked ./target/release/contrail-loadgen --quiet --scenario baseline --no-audit --target "http://127.0.0.1:$bare_port" \
   --users "$users" --duration-secs "$secs" --out "$work/bare.json" --plot "$work/bare.svg" > "$work/bare.txt"
 kill "$bare"; wait "$bare" 2> /dev/null || true; bare=
 
@@ -52,12 +52,12 @@ CONTRAIL__STORAGE__PATH="$work/data" CONTRAIL__HTTP__BIND="127.0.0.1:$port" CONT
 node=$!
 ready "http://127.0.0.1:$port/readyz"
 
-lg() { tracked ./target/release/contrail loadgen --quiet --target "http://127.0.0.1:$port" --out "$work/$1.json" --plot "$work/$1.svg" --scenario "$@"; }
+lg() { tracked ./target/release/contrail-loadgen --quiet --target "http://127.0.0.1:$port" --out "$work/$1.json" --plot "$work/$1.svg" --scenario "$@"; }
 lg baseline --users "$users" --duration-secs "$secs" > "$work/baseline.txt"
 lg browse --users "$users" --duration-secs "$secs" > "$work/browse.txt"
 lg book --users "$users" --duration-secs "$secs" --flights 200 --decline-rate 0.1 --abandon-rate 0.1 > "$work/book.txt"
 # `hold` (POST /api/v1/orders only: one seat each, many flights), where this loadgen has it.
-loadgen_help=$(./target/release/contrail loadgen --help 2>&1 || true)
+loadgen_help=$(./target/release/contrail-loadgen --help 2>&1 || true)
 if grep -Eq '^[[:space:]]*- hold:|possible values:.*\bhold\b' <<< "$loadgen_help"; then
   lg hold --users "$users" --duration-secs "$secs" --flights 600 > "$work/hold.txt"
 else

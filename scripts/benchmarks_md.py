@@ -136,7 +136,7 @@ x_pg = lambda r: f"{r:.2f}×"
 of_bare = lambda r: f"{r:.1%}"
 rows = [  # (measure, per second, endpoint report, compare with PostgreSQL, with the bare route, how)
     ("bare warp route, `GET /healthz`", bare_rate, bare, False, False,
-     "`examples/bare_warp.rs`: warp 0.4, same runtime, nothing else; `contrail loadgen --scenario baseline`"),
+     "`examples/bare_warp.rs`: warp 0.4, same runtime, nothing else; `contrail-loadgen --scenario baseline`"),
     ("Contrail `GET /healthz`", base_rate, base, False, True, "`baseline` scenario against the node"),
     ("Contrail bookings (durable holds)", booking_rate, holds, True, True, book_how + "; 2xx answers per second"),
     ("Contrail paid orders", paid_rate, pays, True, True,
@@ -195,7 +195,7 @@ else:
 print()
 
 # --- Load generator -----------------------------------------------------------------------
-print("## Load generator (`contrail loadgen`)\n")
+print("## Load generator (`contrail-loadgen`)\n")
 if runs:
     print("| scenario | endpoint | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | statuses |")
     print("|---|---|---|---|---|---|---|---|---|")

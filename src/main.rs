@@ -25,9 +25,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Drive a running node (or several) with load, report latency and throughput, then audit
-    /// the bookings through the API.
-    Loadgen(contrail::loadgen::LoadgenArgs),
     /// Convert a data directory written by an earlier Contrail (on sled) to the current store,
     /// in place; the original is kept as DIR.sled-backup. The node must not be running.
     Migrate {
@@ -46,11 +43,6 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Loadgen(args) => {
-            let report = contrail::loadgen::run(args).await?;
-            anyhow::ensure!(report.passed(), "the audit failed");
-            Ok(())
-        }
         Command::Migrate { from_sled } => {
             let done = contrail::persistence::migrate::from_sled(&from_sled)
                 .with_context(|| format!("migrating {}", from_sled.display()))?;

@@ -2,7 +2,7 @@
 
 mod helpers;
 
-use contrail::loadgen::{LoadgenArgs, Scenario, run};
+use contrail_loadgen::{LoadgenArgs, Scenario, run};
 use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_app};
 
 fn args(base: &str, scenario: Scenario, out: &std::path::Path) -> LoadgenArgs {

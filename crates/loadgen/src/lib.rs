@@ -1,4 +1,4 @@
-//! `contrail loadgen`: drives a running node (or several) over HTTP, measures, and audits.
+//! `contrail-loadgen`: drives a running node (or several) over HTTP, measures, and audits.
 //!
 //! Scenarios: `baseline` (a trivial route: the server's HTTP ceiling in the same run), `browse`
 //! (search and flight details), `book` (sign up once, then hold → pay, with a decline and
@@ -35,7 +35,7 @@ pub enum Scenario {
     Rush,
 }
 
-/// `contrail loadgen` options.
+/// `contrail-loadgen` options.
 #[derive(Debug, Clone, Args)]
 pub struct LoadgenArgs {
     /// Scenario to run.
@@ -115,7 +115,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let audit = if args.no_audit || args.scenario == Scenario::Baseline {
         None
     } else {
-        Some(setup::collect_and_audit(&client, &args, &outcome).await?)
+        let node = contrail_client::Client::with_http(&args.targets[0], client.clone());
+        Some(setup::collect_and_audit(&node, &outcome).await?)
     };
     let report = Report::new(&args, &outcome, audit);
     report.print();

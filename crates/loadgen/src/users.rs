@@ -4,9 +4,9 @@ use super::setup::{customer, flights};
 use super::stats::Stats;
 use super::{LoadgenArgs, Scenario};
 use anyhow::Context;
+use contrail_client::{Client, Error, NewOrder, Passenger, Search, SegmentRequest};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,28 +72,44 @@ fn progress(
     (bar, ticker)
 }
 
-async fn timed(
+/// Runs one call and records its latency under `endpoint`, with `ok` as the status of a
+/// success and the server's status of a refusal.
+async fn timed<T>(
     stats: &mut Stats,
     endpoint: &'static str,
-    request: reqwest::RequestBuilder,
-) -> Option<(u16, Value)> {
+    ok: u16,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Option<T> {
     let started = Instant::now();
-    match request.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let body = resp.json().await.unwrap_or(Value::Null);
-            stats.record(endpoint, status, started.elapsed());
-            Some((status, body))
-        }
-        Err(_) => {
-            stats.record_error(endpoint);
-            None
-        }
+    let result = call.await;
+    match &result {
+        Ok(_) => stats.record(endpoint, ok, started.elapsed()),
+        Err(e) => match e.status() {
+            Some(status) => stats.record(endpoint, status.as_u16(), started.elapsed()),
+            None => stats.record_error(endpoint),
+        },
+    }
+    result.ok()
+}
+
+/// One seat in economy on `flight` for `passenger`.
+fn one_seat(flight: &str, passenger: &str) -> NewOrder {
+    NewOrder {
+        segments: vec![SegmentRequest::in_cabin(flight, "economy", 1)],
+        passengers: vec![Passenger {
+            name: passenger.to_owned(),
+        }],
     }
 }
 
 /// Runs the scenario.
-pub(super) async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Result<Outcome> {
+pub(super) async fn drive(http: &reqwest::Client, args: &LoadgenArgs) -> anyhow::Result<Outcome> {
+    let nodes: Vec<Client> = args
+        .targets
+        .iter()
+        .map(|base| Client::with_http(base, http.clone()))
+        .collect();
+    let client = &nodes[0];
     let run = format!("{}-{}", args.seed, chrono::Utc::now().timestamp_millis());
     let flight_ids = match args.scenario {
         Scenario::Baseline => vec![],
@@ -108,16 +124,16 @@ pub(super) async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyho
         _ => 0,
     };
     // Accounts are made a few at a time: signup hashes passwords, deliberately slowly.
-    let tokens: Vec<String> = futures::stream::iter((0..accounts).map(|i| {
-        let (client, base) = (client.clone(), args.targets[i % args.targets.len()].clone());
+    let customers: Vec<Client> = futures::stream::iter((0..accounts).map(|i| {
+        let node = nodes[i % nodes.len()].clone();
         let email = format!("lg-{run}-{i}@loadgen.test");
-        async move { customer(&client, &base, &email).await }
+        async move { customer(&node, &email).await }
     }))
     .buffered(SIGNUP_CONCURRENCY)
     .collect::<Vec<_>>()
     .await
     .into_iter()
-    .collect::<anyhow::Result<Vec<String>>>()
+    .collect::<anyhow::Result<Vec<Client>>>()
     .context("creating the load-test accounts")?;
 
     let budget = Arc::new(Budget {
@@ -140,14 +156,14 @@ pub(super) async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyho
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.users);
     for vu in 0..args.users {
-        let base = args.targets[vu % args.targets.len()].clone();
-        let token = if tokens.is_empty() {
-            String::new()
+        // A customer's requests go to the node it signed up on (rush buyers share accounts).
+        let client = if customers.is_empty() {
+            nodes[vu % nodes.len()].clone()
         } else {
-            tokens[vu % tokens.len()].clone()
+            customers[vu % customers.len()].clone()
         };
-        let (client, budget, orders, flights, gate) = (
-            client.clone(),
+        let token = client.token().unwrap_or_default().to_owned();
+        let (budget, orders, flights, gate) = (
             budget.clone(),
             orders.clone(),
             flights.clone(),
@@ -162,49 +178,93 @@ pub(super) async fn drive(client: &reqwest::Client, args: &LoadgenArgs) -> anyho
         };
         let mut rng =
             fastrand::Rng::with_seed(args.seed.wrapping_mul(1_000_003).wrapping_add(vu as u64));
+        let search = Search {
+            origin: Some("DEL".into()),
+            destination: Some("BOM".into()),
+            passengers: Some(1),
+            limit: Some(10),
+            ..Search::default()
+        };
         tasks.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             match scenario {
                 Scenario::Baseline => {
                     while budget.take() {
-                        timed(&mut stats, "GET /healthz", client.get(format!("{base}/healthz"))).await;
+                        timed(&mut stats, "GET /healthz", 200, client.health()).await;
                     }
                 }
                 Scenario::Browse => {
                     while budget.take() {
-                        let search = format!("{base}/api/v1/flights?origin=DEL&destination=BOM&passengers=1&limit=10");
-                        timed(&mut stats, "GET /api/v1/flights", client.get(search)).await;
+                        timed(
+                            &mut stats,
+                            "GET /api/v1/flights",
+                            200,
+                            client.search(&search),
+                        )
+                        .await;
                         if !budget.take() {
                             break;
                         }
                         let id = &flights[rng.usize(..flights.len())];
-                        timed(&mut stats, "GET /api/v1/flights/{id}", client.get(format!("{base}/api/v1/flights/{id}"))).await;
+                        timed(
+                            &mut stats,
+                            "GET /api/v1/flights/{id}",
+                            200,
+                            client.flight(id),
+                        )
+                        .await;
                     }
                 }
                 Scenario::Book | Scenario::Hold => {
                     while budget.take() {
                         let flight = &flights[rng.usize(..flights.len())];
-                        let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "Load Test"}]});
-                        let placed = timed(&mut stats, "POST /api/v1/orders", client.post(format!("{base}/api/v1/orders")).bearer_auth(&token).json(&body)).await;
-                        let Some((201, order)) = placed else { continue };
-                        let id = order["id"].as_str().unwrap_or_default().to_owned();
-                        orders.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), token.clone()));
+                        let order = one_seat(flight, "Load Test");
+                        let placed = timed(
+                            &mut stats,
+                            "POST /api/v1/orders",
+                            201,
+                            client.place_order(&order, None),
+                        )
+                        .await;
+                        let Some(placed) = placed else { continue };
+                        let id = placed.order.id;
+                        orders
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((id.clone(), token.clone()));
                         if rng.f64() < abandon || !budget.take() {
                             continue;
                         }
-                        let card = if rng.f64() < decline { "tok_declined" } else { "tok_visa" };
-                        let pay = client.post(format!("{base}/api/v1/orders/{id}/pay")).bearer_auth(&token).json(&json!({"payment_token": card}));
-                        timed(&mut stats, "POST /api/v1/orders/{id}/pay", pay).await;
+                        let card = if rng.f64() < decline {
+                            "tok_declined"
+                        } else {
+                            "tok_visa"
+                        };
+                        timed(
+                            &mut stats,
+                            "POST /api/v1/orders/{id}/pay",
+                            200,
+                            client.pay(&id, card, None),
+                        )
+                        .await;
                     }
                 }
                 Scenario::Rush => {
-                    let body = json!({"segments": [{"flight_id": flights[0], "cabin": "economy", "count": 1}], "passengers": [{"name": "Rush"}]});
+                    let order = one_seat(&flights[0], "Rush");
                     gate.wait().await; // everyone at once: the on-sale moment
                     if budget.take() {
-                        let placed = timed(&mut stats, "POST /api/v1/orders", client.post(format!("{base}/api/v1/orders")).bearer_auth(&token).json(&body)).await;
-                        if let Some((201, order)) = placed {
-                            let id = order["id"].as_str().unwrap_or_default().to_owned();
-                            orders.lock().unwrap_or_else(|p| p.into_inner()).push((id, token.clone()));
+                        let placed = timed(
+                            &mut stats,
+                            "POST /api/v1/orders",
+                            201,
+                            client.place_order(&order, None),
+                        )
+                        .await;
+                        if let Some(placed) = placed {
+                            orders
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((placed.order.id, token.clone()));
                         }
                     }
                 }

@@ -27,16 +27,9 @@ async fn post(
 }
 
 async fn admin_token(client: &reqwest::Client, base: &str) -> String {
-    let (status, body) = post(
-        client,
-        format!("{base}/api/v1/auth/signin"),
-        None,
-        json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
-    )
-    .await
-    .expect("signin");
-    assert_eq!(status, StatusCode::OK);
-    body["token"].as_str().expect("token").to_owned()
+    let api = contrail_client::Client::with_http(base, client.clone());
+    let token = api.signin(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    token.expect("admin signs in").token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,14 @@
-//! Shared test harness: starts a real node (real sled in a temp dir, real HTTP on 127.0.0.1 with
-//! a random port) through the same `startup::start` the binary uses, plus a typed client.
+//! Shared test harness: starts a real node (real storage in a temp dir, real HTTP on 127.0.0.1
+//! with a random port) through the same `startup::start` the binary uses, with the typed API
+//! client (`contrail-client`) and its seeding helper; raw requests (status and body) remain for
+//! the tests that send what a typed client cannot (malformed, oversized, unauthorized).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
 
 use contrail::settings::Settings;
 use contrail::startup::{self, Node};
+use contrail_client::{Client, Signup, seed};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -184,10 +187,21 @@ impl TestApp {
         .await
     }
 
+    /// The typed API client of this node (anonymous; see [`Client::with_token`]).
+    pub fn api(&self) -> Client {
+        Client::with_http(&self.base, self.client.clone())
+    }
+
+    /// The typed client of this node signed in as `email`.
+    pub async fn signed_in(&self, email: &str, password: &str) -> Client {
+        self.api().with_token(&self.token(email, password).await)
+    }
+
     pub async fn token(&self, email: &str, password: &str) -> String {
-        let r = self.signin(email, password).await;
-        assert_eq!(r.status, StatusCode::OK, "signin: {}", r.body);
-        r.body["token"].as_str().expect("token").to_owned()
+        let token = self.api().signin(email, password).await;
+        token
+            .unwrap_or_else(|e| panic!("signin as {email}: {e}"))
+            .token
     }
 
     pub async fn admin_token(&self) -> String {
@@ -196,11 +210,17 @@ impl TestApp {
 
     /// A new customer account and its token.
     pub async fn customer(&self) -> (String, String) {
-        let email = format!("c{}@example.com", uuid_like());
-        let r = self.signup(&email, "customer-password").await;
-        assert_eq!(r.status, StatusCode::CREATED, "signup: {}", r.body);
-        let id = r.body["id"].as_str().expect("id").to_owned();
-        (id, self.token(&email, "customer-password").await)
+        let signup = Signup {
+            email: format!("c{}@example.com", uuid_like()),
+            password: "customer-password".into(),
+            name: "Test User".into(),
+        };
+        let account = self.api().signup(&signup).await;
+        let account = account.unwrap_or_else(|e| panic!("signup: {e}"));
+        (
+            account.id,
+            self.token(&signup.email, &signup.password).await,
+        )
     }
 
     pub async fn airport(&self, token: &str, code: &str) {
@@ -256,15 +276,20 @@ impl TestApp {
         r.body["id"].as_str().expect("id").to_owned()
     }
 
-    /// Airports DEL and BOM, a 10x`letters` aircraft and one flight; returns (admin token, flight id).
+    /// Airports DEL and BOM, a `rows`×`letters` aircraft and one flight (DEL → BOM on
+    /// 2031-03-01 at 08:00 UTC, 120 minutes, economy $50); returns (admin token, flight id).
     pub async fn one_flight(&self, rows: u16, letters: &str) -> (String, String) {
         let admin = self.admin_token().await;
-        self.airport(&admin, "DEL").await;
-        self.airport(&admin, "BOM").await;
-        let aircraft = self.aircraft(&admin, rows, letters).await;
-        let body = Self::flight_body(&aircraft, "DEL", "BOM", "2031-03-01T08:00:00Z", 120, 5000);
-        let flight = self.flight(&admin, body).await;
-        (admin, flight)
+        let plan = seed::Plan {
+            letters: letters.to_owned(),
+            first_departure: "2031-03-01T08:00:00Z".parse().expect("rfc3339"),
+            minutes: 120,
+            fare_cents: 5000,
+            ..seed::Plan::new(1, rows)
+        };
+        let catalog = seed::catalog(&self.api().with_token(&admin), &plan).await;
+        let mut flights = catalog.unwrap_or_else(|e| panic!("seeding: {e}")).flights;
+        (admin, flights.remove(0))
     }
 }
 
@@ -354,21 +379,9 @@ impl TestApp {
 
     /// Seat statuses of a flight as `seat -> status`.
     pub async fn seat_statuses(&self, flight: &str) -> std::collections::BTreeMap<String, String> {
-        let r = self
-            .get(&format!("/api/v1/flights/{flight}/seats"), None)
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.body["seats"]
-            .as_array()
-            .expect("seats")
-            .iter()
-            .map(|s| {
-                (
-                    s["seat"].as_str().unwrap_or("").to_owned(),
-                    s["status"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
+        let seats = self.api().seats(flight).await;
+        let seats = seats.unwrap_or_else(|e| panic!("seats of {flight}: {e}"));
+        seats.into_iter().map(|s| (s.seat, s.status)).collect()
     }
 
     /// Many customers at once (signups run concurrently).

@@ -19,6 +19,7 @@
 //! The load generator and the integration tests speak to nodes through it; a request that
 //! must be malformed on purpose is sent with [`Client::http`] instead.
 
+pub mod seed;
 mod types;
 
 pub use types::*;

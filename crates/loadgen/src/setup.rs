@@ -4,37 +4,10 @@ use super::LoadgenArgs;
 use super::audit::{Audit, AuditInput, AuditOrder, audit};
 use super::users::Outcome;
 use anyhow::Context;
-use contrail_client::{Airport, CabinLayout, Client, Error, NewAircraft, NewFlight, Order, Signup};
+use contrail_client::seed::{self, patiently};
+use contrail_client::{Client, Error, Order, Signup};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// How often a set-up request refused with 429 is tried again (after its `Retry-After`).
-const RATE_LIMIT_RETRIES: u32 = 60;
-
-/// Runs a set-up call; set-up requests are a burst from one account (the admin's catalog), so
-/// a 429 is waited out as its `Retry-After` says, a bounded number of times.
-async fn patiently<T, F, Fut>(mut call: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        match call().await {
-            Err(Error::Api {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                retry_after,
-                ..
-            }) if attempt < RATE_LIMIT_RETRIES => {
-                attempt += 1;
-                let wait = retry_after.unwrap_or(1).clamp(1, 10);
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-            }
-            other => return other,
-        }
-    }
-}
 
 /// Whether a creation was refused only because the thing exists already.
 fn exists(result: &Result<impl Sized, Error>) -> bool {
@@ -67,8 +40,8 @@ pub(super) async fn customer(client: &Client, email: &str) -> anyhow::Result<Cli
     sign_in(client, email, &signup.password).await
 }
 
-/// Airports DEL and BOM, an aircraft with `rows` rows of 6 economy seats, and `count` flights
-/// departing on consecutive days from 60 days ahead; their ids.
+/// The catalog of a run: `count` flights of `rows` rows of six economy seats (see
+/// [`seed::catalog`]); their ids.
 pub(super) async fn flights(
     client: &Client,
     args: &LoadgenArgs,
@@ -80,51 +53,10 @@ pub(super) async fn flights(
         .context(
             "the catalog is set up with the admin account (--admin-email, --admin-password)",
         )?;
-    for code in ["DEL", "BOM"] {
-        let airport = Airport {
-            code: code.into(),
-            name: code.into(),
-            city: code.into(),
-            country: "IN".into(),
-        };
-        let created = patiently(|| admin.create_airport(&airport)).await;
-        if !exists(&created) {
-            created.with_context(|| format!("creating airport {code}"))?;
-        }
-    }
-    let aircraft = NewAircraft {
-        model: "LG-1".into(),
-        cabins: vec![CabinLayout {
-            cabin: "economy".into(),
-            rows: [1, rows.max(1)],
-            seats: "ABCDEF".into(),
-        }],
-    };
-    let aircraft = patiently(|| admin.create_aircraft(&aircraft))
+    let catalog = seed::catalog(&admin, &seed::Plan::new(count, rows))
         .await
-        .context("creating the aircraft")?;
-    let start = chrono::Utc::now() + chrono::Duration::days(60);
-    let mut ids = Vec::with_capacity(count);
-    for i in 0..count {
-        let departs = start
-            + chrono::Duration::days(i as i64 % 300)
-            + chrono::Duration::minutes(i as i64 % 600);
-        let flight = NewFlight {
-            flight_number: format!("LG{}", 1 + i % 9999),
-            aircraft_id: aircraft.id.clone(),
-            origin: "DEL".into(),
-            destination: "BOM".into(),
-            departs_at: departs,
-            arrives_at: departs + chrono::Duration::minutes(90 + (i as i64 % 60)),
-            fares: [("economy".to_owned(), 3000 + (i as u64 % 50) * 100)].into(),
-            currency: "USD".into(),
-        };
-        let flight = patiently(|| admin.create_flight(&flight))
-            .await
-            .context("creating a flight")?;
-        ids.push(flight.id);
-    }
-    Ok(ids)
+        .context("setting up the catalog")?;
+    Ok(catalog.flights)
 }
 
 /// Seats as (flight id, seat name).

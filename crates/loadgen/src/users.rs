@@ -92,6 +92,27 @@ async fn timed<T>(
     result.ok()
 }
 
+/// Places `order` as `client`'s customer, timed; a placed order is remembered (with the
+/// customer's token) for the audit. Its id.
+async fn place(
+    stats: &mut Stats,
+    client: &Client,
+    order: &NewOrder,
+    placed: &Mutex<Vec<(String, String)>>,
+) -> Option<String> {
+    let call = client.place_order(order, None);
+    let id = timed(stats, "POST /api/v1/orders", 201, call)
+        .await?
+        .order
+        .id;
+    let token = client.token().unwrap_or_default().to_owned();
+    placed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id.clone(), token));
+    Some(id)
+}
+
 /// One seat in economy on `flight` for `passenger`.
 fn one_seat(flight: &str, passenger: &str) -> NewOrder {
     NewOrder {
@@ -162,7 +183,6 @@ pub(super) async fn drive(http: &reqwest::Client, args: &LoadgenArgs) -> anyhow:
         } else {
             customers[vu % customers.len()].clone()
         };
-        let token = client.token().unwrap_or_default().to_owned();
         let (budget, orders, flights, gate) = (
             budget.clone(),
             orders.clone(),
@@ -219,19 +239,9 @@ pub(super) async fn drive(http: &reqwest::Client, args: &LoadgenArgs) -> anyhow:
                     while budget.take() {
                         let flight = &flights[rng.usize(..flights.len())];
                         let order = one_seat(flight, "Load Test");
-                        let placed = timed(
-                            &mut stats,
-                            "POST /api/v1/orders",
-                            201,
-                            client.place_order(&order, None),
-                        )
-                        .await;
-                        let Some(placed) = placed else { continue };
-                        let id = placed.order.id;
-                        orders
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((id.clone(), token.clone()));
+                        let Some(id) = place(&mut stats, &client, &order, &orders).await else {
+                            continue;
+                        };
                         if rng.f64() < abandon || !budget.take() {
                             continue;
                         }
@@ -253,19 +263,7 @@ pub(super) async fn drive(http: &reqwest::Client, args: &LoadgenArgs) -> anyhow:
                     let order = one_seat(&flights[0], "Rush");
                     gate.wait().await; // everyone at once: the on-sale moment
                     if budget.take() {
-                        let placed = timed(
-                            &mut stats,
-                            "POST /api/v1/orders",
-                            201,
-                            client.place_order(&order, None),
-                        )
-                        .await;
-                        if let Some(placed) = placed {
-                            orders
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((placed.order.id, token.clone()));
-                        }
+                        place(&mut stats, &client, &order, &orders).await;
                     }
                 }
             }

@@ -283,6 +283,7 @@ async fn start_actors(
         store: store.clone(),
         latency: Duration::from_millis(settings.payments.latency_ms),
         decline_rate: settings.payments.decline_rate,
+        in_progress: Default::default(),
     };
     let payments = supervise(&root, "payments", payment, (), |_| {}).await?;
     let notification = NotificationActor {
@@ -310,6 +311,7 @@ async fn start_actors(
         store,
         policy,
         router: &router,
+        services: &services_slot,
     };
     let flights = entities.start("flights", flight, timeout).await?;
     let catalog = CatalogActor {
@@ -373,6 +375,8 @@ struct EntityStart<'a> {
     store: &'a Store,
     policy: RestartPolicy,
     router: &'a RouterRef,
+    /// Set once the node is built: a supervisor restarted after that runs recovery again.
+    services: &'a Arc<OnceLock<Services>>,
 }
 
 impl EntityStart<'_> {
@@ -389,7 +393,19 @@ impl EntityStart<'_> {
             policy: self.policy,
             quarantine: quarantine.clone(),
         };
-        let supervisor = supervise(self.root, name, supervisor, (), |_| {}).await?;
+        // A failing supervisor takes its entity actors down with it: their unfinished sagas
+        // and lapsed holds are picked up again as at start-up (nothing to do at the first start,
+        // before the node is built).
+        let services = self.services.clone();
+        let recover = move |_: &ActorRef<_>| {
+            if let Some(services) = services.get().cloned() {
+                tokio::spawn(async move {
+                    let flights = services.flights_with_holds();
+                    services.recover(flights).await;
+                });
+            }
+        };
+        let supervisor = supervise(self.root, name, supervisor, (), recover).await?;
         Ok(Directory::new(
             self.store.clone(),
             supervisor,

@@ -13,7 +13,8 @@ use crate::persistence::{Store, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the simulated gateway takes before `tok_timeout` is reported as a timeout.
@@ -74,8 +75,6 @@ struct ChargeRecord {
 pub enum PaymentMessage {
     /// A request with the port for its answer.
     Command(PaymentCommand, RpcReplyPort<PaymentReply>),
-    /// The operation under way for this order finished.
-    Done(OrderId),
     /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
     InjectPanic,
 }
@@ -92,6 +91,30 @@ pub struct PaymentActor {
     pub latency: Duration,
     /// Share of otherwise approved charges that are declined.
     pub decline_rate: f64,
+    /// One lock per order with an operation under way: operations for one order never
+    /// overlap. Shared by every incarnation of the actor (a restart must not let a retried
+    /// charge run beside the one still in flight), and held by the operation's own task.
+    pub in_progress: OrderLocks,
+}
+
+/// Per-order locks of payment operations.
+#[derive(Clone, Default)]
+pub struct OrderLocks(Arc<Mutex<HashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl OrderLocks {
+    fn of(&self, order: &OrderId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(order.clone()).or_default().clone()
+    }
+
+    /// Forgets the order's lock once nobody else holds or waits for it.
+    fn release(&self, order: &OrderId, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and `lock`: nobody else is waiting.
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(order);
+        }
+    }
 }
 
 impl PaymentActor {
@@ -204,12 +227,6 @@ fn result_label(reply: &PaymentReply) -> &'static str {
     }
 }
 
-/// Orders with a payment operation under way, and the operations waiting behind it.
-#[derive(Default)]
-pub struct PaymentState {
-    busy: HashMap<OrderId, VecDeque<(PaymentCommand, RpcReplyPort<PaymentReply>)>>,
-}
-
 fn order_of(cmd: &PaymentCommand) -> &OrderId {
     match cmd {
         PaymentCommand::Charge { order, .. } | PaymentCommand::Refund { order } => order,
@@ -217,79 +234,55 @@ fn order_of(cmd: &PaymentCommand) -> &OrderId {
 }
 
 impl PaymentActor {
-    /// Runs `cmd` on its own task (the gateway's latency is not the mailbox's) and reports
-    /// back with `Done`, so the next operation for the same order starts only after this one
-    /// is recorded: a charge retried while the first is in flight gets the first charge.
-    fn start(
-        &self,
-        myself: &ActorRef<PaymentMessage>,
-        cmd: PaymentCommand,
-        reply: RpcReplyPort<PaymentReply>,
-    ) {
-        let order = order_of(&cmd).clone();
-        let existing = match self.existing(&order) {
-            Ok(existing) => existing,
-            Err(e) => {
-                let _ = reply.send(PaymentReply::Failed(e));
-                let _ = myself.cast(PaymentMessage::Done(order));
-                return;
-            }
-        };
-        let (store, latency, decline_rate) = (self.store.clone(), self.latency, self.decline_rate);
-        let me = myself.clone();
+    /// Runs `cmd` on its own task (the gateway's latency is not the mailbox's), after the
+    /// operation before it for the same order has recorded its outcome: a charge retried while
+    /// the first is in flight gets the first charge, a refund waits for the charge it undoes.
+    fn start(&self, cmd: PaymentCommand, reply: RpcReplyPort<PaymentReply>) {
+        let actor = self.clone();
         tokio::spawn(async move {
-            let answer = Self::execute(store.clone(), existing, cmd, latency, decline_rate).await;
+            let order = order_of(&cmd).clone();
+            let lock = actor.in_progress.of(&order);
+            let guard = lock.lock().await;
+            // The previous operation's record may still be on its way to the engine.
+            let answer = match actor.store.caught_up().await.map_err(|e| e.to_string()) {
+                Ok(()) => match actor.existing(&order) {
+                    Ok(existing) => {
+                        let (store, latency, rate) =
+                            (actor.store.clone(), actor.latency, actor.decline_rate);
+                        Self::execute(store, existing, cmd, latency, rate).await
+                    }
+                    Err(e) => PaymentReply::Failed(e),
+                },
+                Err(e) => PaymentReply::Failed(e),
+            };
             metrics::counter!("contrail_payments_total", "result" => result_label(&answer))
                 .increment(1);
             tracing::debug!(order = %order, result = result_label(&answer), "payment");
             let _ = reply.send(answer);
-            // The next operation for this order reads the record this one wrote.
-            let _ = store.caught_up().await;
-            let _ = me.cast(PaymentMessage::Done(order));
+            drop(guard);
+            actor.in_progress.release(&order, lock);
         });
     }
 }
 
 impl Actor for PaymentActor {
     type Msg = PaymentMessage;
-    type State = PaymentState;
+    type State = ();
     type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<PaymentState, ActorProcessingErr> {
-        Ok(PaymentState::default())
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _: ActorRef<Self::Msg>,
         message: Self::Msg,
-        state: &mut PaymentState,
+        _: &mut (),
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PaymentMessage::InjectPanic => panic!("injected fault in the payments actor"),
-            PaymentMessage::Command(cmd, reply) => {
-                let order = order_of(&cmd).clone();
-                match state.busy.get_mut(&order) {
-                    Some(waiting) => waiting.push_back((cmd, reply)),
-                    None => {
-                        state.busy.insert(order, VecDeque::new());
-                        self.start(&myself, cmd, reply);
-                    }
-                }
-            }
-            PaymentMessage::Done(order) => {
-                let next = state.busy.get_mut(&order).and_then(VecDeque::pop_front);
-                match next {
-                    Some((cmd, reply)) => self.start(&myself, cmd, reply),
-                    None => {
-                        state.busy.remove(&order);
-                    }
-                }
-            }
+            PaymentMessage::Command(cmd, reply) => self.start(cmd, reply),
         }
         Ok(())
     }

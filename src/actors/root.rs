@@ -124,14 +124,17 @@ pub struct RootState {
 }
 
 impl RootSupervisor {
-    async fn start_child(myself: &ActorRef<RootMessage>, child: &mut Child) {
+    /// Starts `child`; false if it could not be started.
+    async fn start_child(myself: &ActorRef<RootMessage>, child: &mut Child) -> bool {
         match (child.start)(myself.get_cell()).await {
             Ok(cell) => {
                 child.cell = Some(cell);
                 tracing::info!(actor = child.name, "started");
+                true
             }
             Err(e) => {
                 tracing::error!(actor = child.name, error = %e, "could not be started");
+                false
             }
         }
     }
@@ -171,7 +174,9 @@ impl RootSupervisor {
             myself.send_after(self.policy.window, move || RootMessage::Restart(index));
             return;
         }
-        Self::start_child(myself, child).await;
+        if !Self::start_child(myself, child).await {
+            myself.send_after(self.policy.window, move || RootMessage::Restart(index));
+        }
     }
 }
 
@@ -215,8 +220,10 @@ impl Actor for RootSupervisor {
                 if let Some(child) = state.children.get_mut(index)
                     && child.cell.is_none()
                     && !state.stopping
+                    && !Self::start_child(&myself, child).await
                 {
-                    Self::start_child(&myself, child).await;
+                    let window = self.policy.window;
+                    myself.send_after(window, move || RootMessage::Restart(index));
                 }
             }
             RootMessage::Shutdown(grace, reply) => {

@@ -104,6 +104,10 @@ pub trait Router: Send + Sync + 'static {
     /// Whether this node is the owner of `tag` (whether or not it may serve it right now).
     fn owns(&self, tag: &str) -> bool;
 
+    /// Whether this node is a member (its records count in node-wide reads: a node that is
+    /// joining, or was drained, may hold copies that another member owns).
+    fn member(&self) -> bool;
+
     /// Where a request for `tag` is served right now.
     fn route(&self, tag: &str) -> Location;
 
@@ -180,7 +184,9 @@ impl RouterRef {
         for answer in remote {
             replies.push(decode(&answer).map_err(|e| CallError::Unavailable(e.to_string()))?);
         }
-        replies.push(Box::pin(op.handle(here)).await);
+        if self.0.member() {
+            replies.push(Box::pin(op.handle(here)).await);
+        }
         Ok(replies)
     }
 }
@@ -191,6 +197,10 @@ pub struct Alone;
 
 impl Router for Alone {
     fn owns(&self, _: &str) -> bool {
+        true
+    }
+
+    fn member(&self) -> bool {
         true
     }
 

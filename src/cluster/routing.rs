@@ -181,6 +181,10 @@ impl Router for Cluster {
         !self.inner.clustered || self.read().view.owner(tag) == Some(self.inner.node.as_str())
     }
 
+    fn member(&self) -> bool {
+        self.view().contains(self.node())
+    }
+
     fn route(&self, tag: &str) -> Location {
         match Cluster::route(self, tag) {
             Route::Local(in_flight) => Location::Here(Serving::tracked(in_flight)),

@@ -135,17 +135,26 @@ impl Client {
         }
     }
 
+    /// Sends `request`, expects 200 OK and decodes the body as `T`.
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        Ok(self.exchange(request).await?.1)
+        Ok(self.exchange(request, &[StatusCode::OK]).await?.1)
     }
 
-    /// Sends `request` and decodes a success as `T`, with its status.
+    /// Sends `request` and decodes a success as `T`, with its status. A success other than
+    /// the documented ones (`expected`) is [`Error::Unexpected`]: the API's contract changed.
     async fn exchange<T: DeserializeOwned>(
         &self,
         request: RequestBuilder,
+        expected: &[StatusCode],
     ) -> Result<(StatusCode, T)> {
         let response = ok(request.send().await?).await?;
         let status = response.status();
+        if !expected.contains(&status) {
+            return Err(Error::Unexpected {
+                status,
+                detail: format!("expected {expected:?}"),
+            });
+        }
         let bytes = response.bytes().await?;
         serde_json::from_slice(&bytes)
             .map(|value| (status, value))
@@ -163,11 +172,17 @@ impl Client {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    /// POSTs a new resource, which the API answers with 201 Created.
+    async fn create<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let request = self.request(Method::POST, path).json(body);
+        Ok(self.exchange(request, &[StatusCode::CREATED]).await?.1)
+    }
+
     // --- accounts ---
 
     /// Creates a customer account.
     pub async fn signup(&self, signup: &Signup) -> Result<Account> {
-        self.post("/api/v1/auth/signup", signup).await
+        self.create("/api/v1/auth/signup", signup).await
     }
 
     /// Signs in.
@@ -192,7 +207,7 @@ impl Client {
 
     /// Adds an airport (airline or admin).
     pub async fn create_airport(&self, airport: &Airport) -> Result<Airport> {
-        self.post("/api/v1/airports", airport).await
+        self.create("/api/v1/airports", airport).await
     }
 
     /// Every airport.
@@ -206,12 +221,12 @@ impl Client {
 
     /// Adds an aircraft type (airline or admin).
     pub async fn create_aircraft(&self, aircraft: &NewAircraft) -> Result<Aircraft> {
-        self.post("/api/v1/aircraft", aircraft).await
+        self.create("/api/v1/aircraft", aircraft).await
     }
 
     /// Schedules a flight (airline or admin).
     pub async fn create_flight(&self, flight: &NewFlight) -> Result<Flight> {
-        self.post("/api/v1/flights", flight).await
+        self.create("/api/v1/flights", flight).await
     }
 
     /// Searches flights.
@@ -256,7 +271,8 @@ impl Client {
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
         }
-        let (status, order) = self.exchange(request).await?;
+        let accepted = [StatusCode::CREATED, StatusCode::OK];
+        let (status, order) = self.exchange(request, &accepted).await?;
         Ok(Placed {
             order,
             replayed: status == StatusCode::OK,

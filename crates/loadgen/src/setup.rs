@@ -89,9 +89,9 @@ pub(super) async fn collect_and_audit(client: &Client, outcome: &Outcome) -> any
         ..AuditInput::default()
     };
     for (id, token) in &outcome.orders {
-        let order = client
-            .with_token(token)
-            .order(id)
+        // A customer's reads are rate-limited like its bookings: wait out a 429.
+        let owner = client.with_token(token);
+        let order = patiently(|| owner.order(id))
             .await
             .with_context(|| format!("reading order {id} for the audit"))?;
         let (seats, issued) = seats_of(&order);
@@ -103,8 +103,7 @@ pub(super) async fn collect_and_audit(client: &Client, outcome: &Outcome) -> any
         });
     }
     for flight in &outcome.flights {
-        let seats = client
-            .seats(flight)
+        let seats = patiently(|| client.seats(flight))
             .await
             .with_context(|| format!("reading the seats of {flight}"))?;
         let map: BTreeMap<String, String> = seats.into_iter().map(|s| (s.seat, s.status)).collect();

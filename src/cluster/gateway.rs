@@ -3,7 +3,9 @@
 //! actor or store through the same facades HTTP uses, and sends the reply back. Each call is
 //! served on its own task, so a slow saga never blocks the gateway's mailbox.
 
-use super::wire::{Answer, Call, CallBody, Cast, GatewayMessage, WireError, decode, encode};
+use super::wire::{
+    Answer, Call, CallBody, Cast, GatewayMessage, Request, WireError, decode, encode,
+};
 use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff};
 use crate::actors::services::Services;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -100,7 +102,13 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
                 Route::Unavailable(why) => Answer::Unavailable(why),
             }
         }
-        CallBody::Gather(request) => served(request.serve(services).await),
+        // Node-wide reads only: anything else must be routed to its owner (and checked there).
+        CallBody::Gather(request @ (Request::AllOrders(_) | Request::Counts(_))) => {
+            served(request.serve(services).await)
+        }
+        CallBody::Gather(request) => {
+            Answer::Unavailable(format!("{request:?} is not a node-wide read"))
+        }
         CallBody::Join { node, addr } => {
             let view = cluster.view();
             if view.members.get(&node) == Some(&addr) {

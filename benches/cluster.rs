@@ -18,8 +18,8 @@ use binary::{Server, free_port};
 use contrail::cluster::placement;
 use contrail::domain::ids::FlightId;
 use contrail::domain::user::Email;
+use contrail_client::{Client, NewOrder, Passenger, SegmentRequest, Signup, seed};
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// The first admin of both nodes (`binary::Server` passes them to the child).
@@ -46,41 +46,22 @@ fn node(name: &str, data: &std::path::Path, port: u16, seed: Option<u16>) -> Ser
     Server::start_with(&data.join(name), &env)
 }
 
-async fn send(req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
-    let req = match token {
-        Some(t) => req.bearer_auth(t),
-        None => req,
-    };
-    let resp = req.send().await.expect("sent");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits (bounded) until `base` is ready and sees both nodes up.
-async fn settled(client: &reqwest::Client, base: &str) -> String {
+/// Waits (bounded) until `node` is ready and sees both nodes up; an admin client of it.
+async fn settled(node: &Client) -> Client {
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
-        let signin = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
-        let (_, t) = send(
-            client
-                .post(format!("{base}/api/v1/auth/signin"))
-                .json(&signin),
-            None,
-        )
-        .await;
-        if let Some(token) = t["token"].as_str() {
-            let (_, view) = send(client.get(format!("{base}/api/v1/cluster")), Some(token)).await;
-            let up = view["members"]
-                .as_array()
-                .map_or(0, |ms| ms.iter().filter(|m| m["status"] == "up").count());
-            let (ready, _) = send(client.get(format!("{base}/readyz")), None).await;
-            if up == NODES.len() && ready == 200 {
-                return token.to_owned();
+        if let Ok(token) = node.signin(ADMIN_EMAIL, ADMIN_PASSWORD).await {
+            let admin = node.with_token(&token.token);
+            let up = admin.cluster().await.map_or(0, |view| {
+                view.members.iter().filter(|m| m.status == "up").count()
+            });
+            if up == NODES.len() && node.ready().await.is_ok() {
+                return admin;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{base} did not see the cluster settle");
+    panic!("{} did not see the cluster settle", node.base());
 }
 
 fn owner(tag: &str) -> &'static str {
@@ -93,43 +74,35 @@ fn cross_node(c: &mut Criterion) {
     let a_port = free_port();
     let a = node("node-a", dir.path(), a_port, None);
     let b = node("node-b", dir.path(), free_port(), Some(a_port));
-    let client = reqwest::Client::new();
-    let base = a.base.clone();
-    let (token, flights) = rt.block_on(async {
-        let admin = settled(&client, &base).await;
-        settled(&client, &b.base).await;
-        let post = |path: &str, body: Value| send(client.post(format!("{base}{path}")).json(&body), Some(&admin));
-        for code in ["DEL", "BOM"] {
-            post("/api/v1/airports", json!({"code": code, "name": "n", "city": "c", "country": "IN"})).await;
-        }
-        let (_, aircraft) = post("/api/v1/aircraft", json!({"model": "B", "cabins": [{"cabin": "economy", "rows": [1, 100], "seats": "ABCDEFGHJK"}]})).await;
-        let departs = chrono::Utc::now() + chrono::Duration::days(30);
+    let api = Client::new(&a.base);
+    let (customer, flights) = rt.block_on(async {
+        let admin = settled(&api).await;
+        settled(&Client::new(&b.base)).await;
+        let plan = seed::Plan {
+            letters: "ABCDEFGHJK".into(),
+            ..seed::Plan::new(16, 100)
+        };
+        let catalog = seed::catalog(&admin, &plan).await.expect("catalog");
         // One flight owned by each node.
         let mut flights: [Option<String>; 2] = [None, None];
-        for i in 0..64 {
-            let (_, flight) = post("/api/v1/flights", json!({
-                "flight_number": format!("BM{i}"), "aircraft_id": aircraft["id"], "origin": "DEL", "destination": "BOM",
-                "departs_at": departs.to_rfc3339(), "arrives_at": (departs + chrono::Duration::hours(1)).to_rfc3339(),
-                "fares": {"economy": 1000}, "currency": "USD"})).await;
-            let id = flight["id"].as_str().expect("flight").to_owned();
+        for id in catalog.flights {
             let tag = FlightId::parse(&id).expect("id").tag().to_owned();
-            let slot = usize::from(owner(&tag) == "node-b");
-            flights[slot].get_or_insert(id);
-            if flights.iter().all(Option::is_some) {
-                break;
-            }
+            flights[usize::from(owner(&tag) == "node-b")].get_or_insert(id);
         }
         // A customer whose orders live on node-a (the node the requests go to).
         let email = (0..)
             .map(|i| format!("buyer{i}@bench.local"))
             .find(|e| Email::parse(e).is_ok_and(|e| owner(&e.tag()) == "node-a"))
             .expect("email");
-        let account = json!({"email": email, "password": "bench-password", "name": "B"});
-        send(client.post(format!("{base}/api/v1/auth/signup")).json(&account), None).await;
-        let signin = json!({"email": email, "password": "bench-password"});
-        let (_, t) = send(client.post(format!("{base}/api/v1/auth/signin")).json(&signin), None).await;
-        let token = t["token"].as_str().expect("token").to_owned();
-        (token, flights.map(|f| f.expect("a flight on each node")))
+        let signup = Signup {
+            email,
+            password: "bench-password".into(),
+            name: "B".into(),
+        };
+        api.signup(&signup).await.expect("signup");
+        let token = api.signin(&signup.email, &signup.password).await;
+        let customer = api.with_token(&token.expect("signin").token);
+        (customer, flights.map(|f| f.expect("a flight on each node")))
     });
 
     let mut group = c.benchmark_group("cross_node");
@@ -142,19 +115,20 @@ fn cross_node(c: &mut Criterion) {
         };
         group.bench_function(format!("get_flight/{where_}"), |bench| {
             bench.to_async(&rt).iter(|| async {
-                let (status, _) =
-                    send(client.get(format!("{base}/api/v1/flights/{flight}")), None).await;
-                assert_eq!(status, 200);
+                api.flight(flight).await.expect("the flight");
             });
         });
+        let order = NewOrder {
+            segments: vec![SegmentRequest::in_cabin(flight, "economy", 1)],
+            passengers: vec![Passenger { name: "B".into() }],
+        };
         group.bench_function(format!("hold_then_cancel/{where_}"), |bench| {
             bench.to_async(&rt).iter(|| async {
-                let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "B"}]});
-                let (status, order) = send(client.post(format!("{base}/api/v1/orders")).json(&body), Some(&token)).await;
-                assert_eq!(status, 201, "{order}");
-                let id = order["id"].as_str().expect("order");
-                let (status, _) = send(client.post(format!("{base}/api/v1/orders/{id}/cancel")), Some(&token)).await;
-                assert_eq!(status, 200);
+                let placed = customer.place_order(&order, None).await.expect("held");
+                customer
+                    .cancel_order(&placed.order.id)
+                    .await
+                    .expect("cancelled");
             });
         });
     }

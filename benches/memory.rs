@@ -20,6 +20,7 @@ use contrail::domain::aircraft::{Cabin, Layout};
 use contrail::domain::flight::{Flight, FlightDraft};
 use contrail::domain::ids::{AircraftId, FlightId};
 use contrail::persistence::{Store, WriteBatch, keys};
+use contrail_client::Client;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -126,13 +127,11 @@ fn main() {
         ],
     );
     let pid = server.child.id();
-    let client = reqwest::Client::new();
+    let client = Client::new(&server.base);
     let ready = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(600);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await
-                && r.status().is_success()
-            {
+            if client.ready().await.is_ok() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -150,16 +149,8 @@ fn main() {
     let failures = rt.block_on(async {
         futures::stream::iter(ids.iter().take(active))
             .map(|id| {
-                let url = format!("{}/api/v1/flights/{id}", server.base);
                 let client = client.clone();
-                async move {
-                    client
-                        .get(url)
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false)
-                }
+                async move { client.flight(&id.to_string()).await.is_ok() }
             })
             .buffer_unordered(64)
             .filter(|ok| std::future::ready(!ok))
@@ -168,14 +159,7 @@ fn main() {
     });
     assert_eq!(failures, 0, "some flights could not be read");
     let activate_secs = started.elapsed().as_secs_f64();
-    let metrics = rt.block_on(async {
-        let r = client
-            .get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .expect("metrics");
-        r.text().await.unwrap_or_default()
-    });
+    let metrics = rt.block_on(client.metrics()).expect("metrics");
     let running = metrics
         .lines()
         .find(|l| l.starts_with("contrail_flight_actors_active"))

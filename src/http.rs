@@ -17,15 +17,8 @@ mod orders;
 pub mod rate_limit;
 mod telemetry;
 
-use crate::actors::accounts::Accounts;
-use crate::actors::catalog::Catalog;
-use crate::actors::flight::FlightDirectory;
-use crate::actors::order::desk::Orders;
-use crate::actors::search_index::SharedIndex;
 use crate::actors::services::Services;
-use crate::actors::ticket::TicketDirectory;
 use crate::cluster::Cluster;
-use crate::persistence::Store;
 use crate::settings::Settings;
 use auth::TokenKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -40,28 +33,15 @@ use warp::{Filter, Rejection, Reply};
 pub struct AppContext {
     /// The node's settings.
     pub settings: Arc<Settings>,
-    /// Users: signup, signin, roles.
-    pub accounts: Accounts,
-    /// Airports, aircraft and new flights.
-    pub catalog: Catalog,
-    /// Membership, placement and forwarding.
+    /// Membership, placement and forwarding (the operator's cluster endpoints).
     pub cluster: Cluster,
-    /// The local facades the cluster gateway serves with (for membership changes).
+    /// Everything requests are served with: accounts, catalog, flights, orders, tickets, the
+    /// search read model and the store.
     pub services: Services,
-    /// Finds flight actors.
-    pub directory: FlightDirectory,
-    /// Places and reads orders.
-    pub orders: Orders,
-    /// Finds ticket actors.
-    pub tickets: TicketDirectory,
-    /// The search read model.
-    pub index: SharedIndex,
     /// JWT signing and verification.
     pub tokens: TokenKeys,
     /// Token buckets.
     pub limits: RateLimits,
-    /// The node's store (for readiness).
-    pub store: Store,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Set once storage is open and recovery is done; cleared when shutting down.

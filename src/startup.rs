@@ -81,7 +81,7 @@ impl Node {
 
     /// The node's flight actors (tests use it for fault injection).
     pub fn directory(&self) -> &crate::actors::flight::FlightDirectory {
-        &self.ctx.directory
+        &self.ctx.services.flights
     }
 
     /// The root supervisor's children by name, with their running actors (for supervision
@@ -173,23 +173,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         .jwt_secret
         .as_ref()
         .context("auth.jwt_secret is required")?;
-    let services = actors.services;
     let ctx: Ctx = Arc::new(AppContext {
         settings: settings.clone(),
-        accounts: services.accounts.clone(),
-        catalog: services.catalog.clone(),
         cluster,
-        directory: services.flights.clone(),
-        orders: services.orders.clone(),
-        tickets: services.tickets.clone(),
-        index,
-        services,
+        services: actors.services,
         tokens: TokenKeys::new(
             secret.expose_secret().as_bytes(),
             settings.auth.token_ttl_secs,
         ),
         limits: RateLimits::new(&settings.http),
-        store: store.clone(),
         metrics: metrics_handle()?,
         ready: Arc::new(AtomicBool::new(false)),
     });

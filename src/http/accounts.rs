@@ -96,6 +96,7 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
     let name = parse_name(&req.name).map_err(ApiError::from)?;
     let roles = [Role::Customer].into_iter().collect();
     let user = ctx
+        .services
         .accounts
         .create(email, password, name, roles)
         .await
@@ -109,7 +110,7 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
     responses((status = 200, body = TokenView), (status = 401), (status = 429)))]
 async fn signin(ctx: Ctx, req: SigninRequest) -> Handled {
     ctx.limits.check_signin(&req.email)?;
-    let user = match ctx.accounts.verify(&req.email, req.password).await {
+    let user = match ctx.services.accounts.verify(&req.email, req.password).await {
         Ok(user) => user,
         Err(e) => {
             ctx.limits.signin_failed(&req.email);
@@ -138,6 +139,7 @@ async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Han
     let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
     let roles = parse_roles(req.roles).map_err(ApiError::from)?;
     let user = ctx
+        .services
         .accounts
         .set_roles(id, roles)
         .await

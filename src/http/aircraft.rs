@@ -58,6 +58,7 @@ async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
         .collect();
     let aircraft = Aircraft::new(&req.model, cabins).map_err(ApiError::from)?;
     let aircraft = ctx
+        .services
         .catalog
         .create_aircraft(aircraft)
         .await

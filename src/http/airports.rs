@@ -68,6 +68,7 @@ async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
     let airport =
         Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
     let airport = ctx
+        .services
         .catalog
         .create_airport(airport)
         .await
@@ -78,7 +79,12 @@ async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
 /// Every airport.
 #[utoipa::path(get, path = "/api/v1/airports", operation_id = "list_airports", tag = "catalog", responses((status = 200, body = AirportList)))]
 async fn list(ctx: Ctx) -> Handled {
-    let airports = ctx.catalog.list_airports().await.map_err(ApiError::from)?;
+    let airports = ctx
+        .services
+        .catalog
+        .list_airports()
+        .await
+        .map_err(ApiError::from)?;
     Ok(json(
         StatusCode::OK,
         &AirportList {

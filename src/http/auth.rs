@@ -133,6 +133,7 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
                 .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
             let id = ctx.tokens.verify(token)?;
             let user = ctx
+                .services
                 .accounts
                 .get(&id)
                 .await

@@ -182,6 +182,7 @@ async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
         currency: req.currency,
     };
     let summary = ctx
+        .services
         .catalog
         .create_flight(draft)
         .await
@@ -267,7 +268,7 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
 async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
     let query = parse_query(&params).map_err(ApiError::from)?;
     let page = {
-        let index = ctx.index.read();
+        let index = ctx.services.index.read();
         let page = index.search(&query, Utc::now());
         FlightPage {
             flights: page
@@ -283,7 +284,7 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
 
 async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightReply, ApiError> {
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
-    Ok(ctx.directory.call(&id, cmd).await??)
+    Ok(ctx.services.flights.call(&id, cmd).await??)
 }
 
 /// One flight with live seat counts (from its actor).
@@ -333,7 +334,8 @@ async fn cancel(id: String, _user: User, ctx: Ctx) -> Handled {
         }
     };
     let cascade = orders.iter().map(|o| {
-        ctx.orders
+        ctx.services
+            .orders
             .call(o, crate::actors::order::OrderCommand::FlightCancelled)
     });
     let results = futures::future::join_all(cascade).await;

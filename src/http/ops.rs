@@ -23,7 +23,7 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::get())
         .and(with(ctx.clone()))
         .map(|ctx: Ctx| {
-            if ctx.ready.load(Ordering::Acquire) && ctx.store.healthy() && ctx.cluster.serving() {
+            if ctx.ready.load(Ordering::Acquire) && ctx.services.store.healthy() && ctx.cluster.serving() {
                 json(StatusCode::OK, &Status { status: "ready" })
             } else {
                 ApiError::Unavailable(

@@ -144,7 +144,12 @@ pub(super) struct NotificationList {
 async fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {
     let mut tickets = Vec::with_capacity(order.tickets.len());
     for id in &order.tickets {
-        let ticket = ctx.orders.ticket(id).await.map_err(ApiError::from)?;
+        let ticket = ctx
+            .services
+            .orders
+            .ticket(id)
+            .await
+            .map_err(ApiError::from)?;
         tickets.push(ticket.map(|t| TicketView::from(&t)));
     }
     Ok(OrderView {
@@ -288,6 +293,7 @@ fn parse_segments(req: &OrderRequest) -> Result<Vec<(FlightId, SeatRequest)>, Va
 async fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
     let id = OrderId::parse(id).ok_or(ApiError::NotFound)?;
     let order = ctx
+        .services
         .orders
         .get(&id)
         .await
@@ -313,6 +319,7 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
     let passengers = validate_request(&segments, &names).map_err(ApiError::from)?;
     let fingerprint = serde_json::to_string(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let placed = ctx
+        .services
         .orders
         .place(PlaceOrder {
             user: user.id.clone(),
@@ -336,9 +343,9 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
     responses((status = 200, body = OrderList)))]
 async fn list(user: User, ctx: Ctx) -> Handled {
     let orders = if user.may(Role::Admin) {
-        ctx.orders.list_all(1000).await
+        ctx.services.orders.list_all(1000).await
     } else {
-        ctx.orders.list(&user.id).await
+        ctx.services.orders.list(&user.id).await
     }
     .map_err(ApiError::from)?;
     let mut views = Vec::with_capacity(orders.len());
@@ -355,6 +362,7 @@ async fn list(user: User, ctx: Ctx) -> Handled {
 async fn get(id: String, user: User, ctx: Ctx) -> Handled {
     let order = owned(&ctx, &user, &id).await?;
     let order = ctx
+        .services
         .orders
         .call(&order.id, OrderCommand::Get)
         .await
@@ -377,6 +385,7 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
         .into());
     }
     let order = ctx
+        .services
         .orders
         .pay(PayOrder {
             user: user.id.clone(),
@@ -395,6 +404,7 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
 async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
     let order = owned(&ctx, &user, &id).await?;
     let order = ctx
+        .services
         .orders
         .call(&order.id, OrderCommand::Cancel)
         .await
@@ -407,6 +417,7 @@ async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
     responses((status = 200, body = TicketList)))]
 async fn tickets(user: User, ctx: Ctx) -> Handled {
     let tickets = ctx
+        .services
         .orders
         .tickets_of(&user.id)
         .await
@@ -425,6 +436,7 @@ async fn tickets(user: User, ctx: Ctx) -> Handled {
 async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
     let id = TicketId::parse(&id).ok_or(ApiError::NotFound)?;
     let stored = ctx
+        .services
         .orders
         .ticket(&id)
         .await
@@ -434,6 +446,7 @@ async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
         return Err(ApiError::NotFound.into());
     }
     let live = ctx
+        .services
         .tickets
         .call(&id, crate::actors::ticket::TicketCommand::Get)
         .await
@@ -447,6 +460,7 @@ async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
     responses((status = 200, body = NotificationList)))]
 async fn notifications(user: User, ctx: Ctx) -> Handled {
     let all = ctx
+        .services
         .orders
         .notifications_of(&user.id)
         .await

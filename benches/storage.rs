@@ -190,21 +190,31 @@ struct Run {
 }
 
 impl Run {
-    fn per_second(&self) -> f64 {
-        self.writes as f64 / self.secs
+    /// The figures reported for a run, per second and per write.
+    fn figures(&self) -> Figures {
+        let writes = self.writes.max(1) as f64;
+        Figures {
+            engine: self.engine,
+            writers: self.writers,
+            writes_per_sec: self.writes as f64 / self.secs,
+            syncs_per_write: self.syncs as f64 / writes,
+            bytes_per_write: self.bytes as f64 / writes,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+        }
     }
-    fn json(&self) -> String {
-        format!(
-            r#"{{"engine":"{}","writers":{},"writes_per_sec":{:.0},"syncs_per_write":{:.4},"bytes_per_write":{:.0},"p50_ms":{:.3},"p99_ms":{:.3}}}"#,
-            self.engine,
-            self.writers,
-            self.per_second(),
-            self.syncs as f64 / self.writes.max(1) as f64,
-            self.bytes as f64 / self.writes.max(1) as f64,
-            self.p50_ms,
-            self.p99_ms
-        )
-    }
+}
+
+/// One line of the comparison, as printed and as written to the JSON file.
+#[derive(serde::Serialize)]
+struct Figures {
+    engine: &'static str,
+    writers: usize,
+    writes_per_sec: f64,
+    syncs_per_write: f64,
+    bytes_per_write: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 async fn measure(
@@ -320,15 +330,16 @@ fn main() {
                 };
                 measure(name, engine, n, secs).await
             });
+            let f = run.figures();
             eprintln!(
                 "{:>24} {:>4} writers: {:>8.0} durable writes/s, {:.3} syncs/write, {:>6.0} B/write, p50 {:.2} ms, p99 {:.2} ms",
-                run.engine,
-                run.writers,
-                run.per_second(),
-                run.syncs as f64 / run.writes.max(1) as f64,
-                run.bytes as f64 / run.writes.max(1) as f64,
-                run.p50_ms,
-                run.p99_ms
+                f.engine,
+                f.writers,
+                f.writes_per_sec,
+                f.syncs_per_write,
+                f.bytes_per_write,
+                f.p50_ms,
+                f.p99_ms
             );
             runs.push(run);
         }
@@ -337,9 +348,12 @@ fn main() {
     eprintln!(
         "{:>24}: {:.0} syncs/s ({:.3} ms each)",
         disk.engine,
-        disk.per_second(),
+        disk.figures().writes_per_sec,
         disk.p50_ms
     );
-    let json: Vec<String> = runs.iter().map(Run::json).collect();
-    println!("[{}]", json.join(","));
+    let figures: Vec<Figures> = runs.iter().map(Run::figures).collect();
+    println!(
+        "{}",
+        serde_json::to_string(&figures).expect("figures are plain numbers")
+    );
 }

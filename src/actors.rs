@@ -22,6 +22,9 @@
 //!     └── OrderActor ord_… (runs one order's saga)
 //! ```
 //!
+//! The singletons keep no state between messages (what they own is in the store), so each is a
+//! [`stateless::Stateless`] handler run by one generic actor.
+//!
 //! At shutdown the root stops its children the last started first: orders before the
 //! flights, payments and notifications they call.
 //!
@@ -45,6 +48,7 @@ pub mod router;
 pub mod search_index;
 pub mod services;
 pub mod sold_out;
+pub mod stateless;
 pub mod supervisor;
 pub mod ticket;
 

@@ -18,6 +18,7 @@ use crate::actors::router::{Alone, RouterRef};
 use crate::actors::search_index::{SearchIndexActor, SharedIndex};
 use crate::actors::services::Services;
 use crate::actors::sold_out::SoldOut;
+use crate::actors::stateless::StatelessActor;
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
 use crate::actors::{CallError, ask};
@@ -258,15 +259,21 @@ async fn start_actors(
         cluster: cluster.clone(),
         services: services_slot.clone(),
     };
-    supervise(&root, "gateway", gateway, (), |_| {}).await?;
+    supervise(&root, "gateway", StatelessActor(gateway), (), |_| {}).await?;
     if let Some(port) = &listings {
         let publisher = IndexPublisher {
             cluster: cluster.clone(),
         };
         let port = port.clone();
-        supervise(&root, "index_publisher", publisher, (), move |actor| {
-            port.subscribe(actor.clone(), |l| Some(PublisherMessage::Publish(l)));
-        })
+        supervise(
+            &root,
+            "index_publisher",
+            StatelessActor(publisher),
+            (),
+            move |actor| {
+                port.subscribe(actor.clone(), |l| Some(PublisherMessage::Publish(l)));
+            },
+        )
         .await?;
     }
     let search = SearchIndexActor { listings };
@@ -277,17 +284,24 @@ async fn start_actors(
         decline_rate: settings.payments.decline_rate,
         in_progress: Default::default(),
     };
-    let payments = supervise(&root, "payments", payment, (), |_| {}).await?;
+    let payments = supervise(&root, "payments", StatelessActor(payment), (), |_| {}).await?;
     let notification = NotificationActor {
         store: store.clone(),
         webhook_url: settings.notifications.webhook_url.clone(),
         client: reqwest::Client::new(),
     };
-    let notifications = supervise(&root, "notifications", notification, (), |_| {}).await?;
+    let notifications = supervise(
+        &root,
+        "notifications",
+        StatelessActor(notification),
+        (),
+        |_| {},
+    )
+    .await?;
     let accounts = AccountsActor {
         store: store.clone(),
     };
-    let accounts = supervise(&root, "accounts", accounts, (), |_| {}).await?;
+    let accounts = supervise(&root, "accounts", StatelessActor(accounts), (), |_| {}).await?;
     let accounts = Accounts::new(accounts, store.clone(), timeout, router.clone()).await?;
 
     let sold_out = SoldOut::default();
@@ -311,7 +325,7 @@ async fn start_actors(
         directory: flights.clone(),
         index: index.clone(),
     };
-    let catalog = supervise(&root, "catalog", catalog, (), |_| {}).await?;
+    let catalog = supervise(&root, "catalog", StatelessActor(catalog), (), |_| {}).await?;
     let catalog = Catalog::new(catalog, router.clone(), timeout);
     let ticket = TicketActor {
         store: store.clone(),

@@ -6,6 +6,7 @@
 
 use super::root::Slot;
 use super::router::{RouterRef, operation};
+use super::stateless::Stateless;
 use super::{CallError, answer};
 use crate::domain::ValidationError;
 use crate::domain::ids::UserId;
@@ -14,7 +15,7 @@ use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
@@ -109,21 +110,10 @@ impl AccountsActor {
     }
 }
 
-impl Actor for AccountsActor {
+impl Stateless for AccountsActor {
     type Msg = AccountsMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, message: AccountsMessage) {
         match message {
             AccountsMessage::InjectPanic => panic!("injected fault in the accounts actor"),
             AccountsMessage::Create(user, reply) => answer(self.create(user).await, reply),
@@ -134,7 +124,6 @@ impl Actor for AccountsActor {
                 answer(self.update(&id, roles, Some(hash)).await, reply)
             }
         }
-        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use super::flight::FlightDirectory;
 use super::root::Slot;
 use super::router::{RouterRef, operation};
 use super::search_index::SharedIndex;
+use super::stateless::Stateless;
 use super::{CallError, answer};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Aircraft;
@@ -18,7 +19,7 @@ use crate::domain::search::FlightSummary;
 use crate::domain::seat_map::SeatMap;
 use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use chrono::Utc;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -168,21 +169,10 @@ impl CatalogActor {
     }
 }
 
-impl Actor for CatalogActor {
+impl Stateless for CatalogActor {
     type Msg = CatalogMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, message: CatalogMessage) {
         // Storage failures are answered, not crashed on: the catalog holds no state of its own.
         match message {
             CatalogMessage::InjectPanic => panic!("injected fault in the catalog actor"),
@@ -205,7 +195,6 @@ impl Actor for CatalogActor {
                 }
             },
         }
-        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use super::request::Request;
 use super::root::Slot;
 use super::router::{Location, RouterRef};
 use super::supervisor::{Quarantine, SupervisorMessage};
+use crate::domain::ids::EntityId;
 use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 const REACTIVATE_BACKOFF: Duration = Duration::from_millis(2);
 
 /// Locates the actors of one kind of entity on this node.
+#[derive(Clone)]
 pub struct Directory<E: Entity> {
     store: Store,
     supervisor: Slot<SupervisorMessage>,
@@ -26,19 +28,6 @@ pub struct Directory<E: Entity> {
     quarantine: Quarantine,
     timeout: Duration,
     router: RouterRef,
-}
-
-impl<E: Entity> Clone for Directory<E> {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            supervisor: self.supervisor.clone(),
-            template: self.template.clone(),
-            quarantine: self.quarantine.clone(),
-            timeout: self.timeout,
-            router: self.router.clone(),
-        }
-    }
 }
 
 impl<E: Entity> Directory<E> {
@@ -90,7 +79,7 @@ impl<E: Entity> Directory<E> {
     where
         Request: From<EntityCall<E>>,
     {
-        match self.router.route(E::tag(id)) {
+        match self.router.route(id.tag()) {
             Location::Here(serving) => {
                 let reply = self.deliver(id, cmd).await;
                 drop(serving);

@@ -8,6 +8,7 @@ use super::directory::Directory;
 use super::request::Request;
 use super::router::Operation;
 use super::services::Services;
+use crate::domain::ids::EntityId;
 use crate::persistence::{Store, StoreError};
 use ractor::{Actor, RpcReplyPort};
 use serde::de::DeserializeOwned;
@@ -18,7 +19,16 @@ use std::hash::Hash;
 /// An actor that owns one entity.
 pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// The entity's id.
-    type Id: Clone + Eq + Hash + Display + Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Id: EntityId
+        + Clone
+        + Eq
+        + Hash
+        + Display
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
     /// What an actor starts from: the id of an entity to load from disk, or (for entities
     /// created by their own actor) the new entity itself.
     type Start: Send + 'static;
@@ -41,12 +51,6 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// Whether the entity exists in the store (checked before activating it).
     fn exists(store: &Store, id: &Self::Id) -> Result<bool, StoreError>;
 
-    /// Parses an id out of a registry name's suffix.
-    fn parse_id(raw: &str) -> Option<Self::Id>;
-
-    /// The placement tag of an entity (which node owns it).
-    fn tag(id: &Self::Id) -> &str;
-
     /// The node's directory of this kind.
     fn directory(services: &Services) -> &Directory<Self>;
 
@@ -63,7 +67,7 @@ pub fn actor_name<E: Entity>(id: &E::Id) -> String {
 pub fn id_of<E: Entity>(name: &str) -> Option<E::Id> {
     name.strip_prefix(E::KIND)
         .and_then(|rest| rest.strip_prefix('/'))
-        .and_then(E::parse_id)
+        .and_then(E::Id::parse)
 }
 
 /// "Entity `id`, do `command`": the request that reaches an entity's actor on the node that
@@ -94,7 +98,7 @@ where
     type Handler = Directory<E>;
 
     fn tag(&self) -> std::borrow::Cow<'_, str> {
-        E::tag(&self.id).into()
+        self.id.tag().into()
     }
 
     fn handler(services: &Services) -> &Directory<E> {

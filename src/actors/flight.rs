@@ -466,14 +466,6 @@ impl Entity for FlightActor {
         store.contains(&keys::flight(id))
     }
 
-    fn parse_id(raw: &str) -> Option<FlightId> {
-        FlightId::parse(raw)
-    }
-
-    fn tag(id: &FlightId) -> &str {
-        id.tag()
-    }
-
     fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
         &services.flights
     }

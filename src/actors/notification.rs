@@ -2,10 +2,10 @@
 //! is set, POSTs each one there, retrying with exponential backoff. Delivery runs on its own
 //! task, so a slow or dead webhook never blocks a booking (publishers only `cast`).
 
+use super::stateless::Stateless;
 use crate::domain::ids::{OrderId, UserId};
 use crate::persistence::{Store, WriteBatch, keys};
 use chrono::{DateTime, Utc};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -142,21 +142,10 @@ async fn deliver(client: reqwest::Client, url: String, n: Notification) {
     tracing::error!(notification = %n.id, "webhook delivery gave up after {WEBHOOK_ATTEMPTS} attempts");
 }
 
-impl Actor for NotificationActor {
+impl Stateless for NotificationActor {
     type Msg = NotificationMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, message: NotificationMessage) {
         let n = match message {
             NotificationMessage::InjectPanic => panic!("injected fault in the notifications actor"),
             NotificationMessage::Deliver(n) => n,
@@ -179,7 +168,6 @@ impl Actor for NotificationActor {
         if let Some(url) = &self.webhook_url {
             tokio::spawn(deliver(self.client.clone(), url.clone(), n));
         }
-        Ok(())
     }
 }
 

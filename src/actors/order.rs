@@ -157,14 +157,6 @@ impl Entity for OrderActor {
         store.contains(&keys::order(id))
     }
 
-    fn parse_id(raw: &str) -> Option<OrderId> {
-        OrderId::parse(raw)
-    }
-
-    fn tag(id: &OrderId) -> &str {
-        id.tag()
-    }
-
     fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
         services.orders.directory()
     }
@@ -191,60 +183,77 @@ async fn step<T>(
     out
 }
 
+/// One step of the saga as it is written: the order's next state, whatever else the step
+/// changes, and the notification it owes the customer — one batch.
+struct Change {
+    next: Order,
+    extra: WriteBatch,
+    note: Option<NotificationKind>,
+}
+
+impl Change {
+    /// The order becomes `next`.
+    fn to(next: Order) -> Self {
+        Self {
+            next,
+            extra: WriteBatch::new(),
+            note: None,
+        }
+    }
+
+    /// …together with `extra`.
+    fn with(mut self, extra: WriteBatch) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// …and tells the customer.
+    fn noting(mut self, kind: NotificationKind) -> Self {
+        self.note = Some(kind);
+        self
+    }
+
+    fn into_batch(self) -> Result<(WriteBatch, Order, Option<Notification>), OrderError> {
+        let Self {
+            next,
+            mut extra,
+            note,
+        } = self;
+        extra.put(&keys::order(&next.id), &next)?;
+        let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
+        if let Some(n) = &note {
+            extra.put(&n.key(), n)?;
+        }
+        Ok((extra, next, note))
+    }
+}
+
 impl OrderActor {
     fn notify(&self, order: &Order, kind: NotificationKind) {
         let n = Notification::new(order.user.clone(), kind, order.id.clone());
         self.notifications.cast(NotificationMessage::Publish(n));
     }
 
-    /// Makes `next` (with `extra`, and the notification of the change if any) durable, with
-    /// every step committed before it, then adopts it: what the caller is told never runs
-    /// ahead of the disk, and a change and its notification are recorded together (a crash
-    /// cannot lose one without the other).
-    async fn save(
-        &self,
-        state: &mut OrderState,
-        next: Order,
-        extra: WriteBatch,
-        note: Option<NotificationKind>,
-    ) -> Result<(), OrderError> {
-        let (batch, note) = Self::batch(&next, extra, note)?;
+    /// Makes `change` durable, with every step committed before it, then adopts it: what the
+    /// caller is told never runs ahead of the disk, and a change and its notification are
+    /// recorded together (a crash cannot lose one without the other).
+    async fn save(&self, state: &mut OrderState, change: Change) -> Result<(), OrderError> {
+        let (batch, next, note) = change.into_batch()?;
         self.store.commit(batch)?.await?;
         state.unsynced = false;
         self.adopt(state, next, note);
         Ok(())
     }
 
-    /// Commits `next` and adopts it without waiting for the sync: for a step that a later
+    /// Commits `change` and adopts it without waiting for the sync: for a step that a later
     /// [`OrderActor::save`] covers (the store is durable in commit order), or that may be lost
     /// in a crash without anyone having been told it happened (a failed hold).
-    fn record(
-        &self,
-        state: &mut OrderState,
-        next: Order,
-        extra: WriteBatch,
-        note: Option<NotificationKind>,
-    ) -> Result<(), OrderError> {
-        let (batch, note) = Self::batch(&next, extra, note)?;
+    fn record(&self, state: &mut OrderState, change: Change) -> Result<(), OrderError> {
+        let (batch, next, note) = change.into_batch()?;
         self.store.record(batch)?;
         state.unsynced = true;
         self.adopt(state, next, note);
         Ok(())
-    }
-
-    /// `next`'s record, with `extra` and the notification of the change, if any.
-    fn batch(
-        next: &Order,
-        extra: WriteBatch,
-        note: Option<NotificationKind>,
-    ) -> Result<(WriteBatch, Option<Notification>), OrderError> {
-        let mut batch = extra;
-        batch.put(&keys::order(&next.id), next)?;
-        let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
-        if let Some(n) = &note {
-            batch.put(&n.key(), n)?;
-        }
-        Ok((batch, note))
     }
 
     fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
@@ -305,7 +314,7 @@ impl OrderActor {
                 failed.failure = Some(HoldFailure::Unavailable(
                     "the booking was interrupted; nothing is held".into(),
                 ));
-                self.save(state, failed, WriteBatch::new(), None).await?;
+                self.save(state, Change::to(failed)).await?;
                 Ok(state.order.clone())
             }
             OrderStatus::Paying => self.finish_payment(state).await,

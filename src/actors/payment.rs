@@ -7,11 +7,12 @@
 //! `tok_declined` declines, `tok_timeout` makes the gateway time out (nothing is charged);
 //! any other token is declined as unknown.
 
+use super::stateless::Stateless;
 use crate::domain::flight::Currency;
 use crate::domain::ids::OrderId;
 use crate::persistence::{Store, WriteBatch, keys};
 use chrono::{DateTime, Utc};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -265,26 +266,14 @@ impl PaymentActor {
     }
 }
 
-impl Actor for PaymentActor {
+impl Stateless for PaymentActor {
     type Msg = PaymentMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, message: PaymentMessage) {
         match message {
             PaymentMessage::InjectPanic => panic!("injected fault in the payments actor"),
             PaymentMessage::Command(cmd, reply) => self.start(cmd, reply),
         }
-        Ok(())
     }
 }
 

@@ -70,14 +70,6 @@ impl Entity for TicketActor {
         store.contains(&keys::ticket(id))
     }
 
-    fn parse_id(raw: &str) -> Option<TicketId> {
-        TicketId::parse(raw)
-    }
-
-    fn tag(id: &TicketId) -> &str {
-        id.tag()
-    }
-
     fn directory(services: &super::services::Services) -> &super::directory::Directory<Self> {
         &services.tickets
     }

@@ -8,7 +8,8 @@ use super::wire::{
 };
 use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff};
 use crate::actors::services::Services;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use crate::actors::stateless::Stateless;
+use ractor::ActorRef;
 use std::sync::{Arc, OnceLock};
 
 /// The gateway actor.
@@ -20,33 +21,21 @@ pub struct GatewayActor {
     pub services: Arc<OnceLock<Services>>,
 }
 
-impl Actor for GatewayActor {
+impl Stateless for GatewayActor {
     type Msg = GatewayMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<(), ActorProcessingErr> {
+    fn started(&self, myself: &ActorRef<GatewayMessage>) {
         if self.cluster.clustered() {
             ractor::pg::join(GATEWAYS.to_owned(), vec![myself.get_cell()]);
             ractor::pg::join(gateway_group(self.cluster.node()), vec![myself.get_cell()]);
         }
-        self.cluster.set_gateway(myself);
-        Ok(())
+        self.cluster.set_gateway(myself.clone());
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, message: GatewayMessage) {
         let Some(services) = self.services.get().cloned() else {
             // Still starting: callers time out or get "unreachable" and retry.
-            return Ok(());
+            return;
         };
         match message {
             GatewayMessage::InjectPanic => panic!("injected fault in the gateway actor"),
@@ -71,7 +60,6 @@ impl Actor for GatewayActor {
                 Err(e) => tracing::warn!(error = %e, "undecodable message from a peer dropped"),
             },
         }
-        Ok(())
     }
 }
 

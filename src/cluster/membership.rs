@@ -7,6 +7,7 @@ use super::wire::{CallBody, Cast, GatewayMessage, encode};
 use super::{Cluster, GATEWAYS, gateway_group};
 use crate::actors::search_index::SharedIndex;
 use crate::actors::services::Services;
+use crate::actors::stateless::Stateless;
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
 use std::collections::{BTreeSet, HashMap};
@@ -196,31 +197,15 @@ impl crate::actors::root::InjectPanic for PublisherMessage {
     }
 }
 
-impl ractor::Actor for IndexPublisher {
+impl Stateless for IndexPublisher {
     type Msg = PublisherMessage;
-    type State = ();
-    type Arguments = ();
 
-    async fn pre_start(
-        &self,
-        _: ActorRef<Self::Msg>,
-        _: (),
-    ) -> Result<(), ractor::ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ractor::ActorProcessingErr> {
+    async fn handle(&self, message: PublisherMessage) {
         match message {
             PublisherMessage::Publish(listing) => {
                 broadcast(&self.cluster, &Cast::Index(vec![listing]));
             }
             PublisherMessage::InjectPanic => panic!("injected fault in the index publisher"),
         }
-        Ok(())
     }
 }

@@ -28,6 +28,14 @@ pub fn tag_for(key: &str) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
 }
 
+/// What generic code (an entity's directory, the router) needs of an id.
+pub trait EntityId: Sized {
+    /// Accepts an id from outside if it has the shape of one of ours.
+    fn parse(raw: &str) -> Option<Self>;
+    /// The placement tag.
+    fn tag(&self) -> &str;
+}
+
 macro_rules! entity_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -78,6 +86,16 @@ macro_rules! entity_id {
             /// The id whose body is `bits` (the inverse of `to_bits`).
             pub fn from_bits(bits: u128) -> Self {
                 Self(format!("{}_{bits:032x}", $prefix))
+            }
+        }
+
+        impl EntityId for $name {
+            fn parse(raw: &str) -> Option<Self> {
+                Self::parse(raw)
+            }
+
+            fn tag(&self) -> &str {
+                self.tag()
             }
         }
 

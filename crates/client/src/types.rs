@@ -147,35 +147,27 @@ pub struct Flight {
     pub price_cents: Option<u64>,
 }
 
-/// `GET /api/v1/flights` filters; unset fields are left out of the query.
+/// `GET /api/v1/flights` filters; unset fields are left out of the query (the URL encoder
+/// skips `None`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Search {
     /// Origin airport code.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// Destination airport code.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     /// Departure day (UTC).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<NaiveDate>,
     /// Seats needed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub passengers: Option<u16>,
     /// Cabin.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cabin: Option<String>,
     /// Highest price for all passengers, in cents.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_price_cents: Option<u64>,
     /// `price`, `departure` or `duration`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sort: Option<String>,
     /// Page size.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u16>,
     /// The previous page's `next_cursor`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
 
@@ -367,4 +359,24 @@ pub struct Faults {
     pub blocked: BTreeSet<String>,
     /// For how long.
     pub for_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_search_filters_stay_out_of_the_query() {
+        let search = Search {
+            origin: Some("BOM".into()),
+            passengers: Some(2),
+            ..Search::default()
+        };
+        let request = reqwest::Client::new()
+            .get("http://127.0.0.1/api/v1/flights")
+            .query(&search)
+            .build()
+            .expect("request");
+        assert_eq!(request.url().query(), Some("origin=BOM&passengers=2"));
+    }
 }

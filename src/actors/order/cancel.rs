@@ -1,6 +1,7 @@
 //! Cancellation by the customer or the airline: release or void the seats, refund what was
 //! paid, and finish an interrupted refund.
 
+use super::Change;
 use super::OrderActor;
 use super::OrderError;
 use super::OrderState;
@@ -10,7 +11,6 @@ use crate::actors::ticket::TicketCommand;
 use crate::domain::order::Order;
 use crate::domain::order::OrderEvent;
 use crate::domain::order::OrderStatus;
-use crate::persistence::WriteBatch;
 use chrono::Utc;
 use futures::future::join_all;
 
@@ -37,8 +37,7 @@ impl OrderActor {
                     ));
                 }
                 let next = Self::after(&state.order, OrderEvent::Cancelled)?;
-                self.save(state, next, WriteBatch::new(), Some(kind))
-                    .await?;
+                self.save(state, Change::to(next).noting(kind)).await?;
             }
             OrderStatus::Confirmed | OrderStatus::Refunding => {
                 let now = Utc::now();
@@ -55,7 +54,7 @@ impl OrderActor {
                     }
                     // Persisted first, so a crash in the middle resumes the refund.
                     let next = Self::after(&state.order, OrderEvent::RefundStarted)?;
-                    self.save(state, next, WriteBatch::new(), None).await?;
+                    self.save(state, Change::to(next)).await?;
                 }
                 self.finish_refund(state, kind).await?;
             }
@@ -101,6 +100,6 @@ impl OrderActor {
             ));
         }
         let next = Self::after(&state.order, OrderEvent::Refunded)?;
-        self.save(state, next, WriteBatch::new(), Some(note)).await
+        self.save(state, Change::to(next).noting(note)).await
     }
 }

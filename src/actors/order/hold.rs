@@ -1,6 +1,7 @@
 //! The hold step: every segment held on its flight, all or none; and the hold's end when it
 //! lapses (released, the order expired) or the saga gives up.
 
+use super::Change;
 use super::OrderActor;
 use super::OrderError;
 use super::OrderState;
@@ -122,7 +123,7 @@ impl OrderActor {
         next.currency = currency;
         next.apply(OrderEvent::Held)
             .map_err(|e| OrderError::Unavailable(e.to_string()))?;
-        self.save(state, next, WriteBatch::new(), None).await?;
+        self.save(state, Change::to(next)).await?;
         state.key = None;
         metrics::counter!("contrail_bookings_succeeded_total").increment(1);
         self.deadlines
@@ -155,7 +156,7 @@ impl OrderActor {
         }
         let recorded = Self::after(&state.order, OrderEvent::HoldFailed).and_then(|mut failed| {
             failed.failure = Some(failure.clone());
-            self.record(state, failed, extra, None)
+            self.record(state, Change::to(failed).with(extra))
         });
         match recorded {
             Ok(()) => failure.into(),
@@ -176,7 +177,7 @@ impl OrderActor {
         self.refund(&state.order).await?;
         step(&state.order.id, "release", self.release_all(&state.order)).await;
         let next = Self::after(&state.order, event)?;
-        self.save(state, next, WriteBatch::new(), Some(note)).await
+        self.save(state, Change::to(next).noting(note)).await
     }
 
     pub(super) async fn expire(&self, state: &mut OrderState) -> Result<(), OrderError> {

@@ -1,6 +1,7 @@
 //! The payment step: charge once per order, then confirm every segment's seats and issue the
 //! tickets; a charged order that cannot be confirmed is refunded.
 
+use super::Change;
 use super::OrderActor;
 use super::OrderError;
 use super::OrderState;
@@ -81,7 +82,7 @@ impl OrderActor {
                 // before that loses the charge record with it (a prefix of the log survives).
                 let mut next = Self::after(&state.order, OrderEvent::Charged)?;
                 next.charge_id = Some(charge_id);
-                self.record(state, next, WriteBatch::new(), None)?;
+                self.record(state, Change::to(next))?;
                 self.finish_payment(state).await
             }
         }
@@ -129,8 +130,7 @@ impl OrderActor {
                 )
             };
             let next = Self::after(&state.order, event)?;
-            self.save(state, next, WriteBatch::new(), Some(kind))
-                .await?;
+            self.save(state, Change::to(next).noting(kind)).await?;
             return Err(OrderError::NotPayable(format!(
                 "{why} before the payment completed; the charge was refunded"
             )));
@@ -164,7 +164,12 @@ impl OrderActor {
         step(
             &id,
             "issue_tickets",
-            self.save(state, next, batch, Some(NotificationKind::OrderConfirmed)),
+            self.save(
+                state,
+                Change::to(next)
+                    .with(batch)
+                    .noting(NotificationKind::OrderConfirmed),
+            ),
         )
         .await?;
         // Each ticket's actor is activated by the ticket's first request, like every entity.

@@ -38,8 +38,13 @@ pub const DEFAULT_USER_BURST: u32 = 400;
 pub const DEFAULT_ANONYMOUS_RPS: u32 = 50_000;
 /// Default burst per client address for anonymous requests.
 pub const DEFAULT_ANONYMOUS_BURST: u32 = 50_000;
-/// Default failed signins per account per minute.
+/// Default failed signins per (client address, account) per minute.
 pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
+/// Default failed signins per client address per minute, whatever the account.
+pub const DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Default signins and signups that may wait for a password-hashing slot (one runs per CPU);
+/// more are refused with 503 + Retry-After.
+pub const DEFAULT_HASHING_QUEUE: usize = 32;
 /// Default accept queue of the HTTP listener (tokio's own default is 1024).
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 8192;
 /// Default log filter: warp reports every 4xx as a warning, which for a booking API (404s,
@@ -92,8 +97,11 @@ pub struct HttpSettings {
     pub anonymous_rps: u32,
     /// Anonymous burst per client address.
     pub anonymous_burst: u32,
-    /// Failed signins allowed per account per minute.
+    /// Failed signins allowed per (client address, account) per minute; the failure after
+    /// them locks the pair until the bucket refills.
     pub signin_failures_per_minute: u32,
+    /// Failed signins allowed per client address per minute, whatever the account.
+    pub signin_failures_per_address_per_minute: u32,
     /// Connections the kernel queues before the server accepts them (capped by the kernel's
     /// `net.core.somaxconn`). Connections beyond it are dropped and retried by the client after
     /// 1 s, 3 s, 7 s…: an on-sale rush of thousands of new connections needs a deep queue.
@@ -111,6 +119,7 @@ impl Default for HttpSettings {
             anonymous_rps: DEFAULT_ANONYMOUS_RPS,
             anonymous_burst: DEFAULT_ANONYMOUS_BURST,
             signin_failures_per_minute: DEFAULT_SIGNIN_FAILURES_PER_MINUTE,
+            signin_failures_per_address_per_minute: DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
@@ -174,6 +183,8 @@ pub struct AuthSettings {
     pub admin_email: Option<String>,
     /// The first admin's password.
     pub admin_password: Option<SecretString>,
+    /// Signins and signups that may wait for a password-hashing slot; more get 503.
+    pub hashing_queue: usize,
 }
 
 impl Default for AuthSettings {
@@ -183,6 +194,7 @@ impl Default for AuthSettings {
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             admin_email: None,
             admin_password: None,
+            hashing_queue: DEFAULT_HASHING_QUEUE,
         }
     }
 }
@@ -371,6 +383,7 @@ impl Settings {
             h.anonymous_rps,
             h.anonymous_burst,
             h.signin_failures_per_minute,
+            h.signin_failures_per_address_per_minute,
         ]
         .contains(&0)
         {

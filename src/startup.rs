@@ -302,7 +302,14 @@ async fn start_actors(
         store: store.clone(),
     };
     let accounts = supervise(&root, "accounts", StatelessActor(accounts), (), |_| {}).await?;
-    let accounts = Accounts::new(accounts, store.clone(), timeout, router.clone()).await?;
+    let accounts = Accounts::new(
+        accounts,
+        store.clone(),
+        timeout,
+        router.clone(),
+        settings.auth.hashing_queue,
+    )
+    .await?;
 
     let sold_out = SoldOut::default();
     let flight = FlightActor {

@@ -18,7 +18,7 @@ use chrono::Utc;
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -43,6 +43,9 @@ pub enum AccountError {
     /// The accounts actor did not answer.
     #[error(transparent)]
     Unavailable(#[from] CallError),
+    /// Too many signins and signups are waiting for a password-hashing slot.
+    #[error("too many sign-ins are being checked right now; retry")]
+    Busy,
     /// Hashing failed (should not happen with valid parameters).
     #[error("password hashing failed: {0}")]
     Hashing(String),
@@ -137,52 +140,90 @@ pub struct Accounts {
     /// A hash of nothing, verified against when the email is unknown so that a miss takes as
     /// long as a wrong password (no user enumeration by timing).
     decoy_hash: Arc<String>,
+    hasher: Hasher,
 }
 
-/// Password hashes computed at once: one per CPU. argon2 is CPU-bound by design; without a
-/// bound, a burst of signups fills the blocking pool with hundreds of threads that starve the
-/// async workers (every other request then times out). Queued hashes simply wait their turn.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
-
-/// Runs a password-hashing job on the blocking pool, at most one per CPU at a time.
-async fn hashing<T: Send + 'static>(
-    job: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AccountError> {
-    let _permit = HASHING
-        .acquire()
-        .await
-        .map_err(|e| AccountError::Hashing(e.to_string()))?;
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| AccountError::Hashing(e.to_string()))
+/// Password hashing, bounded twice: one hash per CPU at a time (argon2 is CPU-bound by design;
+/// unbounded, a burst fills the blocking pool with threads that starve the async workers), and
+/// at most `queue` more waiting. Beyond that a signin or signup is refused at once
+/// ([`AccountError::Busy`], 503 + Retry-After) instead of queueing without bound: a flood of
+/// bad signins must not make everyone else's wait for seconds.
+#[derive(Clone)]
+struct Hasher {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
 }
 
-async fn hash(password: Password) -> Result<String, AccountError> {
-    hashing(move || {
-        Argon2::default()
-            .hash_password(password.expose())
-            .map(|h: PasswordHash| h.to_string())
+impl Hasher {
+    fn new(queue: usize) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            running: Arc::new(Semaphore::new(cpus)),
+            admitted: Arc::new(Semaphore::new(cpus.saturating_add(queue))),
+        }
+    }
+
+    /// Runs a hashing job on the blocking pool when a CPU slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let _admitted = self
+            .admitted
+            .try_acquire()
+            .map_err(|_| AccountError::Busy)?;
+        let _running = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(job)
+            .await
             .map_err(|e| AccountError::Hashing(e.to_string()))
-    })
-    .await?
+    }
+
+    async fn hash(&self, password: Password) -> Result<String, AccountError> {
+        self.run(move || {
+            Argon2::default()
+                .hash_password(password.expose())
+                .map(|h: PasswordHash| h.to_string())
+                .map_err(|e| AccountError::Hashing(e.to_string()))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches the stored hash.
+    async fn matches(&self, password: Vec<u8>, stored: String) -> Result<bool, AccountError> {
+        self.run(move || {
+            Argon2::default()
+                .verify_password(&password, stored.as_str())
+                .is_ok()
+        })
+        .await
+    }
 }
 
 impl Accounts {
-    /// A handle over the running actor.
+    /// A handle over the running actor; at most `hashing_queue` signins and signups wait for
+    /// a hashing slot.
     pub async fn new(
         actor: Slot<AccountsMessage>,
         store: Store,
         timeout: Duration,
         router: RouterRef,
+        hashing_queue: usize,
     ) -> Result<Self, AccountError> {
-        let decoy = hash(Password::parse("decoy-password-never-matches".into())?).await?;
+        let hasher = Hasher::new(hashing_queue);
+        let decoy = hasher
+            .hash(Password::parse("decoy-password-never-matches".into())?)
+            .await?;
         Ok(Self {
             actor,
             store,
             timeout,
             router,
             decoy_hash: Arc::new(decoy),
+            hasher,
         })
     }
 
@@ -200,7 +241,7 @@ impl Accounts {
             email,
             name,
             roles,
-            password_hash: hash(password).await?,
+            password_hash: self.hasher.hash(password).await?,
             created_at: Utc::now(),
         };
         self.router.call(CreateUser(user), self).await
@@ -217,12 +258,7 @@ impl Accounts {
             || self.decoy_hash.as_str().to_owned(),
             |u| u.password_hash.clone(),
         );
-        let matches = hashing(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), stored.as_str())
-                .is_ok()
-        })
-        .await?;
+        let matches = self.hasher.matches(password.into_bytes(), stored).await?;
         match user {
             Some(user) if matches => Ok(user),
             _ => Err(AccountError::BadCredentials),
@@ -271,19 +307,14 @@ impl Accounts {
             Some(user) => {
                 let id = user.id.clone();
                 let stored = user.password_hash.clone();
-                let plain = String::from_utf8_lossy(password.expose()).into_owned();
-                let same = hashing(move || {
-                    Argon2::default()
-                        .verify_password(plain.as_bytes(), stored.as_str())
-                        .is_ok()
-                })
-                .await?;
+                let plain = password.expose().to_vec();
+                let same = self.hasher.matches(plain, stored).await?;
                 if same && user.roles.contains(&Role::Admin) {
                     return Ok(());
                 }
                 let mut roles = user.roles;
                 roles.insert(Role::Admin);
-                let hash = hash(password).await?;
+                let hash = self.hasher.hash(password).await?;
                 self.actor
                     .ask(
                         |port| AccountsMessage::Reset(id.clone(), roles, hash, port),

@@ -3,9 +3,11 @@
 use super::auth::{caller, with_role};
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
+use crate::actors::accounts::AccountError;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User, parse_name, parse_roles};
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
@@ -72,6 +74,7 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
     let signin = warp::path!("api" / "v1" / "auth" / "signin")
         .and(warp::post())
         .and(with(ctx.clone()))
+        .and(client_address())
         .and(body::json())
         .and_then(signin);
     let me = warp::path!("api" / "v1" / "auth" / "me")
@@ -85,6 +88,13 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         .and(body::json())
         .and_then(set_roles);
     signup.or(signin).unify().or(me).unify().or(roles).unify()
+}
+
+/// The client's address (unspecified when the transport has none).
+fn client_address() -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
+    warp::addr::remote().map(|addr: Option<std::net::SocketAddr>| {
+        addr.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    })
 }
 
 /// Create an account; every signup is a customer.
@@ -107,15 +117,16 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
 
 /// Exchange credentials for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/signin", operation_id = "signin", tag = "auth", request_body = SigninRequest,
-    responses((status = 200, body = TokenView), (status = 401), (status = 429)))]
-async fn signin(ctx: Ctx, req: SigninRequest) -> Handled {
-    ctx.limits.check_signin(&req.email)?;
+    responses((status = 200, body = TokenView), (status = 401), (status = 429), (status = 503)))]
+async fn signin(ctx: Ctx, address: IpAddr, req: SigninRequest) -> Handled {
+    ctx.limits.check_signin(address, &req.email)?;
     let user = match ctx.services.accounts.verify(&req.email, req.password).await {
         Ok(user) => user,
-        Err(e) => {
-            ctx.limits.signin_failed(&req.email);
+        Err(e @ AccountError::BadCredentials) => {
+            ctx.limits.signin_failed(address, &req.email);
             return Err(ApiError::from(e).into());
         }
+        Err(e) => return Err(ApiError::from(e).into()),
     };
     let token = TokenView {
         token: ctx.tokens.issue(&user)?,

@@ -110,6 +110,7 @@ impl From<AccountError> for ApiError {
             AccountError::Invalid(v) => v.into(),
             AccountError::Unavailable(c) => c.into(),
             AccountError::Storage(e) => storage_unavailable(e),
+            AccountError::Busy => ApiError::Unavailable(e.to_string()),
             AccountError::Hashing(_) => ApiError::Internal(e.to_string()),
         }
     }

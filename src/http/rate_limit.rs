@@ -1,5 +1,10 @@
 //! Rate limiting with token buckets (governor): per authenticated user, per client address for
-//! anonymous requests, and, more strictly, failed signins per account (password guessing).
+//! anonymous requests, and, more strictly, failed signins per (client address, account) and per
+//! client address (password guessing and spraying).
+//!
+//! Failures are never counted per account alone: that would let anyone lock anyone out (the
+//! admin included) by failing on purpose. A guesser is stopped at their own address; the
+//! account's owner, signing in from elsewhere, is not affected.
 
 use super::Ctx;
 use super::auth::bearer;
@@ -18,11 +23,32 @@ use warp::{Filter, Rejection};
 pub struct RateLimits {
     users: DefaultKeyedRateLimiter<String>,
     addresses: DefaultKeyedRateLimiter<IpAddr>,
-    signin_failures: DefaultKeyedRateLimiter<String>,
-    /// Accounts whose failure bucket ran dry, and until when every signin for them is refused
-    /// (checked before the password, so a locked account gives a guesser no signal).
-    locked: Mutex<HashMap<String, Instant>>,
+    /// Failed signins per (client address, account).
+    signin_failures: DefaultKeyedRateLimiter<SigninKey>,
+    /// Failed signins per client address, whatever the account.
+    address_failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keys whose failure bucket ran dry, and until when signins under them are refused
+    /// (checked before the password, so a locked-out guesser learns nothing more).
+    locked: Mutex<HashMap<SigninKey, Instant>>,
     clock: DefaultClock,
+}
+
+/// What signin failures are counted under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SigninKey {
+    /// One client address guessing one account's password.
+    Pair(IpAddr, String),
+    /// One client address, whatever account it tries (password spraying).
+    Address(IpAddr),
+}
+
+impl SigninKey {
+    fn both(address: IpAddr, email: &str) -> [SigninKey; 2] {
+        [
+            SigninKey::Pair(address, email.trim().to_lowercase()),
+            SigninKey::Address(address),
+        ]
+    }
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -39,11 +65,14 @@ fn retry_after(wait: Duration) -> ApiError {
 impl RateLimits {
     /// Limiters from `[http]` settings (validated to be positive).
     pub fn new(s: &HttpSettings) -> Self {
-        let failures = NonZeroU32::new(s.signin_failures_per_minute).unwrap_or(NonZeroU32::MIN);
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
             users: RateLimiter::keyed(quota(s.user_rps, s.user_burst)),
             addresses: RateLimiter::keyed(quota(s.anonymous_rps, s.anonymous_burst)),
-            signin_failures: RateLimiter::keyed(Quota::per_minute(failures)),
+            signin_failures: RateLimiter::keyed(per_minute(s.signin_failures_per_minute)),
+            address_failures: RateLimiter::keyed(per_minute(
+                s.signin_failures_per_address_per_minute,
+            )),
             locked: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
@@ -58,30 +87,44 @@ impl RateLimits {
         verdict.map_err(|not_until| retry_after(not_until.wait_time_from(self.clock.now())))
     }
 
-    /// Refuses a signin attempt for an account that failed too often recently.
-    pub fn check_signin(&self, email: &str) -> Result<(), ApiError> {
-        let key = email.trim().to_lowercase();
+    /// Refuses a signin attempt from `address` for `email` if that address failed too often
+    /// recently, for this account or for all of them.
+    pub fn check_signin(&self, address: IpAddr, email: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
         let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
-        match locked.get(&key) {
-            Some(until) if *until > Instant::now() => Err(retry_after(*until - Instant::now())),
-            Some(_) => {
-                locked.remove(&key);
-                Ok(())
+        for key in SigninKey::both(address, email) {
+            match locked.get(&key) {
+                Some(until) if *until > now => return Err(retry_after(*until - now)),
+                Some(_) => {
+                    locked.remove(&key);
+                }
+                None => {}
             }
-            None => Ok(()),
         }
+        Ok(())
     }
 
-    /// Records a failed signin; the account is locked once its failure bucket is empty.
-    pub fn signin_failed(&self, email: &str) {
-        let key = email.trim().to_lowercase();
-        if let Err(not_until) = self.signin_failures.check_key(&key) {
-            let wait = not_until.wait_time_from(self.clock.now());
-            tracing::warn!(account = %key, "signin failures over the limit; account locked for {wait:?}");
-            self.locked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, Instant::now() + wait);
+    /// Records a failed signin from `address` for `email`; a key whose failure bucket is empty
+    /// is locked until the bucket refills.
+    pub fn signin_failed(&self, address: IpAddr, email: &str) {
+        let [pair, whole] = SigninKey::both(address, email);
+        let verdicts = [
+            (self.signin_failures.check_key(&pair), pair),
+            (self.address_failures.check_key(&address), whole),
+        ];
+        for (verdict, key) in verdicts {
+            if let Err(not_until) = verdict {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let scope = match &key {
+                    SigninKey::Pair(..) => "one account",
+                    SigninKey::Address(_) => "every account",
+                };
+                tracing::info!(%address, scope, "signin failures over the limit; refused for {wait:?}");
+                self.locked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, Instant::now() + wait);
+            }
         }
     }
 
@@ -90,6 +133,7 @@ impl RateLimits {
         self.users.retain_recent();
         self.addresses.retain_recent();
         self.signin_failures.retain_recent();
+        self.address_failures.retain_recent();
         let now = Instant::now();
         self.locked
             .lock()

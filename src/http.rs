@@ -16,12 +16,12 @@ mod ops;
 mod orders;
 pub mod rate_limit;
 mod telemetry;
+mod templates;
 
 use crate::actors::services::Services;
 use crate::cluster::Cluster;
 use crate::settings::Settings;
 use auth::TokenKeys;
-use metrics_exporter_prometheus::PrometheusHandle;
 use rate_limit::RateLimits;
 use serde::Serialize;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub struct AppContext {
     /// Token buckets.
     pub limits: RateLimits,
     /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
+    pub metrics: crate::metrics_catalog::Exporter,
     /// Set once storage is open and recovery is done; cleared when shutting down.
     pub ready: Arc<AtomicBool>,
 }
@@ -71,13 +71,30 @@ pub fn routes(
             .or(cluster::routes(ctx.clone()))
             .unify(),
     );
-    ops::routes(ctx)
+    let served = ops::routes(ctx)
         .or(api)
         .unify()
         .recover(error::recover)
-        .unify()
+        .unify();
+    warp::path::full()
+        .and(served)
+        .map(allow_on_405)
         .with(warp::log::custom(telemetry::record))
         .with(warp::trace(telemetry::span))
+}
+
+/// A 405 names the methods the path does serve (RFC 9110 §15.5.6).
+fn allow_on_405(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = templates::allowed(path.as_str())
+            .and_then(|methods| warp::http::HeaderValue::from_str(&methods).ok());
+        if let Some(allow) = allow {
+            response
+                .headers_mut()
+                .insert(warp::http::header::ALLOW, allow);
+        }
+    }
+    response
 }
 
 /// Passes the context to a handler.

@@ -10,6 +10,7 @@ pub mod actors;
 pub mod cluster;
 pub mod domain;
 pub mod http;
+pub mod metrics_catalog;
 pub mod persistence;
 pub mod settings;
 pub mod startup;

@@ -31,10 +31,10 @@ use crate::domain::search::FlightSummary;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{AppContext, Ctx};
+use crate::metrics_catalog::Exporter;
 use crate::persistence::{Store, keys};
 use crate::settings::Settings;
 use anyhow::Context;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ractor::{Actor, ActorCell, ActorRef, OutputPort};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
@@ -183,7 +183,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             settings.auth.token_ttl_secs,
         ),
         limits: RateLimits::new(&settings.http),
-        metrics: metrics_handle()?,
+        metrics: Exporter::install()?,
         ready: Arc::new(AtomicBool::new(false)),
     });
     let (http_addr, stop_http, server) = serve_http(&settings, &ctx)?;
@@ -547,29 +547,4 @@ async fn housekeeping(ctx: Ctx) {
         ctx.metrics.run_upkeep();
         ctx.limits.forget_idle();
     }
-}
-
-/// The process-wide Prometheus recorder (one per process, shared by nodes started in it).
-fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let latency = [
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0,
-            ];
-            let sizes = [
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 8192.0,
-            ];
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes)
-                })
-                .and_then(|b| b.install_recorder())
-                .map_err(|e| tracing::error!(error = %e, "metrics recorder not installed"))
-                .ok()
-        })
-        .clone()
-        .context("the Prometheus recorder could not be installed")
 }

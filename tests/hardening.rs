@@ -156,3 +156,131 @@ async fn a_flood_of_signins_is_refused_with_503_not_queued_without_bound() {
         .await
         .expect("signin after the flood");
 }
+
+/// The time series `/metrics` exports (sample lines, not comments).
+async fn series(app: &TestApp) -> std::collections::BTreeSet<String> {
+    let text = app.api().metrics().await.expect("metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// Random requests: paths no route has, with standard and made-up methods.
+async fn stray_requests(app: &TestApp, count: usize, seed: u64) {
+    use futures::StreamExt;
+    let methods = [
+        "GET",
+        "POST",
+        "PUT",
+        "DELETE",
+        "PATCH",
+        "BREW",
+        "X-PROPFIND",
+        "OPTIONS",
+    ];
+    let http = reqwest::Client::new();
+    futures::stream::iter(0..count)
+        .for_each_concurrent(32, |i| {
+            let method =
+                reqwest::Method::from_bytes(methods[i % methods.len()].as_bytes()).expect("method");
+            let path = format!(
+                "{}/{:x}/api/{}/v{i}",
+                app.base,
+                seed.wrapping_mul(i as u64 + 1),
+                i % 97
+            );
+            let http = http.clone();
+            async move {
+                let response = http.request(method, &path).send().await.expect("answered");
+                assert!(
+                    response.status().is_client_error(),
+                    "{path}: {}",
+                    response.status()
+                );
+            }
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_random_paths_leave_the_metric_series_unchanged() {
+    let app = spawn_app().await;
+    // Every method once, so that the labels a stray request can produce exist.
+    stray_requests(&app, 16, 7).await;
+    let before = series(&app).await;
+    stray_requests(&app, 3_000, 0x9e37_79b9_7f4a_7c15).await;
+    let after = series(&app).await;
+    let new: Vec<_> = after.difference(&before).collect();
+    assert!(new.is_empty(), "stray requests created series: {new:?}");
+    assert!(
+        after
+            .iter()
+            .any(|s| s.contains("route=\"unmatched\"") && s.contains("method=\"OTHER\"")),
+        "stray requests were not counted under one label"
+    );
+}
+
+#[tokio::test]
+async fn every_metric_has_help_and_type_and_the_process_is_described() {
+    let app = spawn_app().await;
+    let text = app.api().metrics().await.expect("metrics");
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("#"), Some("HELP"), Some(name)) => {
+                helped.insert(name.to_owned());
+            }
+            (Some("#"), Some("TYPE"), Some(name)) => {
+                typed.insert(name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert!(!typed.is_empty(), "{text}");
+    let missing: Vec<_> = typed.difference(&helped).collect();
+    assert!(missing.is_empty(), "metrics without # HELP: {missing:?}");
+    for name in [
+        "contrail_build_info",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_405_names_the_allowed_methods_and_has_the_error_shape() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/v1/flights", "GET, POST"),
+        (reqwest::Method::GET, "/api/v1/orders/ord_x/pay", "POST"),
+        (reqwest::Method::PUT, "/healthz", "GET"),
+    ] {
+        let response = app
+            .api()
+            .request(method.clone(), path)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let header = response.headers().get("allow").cloned();
+        assert_eq!(
+            header.as_ref().and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+}

@@ -55,12 +55,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config } => {
+            // Everything the node creates (the store's files, logs written beside it) is for
+            // its own user only: the data holds password hashes and personal data.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
             let settings = Settings::load(Some(&config))
                 .with_context(|| format!("loading {}", config.display()))?;
             contrail::telemetry::init(&settings.log);
-            if settings.uses_dev_secret() {
+            if settings.mode == contrail::settings::Mode::Development {
                 tracing::warn!(
-                    "running with the DEVELOPMENT-ONLY JWT secret from the shipped config.toml"
+                    "development mode: the secrets published in this repository are accepted; never expose this node"
                 );
             }
             let node = contrail::startup::start(settings).await?;

@@ -27,8 +27,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 /// Shortest JWT secret accepted.
 pub const MIN_JWT_SECRET_LEN: usize = 32;
-/// The secret shipped in `config.toml` for local development; a node using it says so loudly.
+/// The secret shipped in `config.toml` for local development; a node outside development mode
+/// refuses to start with it.
 pub const DEV_JWT_SECRET: &str = "DEVELOPMENT-ONLY-contrail-jwt-secret-do-not-deploy";
+/// The first admin's password shipped in `config.toml` and `cluster/` (development only).
+pub const DEV_ADMIN_PASSWORD: &str = "change-me-admin";
+/// The cluster cookie shipped in `cluster/` (development only).
+pub const DEV_CLUSTER_COOKIE: &str = "DEVELOPMENT-ONLY-cluster-cookie";
 /// Default sustained requests per second per authenticated user.
 pub const DEFAULT_USER_RPS: u32 = 200;
 /// Default burst per authenticated user.
@@ -43,13 +48,15 @@ pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
 /// Default failed signins per client address per minute, whatever the account.
 pub const DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE: u32 = 30;
 /// Default signins and signups that may wait for a password-hashing slot (one runs per CPU);
-/// more are refused with 503 + Retry-After.
-pub const DEFAULT_HASHING_QUEUE: usize = 32;
+/// more are refused with 503 + Retry-After. Sized so a burst of signups (tests/auth.rs) fits,
+/// while a real sign-in waits at most about a second (64 hashes of ~30 ms over 2 CPUs).
+pub const DEFAULT_HASHING_QUEUE: usize = 64;
 /// Default accept queue of the HTTP listener (tokio's own default is 1024).
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 8192;
-/// Default log filter: warp reports every 4xx as a warning, which for a booking API (404s,
-/// 409s) is noise; our own request span and metrics cover them.
-pub const DEFAULT_LOG_FILTER: &str = "info,warp::filters::trace=error";
+/// Default log filter. Requests are logged by our own request span and metrics (4xx at DEBUG,
+/// 5xx at WARN); warp's own trace filter would log every 5xx at ERROR, and its server logs a
+/// client that closes its connection as an ERROR, so both are off.
+pub const DEFAULT_LOG_FILTER: &str = "info,warp::filters::trace=off,warp::server=off";
 /// Default deadline of one HTTP-to-actor call.
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Default idle time after which an entity actor passivates.
@@ -59,10 +66,23 @@ pub const DEFAULT_MAX_RESTARTS: u32 = 5;
 /// Default restart window.
 pub const DEFAULT_RESTART_WINDOW_SECS: u64 = 60;
 
+/// How a node is run. Only development mode accepts the secrets published in this repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every secret must be the operator's own (the default).
+    #[default]
+    Production,
+    /// Local development: the shipped `config.toml` and `cluster/` files, public secrets and all.
+    Development,
+}
+
 /// All of a node's settings.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// `production` (default) or `development`.
+    pub mode: Mode,
     /// HTTP listener and request limits.
     pub http: HttpSettings,
     /// Where the store lives.
@@ -367,6 +387,9 @@ impl Settings {
             crate::domain::user::Password::parse(password.expose_secret().to_owned())
                 .map_err(|e| anyhow::anyhow!("auth.admin_password {}", e.reason))?;
         }
+        if self.mode == Mode::Production {
+            self.refuse_published_secrets()?;
+        }
         if self.auth.token_ttl_secs == 0 || self.booking.hold_ttl_secs == 0 {
             bail!("auth.token_ttl_secs and booking.hold_ttl_secs must be positive");
         }
@@ -419,6 +442,25 @@ impl Settings {
             }
         } else if c.listen.is_some() || !c.seeds.is_empty() || c.cookie.is_some() {
             bail!("cluster.listen, cluster.seeds and cluster.cookie need cluster.node_id");
+        }
+        Ok(())
+    }
+
+    /// Outside development mode, the secrets this repository publishes are refused: anyone can
+    /// read them, so a node using them would accept forged admin tokens and rogue cluster peers.
+    fn refuse_published_secrets(&self) -> anyhow::Result<()> {
+        let published = |secret: Option<&SecretString>, value: &str| {
+            secret.is_some_and(|s| s.expose_secret() == value)
+        };
+        let advice = "it is published in this repository; set your own, or mode = \"development\" for local use";
+        if published(self.auth.jwt_secret.as_ref(), DEV_JWT_SECRET) {
+            bail!("auth.jwt_secret is the development secret: {advice}");
+        }
+        if published(self.auth.admin_password.as_ref(), DEV_ADMIN_PASSWORD) {
+            bail!("auth.admin_password is the development password: {advice}");
+        }
+        if published(self.cluster.cookie.as_ref(), DEV_CLUSTER_COOKIE) {
+            bail!("cluster.cookie is the development cookie: {advice}");
         }
         Ok(())
     }
@@ -527,5 +569,32 @@ mod tests {
     fn the_shipped_config_loads() {
         let s = Settings::load(Some(Path::new("config.toml"))).expect("config.toml is valid");
         assert!(s.uses_dev_secret());
+        assert_eq!(s.mode, Mode::Development);
+    }
+
+    #[test]
+    fn published_secrets_are_refused_outside_development_mode() {
+        let published: [fn(&mut Settings); 3] = [
+            |s| s.auth.jwt_secret = Some(SecretString::from(DEV_JWT_SECRET)),
+            |s| {
+                s.auth.admin_email = Some("admin@example.com".into());
+                s.auth.admin_password = Some(SecretString::from(DEV_ADMIN_PASSWORD));
+            },
+            |s| {
+                s.cluster.node_id = Some("node-a".into());
+                s.cluster.listen = Some("127.0.0.1:7101".into());
+                s.cluster.cookie = Some(SecretString::from(DEV_CLUSTER_COOKIE));
+            },
+        ];
+        for (i, set) in published.into_iter().enumerate() {
+            assert!(!accepts(set), "published secret {i} accepted in production");
+            assert!(
+                accepts(|s| {
+                    s.mode = Mode::Development;
+                    set(s);
+                }),
+                "published secret {i} refused in development"
+            );
+        }
     }
 }

@@ -284,3 +284,136 @@ async fn a_405_names_the_allowed_methods_and_has_the_error_shape() {
         assert_eq!(body["error"]["code"], "method_not_allowed");
     }
 }
+
+/// A token with these claims, signed with `secret`.
+fn forge(secret: &str, claims: serde_json::Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode")
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_whatever_their_claims_say() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let id = admin.me().await.expect("me").id;
+    let now = chrono::Utc::now().timestamp();
+    let year_3000 = 32_503_680_000_i64;
+    let claims = |iss: &str, aud: &str, iat: i64, exp: i64| serde_json::json!({"sub": id, "iss": iss, "aud": aud, "iat": iat, "exp": exp, "roles": ["admin"]});
+    // The control: a well-formed token signed with the node's own key is accepted.
+    let good = forge(SECRET, claims("contrail", "contrail-api", now, now + 600));
+    admin.with_token(&good).me().await.expect("a valid token");
+    for (what, token) in [
+        (
+            "signed with the published development secret",
+            forge(
+                contrail::settings::DEV_JWT_SECRET,
+                claims("contrail", "contrail-api", now, year_3000),
+            ),
+        ),
+        (
+            "another issuer",
+            forge(
+                SECRET,
+                claims("someone-else", "contrail-api", now, now + 600),
+            ),
+        ),
+        (
+            "another audience",
+            forge(SECRET, claims("contrail", "billing", now, now + 600)),
+        ),
+        (
+            "older than the token lifetime, expiring in the year 3000",
+            forge(
+                SECRET,
+                claims("contrail", "contrail-api", now - 7 * 86_400, year_3000),
+            ),
+        ),
+        (
+            "issued in the future",
+            forge(
+                SECRET,
+                claims("contrail", "contrail-api", now + 3_600, now + 4_000),
+            ),
+        ),
+    ] {
+        match admin.with_token(&token).me().await {
+            Err(Error::Api {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                assert_eq!(
+                    (status, code.as_str()),
+                    (StatusCode::UNAUTHORIZED, "unauthorized"),
+                    "{what}"
+                );
+                assert!(
+                    !message.contains("InvalidSignature") && !message.contains("ErrorKind"),
+                    "{what}: the 401 exposes the JWT library: {message}"
+                );
+            }
+            other => panic!("{what}: accepted ({:?})", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn the_binary_refuses_published_secrets_outside_development_mode() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_contrail"))
+        .args([
+            "serve",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
+        .env("CONTRAIL__MODE", "production")
+        .env("CONTRAIL__HTTP__BIND", "127.0.0.1:0")
+        .env(
+            "CONTRAIL__STORAGE__PATH",
+            tempfile::tempdir().expect("dir").path(),
+        )
+        .output()
+        .expect("the binary ran");
+    assert!(
+        !output.status.success(),
+        "a production node started with the development secret"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("auth.jwt_secret is the development secret"),
+        "unclear refusal: {stderr}"
+    );
+}
+
+#[test]
+fn the_data_directory_and_its_files_are_private_to_the_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("dir");
+    let data = root.path().join("data");
+    let server = helpers::binary::Server::start(&data);
+    let _ = server.base.clone();
+    let mut checked = 0;
+    let mut pending = vec![data.clone()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::metadata(&path).expect("metadata");
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .expect("dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        } else {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the node wrote no files");
+    drop(server);
+}

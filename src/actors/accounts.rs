@@ -302,7 +302,7 @@ impl Accounts {
                 let user = self
                     .create(email, password, "Administrator".into(), roles)
                     .await?;
-                tracing::info!(user = %user.id, email = %user.email, "created the first admin");
+                tracing::info!(user = %user.id, "created the first admin");
             }
             Some(user) => {
                 let id = user.id.clone();

@@ -13,11 +13,22 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use warp::{Filter, Rejection};
 
+/// Who issues the node's tokens (`iss`).
+pub const ISSUER: &str = "contrail";
+/// Whom they are for (`aud`): this API, not another service sharing the secret.
+pub const AUDIENCE: &str = "contrail-api";
+/// How far in the future a token's `iat` may lie (clock skew between nodes).
+const MAX_CLOCK_SKEW_SECS: i64 = 60;
+
 /// Token claims.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
     pub sub: String,
+    /// The issuer, [`ISSUER`].
+    pub iss: String,
+    /// The audience, [`AUDIENCE`].
+    pub aud: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
     /// Expires at (seconds since the epoch).
@@ -35,18 +46,30 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
-    /// Tokens that passed [`TokenKeys::verify`], with their subject and expiry. Only a token
-    /// byte-for-byte equal to a verified one hits, so nothing unverified is ever accepted;
-    /// expiry is still checked on every use. Verifying (base64, HMAC, two JSON documents) was
-    /// 6 % of a booking's CPU time in `perf`.
-    verified: Mutex<HashMap<String, (UserId, i64)>>,
+    /// Tokens that passed [`TokenKeys::verify`], with what they proved and until when. Only a
+    /// token byte-for-byte equal to a verified one hits, so nothing unverified is ever
+    /// accepted; expiry is still checked on every use. Verifying (base64, HMAC, two JSON
+    /// documents) was 6 % of a booking's CPU time in `perf`.
+    verified: Mutex<HashMap<String, (Verified, i64)>>,
+}
+
+/// What a valid token proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Its subject.
+    pub user: UserId,
+    /// When it was issued (seconds since the epoch): tokens issued before the account's
+    /// password change or disabling are refused.
+    pub issued_at: i64,
 }
 
 impl TokenKeys {
     /// Keys for an HS256 secret.
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
         validation.leeway = 0;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -67,6 +90,8 @@ impl TokenKeys {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user.id.to_string(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
             iat: now,
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
             roles: user.roles.iter().copied().collect(),
@@ -75,30 +100,54 @@ impl TokenKeys {
             .map_err(|e| ApiError::Internal(format!("token signing failed: {e}")))
     }
 
-    /// The user id of a valid token: right algorithm, right key, untampered, not expired.
-    pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+    /// What a valid token proves: right algorithm, right key, untampered, ours (`iss`, `aud`),
+    /// not expired, and not older than the token lifetime whatever its `exp` says (a token
+    /// minted with a leaked key and a far expiry still dies within one lifetime).
+    pub fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         let now = chrono::Utc::now().timestamp();
         let known = self.cache().get(token).cloned();
-        if let Some((user, exp)) = known {
-            // The same bound as the full check (leeway 0: expired once `exp` has passed).
-            if now < exp {
-                return Ok(user);
+        if let Some((verified, until)) = known {
+            // The same bound as the full check (leeway 0: expired once `until` has passed).
+            if now < until {
+                return Ok(verified);
             }
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
-        let user = UserId::parse(&data.claims.sub)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(refusal(e.kind()).into()))?
+            .claims;
+        let user = UserId::parse(&claims.sub)
             .ok_or_else(|| ApiError::Unauthorized("invalid token subject".into()))?;
+        let lifetime = i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2);
+        let until = claims.exp.min(claims.iat.saturating_add(lifetime));
+        if claims.iat > now + MAX_CLOCK_SKEW_SECS || now >= until {
+            return Err(ApiError::Unauthorized("the token has expired".into()));
+        }
+        let verified = Verified {
+            user,
+            issued_at: claims.iat,
+        };
         let mut cache = self.cache();
         if cache.len() >= VERIFIED_CACHE {
             cache.clear();
         }
-        cache.insert(token.to_owned(), (user.clone(), data.claims.exp));
-        Ok(user)
+        cache.insert(token.to_owned(), (verified.clone(), until));
+        Ok(verified)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (UserId, i64)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Verified, i64)>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a token was refused, in words that do not expose the JWT library.
+fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+            "the token was not issued for this API"
+        }
+        _ => "the token is invalid",
     }
 }
 
@@ -131,11 +180,11 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
         async move {
             let token = bearer(header.as_deref())
                 .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-            let id = ctx.tokens.verify(token)?;
+            let token = ctx.tokens.verify(token)?;
             let user = ctx
                 .services
                 .accounts
-                .get(&id)
+                .get(&token.user)
                 .await
                 .map_err(ApiError::from)?
                 .ok_or_else(|| {
@@ -180,7 +229,9 @@ mod tests {
         let sign = |exp: i64| {
             let claims = Claims {
                 sub: user.to_string(),
-                iat: 0,
+                iss: ISSUER.into(),
+                aud: AUDIENCE.into(),
+                iat: chrono::Utc::now().timestamp(),
                 exp,
                 roles: vec![],
             };
@@ -189,9 +240,9 @@ mod tests {
         };
         let now = chrono::Utc::now().timestamp();
         let token = sign(now + 60);
-        assert_eq!(keys.verify(&token).ok(), Some(user.clone()));
+        assert_eq!(keys.verify(&token).ok().map(|v| v.user), Some(user.clone()));
         assert_eq!(
-            keys.verify(&token).ok(),
+            keys.verify(&token).ok().map(|v| v.user),
             Some(user.clone()),
             "from the cache"
         );
@@ -205,7 +256,7 @@ mod tests {
         assert!(keys.verify(&tampered).is_err());
         // A remembered token is refused once its expiry passes, like any expired token.
         let short = sign(now + 1);
-        assert_eq!(keys.verify(&short).ok(), Some(user.clone()));
+        assert_eq!(keys.verify(&short).ok().map(|v| v.user), Some(user.clone()));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while chrono::Utc::now().timestamp() <= now + 1 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));

@@ -136,7 +136,7 @@ async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
         crate::cluster::handoff::change(cluster, &ctx.services, current.without(&req.node_id))
             .await
             .map_err(ApiError::Unavailable)?;
-    tracing::info!(node = %req.node_id, epoch = next.epoch, "node drained");
+    tracing::info!(node = ?req.node_id, epoch = next.epoch, "node drained");
     view(admin, ctx).await
 }
 

@@ -152,7 +152,7 @@ pub fn limit(ctx: Ctx) -> impl Filter<Extract = (), Error = Rejection> + Clone {
             async move {
                 let user = bearer(header.as_deref())
                     .and_then(|t| ctx.tokens.verify(t).ok())
-                    .map(|id| id.to_string());
+                    .map(|v| v.user.to_string());
                 ctx.limits
                     .check_request(user, addr.map(|a| a.ip()))
                     .map_err(Rejection::from)

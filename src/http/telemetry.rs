@@ -25,7 +25,13 @@ pub(super) fn record(info: LogInfo<'_>) {
     let method = templates::method_label(info.method());
     let status = info.status().as_u16().to_string();
     let seconds = info.elapsed().as_secs_f64();
-    tracing::debug!(status = %status, elapsed_ms = seconds * 1e3, "request finished");
+    // A 4xx is the client's business (a taken seat, a bad token): DEBUG, or a fuzzing client
+    // floods the log. A 5xx is ours.
+    if info.status().is_server_error() {
+        tracing::warn!(status = %status, elapsed_ms = seconds * 1e3, "request failed");
+    } else {
+        tracing::debug!(status = %status, elapsed_ms = seconds * 1e3, "request finished");
+    }
     metrics::counter!("contrail_http_requests_total", "method" => method, "route" => route, "status" => status.clone())
         .increment(1);
     metrics::histogram!("contrail_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)

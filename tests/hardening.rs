@@ -417,3 +417,192 @@ fn the_data_directory_and_its_files_are_private_to_the_node() {
     assert!(checked > 0, "the node wrote no files");
     drop(server);
 }
+
+/// A new account made an airline account of `carrier` by the admin; its signed-in client.
+async fn airline(app: &TestApp, admin: &Client, carrier: &str) -> Client {
+    let email = format!("ops-{}@{}.example.com", uuid_like(), carrier.to_lowercase());
+    let account = app
+        .api()
+        .signup(&Signup {
+            email: email.clone(),
+            password: "airline-ops-password".into(),
+            name: format!("{carrier} operations"),
+        })
+        .await
+        .expect("signup");
+    let account = admin
+        .set_airline(&account.id, carrier)
+        .await
+        .expect("airline");
+    assert_eq!(account.carrier.as_deref(), Some(carrier));
+    app.signed_in(&email, "airline-ops-password").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airline_a_cannot_cancel_or_schedule_airline_b_flights() {
+    let app = spawn_app().await;
+    let (admin_token, ct_flight) = app.one_flight(5, "ABCD").await; // flight CT1
+    let admin = app.api().with_token(&admin_token);
+    let ct = airline(&app, &admin, "CT").await;
+    let ai = airline(&app, &admin, "AI").await;
+    let (_, customer) = app.customer().await;
+    let customer = app.api().with_token(&customer);
+    let placed = customer
+        .place_order(
+            &contrail_client::NewOrder {
+                segments: vec![contrail_client::SegmentRequest::in_cabin(
+                    &ct_flight, "economy", 1,
+                )],
+                passengers: vec![contrail_client::Passenger { name: "P".into() }],
+            },
+            None,
+        )
+        .await
+        .expect("booked");
+
+    // AI cannot cancel CT's flight: 403, and nothing changed.
+    let refused = ai
+        .cancel_flight(&ct_flight)
+        .await
+        .expect_err("AI cancelled CT1");
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN));
+    assert_eq!(refused.code(), Some("forbidden"));
+    assert_eq!(
+        ai.flight(&ct_flight).await.expect("flight").status,
+        "scheduled"
+    );
+    assert_eq!(
+        customer
+            .order(&placed.order.id)
+            .await
+            .expect("order")
+            .status,
+        "held"
+    );
+
+    // Nor schedule a flight under CT's code; it may schedule its own.
+    let aircraft = admin
+        .create_aircraft(&contrail_client::NewAircraft {
+            model: "A320".into(),
+            cabins: vec![contrail_client::CabinLayout {
+                cabin: "economy".into(),
+                rows: [1, 2],
+                seats: "AB".into(),
+            }],
+        })
+        .await
+        .expect("aircraft");
+    let departs = chrono::Utc::now() + chrono::Duration::days(30);
+    let flight = |number: &str| contrail_client::NewFlight {
+        flight_number: number.into(),
+        aircraft_id: aircraft.id.clone(),
+        origin: "DEL".into(),
+        destination: "BOM".into(),
+        departs_at: departs,
+        arrives_at: departs + chrono::Duration::minutes(120),
+        fares: [("economy".to_owned(), 5_000)].into(),
+        currency: "USD".into(),
+    };
+    let refused = ai
+        .create_flight(&flight("CT999"))
+        .await
+        .expect_err("AI scheduled CT999");
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN));
+    let own = ai
+        .create_flight(&flight("AI202"))
+        .await
+        .expect("AI schedules AI202");
+    ai.cancel_flight(&own.id)
+        .await
+        .expect("AI cancels its own flight");
+
+    // The carrier's own account, and an admin, may cancel CT1.
+    let cancelled = ct.cancel_flight(&ct_flight).await.expect("CT cancels CT1");
+    assert_eq!(cancelled.status, "cancelled");
+    let order = customer.order(&placed.order.id).await.expect("order");
+    assert_ne!(order.status, "held", "the cascade did not reach the order");
+}
+
+#[tokio::test]
+async fn a_disabled_account_loses_its_tokens_at_once_and_cannot_sign_in() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (id, token) = app.customer().await;
+    let customer = app.api().with_token(&token);
+    let me = customer.me().await.expect("me");
+    customer.orders().await.expect("orders");
+
+    let disabled = admin.set_disabled(&id, true).await.expect("disable");
+    assert!(disabled.disabled);
+    let refused = customer
+        .orders()
+        .await
+        .expect_err("a disabled account's token worked");
+    assert_eq!(refused.status(), Some(StatusCode::UNAUTHORIZED));
+    let refused = app
+        .api()
+        .signin(&me.email, "customer-password")
+        .await
+        .expect_err("a disabled account signed in");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(StatusCode::FORBIDDEN), Some("account_disabled"))
+    );
+    // Only an admin disables, and not itself.
+    let other = app.customer().await.1;
+    let refused = app
+        .api()
+        .with_token(&other)
+        .set_disabled(&id, false)
+        .await
+        .expect_err("customer enabled");
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN));
+    let admin_id = admin.me().await.expect("me").id;
+    let refused = admin
+        .set_disabled(&admin_id, true)
+        .await
+        .expect_err("admin disabled itself");
+    assert_eq!(refused.status(), Some(StatusCode::BAD_REQUEST));
+
+    admin.set_disabled(&id, false).await.expect("enable");
+    app.api()
+        .signin(&me.email, "customer-password")
+        .await
+        .expect("enabled again");
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_earlier_session() {
+    let app = spawn_app().await;
+    let (_, token) = app.customer().await;
+    let before = app.api().with_token(&token);
+    let email = before.me().await.expect("me").email;
+    // Tokens carry seconds: the change must fall in a later second than the old token.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let refused = before
+        .change_password("not-the-password", "a-brand-new-password")
+        .await
+        .expect_err("changed without the current password");
+    assert_eq!(refused.status(), Some(StatusCode::UNAUTHORIZED));
+    let fresh = before
+        .change_password("customer-password", "a-brand-new-password")
+        .await
+        .expect("changed");
+    let refused = before.me().await.expect_err("the old token still works");
+    assert_eq!(refused.status(), Some(StatusCode::UNAUTHORIZED));
+    app.api()
+        .with_token(&fresh.token)
+        .me()
+        .await
+        .expect("the new token works");
+    let refused = app
+        .api()
+        .signin(&email, "customer-password")
+        .await
+        .expect_err("old password");
+    assert_eq!(refused.status(), Some(StatusCode::UNAUTHORIZED));
+    app.api()
+        .signin(&email, "a-brand-new-password")
+        .await
+        .expect("new password");
+}

@@ -9,8 +9,9 @@ use super::router::{RouterRef, operation};
 use super::stateless::Stateless;
 use super::{CallError, answer};
 use crate::domain::ValidationError;
+use crate::domain::flight::Carrier;
 use crate::domain::ids::UserId;
-use crate::domain::user::{Email, Password, Role, User};
+use crate::domain::user::{Email, Password, Role, User, UserV1};
 use crate::persistence::{Durable, Store, StoreError, WriteBatch, keys};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -53,14 +54,60 @@ pub enum AccountError {
 
 type Reply<T> = RpcReplyPort<Result<T, AccountError>>;
 
+/// A change to an existing account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AccountChange {
+    /// New roles, and the carrier an airline account manages flights of.
+    Roles {
+        /// The roles.
+        roles: BTreeSet<Role>,
+        /// The carrier (kept only with the airline role).
+        carrier: Option<Carrier>,
+    },
+    /// A new password hash; tokens issued before now stop working.
+    Password(String),
+    /// Disabled (neither sign-in nor any token works) or enabled again.
+    Disabled(bool),
+    /// The configured first admin: the admin role and the configured password.
+    Admin(String),
+}
+
+impl AccountChange {
+    fn apply(self, user: &mut User) {
+        match self {
+            AccountChange::Roles { roles, carrier } => {
+                user.carrier = carrier.filter(|_| roles.contains(&Role::Airline));
+                user.roles = roles;
+            }
+            AccountChange::Password(hash) => {
+                user.password_hash = hash;
+                user.tokens_not_before = Utc::now().timestamp();
+            }
+            AccountChange::Disabled(disabled) => user.disabled = disabled,
+            AccountChange::Admin(hash) => {
+                user.roles.insert(Role::Admin);
+                user.password_hash = hash;
+                user.disabled = false;
+            }
+        }
+    }
+}
+
+/// Reads a user record, upgrading one stored by an earlier release.
+fn read_user(store: &Store, id: &UserId) -> Result<Option<User>, StoreError> {
+    let key = keys::user(id);
+    match store.get::<User>(&key) {
+        Err(StoreError::Corrupt { .. }) => Ok(store.get::<UserV1>(&key)?.map(User::from)),
+        read => read,
+    }
+}
+
 /// Messages the accounts actor handles.
 pub enum AccountsMessage {
     /// Store a new user unless the email is taken.
     Create(User, Reply<User>),
-    /// Replace a user's roles.
-    SetRoles(UserId, BTreeSet<Role>, Reply<User>),
-    /// Replace a user's roles and password hash (the configured first admin).
-    Reset(UserId, BTreeSet<Role>, String, Reply<User>),
+    /// Change an account.
+    Change(UserId, AccountChange, Reply<User>),
     /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
     InjectPanic,
 }
@@ -90,23 +137,16 @@ impl AccountsActor {
         }
     }
 
-    /// Replaces a user's roles, and password hash if given.
+    /// Applies `change` to a stored user.
     async fn update(
         &self,
         id: &UserId,
-        roles: BTreeSet<Role>,
-        password_hash: Option<String>,
+        change: AccountChange,
     ) -> Result<(Durable, User), AccountError> {
         // This actor's previous update may not have reached the engine yet: read after it.
         self.store.caught_up().await?;
-        let mut user: User = self
-            .store
-            .get(&keys::user(id))?
-            .ok_or(AccountError::NotFound)?;
-        user.roles = roles;
-        if let Some(hash) = password_hash {
-            user.password_hash = hash;
-        }
+        let mut user = read_user(&self.store, id)?.ok_or(AccountError::NotFound)?;
+        change.apply(&mut user);
         let mut batch = WriteBatch::new();
         batch.put(&keys::user(id), &user)?;
         Ok((self.store.commit(batch)?, user))
@@ -120,11 +160,8 @@ impl Stateless for AccountsActor {
         match message {
             AccountsMessage::InjectPanic => panic!("injected fault in the accounts actor"),
             AccountsMessage::Create(user, reply) => answer(self.create(user).await, reply),
-            AccountsMessage::SetRoles(id, roles, reply) => {
-                answer(self.update(&id, roles, None).await, reply)
-            }
-            AccountsMessage::Reset(id, roles, hash, reply) => {
-                answer(self.update(&id, roles, Some(hash)).await, reply)
+            AccountsMessage::Change(id, change, reply) => {
+                answer(self.update(&id, change).await, reply)
             }
         }
     }
@@ -243,6 +280,9 @@ impl Accounts {
             roles,
             password_hash: self.hasher.hash(password).await?,
             created_at: Utc::now(),
+            disabled: false,
+            tokens_not_before: 0,
+            carrier: None,
         };
         self.router.call(CreateUser(user), self).await
     }
@@ -268,7 +308,7 @@ impl Accounts {
     /// The user with this email, stored on this node.
     fn stored_by_email(&self, email: &Email) -> Result<Option<User>, AccountError> {
         Ok(match self.store.get::<UserId>(&keys::email(email))? {
-            Some(id) => self.store.get(&keys::user(&id))?,
+            Some(id) => read_user(&self.store, &id)?,
             None => None,
         })
     }
@@ -278,9 +318,26 @@ impl Accounts {
         self.router.call(GetUser(id.clone()), self).await
     }
 
-    /// Replaces a user's roles (on the user's node).
-    pub async fn set_roles(&self, id: UserId, roles: BTreeSet<Role>) -> Result<User, AccountError> {
-        self.router.call(SetRoles(id, roles), self).await
+    /// Changes an account (on the user's node).
+    pub async fn change(&self, id: UserId, change: AccountChange) -> Result<User, AccountError> {
+        self.router.call(ChangeAccount(id, change), self).await
+    }
+
+    /// Replaces the caller's password after checking the current one; every token issued
+    /// before stops working.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        current: String,
+        new: Password,
+    ) -> Result<User, AccountError> {
+        let stored = user.password_hash.clone();
+        if !self.hasher.matches(current.into_bytes(), stored).await? {
+            return Err(AccountError::BadCredentials);
+        }
+        let hash = self.hasher.hash(new).await?;
+        self.change(user.id.clone(), AccountChange::Password(hash))
+            .await
     }
 
     /// Makes the configured first admin exist with the configured password and the admin role,
@@ -309,15 +366,15 @@ impl Accounts {
                 let stored = user.password_hash.clone();
                 let plain = password.expose().to_vec();
                 let same = self.hasher.matches(plain, stored).await?;
-                if same && user.roles.contains(&Role::Admin) {
+                if same && user.roles.contains(&Role::Admin) && !user.disabled {
                     return Ok(());
                 }
-                let mut roles = user.roles;
-                roles.insert(Role::Admin);
                 let hash = self.hasher.hash(password).await?;
                 self.actor
                     .ask(
-                        |port| AccountsMessage::Reset(id.clone(), roles, hash, port),
+                        |port| {
+                            AccountsMessage::Change(id.clone(), AccountChange::Admin(hash), port)
+                        },
                         self.timeout,
                     )
                     .await??;
@@ -345,14 +402,14 @@ operation!(UserByEmail => Result<Option<User>, AccountError>, by accounts: Accou
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetUser(pub UserId);
 operation!(GetUser => Result<Option<User>, AccountError>, by accounts: Accounts,
-    tag |r| r.0.tag(), |r| Ok(accounts.store.get(&keys::user(&r.0))?));
+    tag |r| r.0.tag(), |r| Ok(read_user(&accounts.store, &r.0)?));
 
-/// Replace an account's roles.
+/// Change an account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SetRoles(pub UserId, pub BTreeSet<Role>);
-operation!(SetRoles => Result<User, AccountError>, by accounts: Accounts,
+pub struct ChangeAccount(pub UserId, pub AccountChange);
+operation!(ChangeAccount => Result<User, AccountError>, by accounts: Accounts,
     tag |r| r.0.tag(),
-    |r| accounts.actor.ask(|port| AccountsMessage::SetRoles(r.0, r.1, port), accounts.timeout).await?);
+    |r| accounts.actor.ask(|port| AccountsMessage::Change(r.0, r.1, port), accounts.timeout).await?);
 
 impl super::root::InjectPanic for AccountsMessage {
     fn inject_panic() -> Self {

@@ -5,7 +5,7 @@
 //! ([`Request::serve`]). Each variant wraps one [`Operation`] defined beside its handler; the
 //! `requests!` list below generates the enum, its `From` conversions and the dispatch.
 
-use super::accounts::{CreateUser, GetUser, SetRoles, UserByEmail};
+use super::accounts::{ChangeAccount, CreateUser, GetUser, UserByEmail};
 use super::catalog::{AdmitFlight, CreateAircraft, CreateAirport, ListAirports, PlanFlight};
 use super::entity::EntityCall;
 use super::flight::FlightActor;
@@ -98,7 +98,7 @@ requests! {
     CreateUser(CreateUser),
     UserByEmail(UserByEmail),
     GetUser(GetUser),
-    SetRoles(SetRoles),
+    ChangeAccount(ChangeAccount),
     CreateAirport(CreateAirport),
     ListAirports(ListAirports),
     CreateAircraft(CreateAircraft),

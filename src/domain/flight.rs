@@ -14,6 +14,37 @@ const MAX_FLIGHT_HOURS: i64 = 24;
 /// The highest fare accepted, in minor units.
 pub const MAX_FARE_CENTS: u64 = 100_000_000;
 
+/// An airline's two-character IATA designator, e.g. `AI`: uppercase letters and digits, at
+/// least one letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Carrier(String);
+
+impl Carrier {
+    /// Parses a designator.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if Self::is_designator(raw.as_bytes()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "carrier",
+                "must be a 2-character airline code (uppercase letters and digits), e.g. AI",
+            ))
+        }
+    }
+
+    fn is_designator(b: &[u8]) -> bool {
+        b.len() == 2
+            && b.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && b.iter().any(u8::is_ascii_uppercase)
+    }
+
+    /// The designator as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A flight number: a two-character airline designator and 1 to 4 digits, e.g. `AI101`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FlightNumber(String);
@@ -22,11 +53,7 @@ impl FlightNumber {
     /// Parses a flight number.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let b = raw.as_bytes();
-        let designator_ok = b.len() >= 3
-            && b[..2]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            && b[..2].iter().any(u8::is_ascii_uppercase);
+        let designator_ok = b.len() >= 3 && Carrier::is_designator(&b[..2]);
         let digits = b.get(2..).unwrap_or_default();
         if designator_ok && (1..=4).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
         {
@@ -42,6 +69,11 @@ impl FlightNumber {
     /// The number as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The operating airline's designator (the first two characters).
+    pub fn carrier(&self) -> &str {
+        self.0.get(..2).unwrap_or_default()
     }
 }
 

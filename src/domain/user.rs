@@ -2,6 +2,7 @@
 
 use super::ValidationError;
 use super::airport::text;
+use super::flight::{Carrier, FlightNumber};
 use super::ids::UserId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -146,12 +147,59 @@ pub struct User {
     pub password_hash: String,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// Set by an admin: the account can neither sign in nor use a token it already holds.
+    pub disabled: bool,
+    /// Tokens issued before this (seconds since the epoch) are refused; moved forward when the
+    /// password changes.
+    pub tokens_not_before: i64,
+    /// An airline account's carrier: it manages the flights whose number starts with it.
+    pub carrier: Option<Carrier>,
 }
 
 impl User {
     /// Whether the user has `role`, or is an admin (who may do everything).
     pub fn may(&self, role: Role) -> bool {
         self.roles.contains(&role) || self.roles.contains(&Role::Admin)
+    }
+
+    /// Whether the user may create or cancel the flight numbered `number`: an admin may
+    /// manage every flight, an airline account only its own carrier's.
+    pub fn manages(&self, number: &FlightNumber) -> bool {
+        self.roles.contains(&Role::Admin)
+            || (self.roles.contains(&Role::Airline)
+                && self
+                    .carrier
+                    .as_ref()
+                    .is_some_and(|c| c.as_str() == number.carrier()))
+    }
+}
+
+/// A user record as releases before accounts could be disabled or tied to a carrier stored
+/// it; read and upgraded (postcard records carry no field names, so the shape is versioned by
+/// type).
+#[derive(Debug, Deserialize)]
+pub struct UserV1 {
+    id: UserId,
+    email: Email,
+    name: String,
+    roles: BTreeSet<Role>,
+    password_hash: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UserV1> for User {
+    fn from(old: UserV1) -> Self {
+        Self {
+            id: old.id,
+            email: old.email,
+            name: old.name,
+            roles: old.roles,
+            password_hash: old.password_hash,
+            created_at: old.created_at,
+            disabled: false,
+            tokens_not_before: 0,
+            carrier: None,
+        }
     }
 }
 

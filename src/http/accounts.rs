@@ -3,7 +3,8 @@
 use super::auth::{caller, with_role};
 use super::error::ApiError;
 use super::{Ctx, Handled, Response, body, json, with};
-use crate::actors::accounts::AccountError;
+use crate::actors::accounts::{AccountChange, AccountError};
+use crate::domain::flight::Carrier;
 use crate::domain::ids::UserId;
 use crate::domain::user::{Email, Password, Role, User, parse_name, parse_roles};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,26 @@ pub(super) struct SigninRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct RolesRequest {
     roles: Vec<Role>,
+    /// With the `airline` role: the two-character IATA code of the airline whose flights the
+    /// account manages, e.g. `AI`.
+    #[serde(default)]
+    carrier: Option<String>,
+}
+
+/// Body of `PUT /api/v1/users/{id}/disabled`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DisabledRequest {
+    disabled: bool,
+}
+
+/// Body of `POST /api/v1/auth/password`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordRequest {
+    current_password: String,
+    /// At least 10 characters, not a common password.
+    new_password: String,
 }
 
 /// A user as the API shows it (never the password hash).
@@ -44,6 +65,10 @@ pub(super) struct UserView {
     email: String,
     name: String,
     roles: Vec<Role>,
+    /// The airline an `airline` account manages flights of.
+    carrier: Option<String>,
+    /// Disabled by an admin: no sign-in, no token works.
+    disabled: bool,
 }
 
 impl From<&User> for UserView {
@@ -53,6 +78,8 @@ impl From<&User> for UserView {
             email: u.email.to_string(),
             name: u.name.clone(),
             roles: u.roles.iter().copied().collect(),
+            carrier: u.carrier.as_ref().map(|c| c.as_str().to_owned()),
+            disabled: u.disabled,
         }
     }
 }
@@ -84,10 +111,32 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
     let roles = warp::path!("api" / "v1" / "users" / String / "roles")
         .and(warp::put())
         .and(with_role(ctx.clone(), Role::Admin))
-        .and(with(ctx))
+        .and(with(ctx.clone()))
         .and(body::json())
         .and_then(set_roles);
-    signup.or(signin).unify().or(me).unify().or(roles).unify()
+    let disabled = warp::path!("api" / "v1" / "users" / String / "disabled")
+        .and(warp::put())
+        .and(with_role(ctx.clone(), Role::Admin))
+        .and(with(ctx.clone()))
+        .and(body::json())
+        .and_then(set_disabled);
+    let password = warp::path!("api" / "v1" / "auth" / "password")
+        .and(warp::post())
+        .and(caller(ctx.clone()))
+        .and(with(ctx))
+        .and(body::json())
+        .and_then(change_password);
+    signup
+        .or(signin)
+        .unify()
+        .or(me)
+        .unify()
+        .or(roles)
+        .unify()
+        .or(disabled)
+        .unify()
+        .or(password)
+        .unify()
 }
 
 /// The client's address (unspecified when the transport has none).
@@ -117,7 +166,7 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
 
 /// Exchange credentials for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/signin", operation_id = "signin", tag = "auth", request_body = SigninRequest,
-    responses((status = 200, body = TokenView), (status = 401), (status = 429), (status = 503)))]
+    responses((status = 200, body = TokenView), (status = 401), (status = 403, description = "account_disabled"), (status = 429), (status = 503)))]
 async fn signin(ctx: Ctx, address: IpAddr, req: SigninRequest) -> Handled {
     ctx.limits.check_signin(address, &req.email)?;
     let user = match ctx.services.accounts.verify(&req.email, req.password).await {
@@ -128,12 +177,18 @@ async fn signin(ctx: Ctx, address: IpAddr, req: SigninRequest) -> Handled {
         }
         Err(e) => return Err(ApiError::from(e).into()),
     };
-    let token = TokenView {
-        token: ctx.tokens.issue(&user)?,
+    if user.disabled {
+        return Err(ApiError::AccountDisabled.into());
+    }
+    Ok(json(StatusCode::OK, &session(&ctx, &user)?))
+}
+
+fn session(ctx: &Ctx, user: &User) -> Result<TokenView, ApiError> {
+    Ok(TokenView {
+        token: ctx.tokens.issue(user)?,
         token_type: "Bearer",
         expires_in: ctx.tokens.ttl_secs(),
-    };
-    Ok(json(StatusCode::OK, &token))
+    })
 }
 
 /// The caller's own account.
@@ -142,19 +197,68 @@ async fn signin(ctx: Ctx, address: IpAddr, req: SigninRequest) -> Handled {
 #[allow(dead_code)]
 fn me() {}
 
-/// Replace a user's roles (admin only).
+/// Replace a user's roles (admin only); an airline account names its carrier.
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", operation_id = "set_roles", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = RolesRequest,
-    responses((status = 200, body = UserView), (status = 403), (status = 404)))]
+    responses((status = 200, body = UserView), (status = 400), (status = 401), (status = 403), (status = 404)))]
 async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Handled {
     let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
     let roles = parse_roles(req.roles).map_err(ApiError::from)?;
+    let carrier = req
+        .carrier
+        .as_deref()
+        .map(Carrier::parse)
+        .transpose()
+        .map_err(ApiError::from)?;
+    if carrier.is_some() && !roles.contains(&Role::Airline) {
+        return Err(
+            ApiError::InvalidRequest("carrier: only an airline account has one".into()).into(),
+        );
+    }
     let user = ctx
         .services
         .accounts
-        .set_roles(id, roles)
+        .change(id, AccountChange::Roles { roles, carrier })
         .await
         .map_err(ApiError::from)?;
-    tracing::info!(user = %user.id, roles = ?user.roles, "roles changed");
+    tracing::info!(user = %user.id, roles = ?user.roles, carrier = ?user.carrier, "roles changed");
     Ok(json(StatusCode::OK, &UserView::from(&user)))
+}
+
+/// Disable an account (its tokens stop working at once) or enable it again (admin only).
+#[utoipa::path(put, path = "/api/v1/users/{id}/disabled", operation_id = "set_disabled", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = DisabledRequest,
+    responses((status = 200, body = UserView), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn set_disabled(id: String, admin: User, ctx: Ctx, req: DisabledRequest) -> Handled {
+    let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
+    if id == admin.id && req.disabled {
+        return Err(
+            ApiError::InvalidRequest("an admin cannot disable their own account".into()).into(),
+        );
+    }
+    let user = ctx
+        .services
+        .accounts
+        .change(id, AccountChange::Disabled(req.disabled))
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(user = %user.id, by = %admin.id, disabled = user.disabled, "account status changed");
+    Ok(json(StatusCode::OK, &UserView::from(&user)))
+}
+
+/// Change the caller's password; every token issued before stops working, and a new one is
+/// returned.
+#[utoipa::path(post, path = "/api/v1/auth/password", operation_id = "change_password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordRequest,
+    responses((status = 200, body = TokenView), (status = 400), (status = 401), (status = 503)))]
+async fn change_password(user: User, ctx: Ctx, req: PasswordRequest) -> Handled {
+    let new = Password::parse(req.new_password).map_err(ApiError::from)?;
+    let user = ctx
+        .services
+        .accounts
+        .change_password(&user, req.current_password, new)
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(user = %user.id, "password changed");
+    Ok(json(StatusCode::OK, &session(&ctx, &user)?))
 }

@@ -190,6 +190,15 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the token's account no longer exists".into())
                 })?;
+            if user.disabled {
+                return Err(ApiError::Unauthorized("this account has been disabled".into()).into());
+            }
+            if token.issued_at < user.tokens_not_before {
+                return Err(ApiError::Unauthorized(
+                    "the password changed after this token was issued; sign in again".into(),
+                )
+                .into());
+            }
             Ok::<User, Rejection>(user)
         }
     })

@@ -32,6 +32,12 @@ pub enum ApiError {
     /// 403 `forbidden`: authenticated, but the role does not allow it.
     #[error("your role does not allow this")]
     Forbidden,
+    /// 403 `forbidden`, saying why.
+    #[error("{0}")]
+    ForbiddenBecause(String),
+    /// 403 `account_disabled`: sign-in to an account an admin disabled.
+    #[error("this account has been disabled")]
+    AccountDisabled,
     /// 404 `not_found`: unknown id or route, or someone else's resource.
     #[error("not found")]
     NotFound,
@@ -187,7 +193,9 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) | ApiError::AccountDisabled => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -207,7 +215,8 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
+            ApiError::AccountDisabled => "account_disabled",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,

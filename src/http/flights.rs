@@ -8,7 +8,7 @@ use crate::actors::flight::{FlightCommand, FlightReply};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::Cabin;
 use crate::domain::airport::AirportCode;
-use crate::domain::flight::{FlightDraft, FlightStatus};
+use crate::domain::flight::{FlightDraft, FlightNumber, FlightStatus};
 use crate::domain::ids::{AircraftId, FlightId};
 use crate::domain::search::{
     Cursor, DEFAULT_LIMIT, FlightSummary, Listing, MAX_LIMIT, SearchQuery, SortKey,
@@ -165,10 +165,15 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         .unify()
 }
 
-/// Schedule a flight (airline or admin); its FlightActor starts at once.
+/// Schedule a flight (an admin, or an airline account for its own carrier's flight numbers);
+/// its FlightActor starts at once.
 #[utoipa::path(post, path = "/api/v1/flights", operation_id = "create_flight", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
     responses((status = 201, body = FlightView), (status = 400), (status = 403)))]
-async fn create(_user: User, ctx: Ctx, req: FlightRequest) -> Handled {
+async fn create(user: User, ctx: Ctx, req: FlightRequest) -> Handled {
+    let number = FlightNumber::parse(&req.flight_number).map_err(ApiError::from)?;
+    if !user.manages(&number) {
+        return Err(not_your_flight(&number).into());
+    }
     let aircraft_id = AircraftId::parse(&req.aircraft_id)
         .ok_or_else(|| ApiError::from(ValidationError::new("aircraft_id", "no such aircraft")))?;
     let draft = FlightDraft {
@@ -282,6 +287,15 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
     Ok(json(StatusCode::OK, &page))
 }
 
+/// An airline account reaching for another carrier's flight.
+fn not_your_flight(number: &FlightNumber) -> ApiError {
+    ApiError::ForbiddenBecause(format!(
+        "only an admin or an airline account of carrier {} may manage flight {}",
+        number.carrier(),
+        number.as_str()
+    ))
+}
+
 async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightReply, ApiError> {
     let id = FlightId::parse(id).ok_or(ApiError::NotFound)?;
     Ok(ctx.services.flights.call(&id, cmd).await??)
@@ -319,12 +333,18 @@ async fn seats(id: String, ctx: Ctx) -> Handled {
     }
 }
 
-/// Cancel a flight (airline or admin): every order on it is cancelled or refunded, tickets are
+/// Cancel a flight (an admin, or an airline account of its carrier): every order on it is cancelled or refunded, tickets are
 /// voided and owners notified. Repeating it finishes a cascade that was interrupted.
 #[utoipa::path(post, path = "/api/v1/flights/{id}/cancel", operation_id = "cancel_flight", tag = "catalog",
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = FlightView), (status = 403), (status = 404), (status = 503)))]
-async fn cancel(id: String, _user: User, ctx: Ctx) -> Handled {
+async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
+    let FlightReply::Summary(flight) = ask_flight(&ctx, &id, FlightCommand::Get).await? else {
+        return Err(ApiError::Internal("flight answered Get with something else".into()).into());
+    };
+    if !user.manages(&flight.flight.flight_number) {
+        return Err(not_your_flight(&flight.flight.flight_number).into());
+    }
     let orders = match ask_flight(&ctx, &id, FlightCommand::Cancel).await? {
         FlightReply::Cancelled(orders) => orders,
         _ => {

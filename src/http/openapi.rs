@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Contrail", description = "Flight and ticket booking API", license(name = "Proprietary")),
     paths(
         super::accounts::signup, super::accounts::signin, super::accounts::me, super::accounts::set_roles,
+        super::accounts::set_disabled, super::accounts::change_password,
         super::airports::create, super::airports::list,
         super::aircraft::create,
         super::flights::create, super::flights::search, super::flights::get, super::flights::seats,

@@ -203,6 +203,27 @@ impl Client {
         self.send(request.json(&body)).await
     }
 
+    /// Makes an account an airline account managing `carrier`'s flights (admin).
+    pub async fn set_airline(&self, user_id: &str, carrier: &str) -> Result<Account> {
+        let body = serde_json::json!({ "roles": ["airline"], "carrier": carrier });
+        let request = self.request(Method::PUT, &format!("/api/v1/users/{user_id}/roles"));
+        self.send(request.json(&body)).await
+    }
+
+    /// Disables an account, or enables it again (admin).
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<Account> {
+        let body = serde_json::json!({ "disabled": disabled });
+        let request = self.request(Method::PUT, &format!("/api/v1/users/{user_id}/disabled"));
+        self.send(request.json(&body)).await
+    }
+
+    /// Changes the signed-in account's password; earlier tokens stop working and a new one
+    /// is returned.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<Token> {
+        let body = serde_json::json!({ "current_password": current, "new_password": new });
+        self.post("/api/v1/auth/password", &body).await
+    }
+
     // --- catalog ---
 
     /// Adds an airport (airline or admin).

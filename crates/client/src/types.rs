@@ -28,6 +28,12 @@ pub struct Account {
     pub name: String,
     /// `customer`, `airline`, `admin`.
     pub roles: Vec<String>,
+    /// The airline (IATA code) an `airline` account manages flights of.
+    #[serde(default)]
+    pub carrier: Option<String>,
+    /// Disabled by an admin.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A bearer token from `POST /api/v1/auth/signin`.

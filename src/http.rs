@@ -71,20 +71,52 @@ pub fn routes(
             .or(cluster::routes(ctx.clone()))
             .unify(),
     );
-    let served = ops::routes(ctx)
-        .or(api)
-        .unify()
-        .recover(error::recover)
-        .unify();
+    let cors = cors_policy(&ctx.settings.http.cors_origins);
+    let served = ops::routes(ctx).or(api).unify();
+    let served = match cors {
+        Some(cors) => served.with(cors).map(Reply::into_response).boxed(),
+        None => served.boxed(),
+    };
+    let served = served.recover(error::recover).unify();
     warp::path::full()
         .and(served)
-        .map(allow_on_405)
+        .map(finish)
         .with(warp::log::custom(telemetry::record))
         .with(warp::trace(telemetry::span))
 }
 
-/// A 405 names the methods the path does serve (RFC 9110 §15.5.6).
-fn allow_on_405(path: warp::path::FullPath, mut response: Response) -> Response {
+/// Cross-origin requests from the configured origins only; none configured, no CORS headers
+/// (browsers then allow only same-origin pages, such as the node's own).
+fn cors_policy(origins: &[String]) -> Option<warp::cors::Builder> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        warp::cors()
+            .allow_origins(origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "PUT", "DELETE"])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "idempotency-key",
+                "x-request-id",
+            ])
+            .expose_headers(["retry-after", "location", "x-request-id"])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// Headers every response carries: `nosniff` (a JSON body is never sniffed into HTML), and
+/// `no-store` on the API (tokens and personal data stay out of caches); a 405 names the
+/// methods the path does serve (RFC 9110 §15.5.6).
+fn finish(path: warp::path::FullPath, mut response: Response) -> Response {
+    use warp::http::HeaderValue;
+    use warp::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if path.as_str().starts_with("/api/") {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         let allow = templates::allowed(path.as_str())
             .and_then(|methods| warp::http::HeaderValue::from_str(&methods).ok());

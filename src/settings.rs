@@ -122,6 +122,9 @@ pub struct HttpSettings {
     pub signin_failures_per_minute: u32,
     /// Failed signins allowed per client address per minute, whatever the account.
     pub signin_failures_per_address_per_minute: u32,
+    /// Origins (`https://app.example.com`) whose pages may call the API from a browser; empty
+    /// (the default): no cross-origin access.
+    pub cors_origins: Vec<String>,
     /// Connections the kernel queues before the server accepts them (capped by the kernel's
     /// `net.core.somaxconn`). Connections beyond it are dropped and retried by the client after
     /// 1 s, 3 s, 7 s…: an on-sale rush of thousands of new connections needs a deep queue.
@@ -140,6 +143,7 @@ impl Default for HttpSettings {
             anonymous_burst: DEFAULT_ANONYMOUS_BURST,
             signin_failures_per_minute: DEFAULT_SIGNIN_FAILURES_PER_MINUTE,
             signin_failures_per_address_per_minute: DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE,
+            cors_origins: Vec::new(),
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
@@ -346,6 +350,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("cluster.seeds")
+                    .with_list_parse_key("http.cors_origins")
                     .try_parsing(true),
             )
             .build()
@@ -386,6 +391,22 @@ impl Settings {
         if let Some(password) = &self.auth.admin_password {
             crate::domain::user::Password::parse(password.expose_secret().to_owned())
                 .map_err(|e| anyhow::anyhow!("auth.admin_password {}", e.reason))?;
+        }
+        for origin in &self.http.cors_origins {
+            let parsed = warp::http::HeaderValue::from_str(origin)
+                .ok()
+                .and_then(|_| origin.parse::<warp::http::Uri>().ok());
+            let ok = parsed.is_some_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some()
+                    && uri.path() == "/"
+                    && !origin.ends_with('/')
+            });
+            if !ok {
+                bail!(
+                    "http.cors_origins: {origin:?} is not an origin such as https://app.example.com"
+                );
+            }
         }
         if self.mode == Mode::Production {
             self.refuse_published_secrets()?;

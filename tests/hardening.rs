@@ -606,3 +606,84 @@ async fn changing_the_password_ends_every_earlier_session() {
         .await
         .expect("new password");
 }
+
+#[tokio::test]
+async fn responses_are_never_sniffed_and_tokens_never_cached() {
+    let app = spawn_app().await;
+    let signin = app
+        .api()
+        .request(reqwest::Method::POST, "/api/v1/auth/signin")
+        .json(&serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(signin.status(), StatusCode::OK);
+    assert_eq!(header(&signin, "cache-control"), Some("no-store"));
+    assert_eq!(header(&signin, "x-content-type-options"), Some("nosniff"));
+    for path in ["/healthz", "/api/v1/flights", "/no/such/page"] {
+        let response = app
+            .api()
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            header(&response, "x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.api()
+        .request(reqwest::Method::OPTIONS, "/api/v1/orders")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn cross_origin_access_is_off_by_default_and_limited_to_the_allow_list() {
+    let closed = spawn_app().await;
+    let response = preflight(&closed, "https://app.example.com").await;
+    assert!(!response.status().is_success(), "{}", response.status());
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+
+    let open =
+        spawn_app_with(|s| s.http.cors_origins = vec!["https://app.example.com".into()]).await;
+    let response = preflight(&open, "https://app.example.com").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(&response, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let response = preflight(&open, "https://evil.example.net").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+    let body: serde_json::Value = response.json().await.expect("error json");
+    assert_eq!(body["error"]["code"], "forbidden");
+    // A simple request from an allowed origin is answered with the header.
+    let response = open
+        .api()
+        .request(reqwest::Method::GET, "/api/v1/flights")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(&response, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+}

@@ -277,6 +277,8 @@ impl ApiError {
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
     let error = if let Some(e) = rejection.find::<ApiError>() {
         e.clone()
+    } else if let Some(e) = rejection.find::<warp::cors::CorsForbidden>() {
+        ApiError::ForbiddenBecause(e.to_string())
     } else if rejection.is_not_found() {
         ApiError::NotFound
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

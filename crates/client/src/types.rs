@@ -35,6 +35,8 @@ pub struct Account {
 pub struct Token {
     /// The JWT.
     pub token: String,
+    /// How to present it: `Bearer`.
+    pub token_type: String,
     /// Seconds until it expires.
     pub expires_in: u64,
 }
@@ -116,7 +118,7 @@ pub struct Availability {
 }
 
 /// A flight with its fares and seat counts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Flight {
     /// `flt_…`.
     pub id: String,
@@ -225,6 +227,16 @@ impl SegmentRequest {
             count: Some(count),
         }
     }
+
+    /// The named `seats` of `flight_id` (one per passenger).
+    pub fn named(flight_id: &str, seats: &[&str]) -> Self {
+        Self {
+            flight_id: flight_id.to_owned(),
+            seats: Some(seats.iter().map(|s| (*s).to_owned()).collect()),
+            cabin: None,
+            count: None,
+        }
+    }
 }
 
 /// A traveller's name.
@@ -244,7 +256,7 @@ pub struct NewOrder {
 }
 
 /// One flight of an order, with the seats held or sold on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Segment {
     /// The flight.
     pub flight_id: String,
@@ -255,7 +267,7 @@ pub struct Segment {
 }
 
 /// An issued ticket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Ticket {
     /// `tkt_…`.
     pub id: String,
@@ -274,7 +286,7 @@ pub struct Ticket {
 }
 
 /// An order.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Order {
     /// `ord_…`.
     pub id: String,

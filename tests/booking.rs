@@ -3,24 +3,53 @@
 
 mod helpers;
 
+use contrail::settings::Settings;
+use contrail_client::{Client, Error, NewOrder, Order, Passenger, Search, SegmentRequest};
 use helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-fn seats_of(order: &Value) -> Vec<String> {
-    order["segments"]
-        .as_array()
-        .expect("segments")
+fn seats_of(order: &Order) -> Vec<String> {
+    order
+        .segments
         .iter()
-        .flat_map(|s| s["seats"].as_array().cloned().unwrap_or_default())
-        .filter_map(|s| s.as_str().map(str::to_owned))
+        .flat_map(|s| s.seats.iter().cloned())
         .collect()
 }
 
 fn taken(statuses: &BTreeMap<String, String>) -> usize {
     statuses.values().filter(|s| *s != "available").count()
+}
+
+/// Asserts that `result` is the API error `status` `code`; returns it.
+#[track_caller]
+fn refused<T: std::fmt::Debug>(
+    result: contrail_client::Result<T>,
+    status: StatusCode,
+    code: &str,
+) -> Error {
+    let e = result.expect_err("the request succeeded");
+    assert_eq!(e.status(), Some(status), "{e}");
+    assert_eq!(e.code(), Some(code), "{e}");
+    e
+}
+
+/// A node whose payment gateway takes `latency_ms` to answer, with other settings by `adjust`.
+async fn with_a_slow_gateway(latency_ms: u64, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.payments.latency_ms = latency_ms;
+        adjust(s);
+    })
+    .await
+}
+
+/// A flight of 5×AB on `app`, and a customer.
+async fn flight_and_customer(app: &TestApp) -> (String, Client) {
+    let (_, flight) = app.one_flight(5, "AB").await;
+    let (_, customer) = app.customer().await;
+    (flight, customer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,26 +59,21 @@ async fn three_hundred_buyers_for_fifty_seats_over_http() {
     let buyers = app.customers(40).await;
     let tasks: Vec<_> = (0..300)
         .map(|i| {
-            let token = buyers[i % buyers.len()].1.clone();
-            let (client, base, flight) = (app.client.clone(), app.base.clone(), flight.clone());
-            tokio::spawn(async move {
-                let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "P"}]});
-                let resp = client.post(format!("{base}/api/v1/orders")).bearer_auth(token).json(&body).send().await.expect("sent");
-                to_reply(resp).await
-            })
+            let buyer = buyers[i % buyers.len()].1.clone();
+            let order = economy(&[&flight], 1);
+            tokio::spawn(async move { buyer.place_order(&order, None).await })
         })
         .collect();
     let mut sold = Vec::new();
     let mut refused = 0;
     for t in tasks {
-        let r = t.await.expect("task");
-        match r.status {
-            StatusCode::CREATED => sold.extend(seats_of(&r.body)),
-            StatusCode::CONFLICT => {
-                assert_eq!(r.code(), "seats_unavailable");
+        match t.await.expect("task") {
+            Ok(placed) if !placed.replayed => sold.extend(seats_of(&placed.order)),
+            Err(e) if e.status() == Some(StatusCode::CONFLICT) => {
+                assert_eq!(e.code(), Some("seats_unavailable"));
                 refused += 1;
             }
-            other => panic!("unexpected {other}: {}", r.body),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((sold.len(), refused), (50, 250));
@@ -66,21 +90,20 @@ async fn sixty_buyers_for_seat_1a() {
     let app = spawn_app().await;
     let (_, flight) = app.one_flight(10, "ABCDE").await;
     let buyers = app.customers(20).await;
-    let body = json!({"segments": [{"flight_id": flight, "seats": ["1A"]}], "passengers": [{"name": "P"}]});
-    let replies = futures::future::join_all(
-        (0..60).map(|i| app.order_body(&buyers[i % 20].1, body.clone(), None)),
-    )
-    .await;
+    let order = NewOrder {
+        segments: vec![SegmentRequest::named(&flight, &["1A"])],
+        passengers: vec![Passenger { name: "P".into() }],
+    };
+    let replies =
+        futures::future::join_all((0..60).map(|i| buyers[i % 20].1.place_order(&order, None)))
+            .await;
     let won = replies
         .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
+        .filter(|r| status_of(r) == StatusCode::CREATED)
         .count();
     assert_eq!(won, 1);
-    assert!(
-        replies
-            .iter()
-            .all(|r| r.status == StatusCode::CREATED || r.code() == "seats_unavailable")
-    );
+    assert!(replies.iter().all(|r| status_of(r) == StatusCode::CREATED
+        || r.as_ref().err().and_then(Error::code) == Some("seats_unavailable")));
     assert_eq!(taken(&app.seat_statuses(&flight).await), 1);
 }
 
@@ -88,164 +111,139 @@ async fn sixty_buyers_for_seat_1a() {
 async fn a_multi_segment_order_is_all_or_nothing() {
     let app = spawn_app().await;
     let (admin, first) = app.one_flight(5, "AB").await;
-    let small = app.aircraft(&admin, 1, "A").await; // one seat
-    let second = app
-        .flight(
-            &admin,
-            TestApp::flight_body(&small, "BOM", "DEL", "2031-03-02T08:00:00Z", 60, 100),
-        )
-        .await;
+    let small = aircraft(&admin, 1, "A").await; // one seat
+    let second = flight(
+        &admin,
+        &flight_spec(&small, "BOM", "DEL", "2031-03-02T08:00:00Z", 60, 100),
+    )
+    .await;
     let (_, customer) = app.customer().await;
-    let r = app.order(&customer, &[&first, &second], 2, None).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
-    assert_eq!(r.code(), "seats_unavailable");
+    let r = customer
+        .place_order(&economy(&[&first, &second], 2), None)
+        .await;
+    refused(r, StatusCode::CONFLICT, "seats_unavailable");
     assert_eq!(
         taken(&app.seat_statuses(&first).await),
         0,
         "the first flight kept a hold"
     );
     assert_eq!(taken(&app.seat_statuses(&second).await), 0);
-    assert_eq!(
-        app.get("/api/v1/orders", Some(&customer)).await.body["orders"],
-        json!([])
-    );
+    assert_eq!(customer.orders().await.expect("orders"), vec![]);
 
-    let ok = app.order(&customer, &[&first, &second], 1, None).await;
-    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
-    assert_eq!(ok.body["status"], "held");
-    assert_eq!(ok.body["total_cents"], 5000 + 100);
-    assert_eq!(seats_of(&ok.body).len(), 2);
+    let ok = book(&customer, &[&first, &second], 1).await;
+    assert_eq!(ok.status, "held");
+    assert_eq!(ok.total_cents, 5000 + 100);
+    assert_eq!(seats_of(&ok).len(), 2);
 }
 
 #[tokio::test]
 async fn decline_then_approve_then_pay_again() {
     let app = spawn_app().await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let order = app.order(&customer, &[&flight], 2, None).await;
-    let id = order.body["id"].as_str().expect("id").to_owned();
+    let (flight, customer) = flight_and_customer(&app).await;
+    let id = book(&customer, &[&flight], 2).await.id;
 
-    let declined = app.pay(&customer, &id, "tok_declined", None).await;
-    assert_eq!(declined.status, StatusCode::PAYMENT_REQUIRED);
-    assert_eq!(declined.code(), "payment_declined");
-    assert_eq!(
-        app.get(&format!("/api/v1/orders/{id}"), Some(&customer))
-            .await
-            .body["status"],
-        "held"
-    );
+    let declined = customer.pay(&id, "tok_declined", None).await;
+    refused(declined, StatusCode::PAYMENT_REQUIRED, "payment_declined");
+    assert_eq!(customer.order(&id).await.expect("order").status, "held");
 
-    let timeout = app.pay(&customer, &id, "tok_timeout", None).await;
-    assert_eq!(timeout.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(timeout.code(), "payment_timeout");
+    let timeout = customer.pay(&id, "tok_timeout", None).await;
+    refused(timeout, StatusCode::SERVICE_UNAVAILABLE, "payment_timeout");
 
-    let paid = app.pay(&customer, &id, "tok_visa", None).await;
-    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
-    assert_eq!(paid.body["status"], "confirmed");
-    let tickets = paid.body["tickets"].as_array().expect("tickets").clone();
+    let paid = customer.pay(&id, "tok_visa", None).await.expect("paid");
+    assert_eq!(paid.status, "confirmed");
+    let tickets = paid.tickets.clone();
     assert_eq!(tickets.len(), 2);
-    assert!(tickets.iter().all(|t| t["status"] == "issued"));
+    assert!(tickets.iter().all(|t| t.status == "issued"));
     let statuses = app.seat_statuses(&flight).await;
     assert_eq!(statuses.values().filter(|s| *s == "sold").count(), 2);
 
-    let again = app.pay(&customer, &id, "tok_visa", None).await;
-    assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(
-        again.body["tickets"],
-        json!(tickets),
-        "paying again changed the order"
-    );
-    let mine = app.get("/api/v1/tickets", Some(&customer)).await;
-    assert_eq!(mine.body["tickets"].as_array().map(Vec::len), Some(2));
-    let one = tickets[0]["id"].as_str().expect("ticket id");
-    assert_eq!(
-        app.get(&format!("/api/v1/tickets/{one}"), Some(&customer))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    let again = customer.pay(&id, "tok_visa", None).await.expect("paid");
+    assert_eq!(again.tickets, tickets, "paying again changed the order");
+    let mine = customer.tickets().await.expect("tickets");
+    assert_eq!(mine.len(), 2);
+    let one = &tickets[0].id;
+    customer.ticket(one).await.expect("a ticket of mine");
 
-    let kinds: Vec<String> =
-        app.get("/api/v1/notifications", Some(&customer)).await.body["notifications"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter_map(|n| n["kind"].as_str().map(str::to_owned))
-            .collect();
+    let kinds: Vec<String> = customer
+        .notifications()
+        .await
+        .expect("notifications")
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
     assert_eq!(kinds, vec!["order_confirmed", "payment_declined"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_create_one_order_and_one_charge() {
     let app = spawn_app().await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let first = app.order(&customer, &[&flight], 1, Some("key-1")).await;
-    assert_eq!(first.status, StatusCode::CREATED);
-    let again = app.order(&customer, &[&flight], 1, Some("key-1")).await;
-    assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(again.body["id"], first.body["id"]);
-    let other = app.order(&customer, &[&flight], 2, Some("key-1")).await;
-    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(other.code(), "idempotency_key_reused");
+    let (flight, customer) = flight_and_customer(&app).await;
+    let one = economy(&[&flight], 1);
+    let first = customer.place_order(&one, Some("key-1")).await;
+    assert_eq!(status_of(&first), StatusCode::CREATED);
+    let first = first.expect("placed").order;
+    let again = customer.place_order(&one, Some("key-1")).await;
+    assert_eq!(status_of(&again), StatusCode::OK);
+    assert_eq!(again.expect("replayed").order.id, first.id);
+    let other = customer
+        .place_order(&economy(&[&flight], 2), Some("key-1"))
+        .await;
+    refused(
+        other,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    );
 
-    let flights = [flight.as_str()];
-    let racing = futures::future::join_all(
-        (0..12).map(|_| app.order(&customer, &flights, 1, Some("key-2"))),
-    )
-    .await;
+    let racing =
+        futures::future::join_all((0..12).map(|_| customer.place_order(&one, Some("key-2")))).await;
     let ids: HashSet<String> = racing
         .iter()
-        .map(|r| r.body["id"].as_str().unwrap_or("").to_owned())
+        .map(|r| r.as_ref().map(|p| p.order.id.clone()).unwrap_or_default())
         .collect();
     assert_eq!(ids.len(), 1, "one key made several orders: {ids:?}");
-    assert!(
-        racing
-            .iter()
-            .all(|r| r.status == StatusCode::CREATED || r.status == StatusCode::OK)
-    );
+    assert!(racing.iter().all(|r| {
+        let status = status_of(r);
+        status == StatusCode::CREATED || status == StatusCode::OK
+    }));
     assert_eq!(
         taken(&app.seat_statuses(&flight).await),
         2,
         "seats were held twice"
     );
 
-    let id = first.body["id"].as_str().expect("id").to_owned();
-    let pays = futures::future::join_all(
-        (0..8).map(|_| app.pay(&customer, &id, "tok_visa", Some("pay-1"))),
-    )
-    .await;
+    let id = first.id;
+    let pays =
+        futures::future::join_all((0..8).map(|_| customer.pay(&id, "tok_visa", Some("pay-1"))))
+            .await;
     assert!(
-        pays.iter().all(|r| r.status == StatusCode::OK),
+        pays.iter().all(Result::is_ok),
         "{:?}",
-        pays.iter().map(|r| r.status).collect::<Vec<_>>()
+        pays.iter()
+            .map(|r| r.as_ref().err().and_then(Error::status))
+            .collect::<Vec<_>>()
     );
-    let tickets: HashSet<String> = pays.iter().map(|r| r.body["tickets"].to_string()).collect();
-    assert_eq!(
-        tickets.len(),
-        1,
+    let paid: Vec<&Order> = pays.iter().flatten().collect();
+    assert!(
+        paid.iter().all(|o| o.tickets == paid[0].tickets),
         "concurrent payments issued different tickets"
     );
-    let reused = app.pay(&customer, &id, "tok_declined", Some("pay-1")).await;
-    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.get("/metrics", None).await;
-    let text = r.body.as_str().unwrap_or_default().to_owned();
+    let reused = customer.pay(&id, "tok_declined", Some("pay-1")).await;
+    let reused = reused.expect_err("a reused key paid");
+    assert_eq!(reused.status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
+    let text = app.api().metrics().await.expect("metrics");
     assert!(text.contains("contrail_payments_total"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpaid_holds_expire_and_cannot_be_paid() {
     let app = spawn_app_with(|s| s.booking.hold_ttl_secs = 1).await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let order = app.order(&customer, &[&flight], 2, None).await;
-    assert_eq!(order.status, StatusCode::CREATED);
-    let id = order.body["id"].as_str().expect("id").to_owned();
+    let (flight, customer) = flight_and_customer(&app).await;
+    let id = book(&customer, &[&flight], 2).await.id;
     let expired = eventually(Duration::from_secs(15), || async {
-        app.get(&format!("/api/v1/orders/{id}"), Some(&customer))
+        customer
+            .order(&id)
             .await
-            .body["status"]
-            == "expired"
+            .is_ok_and(|o| o.status == "expired")
     })
     .await;
     assert!(expired, "the order never expired");
@@ -254,51 +252,40 @@ async fn unpaid_holds_expire_and_cannot_be_paid() {
         0,
         "expired seats were not returned to sale"
     );
-    let late = app.pay(&customer, &id, "tok_visa", None).await;
-    assert_eq!(late.status, StatusCode::CONFLICT);
-    assert_eq!(late.code(), "order_not_payable");
-    let kinds = app.get("/api/v1/notifications", Some(&customer)).await.body;
-    assert_eq!(kinds["notifications"][0]["kind"], "order_expired");
+    let late = customer.pay(&id, "tok_visa", None).await;
+    refused(late, StatusCode::CONFLICT, "order_not_payable");
+    let notes = customer.notifications().await.expect("notifications");
+    assert_eq!(
+        notes.first().map(|n| n.kind.as_str()),
+        Some("order_expired")
+    );
 }
 
 #[tokio::test]
 async fn cancel_releases_a_hold_and_refunds_a_purchase() {
     let app = spawn_app().await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let held = app.order(&customer, &[&flight], 1, None).await;
-    let held_id = held.body["id"].as_str().expect("id").to_owned();
-    let r = app
-        .post_empty(&format!("/api/v1/orders/{held_id}/cancel"), Some(&customer))
-        .await;
+    let (flight, customer) = flight_and_customer(&app).await;
+    let held_id = book(&customer, &[&flight], 1).await.id;
+    let r = customer.cancel_order(&held_id).await.expect("cancelled");
+    assert_eq!(r.status, "cancelled");
+    assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
+    let r = customer.pay(&held_id, "tok_visa", None).await;
     assert_eq!(
-        (r.status, r.body["status"].as_str()),
-        (StatusCode::OK, Some("cancelled"))
+        r.expect_err("a cancelled order was paid").code(),
+        Some("order_not_payable")
     );
-    assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
-    let r = app.pay(&customer, &held_id, "tok_visa", None).await;
-    assert_eq!(r.code(), "order_not_payable");
 
-    let bought = app.order(&customer, &[&flight], 2, None).await;
-    let id = bought.body["id"].as_str().expect("id").to_owned();
-    app.pay(&customer, &id, "tok_visa", None).await;
-    let r = app
-        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&customer))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["status"], "refunded");
-    assert!(
-        r.body["tickets"]
-            .as_array()
-            .expect("tickets")
-            .iter()
-            .all(|t| t["status"] == "void")
-    );
+    let id = book(&customer, &[&flight], 2).await.id;
+    customer.pay(&id, "tok_visa", None).await.expect("paid");
+    let r = customer.cancel_order(&id).await.expect("refunded");
+    assert_eq!(r.status, "refunded");
+    assert!(r.tickets.iter().all(|t| t.status == "void"));
     assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
-    let r = app
-        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&customer))
-        .await;
-    assert_eq!(r.code(), "order_not_cancellable");
+    let r = customer.cancel_order(&id).await;
+    assert_eq!(
+        r.expect_err("a refunded order was cancelled").code(),
+        Some("order_not_cancellable")
+    );
 }
 
 #[tokio::test]
@@ -307,46 +294,42 @@ async fn cancelling_a_flight_cancels_and_refunds_its_orders() {
     let (admin, flight) = app.one_flight(5, "AB").await;
     let (_, a) = app.customer().await;
     let (_, b) = app.customer().await;
-    let held = app.order(&a, &[&flight], 1, None).await.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let paid = app.order(&b, &[&flight], 1, None).await.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    app.pay(&b, &paid, "tok_visa", None).await;
+    let held = book(&a, &[&flight], 1).await.id;
+    let paid = book(&b, &[&flight], 1).await.id;
+    b.pay(&paid, "tok_visa", None).await.expect("paid");
     let (_, customer) = app.customer().await;
-    let r = app
-        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&customer))
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = app
-        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["status"], "cancelled");
+    let r = customer.cancel_flight(&flight).await;
     assert_eq!(
-        app.get(&format!("/api/v1/orders/{held}"), Some(&a))
-            .await
-            .body["status"],
-        "cancelled"
+        r.expect_err("a customer cancelled a flight").status(),
+        Some(StatusCode::FORBIDDEN)
     );
-    let refunded = app
-        .get(&format!("/api/v1/orders/{paid}"), Some(&b))
-        .await
-        .body;
-    assert_eq!(refunded["status"], "refunded");
-    assert_eq!(refunded["tickets"][0]["status"], "void");
+    let r = admin.cancel_flight(&flight).await.expect("cancelled");
+    assert_eq!(r.status, "cancelled");
+    assert_eq!(a.order(&held).await.expect("order").status, "cancelled");
+    let refunded = b.order(&paid).await.expect("order");
+    assert_eq!(refunded.status, "refunded");
+    assert_eq!(refunded.tickets[0].status, "void");
     assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
-    let r = app.order(&customer, &[&flight], 1, None).await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
-    let kinds = app.get("/api/v1/notifications", Some(&b)).await.body;
-    assert_eq!(kinds["notifications"][0]["kind"], "flight_cancelled");
+    let r = customer.place_order(&economy(&[&flight], 1), None).await;
+    assert_eq!(
+        r.expect_err("booked a cancelled flight").status(),
+        Some(StatusCode::CONFLICT)
+    );
+    let notes = b.notifications().await.expect("notifications");
+    assert_eq!(
+        notes.first().map(|n| n.kind.as_str()),
+        Some("flight_cancelled")
+    );
+    let from_del = Search {
+        origin: Some("DEL".into()),
+        ..Search::default()
+    };
     assert!(
-        app.get("/api/v1/flights?origin=DEL", None).await.body["flights"]
-            .as_array()
-            .expect("list")
+        app.api()
+            .search(&from_del)
+            .await
+            .expect("search")
+            .flights
             .is_empty()
     );
 }
@@ -357,44 +340,26 @@ async fn customers_see_only_their_own_and_cannot_hoard() {
     let (admin, flight) = app.one_flight(5, "AB").await;
     let (_, owner) = app.customer().await;
     let (_, other) = app.customer().await;
-    let order = app.order(&owner, &[&flight], 2, None).await;
-    let id = order.body["id"].as_str().expect("id").to_owned();
+    let id = book(&owner, &[&flight], 2).await.id;
+    let not_found = Some(StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get(&format!("/api/v1/orders/{id}"), Some(&other))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
+        other.order(&id).await.err().and_then(|e| e.status()),
+        not_found
     );
+    let r = other.pay(&id, "tok_visa", None).await;
+    assert_eq!(r.err().and_then(|e| e.status()), not_found);
+    let r = other.cancel_order(&id).await;
+    assert_eq!(r.err().and_then(|e| e.status()), not_found);
+    admin.order(&id).await.expect("an admin reads any order");
+    assert_eq!(other.orders().await.expect("orders"), vec![]);
     assert_eq!(
-        app.pay(&other, &id, "tok_visa", None).await.status,
-        StatusCode::NOT_FOUND
-    );
-    let r = app
-        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&other))
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.get(&format!("/api/v1/orders/{id}"), Some(&admin))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/orders", Some(&other)).await.body["orders"],
-        json!([])
-    );
-    assert_eq!(
-        app.get("/api/v1/orders", None).await.status,
-        StatusCode::UNAUTHORIZED
+        app.api().orders().await.err().and_then(|e| e.status()),
+        Some(StatusCode::UNAUTHORIZED)
     );
 
-    let hoard = app.order(&owner, &[&flight], 2, None).await;
-    assert_eq!(hoard.status, StatusCode::CONFLICT);
-    assert_eq!(hoard.code(), "hold_limit_exceeded");
-    assert_eq!(
-        app.order(&owner, &[&flight], 1, None).await.status,
-        StatusCode::CREATED
-    );
+    let hoard = owner.place_order(&economy(&[&flight], 2), None).await;
+    refused(hoard, StatusCode::CONFLICT, "hold_limit_exceeded");
+    book(&owner, &[&flight], 1).await;
 }
 
 #[tokio::test]
@@ -402,25 +367,65 @@ async fn malformed_orders_are_400() {
     let app = spawn_app().await;
     let (_, flight) = app.one_flight(5, "AB").await;
     let (_, c) = app.customer().await;
+    let a = || vec![Passenger { name: "A".into() }];
     let bad = [
-        json!({"segments": [], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 2}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "seats": ["1A"], "cabin": "economy", "count": 1}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "seats": ["99Z"]}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "seats": ["1é"]}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": "flt_nope", "cabin": "economy", "count": 1}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "cabin": "first", "count": 1}], "passengers": [{"name": "A"}]}),
-        json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": ""}]}),
-        json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "A"}], "coupon": "x"}),
+        NewOrder {
+            segments: vec![],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::in_cabin(&flight, "economy", 2)],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest {
+                cabin: Some("economy".into()),
+                count: Some(1),
+                ..SegmentRequest::named(&flight, &["1A"])
+            }],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::named(&flight, &["99Z"])],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::named(&flight, &["1é"])],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::in_cabin("flt_nope", "economy", 1)],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::in_cabin(&flight, "first", 1)],
+            passengers: a(),
+        },
+        NewOrder {
+            segments: vec![SegmentRequest::in_cabin(&flight, "economy", 1)],
+            passengers: vec![Passenger { name: "".into() }],
+        },
     ];
-    for body in bad {
-        let r = app.order_body(&c, body.clone(), None).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
-        assert_eq!(r.code(), "invalid_request");
+    for order in bad {
+        let r = c.place_order(&order, None).await;
+        let e = r.expect_err("a malformed order was placed");
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST), "{order:?}: {e}");
+        assert_eq!(e.code(), Some("invalid_request"));
     }
+    // An unknown field: a body the typed request cannot carry.
+    let body = json!({"segments": [{"flight_id": flight, "cabin": "economy", "count": 1}], "passengers": [{"name": "A"}], "coupon": "x"});
+    let r = app.post("/api/v1/orders", c.token(), body.clone()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    assert_eq!(r.code(), "invalid_request");
     assert_eq!(taken(&app.seat_statuses(&flight).await), 0);
-    let r = app.order(&c, &[&flight], 1, Some(&"k".repeat(300))).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let long_key = "k".repeat(300);
+    let r = c
+        .place_order(&economy(&[&flight], 1), Some(&long_key))
+        .await;
+    assert_eq!(
+        r.err().and_then(|e| e.status()),
+        Some(StatusCode::BAD_REQUEST)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,12 +455,8 @@ async fn notifications_reach_the_webhook_despite_failures() {
     let app = spawn_app_with(|s| s.notifications.webhook_url = Some(url)).await;
     let (_, flight) = app.one_flight(5, "AB").await;
     let (user, customer) = app.customer().await;
-    let order = app.order(&customer, &[&flight], 1, None).await;
-    let id = order.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(
-        app.pay(&customer, &id, "tok_visa", None).await.status,
-        StatusCode::OK
-    );
+    let id = book(&customer, &[&flight], 1).await.id;
+    customer.pay(&id, "tok_visa", None).await.expect("paid");
     let delivered = eventually(Duration::from_secs(20), || async {
         !received.lock().expect("lock").is_empty()
     })
@@ -470,61 +471,44 @@ async fn notifications_reach_the_webhook_despite_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_gateway_never_charges_twice_and_a_retry_completes_the_payment() {
-    let app = spawn_app_with(|s| {
-        s.payments.latency_ms = 1_200;
-        s.actors.call_timeout_ms = 400;
-    })
-    .await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let id = app.order(&customer, &[&flight], 1, None).await.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let first = app.pay(&customer, &id, "tok_visa", None).await;
+    let app = with_a_slow_gateway(1_200, |s| s.actors.call_timeout_ms = 400).await;
+    let (flight, customer) = flight_and_customer(&app).await;
+    let id = book(&customer, &[&flight], 1).await.id;
+    let first = customer.pay(&id, "tok_visa", None).await;
+    let first = first.expect_err("a payment outlived the call timeout");
     assert_eq!(
-        first.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        first.body
+        first.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "{first}"
     );
     let paid = eventually(Duration::from_secs(20), || async {
-        app.pay(&customer, &id, "tok_visa", None).await.status == StatusCode::OK
+        customer.pay(&id, "tok_visa", None).await.is_ok()
     })
     .await;
     assert!(paid, "the payment never completed");
-    let order = app
-        .get(&format!("/api/v1/orders/{id}"), Some(&customer))
-        .await
-        .body;
-    assert_eq!(order["status"], "confirmed");
-    assert_eq!(order["tickets"].as_array().map(Vec::len), Some(1));
+    let order = customer.order(&id).await.expect("order");
+    assert_eq!(order.status, "confirmed");
+    assert_eq!(order.tickets.len(), 1);
 }
 
 #[tokio::test]
 async fn a_payment_key_replays_the_first_outcome() {
     let app = spawn_app().await;
-    let (_, flight) = app.one_flight(5, "AB").await;
-    let (_, customer) = app.customer().await;
-    let id = app.order(&customer, &[&flight], 1, None).await.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let first = app.pay(&customer, &id, "tok_declined", Some("try-1")).await;
-    assert_eq!(first.status, StatusCode::PAYMENT_REQUIRED);
-    let again = app.pay(&customer, &id, "tok_declined", Some("try-1")).await;
+    let (flight, customer) = flight_and_customer(&app).await;
+    let id = book(&customer, &[&flight], 1).await.id;
+    let first = customer.pay(&id, "tok_declined", Some("try-1")).await;
     assert_eq!(
-        (again.status, again.code()),
-        (StatusCode::PAYMENT_REQUIRED, "payment_declined")
+        first.expect_err("declined").status(),
+        Some(StatusCode::PAYMENT_REQUIRED)
     );
-    let notes = app.get("/api/v1/notifications", Some(&customer)).await.body;
-    assert_eq!(
-        notes["notifications"].as_array().map(Vec::len),
-        Some(1),
-        "the replay paid again"
-    );
-    let ok = app.pay(&customer, &id, "tok_visa", Some("try-2")).await;
-    assert_eq!(ok.status, StatusCode::OK);
+    let again = customer.pay(&id, "tok_declined", Some("try-1")).await;
+    refused(again, StatusCode::PAYMENT_REQUIRED, "payment_declined");
+    let notes = customer.notifications().await.expect("notifications");
+    assert_eq!(notes.len(), 1, "the replay paid again");
+    customer
+        .pay(&id, "tok_visa", Some("try-2"))
+        .await
+        .expect("paid");
 }
 
 /// A full cabin is refused at once, and takes bookings again the moment a seat comes back:
@@ -534,54 +518,42 @@ async fn a_full_cabin_refuses_at_once_and_reopens_the_moment_a_seat_comes_back()
     let app = spawn_app_with(|s| s.booking.hold_ttl_secs = 3).await;
     let (_, flight) = app.one_flight(2, "AB").await; // 4 seats
     let buyers = app.customers(4).await;
-    let first = app.order(&buyers[0].1, &[&flight], 2, None).await;
-    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
-    let second = app.order(&buyers[1].1, &[&flight], 2, None).await;
-    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+    let first = book(&buyers[0].1, &[&flight], 2).await;
+    let second = book(&buyers[1].1, &[&flight], 2).await;
 
     for _ in 0..3 {
-        let refused = app.order(&buyers[2].1, &[&flight], 1, None).await;
-        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-        assert_eq!(refused.code(), "seats_unavailable");
+        let r = buyers[2].1.place_order(&economy(&[&flight], 1), None).await;
+        refused(r, StatusCode::CONFLICT, "seats_unavailable");
     }
 
     // A cancellation frees two seats: the next booking gets them, with no wait. (A second
     // later, so that this hold outlives the other one, which lapses below.)
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let id = first.body["id"].as_str().expect("id");
-    let r = app
-        .post_empty(&format!("/api/v1/orders/{id}/cancel"), Some(&buyers[0].1))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let resold = app.order(&buyers[2].1, &[&flight], 2, None).await;
-    assert_eq!(resold.status, StatusCode::CREATED, "{}", resold.body);
-    let refused = app.order(&buyers[3].1, &[&flight], 1, None).await;
-    assert_eq!(refused.code(), "seats_unavailable");
-
-    // The second hold lapses: its seats can be taken from that moment on.
-    let expires: chrono::DateTime<chrono::Utc> = second.body["expires_at"]
-        .as_str()
-        .expect("expires_at")
-        .parse()
-        .expect("a time");
-    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait + Duration::from_millis(20)).await;
-    let after_lapse = app.order(&buyers[3].1, &[&flight], 2, None).await;
+    buyers[0]
+        .1
+        .cancel_order(&first.id)
+        .await
+        .expect("cancelled");
+    let resold = book(&buyers[2].1, &[&flight], 2).await;
+    let r = buyers[3].1.place_order(&economy(&[&flight], 1), None).await;
     assert_eq!(
-        after_lapse.status,
-        StatusCode::CREATED,
-        "{}",
-        after_lapse.body
+        r.expect_err("a seat too many").code(),
+        Some("seats_unavailable")
     );
 
-    let mut sold: Vec<String> = seats_of(&resold.body);
-    sold.extend(seats_of(&after_lapse.body));
+    // The second hold lapses: its seats can be taken from that moment on.
+    let wait = (second.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let after_lapse = book(&buyers[3].1, &[&flight], 2).await;
+
+    let mut sold: Vec<String> = seats_of(&resold);
+    sold.extend(seats_of(&after_lapse));
     assert_eq!(
         sold.iter().collect::<HashSet<_>>().len(),
         4,
-        "a seat twice: {} {}",
-        resold.body,
-        after_lapse.body
+        "a seat twice: {resold:?} {after_lapse:?}"
     );
     assert_eq!(taken(&app.seat_statuses(&flight).await), 4);
 }
@@ -591,43 +563,34 @@ async fn a_full_cabin_refuses_at_once_and_reopens_the_moment_a_seat_comes_back()
 /// them again later confirms each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_its_capacity_a_node_refuses_at_once_and_loses_nothing() {
-    let app = spawn_app_with(|s| {
-        s.booking.max_in_flight = 2;
-        s.payments.latency_ms = 600;
-    })
-    .await;
+    let app = with_a_slow_gateway(600, |s| s.booking.max_in_flight = 2).await;
     let (_, flight) = app.one_flight(4, "ABCD").await;
     let buyers = app.customers(8).await;
     let mut orders = Vec::new();
-    for (_, token) in &buyers {
-        let r = app.order(token, &[&flight], 1, None).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        orders.push((token.clone(), r.body["id"].as_str().expect("id").to_owned()));
+    for (_, buyer) in &buyers {
+        let id = book(buyer, &[&flight], 1).await.id;
+        orders.push((buyer.clone(), id));
     }
     // Eight payments at once; each takes 600 ms at the gateway, two may run.
     let payments: Vec<_> = orders
         .iter()
-        .map(|(token, id)| {
-            let (app, token, id) = (app.clone_client(), token.clone(), id.clone());
-            tokio::spawn(async move { app.pay(&token, &id, "tok_visa", None).await })
+        .map(|(buyer, id)| {
+            let (buyer, id) = (buyer.clone(), id.clone());
+            tokio::spawn(async move { buyer.pay(&id, "tok_visa", None).await })
         })
         .collect();
     let mut shed = Vec::new();
-    for ((token, id), p) in orders.iter().zip(payments) {
-        let r = p.await.expect("task");
-        match r.status {
-            StatusCode::OK => assert_eq!(r.body["status"], "confirmed"),
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert_eq!(r.code(), "unavailable");
-                assert!(r.headers.contains_key("retry-after"), "no Retry-After");
-                let now = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
-                assert_eq!(
-                    now.body["status"], "held",
-                    "a refused payment did something"
-                );
-                shed.push((token.clone(), id.clone()));
+    for ((buyer, id), p) in orders.iter().zip(payments) {
+        match p.await.expect("task") {
+            Ok(order) => assert_eq!(order.status, "confirmed"),
+            Err(e) if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                assert_eq!(e.code(), Some("unavailable"));
+                assert!(e.retry_after().is_some(), "no Retry-After");
+                let now = buyer.order(id).await.expect("order");
+                assert_eq!(now.status, "held", "a refused payment did something");
+                shed.push((buyer.clone(), id.clone()));
             }
-            other => panic!("unexpected {other}: {}", r.body),
+            Err(e) => panic!("unexpected {e}"),
         }
     }
     assert!(
@@ -637,44 +600,37 @@ async fn beyond_its_capacity_a_node_refuses_at_once_and_loses_nothing() {
     );
     // A booking is refused the same way while the node is full.
     let mut busy = Vec::new();
-    for (_, token) in &buyers[..2] {
-        let r = app.order(token, &[&flight], 1, None).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let (app, token) = (app.clone_client(), token.clone());
-        let id = r.body["id"].as_str().expect("id").to_owned();
+    for (_, buyer) in &buyers[..2] {
+        let id = book(buyer, &[&flight], 1).await.id;
+        let buyer = buyer.clone();
         busy.push(tokio::spawn(async move {
-            app.pay(&token, &id, "tok_visa", None).await
+            buyer.pay(&id, "tok_visa", None).await
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let refused = app.order(&buyers[2].1, &[&flight], 1, None).await;
+    let refused = buyers[2].1.place_order(&economy(&[&flight], 1), None).await;
+    let refused = refused.expect_err("a booking beyond capacity");
     assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.body
+        refused.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "{refused}"
     );
-    assert!(
-        refused.headers.contains_key("retry-after"),
-        "no Retry-After"
-    );
+    assert!(refused.retry_after().is_some(), "no Retry-After");
     for b in busy {
-        let r = b.await.expect("task");
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        b.await.expect("task").expect("paid");
     }
-    for (token, id) in &shed {
-        let r = app.pay(token, id, "tok_visa", None).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        assert_eq!(r.body["status"], "confirmed");
+    for (buyer, id) in &shed {
+        let order = buyer.pay(id, "tok_visa", None).await.expect("paid");
+        assert_eq!(order.status, "confirmed");
     }
     assert_eq!(
         taken(&app.seat_statuses(&flight).await),
         10,
         "the refused booking took a seat"
     );
-    for (token, id) in &orders {
-        let r = app.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
-        assert_eq!(r.body["status"], "confirmed");
-        assert_eq!(r.body["tickets"].as_array().map(Vec::len), Some(1));
+    for (buyer, id) in &orders {
+        let order = buyer.order(id).await.expect("order");
+        assert_eq!(order.status, "confirmed");
+        assert_eq!(order.tickets.len(), 1);
     }
 }

@@ -2,165 +2,211 @@
 
 mod helpers;
 
+use contrail_client::{
+    Airport, Availability, CabinLayout, Client, FlightPage, NewAircraft, NewFlight, Search,
+};
 use helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An airport named "a" in city "b" of country "c".
+fn airport_abc(code: &str) -> Airport {
+    Airport {
+        code: code.into(),
+        name: "a".into(),
+        city: "b".into(),
+        country: "c".into(),
+    }
+}
+
+/// A layout of these cabins: (cabin, first row, last row, seat letters).
+fn layout(model: &str, cabins: &[(&str, u16, u16, &str)]) -> NewAircraft {
+    NewAircraft {
+        model: model.into(),
+        cabins: cabins
+            .iter()
+            .map(|(cabin, first, last, seats)| CabinLayout {
+                cabin: (*cabin).into(),
+                rows: [*first, *last],
+                seats: (*seats).into(),
+            })
+            .collect(),
+    }
+}
 
 #[tokio::test]
 async fn customers_cannot_write_the_catalog() {
     let app = spawn_app().await;
     let (_, customer) = app.customer().await;
-    let writes = [
-        (
-            "/api/v1/airports",
-            json!({"code": "DEL", "name": "a", "city": "b", "country": "c"}),
-        ),
-        (
-            "/api/v1/aircraft",
-            json!({"model": "A320", "cabins": [{"cabin": "economy", "rows": [1, 2], "seats": "AB"}]}),
-        ),
-        ("/api/v1/flights", json!({})),
-    ];
-    for (path, body) in writes {
-        let r = app.post(path, Some(&customer), body.clone()).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
-        assert_eq!(r.code(), "forbidden");
-        let r = app.post(path, None, body).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+    let anonymous = app.api();
+    let airport = airport_abc("DEL");
+    let aircraft = layout("A320", &[("economy", 1, 2, "AB")]);
+    for (who, expected) in [
+        (&customer, StatusCode::FORBIDDEN),
+        (&anonymous, StatusCode::UNAUTHORIZED),
+    ] {
+        let writes = [
+            ("/api/v1/airports", who.create_airport(&airport).await.err()),
+            (
+                "/api/v1/aircraft",
+                who.create_aircraft(&aircraft).await.err(),
+            ),
+        ];
+        for (path, e) in writes {
+            let e = e.unwrap_or_else(|| panic!("{path} was written"));
+            assert_eq!(e.status(), Some(expected), "{path}");
+            if expected == StatusCode::FORBIDDEN {
+                assert_eq!(e.code(), Some("forbidden"));
+            }
+        }
     }
+    // Raw: an empty flight body (the typed request has no such thing) is refused for the role
+    // before anything reads it.
+    let path = "/api/v1/flights";
+    let r = app.post(path, customer.token(), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    assert_eq!(r.code(), "forbidden");
+    let r = app.post(path, None, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
 }
 
 #[tokio::test]
 async fn airports_are_validated_unique_and_listed() {
     let app = spawn_app().await;
-    let admin = app.admin_token().await;
+    let admin = app.admin().await;
     for code in ["del", "DE", "DELH", "D1L"] {
-        let r = app
-            .post(
-                "/api/v1/airports",
-                Some(&admin),
-                json!({"code": code, "name": "a", "city": "b", "country": "c"}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{code}");
-        assert!(
-            r.body["error"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("code"),
-            "{}",
-            r.body
-        );
+        let e = admin
+            .create_airport(&airport_abc(code))
+            .await
+            .expect_err(code);
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST), "{code}");
+        assert!(e.message().unwrap_or("").contains("code"), "{e}");
     }
-    app.airport(&admin, "DEL").await;
-    let dup = app
-        .post(
-            "/api/v1/airports",
-            Some(&admin),
-            json!({"code": "DEL", "name": "a", "city": "b", "country": "c"}),
-        )
-        .await;
-    assert_eq!(dup.status, StatusCode::CONFLICT);
-    assert_eq!(dup.code(), "airport_exists");
-    app.airport(&admin, "BOM").await;
-    let list = app.get("/api/v1/airports", None).await;
-    let codes: Vec<&str> = list.body["airports"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|a| a["code"].as_str())
-        .collect();
+    airport(&admin, "DEL").await;
+    let dup = admin.create_airport(&airport_abc("DEL")).await;
+    let dup = dup.expect_err("an airport twice");
+    assert_eq!(dup.status(), Some(StatusCode::CONFLICT));
+    assert_eq!(dup.code(), Some("airport_exists"));
+    airport(&admin, "BOM").await;
+    let list = app.api().airports().await.expect("airports");
+    let codes: Vec<&str> = list.iter().map(|a| a.code.as_str()).collect();
     assert_eq!(codes, vec!["BOM", "DEL"]);
 }
 
 #[tokio::test]
 async fn aircraft_layouts_are_validated() {
     let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let r = app
-        .post(
-            "/api/v1/aircraft",
-            Some(&admin),
-            json!({"model": "A320", "cabins": [{"cabin": "business", "rows": [1, 4], "seats": "ACDF"}, {"cabin": "economy", "rows": [5, 30], "seats": "ABCDEF"}]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["capacity"], 16 + 26 * 6);
+    let admin = app.admin().await;
+    let a320 = layout(
+        "A320",
+        &[("business", 1, 4, "ACDF"), ("economy", 5, 30, "ABCDEF")],
+    );
+    let created = admin.create_aircraft(&a320).await.expect("created");
+    assert_eq!(created.capacity, 16 + 26 * 6);
     let bad = [
-        json!({"model": "X", "cabins": []}),
-        json!({"model": "X", "cabins": [{"cabin": "economy", "rows": [5, 1], "seats": "AB"}]}),
-        json!({"model": "X", "cabins": [{"cabin": "economy", "rows": [1, 5], "seats": "AA"}]}),
-        json!({"model": "X", "cabins": [{"cabin": "economy", "rows": [1, 5], "seats": "AB"}, {"cabin": "business", "rows": [5, 6], "seats": "AB"}]}),
-        json!({"model": "X", "cabins": [{"cabin": "lounge", "rows": [1, 5], "seats": "AB"}]}),
-        json!({"model": "", "cabins": [{"cabin": "economy", "rows": [1, 5], "seats": "AB"}]}),
+        layout("X", &[]),
+        layout("X", &[("economy", 5, 1, "AB")]),
+        layout("X", &[("economy", 1, 5, "AA")]),
+        layout("X", &[("economy", 1, 5, "AB"), ("business", 5, 6, "AB")]),
+        layout("X", &[("lounge", 1, 5, "AB")]),
+        layout("", &[("economy", 1, 5, "AB")]),
     ];
-    for body in bad {
-        let r = app
-            .post("/api/v1/aircraft", Some(&admin), body.clone())
-            .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
-        assert_eq!(r.code(), "invalid_request");
+    for aircraft in bad {
+        let e = admin.create_aircraft(&aircraft).await.expect_err("created");
+        assert_eq!(
+            e.status(),
+            Some(StatusCode::BAD_REQUEST),
+            "{aircraft:?}: {e}"
+        );
+        assert_eq!(e.code(), Some("invalid_request"));
     }
+}
+
+/// Asserts that a refused flight was a 400 `invalid_request` whose message names `rule`'s field.
+#[track_caller]
+fn assert_names(rule: &str, status: Option<StatusCode>, code: Option<&str>, message: &str) {
+    assert_eq!(status, Some(StatusCode::BAD_REQUEST), "{rule}: {message}");
+    assert_eq!(code, Some("invalid_request"));
+    let field = rule.split(' ').next().unwrap_or(rule);
+    assert!(
+        message.contains(field) || rule == "unknown field" && message.contains("gate"),
+        "{rule}: {message}"
+    );
+}
+
+/// A node with airports DEL and BOM, and its admin.
+async fn with_del_and_bom() -> (TestApp, Client) {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    airport(&admin, "DEL").await;
+    airport(&admin, "BOM").await;
+    (app, admin)
 }
 
 #[tokio::test]
 async fn each_flight_rule_is_enforced_and_named() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.airport(&admin, "DEL").await;
-    app.airport(&admin, "BOM").await;
-    let aircraft = app.aircraft(&admin, 10, "ABC").await;
-    let good = TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-01-01T10:00:00Z", 120, 5000);
-    let with = |key: &str, value: Value| {
-        let mut b = good.clone();
-        b[key] = value;
-        b
+    let (app, admin) = with_del_and_bom().await;
+    let aircraft = aircraft(&admin, 10, "ABC").await;
+    let good = flight_spec(&aircraft, "DEL", "BOM", "2031-01-01T10:00:00Z", 120, 5000);
+    let with = |change: fn(&mut NewFlight)| {
+        let mut flight = good.clone();
+        change(&mut flight);
+        flight
     };
-    let cases = [
-        ("origin", with("origin", json!("del"))),
-        ("destination", with("destination", json!("DEL"))),
+    let typed = [
+        ("origin", with(|f| f.origin = "del".into())),
+        ("destination", with(|f| f.destination = "DEL".into())),
         (
             "arrives_at",
-            with("arrives_at", json!("2031-01-01T09:00:00Z")),
+            with(|f| f.arrives_at = "2031-01-01T09:00:00Z".parse().expect("rfc3339")),
         ),
-        ("fares", with("fares", json!({}))),
+        ("fares", with(|f| f.fares = BTreeMap::new())),
         (
             "fares",
-            with("fares", json!({"economy": 5000, "business": 9000})),
+            with(|f| f.fares = [("economy".into(), 5000), ("business".into(), 9000)].into()),
         ),
         (
             "aircraft_id",
-            with("aircraft_id", json!("acf_doesnotexist")),
+            with(|f| f.aircraft_id = "acf_doesnotexist".into()),
         ),
-        ("aircraft_id", with("aircraft_id", json!("???"))),
-        ("destination", with("destination", json!("XYZ"))),
-        ("departs_at", with("departs_at", json!("yesterday"))),
-        ("currency", with("currency", json!("dollars"))),
-        ("flight_number", with("flight_number", json!("??"))),
-        ("unknown field", with("gate", json!("A1"))),
+        ("aircraft_id", with(|f| f.aircraft_id = "???".into())),
+        ("destination", with(|f| f.destination = "XYZ".into())),
+        ("currency", with(|f| f.currency = "dollars".into())),
+        ("flight_number", with(|f| f.flight_number = "??".into())),
     ];
-    for (rule, body) in cases {
-        let r = app.post("/api/v1/flights", Some(&admin), body).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{rule}: {}", r.body);
-        assert_eq!(r.code(), "invalid_request");
+    for (rule, flight) in typed {
+        let e = admin.create_flight(&flight).await.expect_err(rule);
+        assert_names(rule, e.status(), e.code(), e.message().unwrap_or_default());
+    }
+    // Raw: what the typed request cannot carry (a time that is not one, an unknown field).
+    let with = |key: &str, value: Value| {
+        let mut b = serde_json::to_value(&good).expect("json");
+        b[key] = value;
+        b
+    };
+    let token = admin.token();
+    for (rule, body) in [
+        ("departs_at", with("departs_at", json!("yesterday"))),
+        ("unknown field", with("gate", json!("A1"))),
+    ] {
+        let r = app.post("/api/v1/flights", token, body).await;
         let message = r.body["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let field = rule.split(' ').next().unwrap_or(rule);
-        assert!(
-            message.contains(field) || rule == "unknown field" && message.contains("gate"),
-            "{rule}: {message}"
-        );
+        assert_names(rule, Some(r.status), Some(r.code()), &message);
     }
-    let r = app.post("/api/v1/flights", Some(&admin), good).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let created = admin.create_flight(&good).await.expect("created");
     assert_eq!(
-        r.body["availability"]["economy"],
-        json!({"total": 30, "available": 30})
+        created.availability.get("economy"),
+        Some(&Availability {
+            total: 30,
+            available: 30
+        })
     );
-    assert_eq!(r.body["status"], "scheduled");
+    assert_eq!(created.status, "scheduled");
 }
 
 #[tokio::test]
@@ -195,8 +241,7 @@ async fn malformed_oversized_and_non_json_bodies() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "payload_too_large");
     // Nothing was half-applied.
-    let list = app.get("/api/v1/airports", None).await;
-    assert_eq!(list.body["airports"], json!([]));
+    assert_eq!(app.api().airports().await.expect("airports"), vec![]);
 }
 
 #[tokio::test]
@@ -235,8 +280,10 @@ async fn oversized_chunked_bodies_are_refused_too() {
 #[tokio::test]
 async fn unknown_routes_methods_and_ids_use_the_error_shape() {
     let app = spawn_app().await;
+    // Raw: a route and a method that do not exist.
     let r = app.get("/api/v1/nothing-here", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let api = app.api();
     for id in [
         "flt_doesnotexist",
         "flt_bad%20id",
@@ -244,10 +291,10 @@ async fn unknown_routes_methods_and_ids_use_the_error_shape() {
         "%C3%A9",
         "usr_123",
     ] {
-        let r = app.get(&format!("/api/v1/flights/{id}"), None).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
-        let r = app.get(&format!("/api/v1/flights/{id}/seats"), None).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
+        let e = api.flight(id).await.expect_err(id);
+        assert_eq!(e.status(), Some(StatusCode::NOT_FOUND), "{id}");
+        let e = api.seats(id).await.expect_err(id);
+        assert_eq!(e.status(), Some(StatusCode::NOT_FOUND), "{id}");
     }
     let r = app
         .request(reqwest::Method::DELETE, "/api/v1/airports", None, None)
@@ -260,37 +307,19 @@ async fn unknown_routes_methods_and_ids_use_the_error_shape() {
 
 #[tokio::test]
 async fn seat_maps_come_from_the_flight() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.airport(&admin, "DEL").await;
-    app.airport(&admin, "BOM").await;
-    let r = app
-        .post(
-            "/api/v1/aircraft",
-            Some(&admin),
-            json!({"model": "A320", "cabins": [{"cabin": "business", "rows": [1, 2], "seats": "AC"}, {"cabin": "economy", "rows": [3, 4], "seats": "ABC"}]}),
-        )
-        .await;
-    let aircraft = r.body["id"].as_str().expect("id").to_owned();
-    let mut body = TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-01-01T10:00:00Z", 90, 5000);
-    body["fares"] = json!({"economy": 5000, "business": 15000});
-    let flight = app.flight(&admin, body).await;
-    let seats = app
-        .get(&format!("/api/v1/flights/{flight}/seats"), None)
-        .await;
-    assert_eq!(seats.status, StatusCode::OK);
-    let names: Vec<String> = seats.body["seats"]
-        .as_array()
-        .expect("seats")
+    let (app, admin) = with_del_and_bom().await;
+    let a320 = layout(
+        "A320",
+        &[("business", 1, 2, "AC"), ("economy", 3, 4, "ABC")],
+    );
+    let aircraft = admin.create_aircraft(&a320).await.expect("aircraft").id;
+    let mut spec = flight_spec(&aircraft, "DEL", "BOM", "2031-01-01T10:00:00Z", 90, 5000);
+    spec.fares = [("economy".into(), 5000), ("business".into(), 15000)].into();
+    let flight = flight(&admin, &spec).await;
+    let seats = app.api().seats(&flight).await.expect("seats");
+    let names: Vec<String> = seats
         .iter()
-        .map(|s| {
-            format!(
-                "{}:{}:{}",
-                s["seat"].as_str().unwrap_or(""),
-                s["cabin"].as_str().unwrap_or(""),
-                s["status"].as_str().unwrap_or("")
-            )
-        })
+        .map(|s| format!("{}:{}:{}", s.seat, s.cabin, s.status))
         .collect();
     assert_eq!(
         names,
@@ -307,42 +336,46 @@ async fn seat_maps_come_from_the_flight() {
             "4C:economy:available",
         ]
     );
-    let f = app.get(&format!("/api/v1/flights/{flight}"), None).await;
+    let f = app.api().flight(&flight).await.expect("flight");
     assert_eq!(
-        f.body["availability"]["business"],
-        json!({"total": 4, "available": 4})
+        f.availability.get("business"),
+        Some(&Availability {
+            total: 4,
+            available: 4
+        })
     );
-    assert_eq!(f.body["duration_minutes"], 90);
+    assert_eq!(f.duration_minutes, 90);
 }
 
-async fn search(app: &TestApp, query: &str) -> Value {
-    let r = app.get(&format!("/api/v1/flights?{query}"), None).await;
-    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
-    r.body
+async fn search(api: &Client, query: &Search) -> FlightPage {
+    let page = api.search(query).await;
+    page.unwrap_or_else(|e| panic!("{query:?}: {e}"))
 }
 
-fn fares(body: &Value) -> Vec<u64> {
-    body["flights"]
-        .as_array()
-        .expect("flights")
-        .iter()
-        .filter_map(|f| f["price_cents"].as_u64())
-        .collect()
+/// `base` with `change` applied.
+fn query(base: &Search, change: impl FnOnce(&mut Search)) -> Search {
+    let mut q = base.clone();
+    change(&mut q);
+    q
+}
+
+fn fares(page: &FlightPage) -> Vec<u64> {
+    page.flights.iter().filter_map(|f| f.price_cents).collect()
 }
 
 #[tokio::test]
 async fn search_filters_sorts_and_pages() {
     let app = spawn_app().await;
-    let admin = app.admin_token().await;
+    let admin = app.admin().await;
     for code in ["DEL", "BOM", "BLR"] {
-        app.airport(&admin, code).await;
+        airport(&admin, code).await;
     }
-    let small = app.aircraft(&admin, 1, "AB").await; // 2 seats
-    let big = app.aircraft(&admin, 10, "ABC").await; // 30 seats
+    let small = aircraft(&admin, 1, "AB").await; // 2 seats
+    let big = aircraft(&admin, 10, "ABC").await; // 30 seats
     // Seven DEL->BOM flights on 2031-05-01 with distinct fares, departures and durations.
     for i in 0..7u64 {
         let departs = format!("2031-05-01T{:02}:00:00Z", 6 + i);
-        let body = TestApp::flight_body(
+        let spec = flight_spec(
             &big,
             "DEL",
             "BOM",
@@ -350,65 +383,50 @@ async fn search_filters_sorts_and_pages() {
             200 - (i as i64) * 20,
             9000 - i * 1000,
         );
-        app.flight(&admin, body).await;
+        flight(&admin, &spec).await;
     }
-    app.flight(
-        &admin,
-        TestApp::flight_body(&small, "DEL", "BOM", "2031-05-01T20:00:00Z", 100, 1000),
-    )
-    .await;
-    app.flight(
-        &admin,
-        TestApp::flight_body(&big, "DEL", "BOM", "2031-05-02T06:00:00Z", 100, 500),
-    )
-    .await;
-    app.flight(
-        &admin,
-        TestApp::flight_body(&big, "DEL", "BLR", "2031-05-01T06:00:00Z", 100, 700),
-    )
-    .await;
+    for spec in [
+        flight_spec(&small, "DEL", "BOM", "2031-05-01T20:00:00Z", 100, 1000),
+        flight_spec(&big, "DEL", "BOM", "2031-05-02T06:00:00Z", 100, 500),
+        flight_spec(&big, "DEL", "BLR", "2031-05-01T06:00:00Z", 100, 700),
+    ] {
+        flight(&admin, &spec).await;
+    }
 
-    let day = "origin=DEL&destination=BOM&date=2031-05-01";
+    let api = app.api();
+    let day = query(&Search::default(), |q| {
+        q.origin = Some("DEL".into());
+        q.destination = Some("BOM".into());
+        q.date = Some("2031-05-01".parse().expect("a day"));
+    });
     assert_eq!(
-        fares(&search(&app, day).await),
+        fares(&search(&api, &day).await),
         vec![1000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]
     );
     // Three passengers do not fit the 2-seat aircraft.
-    assert_eq!(
-        fares(&search(&app, &format!("{day}&passengers=3")).await).len(),
-        7
-    );
-    assert_eq!(
-        fares(&search(&app, &format!("{day}&max_price_cents=4000")).await),
-        vec![1000, 3000, 4000]
-    );
-    assert_eq!(
-        fares(&search(&app, "origin=DEL&destination=BOM").await).len(),
-        9
-    );
-    assert_eq!(fares(&search(&app, "origin=DEL").await).len(), 10);
-    assert_eq!(fares(&search(&app, "destination=BLR").await), vec![700]);
-    assert_eq!(
-        fares(&search(&app, &format!("{day}&cabin=business")).await).len(),
-        0
-    );
+    let three = query(&day, |q| q.passengers = Some(3));
+    assert_eq!(fares(&search(&api, &three).await).len(), 7);
+    let cheap = query(&day, |q| q.max_price_cents = Some(4000));
+    assert_eq!(fares(&search(&api, &cheap).await), vec![1000, 3000, 4000]);
+    let route = query(&day, |q| q.date = None);
+    assert_eq!(fares(&search(&api, &route).await).len(), 9);
+    let from_del = query(&route, |q| q.destination = None);
+    assert_eq!(fares(&search(&api, &from_del).await).len(), 10);
+    let to_blr = query(&Search::default(), |q| q.destination = Some("BLR".into()));
+    assert_eq!(fares(&search(&api, &to_blr).await), vec![700]);
+    let business = query(&day, |q| q.cabin = Some("business".into()));
+    assert_eq!(fares(&search(&api, &business).await).len(), 0);
 
-    let by_departure = search(&app, &format!("{day}&sort=departure")).await;
-    let departures: Vec<&str> = by_departure["flights"]
-        .as_array()
-        .expect("f")
-        .iter()
-        .filter_map(|f| f["departs_at"].as_str())
-        .collect();
+    let by_departure = search(&api, &query(&day, |q| q.sort = Some("departure".into()))).await;
+    let departures: Vec<_> = by_departure.flights.iter().map(|f| f.departs_at).collect();
     let mut sorted = departures.clone();
     sorted.sort();
     assert_eq!(departures, sorted);
-    let by_duration = search(&app, &format!("{day}&sort=duration")).await;
-    let durations: Vec<i64> = by_duration["flights"]
-        .as_array()
-        .expect("f")
+    let by_duration = search(&api, &query(&day, |q| q.sort = Some("duration".into()))).await;
+    let durations: Vec<i64> = by_duration
+        .flights
         .iter()
-        .filter_map(|f| f["duration_minutes"].as_i64())
+        .map(|f| f.duration_minutes)
         .collect();
     assert!(durations.windows(2).all(|w| w[0] <= w[1]), "{durations:?}");
 
@@ -416,29 +434,34 @@ async fn search_filters_sorts_and_pages() {
     let mut paged = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let q = match &cursor {
-            Some(c) => format!("{day}&limit=3&cursor={c}"),
-            None => format!("{day}&limit=3"),
-        };
-        let page = search(&app, &q).await;
+        let q = query(&day, |q| {
+            q.limit = Some(3);
+            q.cursor = cursor.clone();
+        });
+        let page = search(&api, &q).await;
         paged.extend(fares(&page));
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        cursor = page.next_cursor;
         if cursor.is_none() {
             break;
         }
     }
     assert_eq!(paged, vec![1000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]);
 
-    for bad in [
-        "date=01-05-2031",
-        "passengers=0",
-        "cabin=lounge",
-        "sort=cheapest",
-        "limit=1000",
-        "cursor=xyz",
-        "origin=del",
-        "colour=red",
-    ] {
+    let bad = [
+        query(&Search::default(), |q| q.passengers = Some(0)),
+        query(&Search::default(), |q| q.cabin = Some("lounge".into())),
+        query(&Search::default(), |q| q.sort = Some("cheapest".into())),
+        query(&Search::default(), |q| q.limit = Some(1000)),
+        query(&Search::default(), |q| q.cursor = Some("xyz".into())),
+        query(&Search::default(), |q| q.origin = Some("del".into())),
+    ];
+    for q in bad {
+        let e = api.search(&q).await.expect_err("a bad search answered");
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST), "{q:?}");
+        assert_eq!(e.code(), Some("invalid_request"));
+    }
+    // Raw: a date that is not one and an unknown filter (the typed query has neither).
+    for bad in ["date=01-05-2031", "colour=red"] {
         let r = app.get(&format!("/api/v1/flights?{bad}"), None).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.code(), "invalid_request");

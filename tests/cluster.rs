@@ -4,10 +4,13 @@
 mod helpers;
 
 use contrail::cluster::placement;
+use contrail_client::{Client, Faults, Order};
 use helpers::binary::{Server, free_port};
-use helpers::{TestApp, client_of, eventually};
+use helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, aircraft, airport, book, client_of, economy, eventually,
+    flight, flight_spec, status_of,
+};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,37 +75,22 @@ impl Member {
     }
 }
 
-/// The cluster as seen by `app` (admin).
-async fn view(app: &TestApp, admin: &str) -> Value {
-    let r = app.get("/api/v1/cluster", Some(admin)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.body
-}
-
 /// Waits until every member reports `n` members, all up, and serves.
 async fn settled(members: &[&Member], n: usize) {
     for m in members {
         let ok = eventually(Duration::from_secs(60), || async {
-            let ready = m.app.get("/readyz", None).await.status == StatusCode::OK;
-            let r = m.app.get("/api/v1/cluster", Some(&admin(m).await)).await;
+            let ready = m.app.api().ready().await.is_ok();
+            let admin = m.app.api().signin(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+            let Ok(admin) = admin else { return false };
+            let view = m.app.api().with_token(&admin.token).cluster().await;
             ready
-                && r.status == StatusCode::OK
-                && r.body["members"].as_array().map(Vec::len) == Some(n)
-                && r.body["members"]
-                    .as_array()
-                    .is_some_and(|ms| ms.iter().all(|x| x["status"] == "up"))
+                && view.is_ok_and(|v| {
+                    v.members.len() == n && v.members.iter().all(|x| x.status == "up")
+                })
         })
         .await;
         assert!(ok, "{} did not see {n} members up", m.name);
     }
-}
-
-async fn admin(m: &Member) -> String {
-    let r = m
-        .app
-        .signin(helpers::ADMIN_EMAIL, helpers::ADMIN_PASSWORD)
-        .await;
-    r.body["token"].as_str().unwrap_or_default().to_owned()
 }
 
 /// Starts `names[0]` as the founder and the rest joining through it, one after the other.
@@ -127,17 +115,16 @@ fn owner_of(id: &str, members: &[&str]) -> String {
         .to_owned()
 }
 
-/// Creates flights (through `app`) until each of `wanted` owners has one; returns them.
+/// Creates flights (as `admin`) until each of `wanted` owners has one; returns them.
 async fn flights_owned_by(
-    app: &TestApp,
-    admin: &str,
+    admin: &Client,
     aircraft: &str,
     members: &[&str],
     wanted: &[&str],
 ) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     for i in 0..60 {
-        let body = TestApp::flight_body(
+        let spec = flight_spec(
             aircraft,
             "DEL",
             "BOM",
@@ -145,7 +132,7 @@ async fn flights_owned_by(
             120,
             5000 + i,
         );
-        let id = app.flight(admin, body).await;
+        let id = flight(admin, &spec).await;
         let owner = owner_of(&id, members);
         if wanted.contains(&owner.as_str()) {
             found.entry(owner).or_insert(id);
@@ -159,21 +146,17 @@ async fn flights_owned_by(
 }
 
 /// Seats of live orders, failing if a seat is in two orders.
-fn seats_by_order(orders: &[Value]) -> BTreeMap<(String, String), String> {
+fn seats_by_order(orders: &[Order]) -> BTreeMap<(String, String), String> {
     let mut taken = BTreeMap::new();
     for o in orders {
-        if !matches!(o["status"].as_str(), Some("held" | "confirmed")) {
+        if !matches!(o.status.as_str(), "held" | "confirmed") {
             continue;
         }
-        for seg in o["segments"].as_array().into_iter().flatten() {
-            for seat in seg["seats"].as_array().into_iter().flatten() {
-                let key = (
-                    seg["flight_id"].as_str().unwrap_or_default().to_owned(),
-                    seat.as_str().unwrap_or_default().to_owned(),
-                );
-                let order = o["id"].as_str().unwrap_or_default().to_owned();
-                if let Some(other) = taken.insert(key.clone(), order.clone()) {
-                    panic!("seat {key:?} is in orders {other} and {order}");
+        for seg in &o.segments {
+            for seat in &seg.seats {
+                let key = (seg.flight_id.clone(), seat.clone());
+                if let Some(other) = taken.insert(key.clone(), o.id.clone()) {
+                    panic!("seat {key:?} is in orders {other} and {}", o.id);
                 }
             }
         }
@@ -181,10 +164,8 @@ fn seats_by_order(orders: &[Value]) -> BTreeMap<(String, String), String> {
     taken
 }
 
-async fn all_orders(app: &TestApp, admin: &str) -> Vec<Value> {
-    let r = app.get("/api/v1/orders", Some(admin)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.body["orders"].as_array().cloned().unwrap_or_default()
+async fn all_orders(admin: &Client) -> Vec<Order> {
+    admin.orders().await.expect("every order")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,27 +174,27 @@ async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
     let nodes = cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
     let names = ["node-a", "node-b", "node-c"];
     let (a, b, c) = (&nodes[0].app, &nodes[1].app, &nodes[2].app);
-    let admin = admin(&nodes[0]).await;
+    let admin = a.admin().await;
     // The catalog is written through one node and read through another.
-    b.airport(&admin, "DEL").await;
-    c.airport(&admin, "BOM").await;
-    let airports = a.get("/api/v1/airports", None).await;
-    assert_eq!(airports.body["airports"].as_array().map(Vec::len), Some(2));
-    let fifty = b.aircraft(&admin, 10, "ABCDE").await;
-    let flight = c
-        .flight(
-            &admin,
-            TestApp::flight_body(&fifty, "DEL", "BOM", "2031-03-01T08:00:00Z", 120, 5000),
-        )
-        .await;
+    airport(&b.signed_as(&admin), "DEL").await;
+    airport(&c.signed_as(&admin), "BOM").await;
+    let airports = a.api().airports().await.expect("airports");
+    assert_eq!(airports.len(), 2);
+    let fifty = aircraft(&b.signed_as(&admin), 10, "ABCDE").await;
+    let flight = flight(
+        &c.signed_as(&admin),
+        &flight_spec(&fifty, "DEL", "BOM", "2031-03-01T08:00:00Z", 120, 5000),
+    )
+    .await;
 
     // 300 concurrent buyers spread over the three nodes' HTTP ports.
     let customers = a.customers(300).await;
     let apps = [a, b, c];
-    let attempts = customers.iter().enumerate().map(|(i, (_, token))| {
-        let app = apps[i % 3];
-        let flight = flight.clone();
-        async move { app.order(token, &[&flight], 1, None).await.status }
+    let one_seat = economy(&[&flight], 1);
+    let attempts = customers.iter().enumerate().map(|(i, (_, customer))| {
+        let buyer = apps[i % 3].signed_as(customer);
+        let one_seat = &one_seat;
+        async move { status_of(&buyer.place_order(one_seat, None).await) }
     });
     let statuses = futures::future::join_all(attempts).await;
     let won = statuses
@@ -225,35 +206,34 @@ async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
         .filter(|s| **s == StatusCode::CONFLICT)
         .count();
     assert_eq!((won, lost), (50, 250), "{statuses:?}");
-    let taken = seats_by_order(&all_orders(b, &admin).await);
+    let taken = seats_by_order(&all_orders(&b.signed_as(&admin)).await);
     assert_eq!(taken.len(), 50);
     let map = c.seat_statuses(&flight).await;
     assert_eq!(map.values().filter(|s| *s == "held").count(), 50);
 
     // A two-segment order whose flights live on different nodes confirms.
-    let by_owner = flights_owned_by(a, &admin, &fifty, &names, &["node-b", "node-c"]).await;
+    let by_owner = flights_owned_by(&admin, &fifty, &names, &["node-b", "node-c"]).await;
     let (f1, f2) = (&by_owner["node-b"], &by_owner["node-c"]);
-    let (_, token) = a.customer().await;
-    let placed = a.order(&token, &[f1, f2], 2, None).await;
-    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
-    let id = placed.body["id"].as_str().expect("id").to_owned();
-    let paid = c.pay(&token, &id, "tok_visa", None).await;
-    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
-    assert_eq!(paid.body["status"], "confirmed");
-    assert_eq!(paid.body["tickets"].as_array().map(Vec::len), Some(4));
+    let (_, customer) = a.customer().await;
+    let id = book(&customer, &[f1, f2], 2).await.id;
+    let paid = c.signed_as(&customer).pay(&id, "tok_visa", None).await;
+    let paid = paid.expect("paid through another node");
+    assert_eq!(paid.status, "confirmed");
+    assert_eq!(paid.tickets.len(), 4);
 
     // One whose second flight (another node's) is full leaves the first untouched.
-    let tiny = a.aircraft(&admin, 1, "A").await;
-    let full = flights_owned_by(a, &admin, &tiny, &names, &["node-a"]).await["node-a"].clone();
+    let tiny = aircraft(&admin, 1, "A").await;
+    let full = flights_owned_by(&admin, &tiny, &names, &["node-a"]).await["node-a"].clone();
     let (_, other) = b.customer().await;
-    assert_eq!(
-        b.order(&other, &[&full], 1, None).await.status,
-        StatusCode::CREATED
-    );
+    book(&other, &[&full], 1).await;
     let before = b.seat_statuses(f1).await;
-    let refused = c.order(&token, &[f1, &full], 1, None).await;
-    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    assert_eq!(refused.code(), "seats_unavailable");
+    let refused = c
+        .signed_as(&customer)
+        .place_order(&economy(&[f1, &full], 1), None)
+        .await;
+    let refused = refused.expect_err("a full flight was booked");
+    assert_eq!(refused.status(), Some(StatusCode::CONFLICT), "{refused}");
+    assert_eq!(refused.code(), Some("seats_unavailable"));
     assert_eq!(a.seat_statuses(f1).await, before);
 }
 
@@ -265,7 +245,7 @@ async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_wri
     let index = |name: &str| names.iter().position(|n| *n == name).expect("member");
     // The admin account lives on one node: that one is cut off later (its own admin calls work
     // without the others); another one is killed.
-    let admin_home = placement::owner(names, &contrail::domain::ids::tag_for(helpers::ADMIN_EMAIL))
+    let admin_home = placement::owner(names, &contrail::domain::ids::tag_for(ADMIN_EMAIL))
         .expect("owner")
         .to_owned();
     let victim = names
@@ -278,54 +258,49 @@ async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_wri
         .find(|n| **n != admin_home && **n != victim)
         .expect("survivor")
         .to_string();
-    let admin = admin(&nodes[0]).await;
+    let admin = nodes[0].app.admin().await;
     let s = nodes[index(&survivor)].app.clone_client();
-    s.airport(&admin, "DEL").await;
-    s.airport(&admin, "BOM").await;
-    let aircraft = s.aircraft(&admin, 10, "ABCDE").await;
-    let flights = flights_owned_by(&s, &admin, &aircraft, &names, &[&victim, &admin_home]).await;
+    let s_admin = s.signed_as(&admin);
+    airport(&s_admin, "DEL").await;
+    airport(&s_admin, "BOM").await;
+    let aircraft = aircraft(&s_admin, 10, "ABCDE").await;
+    let flights = flights_owned_by(&s_admin, &aircraft, &names, &[&victim, &admin_home]).await;
     let (on_victim, on_home) = (flights[&victim].clone(), flights[&admin_home].clone());
-    let token = loop {
-        let (id, token) = s.customer().await;
+    let customer = loop {
+        let (id, customer) = s.customer().await;
         if owner_of(&id, &names) != victim {
-            break token;
+            break customer;
         }
     };
     let mut booked = Vec::new();
     for _ in 0..3 {
-        let r = s.order(&token, &[&on_victim], 1, None).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        booked.push(
-            r.body["segments"][0]["seats"][0]
-                .as_str()
-                .expect("seat")
-                .to_owned(),
-        );
+        let order = book(&customer, &[&on_victim], 1).await;
+        booked.push(order.segments[0].seats[0].clone());
     }
 
     // kill -9 the victim: its flight answers 503 with Retry-After, the rest keeps booking.
     nodes[index(&victim)].kill9();
+    let seats_status = || async {
+        match s.api().seats(&on_victim).await {
+            Ok(_) => Some(StatusCode::OK),
+            Err(e) => e.status(),
+        }
+    };
     let gone = eventually(Duration::from_secs(20), || async {
-        s.get(&format!("/api/v1/flights/{on_victim}/seats"), None)
-            .await
-            .status
-            == StatusCode::SERVICE_UNAVAILABLE
+        seats_status().await == Some(StatusCode::SERVICE_UNAVAILABLE)
     })
     .await;
     assert!(gone, "a dead owner's flight did not answer 503");
-    let r = s.order(&token, &[&on_victim], 1, None).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    assert!(r.headers.contains_key("retry-after"));
-    let r = s.order(&token, &[&on_home], 1, None).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = customer.place_order(&economy(&[&on_victim], 1), None).await;
+    let r = r.expect_err("booked a dead owner's flight");
+    assert_eq!(r.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{r}");
+    assert!(r.retry_after().is_some());
+    book(&customer, &[&on_home], 1).await;
 
     // It returns with its disk: every acknowledged booking is there.
     nodes[index(&victim)].launch();
     let back = eventually(Duration::from_secs(60), || async {
-        s.get(&format!("/api/v1/flights/{on_victim}/seats"), None)
-            .await
-            .status
-            == StatusCode::OK
+        seats_status().await == Some(StatusCode::OK)
     })
     .await;
     assert!(back, "the returning owner's flight did not come back");
@@ -337,55 +312,50 @@ async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_wri
 
     // Cut the admin's node off from both others for a while: it has no majority, so it stops
     // serving its flight, and the others cannot reach it: nobody accepts a write for it.
-    let cut_for = json!(8000);
+    let cut = |blocked: &[&str]| Faults {
+        blocked: blocked.iter().map(|n| (*n).to_owned()).collect(),
+        for_ms: 8000,
+    };
     for other in names.iter().filter(|n| **n != admin_home) {
-        let r = nodes[index(other)]
+        let faults = cut(&[admin_home.as_str()]);
+        let injected = nodes[index(other)]
             .app
-            .post(
-                "/api/v1/cluster/faults",
-                Some(&admin),
-                json!({"blocked": [admin_home], "for_ms": cut_for}),
-            )
+            .signed_as(&admin)
+            .inject_faults(&faults)
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        injected.unwrap_or_else(|e| panic!("faults on {other}: {e}"));
     }
     let others: Vec<&str> = names.iter().copied().filter(|n| *n != admin_home).collect();
     let home = nodes[index(&admin_home)].app.clone_client();
-    let r = home
-        .post(
-            "/api/v1/cluster/faults",
-            Some(&admin),
-            json!({"blocked": others, "for_ms": cut_for}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let injected = home.signed_as(&admin).inject_faults(&cut(&others)).await;
+    injected.unwrap_or_else(|e| panic!("faults on {admin_home}: {e}"));
     let cut = eventually(Duration::from_secs(5), || async {
-        home.get("/readyz", None).await.status == StatusCode::SERVICE_UNAVAILABLE
+        home.api().ready().await.err().and_then(|e| e.status())
+            == Some(StatusCode::SERVICE_UNAVAILABLE)
     })
     .await;
     assert!(cut, "a node cut off from the majority still reports ready");
     for m in &nodes {
-        let r = m.app.order(&token, &[&on_home], 1, None).await;
+        let r = m
+            .app
+            .signed_as(&customer)
+            .place_order(&economy(&[&on_home], 1), None)
+            .await;
+        let status = r.as_ref().err().and_then(|e| e.status());
         assert_eq!(
-            r.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}: {}",
-            m.name,
-            r.body
+            status,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{}: {r:?}",
+            m.name
         );
     }
-    let majority = s
-        .get(&format!("/api/v1/flights/{on_victim}/seats"), None)
-        .await;
-    assert_eq!(
-        majority.status,
-        StatusCode::OK,
-        "the majority side keeps serving"
-    );
+    let majority = s.api().seats(&on_victim).await;
+    assert!(majority.is_ok(), "the majority side keeps serving");
 
     // The fault heals by itself: the flight takes writes again.
     let healed = eventually(Duration::from_secs(30), || async {
-        s.order(&token, &[&on_home], 1, None).await.status == StatusCode::CREATED
+        let r = customer.place_order(&economy(&[&on_home], 1), None).await;
+        status_of(&r) == StatusCode::CREATED
     })
     .await;
     assert!(healed);
@@ -395,14 +365,15 @@ async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_wri
 async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
     let root = tempfile::tempdir().expect("dir");
     let mut nodes = cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
-    let admin = admin(&nodes[0]).await;
+    let admin = nodes[0].app.admin().await;
     let a = nodes[0].app.clone_client();
-    a.airport(&admin, "DEL").await;
-    a.airport(&admin, "BOM").await;
-    let aircraft = a.aircraft(&admin, 20, "ABCDEF").await;
+    let a_admin = a.signed_as(&admin);
+    airport(&a_admin, "DEL").await;
+    airport(&a_admin, "BOM").await;
+    let aircraft = aircraft(&a_admin, 20, "ABCDEF").await;
     let mut flights = Vec::new();
     for i in 0..6 {
-        let body = TestApp::flight_body(
+        let spec = flight_spec(
             &aircraft,
             "DEL",
             "BOM",
@@ -410,7 +381,7 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
             120,
             5000 + i,
         );
-        flights.push(a.flight(&admin, body).await);
+        flights.push(flight(&a_admin, &spec).await);
     }
     let customers = a.customers(12).await;
 
@@ -418,8 +389,11 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
     let apps: Vec<TestApp> = nodes.iter().map(|n| n.app.clone_client()).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
-    for (i, (_, token)) in customers.into_iter().enumerate() {
-        let apps = apps.iter().map(TestApp::clone_client).collect::<Vec<_>>();
+    for (i, (_, customer)) in customers.into_iter().enumerate() {
+        let through: Vec<Client> = apps
+            .iter()
+            .map(|app| app.clone_client().signed_as(&customer))
+            .collect();
         let flights = flights.clone();
         let stop = stop.clone();
         load.push(tokio::spawn(async move {
@@ -429,14 +403,15 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                let app = &apps[(i + n) % apps.len()];
+                let buyer = &through[(i + n) % through.len()];
                 let flight = &flights[(i * 7 + n) % flights.len()];
-                let r = app.order(&token, &[flight], 1, None).await;
-                statuses.insert(r.status.as_u16());
-                if r.status == StatusCode::CREATED {
-                    acknowledged.push(r.body["id"].as_str().unwrap_or_default().to_owned());
+                let r = buyer.place_order(&economy(&[flight], 1), None).await;
+                let status = status_of(&r);
+                statuses.insert(status.as_u16());
+                if status == StatusCode::CREATED {
+                    acknowledged.push(r.map(|p| p.order.id).unwrap_or_default());
                 }
-                if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                if status == StatusCode::SERVICE_UNAVAILABLE {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -458,19 +433,18 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
         acknowledged.extend(ids);
     }
     assert!(!acknowledged.is_empty());
-    let view_d = view(&nodes[3].app, &admin).await;
-    let owned_by_d = view_d["members"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["node_id"] == "node-d"))
-        .map(|m| {
-            m["entities"]["flights"].as_u64().unwrap_or(0)
-                + m["entities"]["users"].as_u64().unwrap_or(0)
-        })
-        .unwrap_or(0);
-    assert!(owned_by_d > 0, "node-d took over nothing: {view_d}");
+    let view_d = nodes[3].app.signed_as(&admin).cluster().await;
+    let view_d = view_d.expect("the cluster as node-d sees it");
+    let owned_by_d = view_d
+        .members
+        .iter()
+        .find(|m| m.node_id == "node-d")
+        .and_then(|m| m.entities)
+        .map_or(0, |e| e.flights + e.users);
+    assert!(owned_by_d > 0, "node-d took over nothing: {view_d:?}");
 
-    let check = |app: TestApp, acknowledged: Vec<String>, admin: String| async move {
-        let orders = all_orders(&app, &admin).await;
+    let check = |admin: Client, acknowledged: Vec<String>| async move {
+        let orders = all_orders(&admin).await;
         let taken = seats_by_order(&orders);
         let live: BTreeSet<String> = taken.values().cloned().collect();
         for id in &acknowledged {
@@ -479,25 +453,17 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
         taken
     };
     let before = check(
-        nodes[3].app.clone_client(),
+        nodes[3].app.clone_client().signed_as(&admin),
         acknowledged.clone(),
-        admin.clone(),
     )
     .await;
 
     // Drain node-b, stop it: nothing is lost.
-    let r = nodes[0]
-        .app
-        .post(
-            "/api/v1/cluster/drain",
-            Some(&admin),
-            json!({"node_id": "node-b"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["members"].as_array().map(Vec::len), Some(3));
+    let view = nodes[0].app.signed_as(&admin).drain("node-b").await;
+    let view = view.expect("drained");
+    assert_eq!(view.members.len(), 3);
     nodes[1].kill9();
-    let after = check(nodes[2].app.clone_client(), acknowledged, admin.clone()).await;
+    let after = check(nodes[2].app.clone_client().signed_as(&admin), acknowledged).await;
     assert_eq!(before, after);
     for flight in &flights {
         let seats = nodes[0].app.seat_statuses(flight).await;

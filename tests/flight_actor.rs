@@ -9,6 +9,7 @@ use contrail::domain::aircraft::{Cabin, SeatName};
 use contrail::domain::ids::{FlightId, OrderId, UserId};
 use contrail::domain::seat_map::{HoldError, Holder, SeatRequest};
 use contrail::persistence::{Store, WriteBatch, keys};
+use contrail_client::Search;
 use helpers::*;
 use reqwest::StatusCode;
 use std::collections::HashSet;
@@ -25,17 +26,20 @@ fn hold(request: SeatRequest) -> FlightCommand {
     }
 }
 
+/// A hold of `count` economy seats, chosen by the flight.
+fn economy_hold(count: u16) -> FlightCommand {
+    hold(SeatRequest::Cabin {
+        cabin: Cabin::Economy,
+        count,
+    })
+}
+
 async fn held_seats(app: &TestApp, flight: &str) -> Vec<String> {
-    let r = app
-        .get(&format!("/api/v1/flights/{flight}/seats"), None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
-    r.body["seats"]
-        .as_array()
-        .expect("seats")
-        .iter()
-        .filter(|s| s["status"] != "available")
-        .filter_map(|s| s["seat"].as_str().map(str::to_owned))
+    let statuses = app.seat_statuses(flight).await;
+    statuses
+        .into_iter()
+        .filter(|(_, status)| status != "available")
+        .map(|(seat, _)| seat)
         .collect()
 }
 
@@ -49,16 +53,7 @@ async fn three_hundred_concurrent_holds_on_fifty_seats_sell_each_seat_once() {
         .map(|_| {
             let d = directory.clone();
             let id = id.clone();
-            tokio::spawn(async move {
-                d.call(
-                    &id,
-                    hold(SeatRequest::Cabin {
-                        cabin: Cabin::Economy,
-                        count: 1,
-                    }),
-                )
-                .await
-            })
+            tokio::spawn(async move { d.call(&id, economy_hold(1)).await })
         })
         .collect();
     let mut won = Vec::new();
@@ -112,25 +107,16 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
     let app = spawn_app().await;
     let (admin, flight) = app.one_flight(10, "ABCDE").await;
     let other = {
-        let aircraft = app.aircraft(&admin, 2, "AB").await;
-        app.flight(
-            &admin,
-            TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100),
-        )
-        .await
+        let aircraft = aircraft(&admin, 2, "AB").await;
+        let spec = flight_spec(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100);
+        helpers::flight(&admin, &spec).await
     };
     let id = FlightId::parse(&flight).expect("id");
     let directory = app.node().directory().clone();
-    let economy = || {
-        hold(SeatRequest::Cabin {
-            cabin: Cabin::Economy,
-            count: 1,
-        })
-    };
     // Some holds acknowledged before the crash for sure, then more racing with it.
     let mut acked = Vec::new();
     for _ in 0..5 {
-        match directory.call(&id, economy()).await {
+        match directory.call(&id, economy_hold(1)).await {
             Ok(Ok(FlightReply::Held { seats, .. })) => {
                 acked.extend(seats.iter().map(|s| s.to_string()))
             }
@@ -145,15 +131,7 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
             if i == 20 {
                 d.tell(&id, FlightMessage::InjectPanic).await.map(|_| None)
             } else {
-                d.call(
-                    &id,
-                    hold(SeatRequest::Cabin {
-                        cabin: Cabin::Economy,
-                        count: 1,
-                    }),
-                )
-                .await
-                .map(Some)
+                d.call(&id, economy_hold(1)).await.map(Some)
             }
         }));
     }
@@ -174,18 +152,10 @@ async fn a_panicking_flight_restarts_from_disk_and_loses_no_acknowledged_hold() 
         }
     }
     // The other flight never noticed.
-    assert_eq!(
-        app.get(&format!("/api/v1/flights/{other}"), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    app.api().flight(&other).await.expect("the other flight");
     // The flight is back, restarted from disk, with every acknowledged hold.
     let ok = eventually(Duration::from_secs(10), || async {
-        app.get(&format!("/api/v1/flights/{flight}"), None)
-            .await
-            .status
-            == StatusCode::OK
+        app.api().flight(&flight).await.is_ok()
     })
     .await;
     assert!(ok, "the flight did not come back");
@@ -235,13 +205,9 @@ async fn idle_flights_passivate_and_come_back_from_disk() {
 async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
     let mut app = spawn_app().await;
     let (admin, broken) = app.one_flight(4, "AB").await;
-    let aircraft = app.aircraft(&admin, 2, "AB").await;
-    let fine = app
-        .flight(
-            &admin,
-            TestApp::flight_body(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100),
-        )
-        .await;
+    let aircraft = aircraft(&admin, 2, "AB").await;
+    let spec = flight_spec(&aircraft, "DEL", "BOM", "2031-03-02T08:00:00Z", 60, 100);
+    let fine = helpers::flight(&admin, &spec).await;
     let node = app.node.take().expect("node");
     node.shutdown().await.expect("shutdown");
     {
@@ -253,23 +219,21 @@ async fn a_corrupt_flight_record_is_a_clear_503_never_a_wrong_answer() {
         store.commit(batch).expect("commit").await.expect("durable");
     }
     app.restart().await;
-    let r = app.get(&format!("/api/v1/flights/{broken}"), None).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    assert_eq!(r.code(), "unavailable");
-    assert!(r.headers.contains_key("retry-after"));
-    assert_eq!(
-        app.get(&format!("/api/v1/flights/{fine}"), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let found = app.get("/api/v1/flights?origin=DEL", None).await;
-    let ids: Vec<&str> = found.body["flights"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|f| f["id"].as_str())
-        .collect();
+    let e = app
+        .api()
+        .flight(&broken)
+        .await
+        .expect_err("a corrupt flight");
+    assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{e}");
+    assert_eq!(e.code(), Some("unavailable"));
+    assert!(e.retry_after().is_some());
+    app.api().flight(&fine).await.expect("the fine flight");
+    let from_del = Search {
+        origin: Some("DEL".into()),
+        ..Search::default()
+    };
+    let found = app.api().search(&from_del).await.expect("search");
+    let ids: Vec<&str> = found.flights.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(ids, vec![fine.as_str()]);
 }
 
@@ -295,17 +259,15 @@ async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
         Ok(Ok(FlightReply::Held { .. }))
     ));
     assert_eq!(held_seats(&app, &flight).await.len(), 2);
-    let listed =
-        |body: &serde_json::Value| body["flights"].as_array().is_some_and(|f| !f.is_empty());
+    let two = Search {
+        origin: Some("DEL".into()),
+        destination: Some("BOM".into()),
+        passengers: Some(2),
+        ..Search::default()
+    };
     let back = eventually(Duration::from_secs(20), || async {
-        listed(
-            &app.get(
-                "/api/v1/flights?origin=DEL&destination=BOM&passengers=2",
-                None,
-            )
-            .await
-            .body,
-        )
+        let found = app.api().search(&two).await;
+        found.is_ok_and(|page| !page.flights.is_empty())
     })
     .await;
     assert!(back, "the lapsed hold never returned to sale");
@@ -332,47 +294,27 @@ async fn a_write_the_fence_refuses_is_a_503_that_changes_nothing_and_the_flight_
         store.commit(batch).expect("commit").await.expect("durable");
     }
     app.restart().await;
+    let admin = app.signed_as(&admin); // the node answers on a new port
 
-    let r = app
-        .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
-        .await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    assert_eq!(r.code(), "unavailable");
-    assert!(r.headers.contains_key("retry-after"));
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("epoch 99"),
-        "{}",
-        r.body
-    );
-    let r = app.get(&format!("/api/v1/flights/{flight}"), None).await;
-    assert_eq!(r.status, StatusCode::OK);
+    let e = admin.cancel_flight(&flight).await.expect_err("cancelled");
+    assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{e}");
+    assert_eq!(e.code(), Some("unavailable"));
+    assert!(e.retry_after().is_some());
+    assert!(e.message().unwrap_or("").contains("epoch 99"), "{e}");
+    let now = app.api().flight(&flight).await.expect("the flight");
     assert_eq!(
-        r.body["status"], "scheduled",
-        "a refused cancel was applied: {}",
-        r.body
+        now.status, "scheduled",
+        "a refused cancel was applied: {now:?}"
     );
 
     // The actor stepped down without counting as a fault: the flight serves seat holds (whose
     // records it may write) as before, and repeated refusals never quarantine it.
     for _ in 0..5 {
-        let r = app
-            .post_empty(&format!("/api/v1/flights/{flight}/cancel"), Some(&admin))
-            .await;
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        let e = admin.cancel_flight(&flight).await.expect_err("cancelled");
+        assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{e}");
     }
     let directory = app.node().directory().clone();
-    let held = directory
-        .call(
-            &id,
-            hold(SeatRequest::Cabin {
-                cabin: Cabin::Economy,
-                count: 2,
-            }),
-        )
-        .await;
+    let held = directory.call(&id, economy_hold(2)).await;
     assert!(matches!(held, Ok(Ok(FlightReply::Held { .. }))), "{held:?}");
     assert_eq!(held_seats(&app, &flight).await.len(), 2);
 }

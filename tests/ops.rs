@@ -2,14 +2,16 @@
 
 mod helpers;
 
+use contrail_client::Faults;
 use helpers::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[tokio::test]
 async fn health_and_readiness() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+    app.api().health().await.expect("healthy");
+    // Raw: the typed `ready` reads no body.
     let r = app.get("/readyz", None).await;
     assert_eq!(
         (r.status, r.body["status"].as_str()),
@@ -21,16 +23,8 @@ async fn health_and_readiness() {
 async fn metrics_cover_requests_storage_and_actors() {
     let app = spawn_app().await;
     let (_, flight) = app.one_flight(2, "AB").await;
-    app.get(&format!("/api/v1/flights/{flight}"), None).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    app.api().flight(&flight).await.expect("flight");
+    let text = app.api().metrics().await.expect("metrics");
     for needle in [
         "contrail_http_requests_total{method=\"GET\",route=\"/api/v1/flights/{id}\",status=\"200\"}",
         "contrail_http_request_duration_seconds_bucket",
@@ -46,7 +40,7 @@ async fn metrics_cover_requests_storage_and_actors() {
 #[tokio::test]
 async fn openapi_documents_every_route() {
     let app = spawn_app().await;
-    let doc = app.get("/openapi.json", None).await.body;
+    let doc = app.api().openapi().await.expect("the document");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
     let paths = doc["paths"].as_object().expect("paths");
     let expected = [
@@ -106,34 +100,32 @@ async fn openapi_documents_every_route() {
 async fn the_cluster_view_is_for_admins() {
     let app = spawn_app().await;
     let (_, customer) = app.customer().await;
+    let status = |e: contrail_client::Error| e.status();
     assert_eq!(
-        app.get("/api/v1/cluster", Some(&customer)).await.status,
-        StatusCode::FORBIDDEN
+        customer.cluster().await.err().and_then(status),
+        Some(StatusCode::FORBIDDEN)
     );
-    let admin = app.admin_token().await;
-    let r = app.get("/api/v1/cluster", Some(&admin)).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["members"].as_array().map(Vec::len), Some(1));
-    assert_eq!(r.body["members"][0]["status"], "up");
-    assert_eq!(r.body["serving"], true);
-    let drain = json!({"node_id": "local"});
-    let r = app
-        .post("/api/v1/cluster/drain", Some(&customer), drain.clone())
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = app.post("/api/v1/cluster/drain", Some(&admin), drain).await;
+    let admin = app.admin().await;
+    let view = admin.cluster().await.expect("the view");
+    assert_eq!(view.members.len(), 1);
+    assert_eq!(view.members[0].status, "up");
+    assert!(view.serving);
     assert_eq!(
-        r.status,
-        StatusCode::BAD_REQUEST,
+        customer.drain("local").await.err().and_then(status),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert_eq!(
+        admin.drain("local").await.err().and_then(status),
+        Some(StatusCode::BAD_REQUEST),
         "the last member cannot leave"
     );
-    let fault = json!({"blocked": ["x"], "for_ms": 1000});
-    let r = app
-        .post("/api/v1/cluster/faults", Some(&admin), fault)
-        .await;
+    let fault = Faults {
+        blocked: ["x".to_owned()].into(),
+        for_ms: 1000,
+    };
     assert_eq!(
-        r.status,
-        StatusCode::NOT_FOUND,
+        admin.inject_faults(&fault).await.err().and_then(status),
+        Some(StatusCode::NOT_FOUND),
         "fault injection is off by default"
     );
 }

@@ -9,8 +9,7 @@
 mod helpers;
 
 use helpers::binary::Server;
-use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, client_of};
-use reqwest::StatusCode;
+use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, book, client_of};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -212,15 +211,9 @@ async fn a_booking_and_a_payment_are_answered_only_after_an_fdatasync_covers_the
     let app = client_of(&server.base);
     let (_, flight) = app.one_flight(5, "ABCD").await;
     let (_, customer) = app.customer().await;
-    let booked = app.order(&customer, &[&flight], 1, None).await;
-    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
-    let order = booked.body["id"].as_str().expect("order id").to_owned();
-    let paid = app.pay(&customer, &order, "tok_visa", None).await;
-    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
-    let ticket = paid.body["tickets"][0]["id"]
-        .as_str()
-        .expect("ticket id")
-        .to_owned();
+    let order = book(&customer, &[&flight], 1).await.id;
+    let paid = customer.pay(&order, "tok_visa", None).await.expect("paid");
+    let ticket = paid.tickets[0].id.clone();
     drop(server);
 
     let calls = parse_trace(&std::fs::read_to_string(&trace).expect("trace"));
@@ -273,13 +266,12 @@ async fn a_sled_directory_is_refused_then_migrated_with_every_record() {
     let app = client_of(&server.base);
     let (_, flight) = app.one_flight(5, "ABCD").await;
     let (_, customer) = app.customer().await;
-    let held = app.order(&customer, &[&flight], 1, None).await;
-    let paid = app.order(&customer, &[&flight], 2, None).await;
-    let paid_id = paid.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(
-        app.pay(&customer, &paid_id, "tok_visa", None).await.status,
-        StatusCode::OK
-    );
+    let held = book(&customer, &[&flight], 1).await;
+    let paid_id = book(&customer, &[&flight], 2).await.id;
+    customer
+        .pay(&paid_id, "tok_visa", None)
+        .await
+        .expect("paid");
     let before_seats = app.seat_statuses(&flight).await;
     drop(server);
 
@@ -325,28 +317,15 @@ async fn a_sled_directory_is_refused_then_migrated_with_every_record() {
     let app = client_of(&server.base);
     let admin = app.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert!(!admin.is_empty());
-    let orders = app.get("/api/v1/orders", Some(&customer)).await;
-    let statuses: Vec<&str> = orders.body["orders"]
-        .as_array()
-        .expect("orders")
-        .iter()
-        .filter_map(|o| o["status"].as_str())
-        .collect();
-    assert_eq!(statuses, ["confirmed", "held"], "{}", orders.body);
-    assert_eq!(
-        held.body["id"], orders.body["orders"][1]["id"],
-        "{}",
-        orders.body
-    );
+    let customer = app.signed_as(&customer);
+    let orders = customer.orders().await.expect("orders");
+    let statuses: Vec<&str> = orders.iter().map(|o| o.status.as_str()).collect();
+    assert_eq!(statuses, ["confirmed", "held"], "{orders:?}");
+    assert_eq!(held.id, orders[1].id, "{orders:?}");
     assert_eq!(app.seat_statuses(&flight).await, before_seats);
-    let ticket = orders.body["orders"][0]["tickets"][0]["id"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
-    let ticket = app
-        .get(&format!("/api/v1/tickets/{ticket}"), Some(&customer))
-        .await;
-    assert_eq!(ticket.status, StatusCode::OK, "{}", ticket.body);
+    let ticket = &orders[0].tickets[0].id;
+    let ticket = customer.ticket(ticket).await;
+    ticket.unwrap_or_else(|e| panic!("the ticket: {e}"));
     // A second migration of the converted directory is refused and changes nothing.
     let again = Command::new(env!("CARGO_BIN_EXE_contrail"))
         .args(["migrate", "--from-sled"])

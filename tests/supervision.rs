@@ -3,10 +3,8 @@
 
 mod helpers;
 
-use contrail_client::Search;
+use contrail_client::{Airport, Client, Search};
 use helpers::{eventually, spawn_app};
-use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -63,36 +61,33 @@ async fn cell_id(app: &helpers::TestApp, name: &str) -> Option<ractor::ActorId> 
 /// (catalog), a booking and its payment (orders, flights, payments, tickets), the
 /// confirmation (notifications) and the seat count in search results (search index). (On a node
 /// without a cluster the gateway serves nothing: its round checks that it is back.)
-async fn serves(app: &helpers::TestApp, admin: &str, flight: &str, round: usize) {
+async fn serves(app: &helpers::TestApp, admin: &Client, flight: &str, round: usize) {
     let (_, customer) = app.customer().await;
     let code = format!(
         "Q{}{}",
         (b'A' + (round / 26) as u8) as char,
         (b'A' + (round % 26) as u8) as char
     );
-    let r = app
-        .post(
-            "/api/v1/airports",
-            Some(admin),
-            json!({"code": code, "name": "Test", "city": "City", "country": "IN"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "airport {code}: {}", r.body);
+    let airport = Airport {
+        code: code.clone(),
+        name: "Test".into(),
+        city: "City".into(),
+        country: "IN".into(),
+    };
+    let created = admin.create_airport(&airport).await;
+    created.unwrap_or_else(|e| panic!("airport {code}: {e}"));
 
     let before = indexed_available(app, flight)
         .await
         .expect("the flight is in search");
-    let placed = app.order(&customer, &[flight], 1, None).await;
-    assert_eq!(placed.status, StatusCode::CREATED, "order: {}", placed.body);
-    let order = placed.body["id"].as_str().expect("order id").to_owned();
-    let paid = app.pay(&customer, &order, "tok_visa", None).await;
-    assert_eq!(paid.status, StatusCode::OK, "pay: {}", paid.body);
-    let tickets = paid.body["tickets"].as_array().map_or(0, Vec::len);
-    assert_eq!(tickets, 1, "one ticket issued: {}", paid.body);
+    let order = helpers::book(&customer, &[flight], 1).await.id;
+    let paid = customer.pay(&order, "tok_visa", None).await;
+    let paid = paid.unwrap_or_else(|e| panic!("pay: {e}"));
+    assert_eq!(paid.tickets.len(), 1, "one ticket issued: {paid:?}");
 
-    let me = app.api().with_token(&customer);
     let confirmed = eventually(Duration::from_secs(10), || async {
-        me.notifications()
+        customer
+            .notifications()
             .await
             .is_ok_and(|list| list.iter().any(|n| n.order_id == order))
     })

@@ -1,17 +1,20 @@
 //! Shared test harness: starts a real node (real storage in a temp dir, real HTTP on 127.0.0.1
-//! with a random port) through the same `startup::start` the binary uses, with the typed API
-//! client (`contrail-client`) and its seeding helper; raw requests (status and body) remain for
-//! the tests that send what a typed client cannot (malformed, oversized, unauthorized).
+//! with a random port) through the same `startup::start` the binary uses, and speaks to it
+//! through the typed API client (`contrail-client`) and its seeding helper (`seed`). Raw requests
+//! ([`TestApp::request`], status and body) remain for the tests that send what a typed
+//! client cannot (malformed, oversized, forged) or inspect the wire itself.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
 
 use contrail::settings::Settings;
 use contrail::startup::{self, Node};
-use contrail_client::{Client, Signup, seed};
+use contrail_client::{
+    Client, NewFlight, NewOrder, Order, Passenger, Placed, SegmentRequest, Signup, seed,
+};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,9 +92,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A raw answer: its status and its body as JSON (or as a string when it is not JSON).
 pub struct Reply {
     pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -137,6 +140,9 @@ impl TestApp {
         self.node = Some(node);
     }
 
+    // --- raw requests, for what the typed client cannot send or the wire itself ---
+
+    /// A raw request: `body` is sent as JSON as it is, `token` as a bearer token.
     pub async fn request(
         &self,
         method: Method,
@@ -144,9 +150,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+        let mut req = self.api().request(method, path);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -156,38 +160,19 @@ impl TestApp {
         to_reply(req.send().await.expect("request sent")).await
     }
 
+    /// A raw GET.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.request(Method::GET, path, token, None).await
     }
 
-    /// POST without a body (cancellations).
-    pub async fn post_empty(&self, path: &str, token: Option<&str>) -> Reply {
-        self.request(Method::POST, path, token, None).await
-    }
-
+    /// A raw POST of a JSON body.
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.request(Method::POST, path, token, Some(body)).await
     }
 
-    pub async fn signup(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/api/v1/auth/signup",
-            None,
-            json!({"email": email, "password": password, "name": "Test User"}),
-        )
-        .await
-    }
+    // --- the typed client ---
 
-    pub async fn signin(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/api/v1/auth/signin",
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await
-    }
-
-    /// The typed API client of this node (anonymous; see [`Client::with_token`]).
+    /// The typed API client of this node (anonymous; see [`TestApp::signed_as`]).
     pub fn api(&self) -> Client {
         Client::with_http(&self.base, self.client.clone())
     }
@@ -195,6 +180,17 @@ impl TestApp {
     /// The typed client of this node signed in as `email`.
     pub async fn signed_in(&self, email: &str, password: &str) -> Client {
         self.api().with_token(&self.token(email, password).await)
+    }
+
+    /// The typed client of this node with `user`'s token: the same account, through this node.
+    pub fn signed_as(&self, user: &Client) -> Client {
+        self.api()
+            .with_token(user.token().expect("a signed-in client"))
+    }
+
+    /// The configured admin, signed in.
+    pub async fn admin(&self) -> Client {
+        self.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
     pub async fn token(&self, email: &str, password: &str) -> String {
@@ -208,78 +204,29 @@ impl TestApp {
         self.token(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
-    /// A new customer account and its token.
-    pub async fn customer(&self) -> (String, String) {
-        let signup = Signup {
-            email: format!("c{}@example.com", uuid_like()),
-            password: "customer-password".into(),
-            name: "Test User".into(),
-        };
+    /// A new customer account: its id and its signed-in client.
+    pub async fn customer(&self) -> (String, Client) {
+        let signup = signup(
+            &format!("c{}@example.com", uuid_like()),
+            "customer-password",
+        );
         let account = self.api().signup(&signup).await;
         let account = account.unwrap_or_else(|e| panic!("signup: {e}"));
         (
             account.id,
-            self.token(&signup.email, &signup.password).await,
+            self.signed_in(&signup.email, &signup.password).await,
         )
     }
 
-    pub async fn airport(&self, token: &str, code: &str) {
-        let r = self
-            .post("/api/v1/airports", Some(token), json!({"code": code, "name": format!("{code} Intl"), "city": "City", "country": "IN"}))
-            .await;
-        assert!(
-            r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
-            "airport: {}",
-            r.body
-        );
-    }
-
-    /// An aircraft with `rows` economy rows of `letters` seats; returns its id.
-    pub async fn aircraft(&self, token: &str, rows: u16, letters: &str) -> String {
-        let r = self
-            .post(
-                "/api/v1/aircraft",
-                Some(token),
-                json!({"model": "T1", "cabins": [{"cabin": "economy", "rows": [1, rows], "seats": letters}]}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "aircraft: {}", r.body);
-        r.body["id"].as_str().expect("id").to_owned()
-    }
-
-    /// A flight body departing `days` from now.
-    pub fn flight_body(
-        aircraft_id: &str,
-        origin: &str,
-        destination: &str,
-        departs: &str,
-        minutes: i64,
-        fare: u64,
-    ) -> Value {
-        let departs_at = chrono::DateTime::parse_from_rfc3339(departs).expect("rfc3339");
-        let arrives_at = departs_at + chrono::Duration::minutes(minutes);
-        json!({
-            "flight_number": "AI101",
-            "aircraft_id": aircraft_id,
-            "origin": origin,
-            "destination": destination,
-            "departs_at": departs_at.to_rfc3339(),
-            "arrives_at": arrives_at.to_rfc3339(),
-            "fares": {"economy": fare},
-            "currency": "USD",
-        })
-    }
-
-    pub async fn flight(&self, token: &str, body: Value) -> String {
-        let r = self.post("/api/v1/flights", Some(token), body).await;
-        assert_eq!(r.status, StatusCode::CREATED, "flight: {}", r.body);
-        r.body["id"].as_str().expect("id").to_owned()
+    /// Many customers at once (signups run concurrently).
+    pub async fn customers(&self, n: usize) -> Vec<(String, Client)> {
+        futures::future::join_all((0..n).map(|_| self.customer())).await
     }
 
     /// Airports DEL and BOM, a `rows`×`letters` aircraft and one flight (DEL → BOM on
-    /// 2031-03-01 at 08:00 UTC, 120 minutes, economy $50); returns (admin token, flight id).
-    pub async fn one_flight(&self, rows: u16, letters: &str) -> (String, String) {
-        let admin = self.admin_token().await;
+    /// 2031-03-01 at 08:00 UTC, 120 minutes, economy $50); returns (the admin, flight id).
+    pub async fn one_flight(&self, rows: u16, letters: &str) -> (Client, String) {
+        let admin = self.admin().await;
         let plan = seed::Plan {
             letters: letters.to_owned(),
             first_departure: "2031-03-01T08:00:00Z".parse().expect("rfc3339"),
@@ -287,9 +234,100 @@ impl TestApp {
             fare_cents: 5000,
             ..seed::Plan::new(1, rows)
         };
-        let catalog = seed::catalog(&self.api().with_token(&admin), &plan).await;
+        let catalog = seed::catalog(&admin, &plan).await;
         let mut flights = catalog.unwrap_or_else(|e| panic!("seeding: {e}")).flights;
         (admin, flights.remove(0))
+    }
+
+    /// Seat statuses of a flight as `seat -> status`.
+    pub async fn seat_statuses(&self, flight: &str) -> std::collections::BTreeMap<String, String> {
+        let seats = self.api().seats(flight).await;
+        let seats = seats.unwrap_or_else(|e| panic!("seats of {flight}: {e}"));
+        seats.into_iter().map(|s| (s.seat, s.status)).collect()
+    }
+}
+
+/// A signup named "Test User".
+pub fn signup(email: &str, password: &str) -> Signup {
+    Signup {
+        email: email.to_owned(),
+        password: password.to_owned(),
+        name: "Test User".into(),
+    }
+}
+
+/// The airport `code`, created by `admin` unless it exists (the seeding helper's).
+pub async fn airport(admin: &Client, code: &str) {
+    let created = seed::airport(admin, code).await;
+    created.unwrap_or_else(|e| panic!("airport {code}: {e}"));
+}
+
+/// An aircraft with `rows` economy rows of `letters` seats (the seeding helper's); its id.
+pub async fn aircraft(admin: &Client, rows: u16, letters: &str) -> String {
+    let aircraft = seed::aircraft(admin, rows, letters).await;
+    aircraft.unwrap_or_else(|e| panic!("aircraft: {e}")).id
+}
+
+/// Flight AI101 of `aircraft_id` from `origin` to `destination`, leaving at `departs` (RFC
+/// 3339), `minutes` long, economy at `fare` cents.
+pub fn flight_spec(
+    aircraft_id: &str,
+    origin: &str,
+    destination: &str,
+    departs: &str,
+    minutes: i64,
+    fare: u64,
+) -> NewFlight {
+    let departs_at: chrono::DateTime<chrono::Utc> = departs.parse().expect("rfc3339");
+    NewFlight {
+        flight_number: "AI101".into(),
+        aircraft_id: aircraft_id.to_owned(),
+        origin: origin.to_owned(),
+        destination: destination.to_owned(),
+        departs_at,
+        arrives_at: departs_at + chrono::Duration::minutes(minutes),
+        fares: [("economy".to_owned(), fare)].into(),
+        currency: "USD".into(),
+    }
+}
+
+/// Schedules `flight` as `admin`; its id.
+pub async fn flight(admin: &Client, flight: &NewFlight) -> String {
+    let created = admin.create_flight(flight).await;
+    created.unwrap_or_else(|e| panic!("flight: {e}")).id
+}
+
+/// An order of `passengers` economy seats on each of `flights` ("Passenger 0", …).
+pub fn economy(flights: &[&str], passengers: usize) -> NewOrder {
+    let count = u16::try_from(passengers).expect("a few passengers");
+    NewOrder {
+        segments: flights
+            .iter()
+            .map(|f| SegmentRequest::in_cabin(f, "economy", count))
+            .collect(),
+        passengers: (0..passengers)
+            .map(|i| Passenger {
+                name: format!("Passenger {i}"),
+            })
+            .collect(),
+    }
+}
+
+/// Places [`economy`]`(flights, passengers)` as `user`, which must answer 201 Created.
+pub async fn book(user: &Client, flights: &[&str], passengers: usize) -> Order {
+    let placed = user.place_order(&economy(flights, passengers), None).await;
+    let placed = placed.unwrap_or_else(|e| panic!("order on {flights:?}: {e}"));
+    assert!(!placed.replayed, "a new order answered 200 (a replay)");
+    placed.order
+}
+
+/// The status a node answered an order with: 201 placed, 200 replayed, or the error's (a
+/// request that got no answer fails the test).
+pub fn status_of(placed: &contrail_client::Result<Placed>) -> StatusCode {
+    match placed {
+        Ok(p) if p.replayed => StatusCode::OK,
+        Ok(_) => StatusCode::CREATED,
+        Err(e) => e.status().unwrap_or_else(|| panic!("no answer: {e}")),
     }
 }
 
@@ -329,79 +367,13 @@ where
     }
 }
 
-impl TestApp {
-    /// Places an order for `passengers` seats in economy on each flight.
-    pub async fn order(
-        &self,
-        token: &str,
-        flights: &[&str],
-        passengers: usize,
-        key: Option<&str>,
-    ) -> Reply {
-        let body = json!({
-            "segments": flights.iter().map(|f| json!({"flight_id": f, "cabin": "economy", "count": passengers})).collect::<Vec<_>>(),
-            "passengers": (0..passengers).map(|i| json!({"name": format!("Passenger {i}")})).collect::<Vec<_>>(),
-        });
-        self.order_body(token, body, key).await
-    }
-
-    /// Places an order with a raw body.
-    pub async fn order_body(&self, token: &str, body: Value, key: Option<&str>) -> Reply {
-        let mut req = self
-            .client
-            .post(format!("{}/api/v1/orders", self.base))
-            .bearer_auth(token)
-            .json(&body);
-        if let Some(k) = key {
-            req = req.header("idempotency-key", k);
-        }
-        to_reply(req.send().await.expect("sent")).await
-    }
-
-    /// Pays an order.
-    pub async fn pay(
-        &self,
-        token: &str,
-        order: &str,
-        payment_token: &str,
-        key: Option<&str>,
-    ) -> Reply {
-        let mut req = self
-            .client
-            .post(format!("{}/api/v1/orders/{order}/pay", self.base))
-            .bearer_auth(token)
-            .json(&json!({"payment_token": payment_token}));
-        if let Some(k) = key {
-            req = req.header("idempotency-key", k);
-        }
-        to_reply(req.send().await.expect("sent")).await
-    }
-
-    /// Seat statuses of a flight as `seat -> status`.
-    pub async fn seat_statuses(&self, flight: &str) -> std::collections::BTreeMap<String, String> {
-        let seats = self.api().seats(flight).await;
-        let seats = seats.unwrap_or_else(|e| panic!("seats of {flight}: {e}"));
-        seats.into_iter().map(|s| (s.seat, s.status)).collect()
-    }
-
-    /// Many customers at once (signups run concurrently).
-    pub async fn customers(&self, n: usize) -> Vec<(String, String)> {
-        futures::future::join_all((0..n).map(|_| self.customer())).await
-    }
-}
-
-pub async fn to_reply(resp: reqwest::Response) -> Reply {
+async fn to_reply(resp: reqwest::Response) -> Reply {
     let status = resp.status();
-    let headers = resp.headers().clone();
     let text = resp.text().await.expect("body");
     let body = if text.is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply { status, body }
 }

@@ -74,6 +74,22 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The API error message, when the server answered with one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Error::Api { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// `Retry-After`, in seconds, when the server answered an API error with one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// The answer of a call.
@@ -400,10 +416,9 @@ impl Client {
 
     /// Drops traffic with some peers for a while (fault injection, when enabled).
     pub async fn inject_faults(&self, faults: &Faults) -> Result<()> {
-        let request = self
-            .request(Method::POST, "/api/v1/cluster/faults")
-            .json(faults);
-        ok(request.send().await?).await.map(drop)
+        self.post::<serde_json::Value>("/api/v1/cluster/faults", faults)
+            .await
+            .map(drop)
     }
 }
 

@@ -1,7 +1,7 @@
 //! A catalog to book against, set up through the API: what the load generator, the tests and
 //! a new developer's first session all need, written once.
 
-use super::{Airport, CabinLayout, Client, Error, NewAircraft, NewFlight, Result};
+use super::{Aircraft, Airport, CabinLayout, Client, Error, NewAircraft, NewFlight, Result};
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -54,26 +54,9 @@ pub struct Catalog {
 /// `admin` (an admin or airline client).
 pub async fn catalog(admin: &Client, plan: &Plan) -> Result<Catalog> {
     for code in ["DEL", "BOM"] {
-        let airport = Airport {
-            code: code.into(),
-            name: format!("{code} International"),
-            city: code.into(),
-            country: "IN".into(),
-        };
-        match patiently(|| admin.create_airport(&airport)).await {
-            Err(e) if e.status() == Some(StatusCode::CONFLICT) => {}
-            other => drop(other?),
-        }
+        airport(admin, code).await?;
     }
-    let aircraft = NewAircraft {
-        model: "Seed-1".into(),
-        cabins: vec![CabinLayout {
-            cabin: "economy".into(),
-            rows: [1, plan.rows.max(1)],
-            seats: plan.letters.clone(),
-        }],
-    };
-    let aircraft = patiently(|| admin.create_aircraft(&aircraft)).await?;
+    let aircraft = aircraft(admin, plan.rows, &plan.letters).await?;
     let mut flights = Vec::with_capacity(plan.flights);
     for i in 0..plan.flights {
         let n = i as i64;
@@ -98,6 +81,34 @@ pub async fn catalog(admin: &Client, plan: &Plan) -> Result<Catalog> {
         aircraft_id: aircraft.id,
         flights,
     })
+}
+
+/// Creates the airport `code` (named after it, in India) unless it exists.
+pub async fn airport(admin: &Client, code: &str) -> Result<()> {
+    let airport = Airport {
+        code: code.into(),
+        name: format!("{code} International"),
+        city: code.into(),
+        country: "IN".into(),
+    };
+    match patiently(|| admin.create_airport(&airport)).await {
+        Err(e) if e.status() == Some(StatusCode::CONFLICT) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Creates an aircraft type of `rows` economy rows (at least one), one seat per letter of
+/// `letters` in each.
+pub async fn aircraft(admin: &Client, rows: u16, letters: &str) -> Result<Aircraft> {
+    let aircraft = NewAircraft {
+        model: "Seed-1".into(),
+        cabins: vec![CabinLayout {
+            cabin: "economy".into(),
+            rows: [1, rows.max(1)],
+            seats: letters.to_owned(),
+        }],
+    };
+    patiently(|| admin.create_aircraft(&aircraft)).await
 }
 
 /// Runs a call, waiting out a 429 as its `Retry-After` says, a bounded number of times:

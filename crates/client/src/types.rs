@@ -41,6 +41,8 @@ pub struct Account {
 pub struct Token {
     /// The JWT.
     pub token: String,
+    /// How to present it: `Bearer`.
+    pub token_type: String,
     /// Seconds until it expires.
     pub expires_in: u64,
 }
@@ -122,7 +124,7 @@ pub struct Availability {
 }
 
 /// A flight with its fares and seat counts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Flight {
     /// `flt_…`.
     pub id: String,
@@ -223,6 +225,16 @@ impl SegmentRequest {
             count: Some(count),
         }
     }
+
+    /// The named `seats` of `flight_id` (one per passenger).
+    pub fn named(flight_id: &str, seats: &[&str]) -> Self {
+        Self {
+            flight_id: flight_id.to_owned(),
+            seats: Some(seats.iter().map(|s| (*s).to_owned()).collect()),
+            cabin: None,
+            count: None,
+        }
+    }
 }
 
 /// A traveller's name.
@@ -242,7 +254,7 @@ pub struct NewOrder {
 }
 
 /// One flight of an order, with the seats held or sold on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Segment {
     /// The flight.
     pub flight_id: String,
@@ -253,7 +265,7 @@ pub struct Segment {
 }
 
 /// An issued ticket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Ticket {
     /// `tkt_…`.
     pub id: String,
@@ -272,7 +284,7 @@ pub struct Ticket {
 }
 
 /// An order.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Order {
     /// `ord_…`.
     pub id: String,

@@ -56,6 +56,11 @@ async fn signup_rules_and_duplicate_email() {
     let cases = [
         named("not-an-email", "long-enough", "A"),
         named("a@example.com", "short", "A"),
+        // Ten characters or more, but common or easily guessed.
+        named("a@example.com", "password1234", "A"),
+        named("a@example.com", "1234567890", "A"),
+        named("a@example.com", "qwertyuiop", "A"),
+        named("a@example.com", "Password123!", "A"),
         named("a@example.com", "long-enough", "  "),
     ];
     for case in cases {
@@ -74,12 +79,12 @@ async fn signup_rules_and_duplicate_email() {
         assert_eq!(r.code(), "invalid_request");
     }
     app.api()
-        .signup(&signup("dup@example.com", "password-1"))
+        .signup(&signup("dup@example.com", "first-dup-passphrase"))
         .await
         .expect("signed up");
     let again = app
         .api()
-        .signup(&signup("DUP@example.com", "password-2"))
+        .signup(&signup("DUP@example.com", "second-dup-passphrase"))
         .await;
     let again = again.expect_err("an email twice");
     assert_eq!(again.status(), Some(StatusCode::CONFLICT));
@@ -124,9 +129,11 @@ async fn bad_credentials_are_401_without_saying_which_part() {
     assert_eq!(wrong_pw.code(), "unauthorized");
 }
 
+/// Claims the node would issue (issuer, audience and all), so that each forged token below is
+/// refused for the one thing wrong with it.
 fn claims(sub: &str, exp_offset: i64) -> serde_json::Value {
     let now = chrono::Utc::now().timestamp();
-    json!({"sub": sub, "iat": now, "exp": now + exp_offset, "roles": ["admin"]})
+    json!({"sub": sub, "iss": "contrail", "aud": "contrail-api", "iat": now, "exp": now + exp_offset, "roles": ["admin"]})
 }
 
 /// `GET /api/v1/auth/me` with this `Authorization` header, as it is; the status.

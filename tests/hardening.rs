@@ -441,24 +441,11 @@ async fn airline(app: &TestApp, admin: &Client, carrier: &str) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airline_a_cannot_cancel_or_schedule_airline_b_flights() {
     let app = spawn_app().await;
-    let (admin_token, ct_flight) = app.one_flight(5, "ABCD").await; // flight CT1
-    let admin = app.api().with_token(&admin_token);
+    let (admin, ct_flight) = app.one_flight(5, "ABCD").await; // flight CT1
     let ct = airline(&app, &admin, "CT").await;
     let ai = airline(&app, &admin, "AI").await;
     let (_, customer) = app.customer().await;
-    let customer = app.api().with_token(&customer);
-    let placed = customer
-        .place_order(
-            &contrail_client::NewOrder {
-                segments: vec![contrail_client::SegmentRequest::in_cabin(
-                    &ct_flight, "economy", 1,
-                )],
-                passengers: vec![contrail_client::Passenger { name: "P".into() }],
-            },
-            None,
-        )
-        .await
-        .expect("booked");
+    let booked = book(&customer, &[&ct_flight], 1).await;
 
     // AI cannot cancel CT's flight: 403, and nothing changed.
     let refused = ai
@@ -472,11 +459,7 @@ async fn airline_a_cannot_cancel_or_schedule_airline_b_flights() {
         "scheduled"
     );
     assert_eq!(
-        customer
-            .order(&placed.order.id)
-            .await
-            .expect("order")
-            .status,
+        customer.order(&booked.id).await.expect("order").status,
         "held"
     );
 
@@ -519,7 +502,7 @@ async fn airline_a_cannot_cancel_or_schedule_airline_b_flights() {
     // The carrier's own account, and an admin, may cancel CT1.
     let cancelled = ct.cancel_flight(&ct_flight).await.expect("CT cancels CT1");
     assert_eq!(cancelled.status, "cancelled");
-    let order = customer.order(&placed.order.id).await.expect("order");
+    let order = customer.order(&booked.id).await.expect("order");
     assert_ne!(order.status, "held", "the cascade did not reach the order");
 }
 
@@ -527,8 +510,7 @@ async fn airline_a_cannot_cancel_or_schedule_airline_b_flights() {
 async fn a_disabled_account_loses_its_tokens_at_once_and_cannot_sign_in() {
     let app = spawn_app().await;
     let admin = app.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let (id, token) = app.customer().await;
-    let customer = app.api().with_token(&token);
+    let (id, customer) = app.customer().await;
     let me = customer.me().await.expect("me");
     customer.orders().await.expect("orders");
 
@@ -550,9 +532,7 @@ async fn a_disabled_account_loses_its_tokens_at_once_and_cannot_sign_in() {
     );
     // Only an admin disables, and not itself.
     let other = app.customer().await.1;
-    let refused = app
-        .api()
-        .with_token(&other)
+    let refused = other
         .set_disabled(&id, false)
         .await
         .expect_err("customer enabled");
@@ -574,8 +554,7 @@ async fn a_disabled_account_loses_its_tokens_at_once_and_cannot_sign_in() {
 #[tokio::test]
 async fn changing_the_password_ends_every_earlier_session() {
     let app = spawn_app().await;
-    let (_, token) = app.customer().await;
-    let before = app.api().with_token(&token);
+    let (_, before) = app.customer().await;
     let email = before.me().await.expect("me").email;
     // Tokens carry seconds: the change must fall in a later second than the old token.
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;

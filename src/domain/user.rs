@@ -10,7 +10,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 /// Shortest password accepted.
-pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Lowest zxcvbn score accepted (0 "too guessable" … 4 "very unguessable"): 2 refuses common
+/// passwords, keyboard walks, repeats and dictionary words with obvious decorations.
+pub const MIN_PASSWORD_SCORE: u8 = 2;
 /// Longest password accepted, so hashing cost stays bounded.
 pub const MAX_PASSWORD_LEN: usize = 256;
 
@@ -85,7 +88,8 @@ impl fmt::Display for Email {
 pub struct Password(String);
 
 impl Password {
-    /// Checks the length rules.
+    /// Checks the length rules, and that the password is not a common or easily guessed one
+    /// (zxcvbn, a maintained estimator with lists of common passwords, words and names).
     pub fn parse(raw: String) -> Result<Self, ValidationError> {
         let n = raw.chars().count();
         if n < MIN_PASSWORD_LEN {
@@ -98,6 +102,13 @@ impl Password {
             return Err(ValidationError::new(
                 "password",
                 format!("must be at most {MAX_PASSWORD_LEN} bytes"),
+            ));
+        }
+        let score = u8::from(zxcvbn::zxcvbn(&raw, &[]).score());
+        if score < MIN_PASSWORD_SCORE {
+            return Err(ValidationError::new(
+                "password",
+                "is too common or too easy to guess; use a longer phrase of unrelated words",
             ));
         }
         Ok(Self(raw))
@@ -226,6 +237,30 @@ mod tests {
         assert!(Password::parse("x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
         let p = Password::parse("correct horse".into()).expect("long enough");
         assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn common_passwords_are_refused_even_when_long_enough() {
+        for common in [
+            "password1234",
+            "1234567890",
+            "qwertyuiop",
+            "Password123!",
+            "aaaaaaaaaaaa",
+        ] {
+            assert!(Password::parse(common.into()).is_err(), "{common}");
+        }
+        for fine in [
+            "correct horse battery",
+            "customer-password",
+            "tangerine-otter-42",
+        ] {
+            assert!(Password::parse(fine.into()).is_ok(), "{fine}");
+        }
+        assert!(
+            Password::parse("nine-char".into()).is_err(),
+            "shorter than 10"
+        );
     }
 
     #[test]

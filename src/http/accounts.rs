@@ -18,7 +18,7 @@ use warp::{Filter, Rejection};
 #[serde(deny_unknown_fields)]
 pub(super) struct SignupRequest {
     email: String,
-    /// At least 8 characters.
+    /// At least 10 characters, not a common or easily guessed password.
     password: String,
     name: String,
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Signup {
     /// Sign-in email.
     pub email: String,
-    /// At least 8 characters.
+    /// At least 10 characters, not a common or easily guessed password.
     pub password: String,
     /// Display name.
     pub name: String,

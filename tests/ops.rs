@@ -64,6 +64,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/tickets", "get"),
         ("/api/v1/tickets/{id}", "get"),
         ("/api/v1/notifications", "get"),
+        ("/api/v1/auth/password", "post"),
+        ("/api/v1/users/{id}/disabled", "put"),
         ("/api/v1/cluster", "get"),
         ("/api/v1/cluster/drain", "post"),
         ("/api/v1/cluster/faults", "post"),

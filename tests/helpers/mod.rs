@@ -193,8 +193,10 @@ impl TestApp {
         self.signed_in(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// Signs in, waiting out a node busy hashing passwords (503 + Retry-After).
     pub async fn token(&self, email: &str, password: &str) -> String {
-        let token = self.api().signin(email, password).await;
+        let api = self.api();
+        let token = seed::patiently(|| api.signin(email, password)).await;
         token
             .unwrap_or_else(|e| panic!("signin as {email}: {e}"))
             .token
@@ -210,7 +212,8 @@ impl TestApp {
             &format!("c{}@example.com", uuid_like()),
             "customer-password",
         );
-        let account = self.api().signup(&signup).await;
+        let api = self.api();
+        let account = seed::patiently(|| api.signup(&signup)).await;
         let account = account.unwrap_or_else(|e| panic!("signup: {e}"));
         (
             account.id,

@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use std::time::Duration;
 
-/// How often a set-up request refused with 429 is tried again (after its `Retry-After`).
+/// How often a set-up request told to come back later is tried again (after its
+/// `Retry-After`).
 const RATE_LIMIT_RETRIES: u32 = 60;
 
 /// What to create.
@@ -111,8 +112,9 @@ pub async fn aircraft(admin: &Client, rows: u16, letters: &str) -> Result<Aircra
     patiently(|| admin.create_aircraft(&aircraft)).await
 }
 
-/// Runs a call, waiting out a 429 as its `Retry-After` says, a bounded number of times:
-/// set-up requests are a burst from one account.
+/// Runs a call, waiting out "come back later" answers — 429, or 503 with `Retry-After` (a
+/// node at capacity, e.g. for password hashing) — as their `Retry-After` says, a bounded
+/// number of times: set-up requests are a burst.
 pub async fn patiently<T, F, Fut>(mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -122,10 +124,13 @@ where
     loop {
         match call().await {
             Err(Error::Api {
-                status: StatusCode::TOO_MANY_REQUESTS,
+                status,
                 retry_after,
                 ..
-            }) if attempt < RATE_LIMIT_RETRIES => {
+            }) if attempt < RATE_LIMIT_RETRIES
+                && (status == StatusCode::TOO_MANY_REQUESTS
+                    || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some())) =>
+            {
                 attempt += 1;
                 let wait = retry_after.unwrap_or(1).clamp(1, 10);
                 tokio::time::sleep(Duration::from_secs(wait)).await;

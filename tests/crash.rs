@@ -3,7 +3,7 @@
 
 mod helpers;
 
-use contrail_client::{Client, Error, NewOrder, Order, Passenger, SegmentRequest, Signup, seed};
+use contrail_client::{Client, Error, NewOrder, Passenger, SegmentRequest, Signup, seed};
 use helpers::binary::Server;
 use helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, eventually};
 use reqwest::StatusCode;
@@ -41,19 +41,6 @@ async fn customer(node: &Client, i: usize) -> String {
     let _ = node.signup(&signup).await;
     let token = node.signin(&signup.email, &signup.password).await;
     token.expect("customer signs in").token
-}
-
-/// The (flight, seat) pairs of an order.
-fn seats(order: &Order) -> Vec<(String, String)> {
-    order
-        .segments
-        .iter()
-        .flat_map(|s| {
-            s.seats
-                .iter()
-                .map(|seat| (s.flight_id.clone(), seat.clone()))
-        })
-        .collect()
 }
 
 /// What the clients were told: (order id, customer token) for every 201, and the ids of the
@@ -147,7 +134,7 @@ async fn audit(node: &Client, customers: &[String], flights: &[String], acked: &
             if order.status != "held" && order.status != "confirmed" {
                 continue;
             }
-            for seat in seats(order) {
+            for seat in order.seats() {
                 if let Some(other) = live_seats.insert(seat.clone(), order.id.clone()) {
                     panic!("seat {seat:?} is in orders {other} and {}", order.id);
                 }

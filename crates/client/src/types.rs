@@ -306,6 +306,20 @@ pub struct Order {
     pub tickets: Vec<Ticket>,
 }
 
+impl Order {
+    /// Its seats as (flight id, seat name) pairs, segment by segment.
+    pub fn seats(&self) -> Vec<(String, String)> {
+        self.segments
+            .iter()
+            .flat_map(|s| {
+                s.seats
+                    .iter()
+                    .map(|seat| (s.flight_id.clone(), seat.clone()))
+            })
+            .collect()
+    }
+}
+
 /// A placed order, and whether an earlier request with the same Idempotency-Key placed it
 /// (answered 200 instead of 201).
 #[derive(Debug, Clone)]

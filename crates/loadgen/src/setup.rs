@@ -64,15 +64,7 @@ type Seats = Vec<(String, String)>;
 
 /// The seats an order holds or bought, and those of its issued tickets.
 fn seats_of(order: &Order) -> (Seats, Seats) {
-    let held = order
-        .segments
-        .iter()
-        .flat_map(|s| {
-            s.seats
-                .iter()
-                .map(|seat| (s.flight_id.clone(), seat.clone()))
-        })
-        .collect();
+    let held = order.seats();
     let issued = order
         .tickets
         .iter()

@@ -68,7 +68,8 @@ pub enum AccountChange {
     Password(String),
     /// Disabled (neither sign-in nor any token works) or enabled again.
     Disabled(bool),
-    /// The configured first admin: the admin role and the configured password.
+    /// The configured first admin: the admin role and the configured password (earlier
+    /// tokens of the account stop working: it may have been someone else's).
     Admin(String),
 }
 
@@ -88,6 +89,7 @@ impl AccountChange {
                 user.roles.insert(Role::Admin);
                 user.password_hash = hash;
                 user.disabled = false;
+                user.tokens_not_before = Utc::now().timestamp();
             }
         }
     }

@@ -131,3 +131,44 @@ async fn the_cluster_view_is_for_admins() {
         "fault injection is off by default"
     );
 }
+
+#[tokio::test]
+async fn every_documented_response_is_described_and_every_error_has_the_error_schema() {
+    let app = spawn_app().await;
+    let doc = app.api().openapi().await.expect("openapi");
+    assert!(doc["components"]["schemas"]["Error"]["properties"]["error"].is_object());
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let where_ = format!("{method} {path}");
+            let responses = op["responses"].as_object().expect("responses");
+            for (status, response) in responses {
+                let described = response["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty());
+                assert!(described, "{where_} {status} has no description");
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]["application/json"]["schema"].is_object(),
+                        "{where_} {status} documents no body"
+                    );
+                }
+            }
+            let has = |status: &str| responses.contains_key(status);
+            if op.get("security").is_some() {
+                assert!(has("401"), "{where_} needs a token but documents no 401");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(
+                        has(status),
+                        "{where_} reads a body but documents no {status}"
+                    );
+                }
+            }
+            if path.starts_with("/api/") {
+                assert!(has("429") && has("503"), "{where_} lacks 429 or 503");
+            }
+        }
+    }
+}

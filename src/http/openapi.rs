@@ -2,6 +2,7 @@
 //! response types.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -19,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc,
         super::cluster::view, super::cluster::drain, super::cluster::faults,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 struct ApiDoc;
 
@@ -36,6 +37,111 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+    }
+}
+
+/// Every error response documented the same way: a description (the specification requires
+/// one), the error body `{"error":{"code","message"}}` as a shared `Error` schema, and the
+/// statuses every operation of its kind can answer — 401 where a token is required, 400, 413
+/// and 415 where a body is read, 429 and 503 on the API — so that a generated client knows them
+/// all without each handler repeating them.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let detail = ObjectBuilder::new()
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "Stable machine-readable code, e.g. `seats_unavailable`.",
+                    )),
+            )
+            .property(
+                "message",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("What went wrong, in words.")),
+            )
+            .required("code")
+            .required("message");
+        let error = ObjectBuilder::new()
+            .property("error", detail)
+            .required("error");
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .insert("Error".into(), error.into());
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut statuses: Vec<&str> = Vec::new();
+                if operation.security.is_some() {
+                    statuses.push("401");
+                }
+                if operation.request_body.is_some() {
+                    statuses.extend(["400", "413", "415"]);
+                }
+                if api {
+                    statuses.extend(["429", "503"]);
+                }
+                let responses = &mut operation.responses.responses;
+                for status in statuses {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| Response::new("").into());
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response {
+                        describe(status, response);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fills in a response's description, and the error body of a 4xx or 5xx.
+fn describe(status: &str, response: &mut Response) {
+    if response.description.is_empty() {
+        response.description = match status {
+            "200" => "OK",
+            "201" => "Created",
+            "204" => "No content",
+            "400" => "`invalid_request`: malformed JSON, an unknown field, or a rule broken (the message names it)",
+            "401" => "`unauthorized`: no token, or an invalid, expired or revoked one; or bad credentials",
+            "402" => "`payment_declined`",
+            "403" => "`forbidden`: your role or carrier does not allow this",
+            "404" => "`not_found`",
+            "405" => "`method_not_allowed`, with `Allow`",
+            "409" => "a conflict with the current state (the code says which)",
+            "413" => "`payload_too_large`",
+            "415" => "`unsupported_media_type`: the body must be application/json",
+            "422" => "`idempotency_key_reused` with a different request",
+            "429" => "`rate_limited`, with `Retry-After`",
+            "503" => "`unavailable`: try again after `Retry-After`",
+            _ => "See the error code",
+        }
+        .to_owned();
+    }
+    let error = status.starts_with('4') || status.starts_with('5');
+    if error && response.content.is_empty() {
+        response.content.insert(
+            "application/json".into(),
+            Content::new(Some(Ref::from_schema_name("Error"))).into(),
         );
     }
 }

@@ -48,8 +48,8 @@ pub const DEFAULT_SIGNIN_FAILURES_PER_MINUTE: u32 = 5;
 /// Default failed signins per client address per minute, whatever the account.
 pub const DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE: u32 = 30;
 /// Default signins and signups that may wait for a password-hashing slot (one runs per CPU);
-/// more are refused with 503 + Retry-After. Sized so a burst of signups (tests/auth.rs) fits,
-/// while a real sign-in waits at most about a second (64 hashes of ~30 ms over 2 CPUs).
+/// more are refused with 503 + Retry-After. Sized so a burst of 48 signups (tests/auth.rs)
+/// fits.
 pub const DEFAULT_HASHING_QUEUE: usize = 64;
 /// Default accept queue of the HTTP listener (tokio's own default is 1024).
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 8192;

@@ -485,14 +485,6 @@ impl Settings {
         }
         Ok(())
     }
-
-    /// Whether the node runs with the development secret from the shipped `config.toml`.
-    pub fn uses_dev_secret(&self) -> bool {
-        self.auth
-            .jwt_secret
-            .as_ref()
-            .is_some_and(|s| s.expose_secret() == DEV_JWT_SECRET)
-    }
 }
 
 #[cfg(test)]
@@ -589,7 +581,12 @@ mod tests {
     #[test]
     fn the_shipped_config_loads() {
         let s = Settings::load(Some(Path::new("config.toml"))).expect("config.toml is valid");
-        assert!(s.uses_dev_secret());
+        assert!(
+            s.auth
+                .jwt_secret
+                .as_ref()
+                .is_some_and(|k| k.expose_secret() == DEV_JWT_SECRET)
+        );
         assert_eq!(s.mode, Mode::Development);
     }
 

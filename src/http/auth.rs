@@ -213,7 +213,9 @@ pub fn with_role(
         if user.may(role) {
             Ok(user)
         } else {
-            Err(Rejection::from(ApiError::Forbidden))
+            Err(Rejection::from(ApiError::Forbidden(
+                "your role does not allow this".into(),
+            )))
         }
     })
 }

@@ -29,12 +29,10 @@ pub enum ApiError {
     /// 401 `unauthorized`: missing, invalid or expired token, or bad credentials.
     #[error("{0}")]
     Unauthorized(String),
-    /// 403 `forbidden`: authenticated, but the role does not allow it.
-    #[error("your role does not allow this")]
-    Forbidden,
-    /// 403 `forbidden`, saying why.
+    /// 403 `forbidden`: authenticated, but the role (or an airline's carrier) does not allow
+    /// it; the message says which.
     #[error("{0}")]
-    ForbiddenBecause(String),
+    Forbidden(String),
     /// 403 `account_disabled`: sign-in to an account an admin disabled.
     #[error("this account has been disabled")]
     AccountDisabled,
@@ -193,9 +191,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::ForbiddenBecause(_) | ApiError::AccountDisabled => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Forbidden(_) | ApiError::AccountDisabled => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -215,7 +211,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "forbidden",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::AccountDisabled => "account_disabled",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -278,7 +274,7 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
     let error = if let Some(e) = rejection.find::<ApiError>() {
         e.clone()
     } else if let Some(e) = rejection.find::<warp::cors::CorsForbidden>() {
-        ApiError::ForbiddenBecause(e.to_string())
+        ApiError::Forbidden(e.to_string())
     } else if rejection.is_not_found() {
         ApiError::NotFound
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

@@ -289,7 +289,7 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
 
 /// An airline account reaching for another carrier's flight.
 fn not_your_flight(number: &FlightNumber) -> ApiError {
-    ApiError::ForbiddenBecause(format!(
+    ApiError::Forbidden(format!(
         "only an admin or an airline account of carrier {} may manage flight {}",
         number.carrier(),
         number.as_str()

@@ -542,7 +542,15 @@ async fn a_disabled_account_loses_its_tokens_at_once_and_cannot_sign_in() {
         .set_disabled(&admin_id, true)
         .await
         .expect_err("admin disabled itself");
-    assert_eq!(refused.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN));
+    // Nor can the last admin lock everyone out by dropping their own admin role.
+    let refused = admin
+        .set_roles(&admin_id, &["customer"])
+        .await
+        .expect_err("admin demoted itself");
+    assert_eq!(refused.status(), Some(StatusCode::FORBIDDEN));
+    let roles = admin.me().await.expect("me").roles;
+    assert!(roles.iter().any(|r| r == "admin"), "{roles:?}");
 
     admin.set_disabled(&id, false).await.expect("enable");
     app.api()

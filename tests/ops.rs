@@ -118,8 +118,13 @@ async fn the_cluster_view_is_for_admins() {
     );
     assert_eq!(
         admin.drain("local").await.err().and_then(status),
-        Some(StatusCode::BAD_REQUEST),
+        Some(StatusCode::CONFLICT),
         "the last member cannot leave"
+    );
+    assert_eq!(
+        admin.drain("node-x").await.err().and_then(status),
+        Some(StatusCode::NOT_FOUND),
+        "no such member"
     );
     let fault = Faults {
         blocked: ["x".to_owned()].into(),

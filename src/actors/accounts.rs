@@ -292,7 +292,7 @@ impl Accounts {
     /// The user with this email and password. The record comes from the email's owner; the
     /// password is verified here (it never crosses the cluster).
     pub async fn verify(&self, email: &str, password: String) -> Result<User, AccountError> {
-        let user: Option<User> = match Email::parse(email) {
+        let user: Option<User> = match Email::parse(email.trim()) {
             Ok(email) => self.router.call(UserByEmail(email), self).await?,
             Err(_) => None,
         };

@@ -75,19 +75,21 @@ impl Airport {
     }
 }
 
-/// A trimmed, non-empty piece of text of at most `max` characters.
+/// A non-empty piece of text of at most `max` characters, without control characters,
+/// returned trimmed. The limits apply to the text as sent (surrounding spaces included), so
+/// that they are exactly what the OpenAPI document's `maxLength` and pattern say.
 pub fn text(field: &str, raw: &str, max: usize) -> Result<String, ValidationError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
-    if trimmed.chars().count() > max {
+    if raw.chars().count() > max {
         return Err(ValidationError::new(
             field,
             format!("must be at most {max} characters"),
         ));
     }
-    if trimmed.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(ValidationError::new(
             field,
             "must not contain control characters",
@@ -113,5 +115,12 @@ mod tests {
         assert_eq!(text("name", "  Indira  ", 10).as_deref(), Ok("Indira"));
         assert!(text("name", "   ", 10).is_err());
         assert!(text("name", "abcdefghijk", 10).is_err());
+        // The limits hold for the text as sent, as the API description's maxLength says.
+        assert!(text("name", " abcdefghij", 10).is_err());
+        assert!(text("name", "ab\ncd", 10).is_err());
+        assert!(
+            text("name", "abcd\t", 10).is_err(),
+            "a control character, even at the end"
+        );
     }
 }

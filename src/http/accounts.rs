@@ -16,16 +16,29 @@ use warp::{Filter, Rejection};
 /// Body of `POST /api/v1/auth/signup`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada Lovelace"}))]
 pub(super) struct SignupRequest {
+    /// An address with one `@` and a dotted domain; stored lowercased.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@.\s\x00-\x1f\x7f-\x9f]+(\.[^@.\s\x00-\x1f\x7f-\x9f]+)+$"
+    )]
     email: String,
-    /// At least 10 characters, not a common or easily guessed password.
+    /// 10 to 256 characters, and not a common or easily guessed password (zxcvbn score 2 or
+    /// more: a phrase of unrelated words passes, `password123` does not).
+    #[schema(min_length = 10, max_length = 256)]
     password: String,
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
 }
 
 /// Body of `POST /api/v1/auth/signin`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub(super) struct SigninRequest {
     email: String,
     password: String,
@@ -34,17 +47,21 @@ pub(super) struct SigninRequest {
 /// Body of `PUT /api/v1/users/{id}/roles`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"roles": ["customer", "airline"], "carrier": "AI"}))]
 pub(super) struct RolesRequest {
+    #[schema(min_items = 1, max_items = 3)]
     roles: Vec<Role>,
-    /// With the `airline` role: the two-character IATA code of the airline whose flights the
-    /// account manages, e.g. `AI`.
+    /// With the `airline` role (and only with it): the two-character IATA code of the airline
+    /// whose flights the account manages, e.g. `AI`.
     #[serde(default)]
+    #[schema(pattern = r"^([A-Z][A-Z0-9]|[0-9][A-Z])$")]
     carrier: Option<String>,
 }
 
 /// Body of `PUT /api/v1/users/{id}/disabled`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"disabled": true}))]
 pub(super) struct DisabledRequest {
     disabled: bool,
 }
@@ -52,9 +69,11 @@ pub(super) struct DisabledRequest {
 /// Body of `POST /api/v1/auth/password`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery", "new_password": "staple orbit lantern"}))]
 pub(super) struct PasswordRequest {
     current_password: String,
-    /// At least 10 characters, not a common password.
+    /// The same rules as at sign-up: 10 to 256 characters, not a common password.
+    #[schema(min_length = 10, max_length = 256)]
     new_password: String,
 }
 
@@ -201,9 +220,15 @@ fn me() {}
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", operation_id = "set_roles", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = RolesRequest,
     responses((status = 200, body = UserView), (status = 400), (status = 401), (status = 403), (status = 404)))]
-async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Handled {
+async fn set_roles(id: String, admin: User, ctx: Ctx, req: RolesRequest) -> Handled {
     let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
     let roles = parse_roles(req.roles).map_err(ApiError::from)?;
+    if id == admin.id && !roles.contains(&Role::Admin) {
+        // Another admin can do it; this way the last admin cannot lock everyone out.
+        return Err(
+            ApiError::Forbidden("an admin cannot take away their own admin role".into()).into(),
+        );
+    }
     let carrier = req
         .carrier
         .as_deref()
@@ -232,9 +257,7 @@ async fn set_roles(id: String, _admin: User, ctx: Ctx, req: RolesRequest) -> Han
 async fn set_disabled(id: String, admin: User, ctx: Ctx, req: DisabledRequest) -> Handled {
     let id = UserId::parse(&id).ok_or(ApiError::NotFound)?;
     if id == admin.id && req.disabled {
-        return Err(
-            ApiError::InvalidRequest("an admin cannot disable their own account".into()).into(),
-        );
+        return Err(ApiError::Forbidden("an admin cannot disable their own account".into()).into());
     }
     let user = ctx
         .services

@@ -15,17 +15,28 @@ use warp::{Filter, Rejection};
 #[serde(deny_unknown_fields)]
 pub(super) struct CabinRequest {
     cabin: Cabin,
-    /// `[first_row, last_row]`, inclusive.
+    /// `[first_row, last_row]`, inclusive, 1 ≤ first ≤ last ≤ 999; no two cabins share a row.
+    #[schema(value_type = Vec<u16>, min_items = 2, max_items = 2)]
     rows: [u16; 2],
-    /// Seat letters of each row, e.g. `ABCDEF`.
+    /// Seat letters of each row, 1 to 12 distinct uppercase letters, e.g. `ABCDEF`.
+    #[schema(pattern = r"^[A-Z]{1,12}$")]
     seats: String,
 }
 
 /// Body of `POST /api/v1/aircraft`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "A320neo", "cabins": [
+    {"cabin": "business", "rows": [1, 3], "seats": "ACDF"},
+    {"cabin": "economy", "rows": [4, 30], "seats": "ABCDEF"}]}))]
 pub(super) struct AircraftRequest {
+    #[schema(
+        max_length = 50,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     model: String,
+    /// 1 to 4 cabins, each cabin at most once, at most 1 000 seats in all.
+    #[schema(min_items = 1, max_items = 4)]
     cabins: Vec<CabinRequest>,
 }
 

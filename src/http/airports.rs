@@ -13,11 +13,25 @@ use warp::{Filter, Rejection};
 /// Body of `POST /api/v1/airports`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "DEL", "name": "Indira Gandhi International", "city": "Delhi", "country": "India"}))]
 pub(super) struct AirportRequest {
     /// Three uppercase letters (IATA).
+    #[schema(pattern = r"^[A-Z]{3}$")]
     code: String,
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     city: String,
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     country: String,
 }
 

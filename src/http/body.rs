@@ -56,7 +56,21 @@ where
             chunk.advance(n);
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(&buf);
+    match decode(&buf) {
+        Ok(value) => Ok(value),
+        // JSON does not tell `5` from `5.0` (JSON Schema's `integer` accepts both), and some
+        // clients write every number as a float: retry with whole floats made integers. Only
+        // bodies that failed pay for it.
+        Err(first) => match whole_numbers(&buf) {
+            Some(normalized) => decode(&normalized).map_err(|_| first),
+            None => Err(first),
+        },
+    }
+    .map_err(Rejection::from)
+}
+
+fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(buf);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
         let message = if field == "." {
@@ -64,9 +78,61 @@ where
         } else {
             format!("{field}: {}", e.inner())
         };
-        Rejection::from(ApiError::InvalidRequest(message))
+        ApiError::InvalidRequest(message)
     })?;
     de.end()
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
     Ok(value)
+}
+
+/// The body re-encoded with every float that is a whole number in `i64` range written as an
+/// integer; `None` when it is not JSON or has no such float.
+fn whole_numbers(buf: &[u8]) -> Option<Vec<u8>> {
+    fn walk(value: &mut serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // 2^63 is exactly representable; anything below it with no fraction fits.
+                if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                    *value = Value::from(f as i64);
+                    return true;
+                }
+                false
+            }
+            Value::Array(items) => items.iter_mut().fold(false, |changed, v| walk(v) | changed),
+            Value::Object(fields) => fields
+                .values_mut()
+                .fold(false, |changed, v| walk(v) | changed),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(buf).ok()?;
+    walk(&mut value)
+        .then(|| serde_json::to_vec(&value).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_numbers;
+
+    #[test]
+    fn whole_floats_become_integers_and_nothing_else_changes() {
+        let out = whole_numbers(br#"{"a": 973.0, "b": [1.5, -2.0], "c": "7.0", "d": 1e3}"#);
+        let out: serde_json::Value = serde_json::from_slice(&out.expect("changed")).expect("json");
+        assert_eq!(
+            out,
+            serde_json::json!({"a": 973, "b": [1.5, -2], "c": "7.0", "d": 1000})
+        );
+        assert!(
+            whole_numbers(br#"{"a": 1, "b": 2.5}"#).is_none(),
+            "nothing to change"
+        );
+        assert!(
+            whole_numbers(br#"{"a": 1e30}"#).is_none(),
+            "out of range stays a float"
+        );
+        assert!(whole_numbers(b"not json").is_none());
+    }
 }

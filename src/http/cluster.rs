@@ -40,6 +40,7 @@ pub(super) struct ClusterView {
 /// `{"node_id": "node-b"}`
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"node_id": "node-b"}))]
 pub(super) struct DrainRequest {
     node_id: String,
 }
@@ -48,8 +49,10 @@ pub(super) struct DrainRequest {
 /// for how long (at most a minute; the fault heals by itself).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"blocked": ["node-b"], "for_ms": 5000}))]
 pub(super) struct FaultRequest {
     blocked: BTreeSet<String>,
+    #[schema(minimum = 1, maximum = 60000)]
     for_ms: u64,
 }
 
@@ -118,19 +121,20 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
 /// Moves a member's entities to the others and removes it from the cluster (admin); the
 /// drained node can then be stopped with nothing lost. 503 while any member is down.
 #[utoipa::path(post, path = "/api/v1/cluster/drain", operation_id = "drain_node", tag = "ops", security(("bearer" = [])),
-    request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 400), (status = 403), (status = 503)))]
+    request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 403),
+        (status = 404, description = "`not_found`: no such member"), (status = 409, description = "`last_member`: the only member cannot be drained"), (status = 503)))]
 async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
     let cluster = &ctx.cluster;
     let current = cluster.view();
     if !current.contains(&req.node_id) {
-        return Err(
-            ApiError::InvalidRequest(format!("node_id: {} is not a member", req.node_id)).into(),
-        );
+        return Err(ApiError::NotFound.into());
     }
     if current.members.len() < 2 {
-        return Err(
-            ApiError::InvalidRequest("node_id: the last member cannot be drained".into()).into(),
-        );
+        return Err(ApiError::Conflict {
+            code: "last_member",
+            message: "the last member cannot be drained".into(),
+        }
+        .into());
     }
     let next: View =
         crate::cluster::handoff::change(cluster, &ctx.services, current.without(&req.node_id))
@@ -142,7 +146,7 @@ async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
 
 /// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).
 #[utoipa::path(post, path = "/api/v1/cluster/faults", operation_id = "inject_faults", tag = "ops", security(("bearer" = [])),
-    request_body = FaultRequest, responses((status = 204), (status = 404)))]
+    request_body = FaultRequest, responses((status = 200, body = super::ops::Status), (status = 400), (status = 403), (status = 404)))]
 async fn faults(_admin: User, ctx: Ctx, req: FaultRequest) -> Handled {
     if !ctx.settings.cluster.fault_injection {
         return Err(ApiError::NotFound.into());

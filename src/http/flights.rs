@@ -3,6 +3,7 @@
 
 use super::auth::with_role;
 use super::error::ApiError;
+use super::openapi::{FareCents, SortOrder};
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::flight::{FlightCommand, FlightReply};
 use crate::domain::ValidationError;
@@ -14,7 +15,7 @@ use crate::domain::search::{
     Cursor, DEFAULT_LIMIT, FlightSummary, Listing, MAX_LIMIT, SearchQuery, SortKey,
 };
 use crate::domain::user::{Role, User};
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use utoipa::ToSchema;
@@ -27,19 +28,31 @@ const MAX_PASSENGERS: u16 = 50;
 /// Body of `POST /api/v1/flights`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"flight_number": "AI101", "aircraft_id": "acf_3f1c0a9be2d84c0b9a3f6d2e71c5b8a4",
+    "origin": "DEL", "destination": "BOM", "departs_at": "2027-03-01T06:00:00Z", "arrives_at": "2027-03-01T08:10:00Z",
+    "fares": {"business": 2500000, "economy": 650000}, "currency": "INR"}))]
 pub(super) struct FlightRequest {
-    /// e.g. `AI101`.
+    /// A two-character airline code and 1 to 4 digits, e.g. `AI101`; an airline account may
+    /// only use its own carrier's code.
+    #[schema(pattern = r"^([A-Z][A-Z0-9]|[0-9][A-Z])[0-9]{1,4}$")]
     flight_number: String,
+    /// An aircraft from `POST /api/v1/aircraft`.
+    #[schema(pattern = r"^acf_[A-Za-z0-9_]{0,60}$")]
     aircraft_id: String,
-    /// Airport code.
+    /// A known airport's code.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     origin: String,
-    /// Airport code.
+    /// A known airport's code, not the origin.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     destination: String,
     departs_at: DateTime<Utc>,
+    /// After `departs_at`, at most 24 hours later.
     arrives_at: DateTime<Utc>,
-    /// Fare in minor units for every cabin of the aircraft.
+    /// Fare in minor units (0 to 100 000 000) for every cabin of the aircraft.
+    #[schema(value_type = BTreeMap<Cabin, FareCents>)]
     fares: BTreeMap<Cabin, u64>,
     /// ISO 4217 code.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     currency: String,
 }
 
@@ -244,15 +257,17 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
         destination: airport("destination")?,
         date: get("date")
             .map(|d| {
+                let four_digit_year =
+                    d.len() == 10 && d.bytes().take(4).all(|b| b.is_ascii_digit());
                 NaiveDate::parse_from_str(d, "%Y-%m-%d")
                     .ok()
-                    .filter(|day| (1970..=9999).contains(&day.year()))
+                    .filter(|_| four_digit_year)
                     .ok_or_else(|| ValidationError::new("date", "must be a date YYYY-MM-DD"))
             })
             .transpose()?,
         passengers: number("passengers", 1, u64::from(MAX_PASSENGERS))?.map_or(1, |n| n as u16),
         cabin: get("cabin").map(str::parse::<Cabin>).transpose()?,
-        max_price_cents: number("max_price_cents", 0, u64::MAX)?,
+        max_price_cents: number("max_price_cents", 0, i64::MAX as u64)?,
         sort,
         limit: number("limit", 1, MAX_LIMIT as u64)?.map_or(DEFAULT_LIMIT, |n| n as usize),
         after: get("cursor").map(|c| Cursor::decode(c, sort)).transpose()?,
@@ -263,12 +278,17 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
 /// milliseconds, a booking is always decided by the flight itself).
 #[utoipa::path(get, path = "/api/v1/flights", operation_id = "search_flights", tag = "catalog",
     params(
-        ("origin" = Option<String>, Query), ("destination" = Option<String>, Query),
-        ("date" = Option<String>, Query, description = "YYYY-MM-DD (UTC)"),
-        ("passengers" = Option<u16>, Query), ("cabin" = Option<Cabin>, Query),
-        ("max_price_cents" = Option<u64>, Query),
-        ("sort" = Option<String>, Query, description = "price | departure | duration"),
-        ("limit" = Option<u16>, Query), ("cursor" = Option<String>, Query)),
+        ("origin" = Option<String>, Query, pattern = r"^[A-Z]{3}$", example = "DEL"),
+        ("destination" = Option<String>, Query, pattern = r"^[A-Z]{3}$", example = "BOM"),
+        ("date" = Option<String>, Query, format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            description = "Departure day (UTC), YYYY-MM-DD", example = "2027-03-01"),
+        ("passengers" = Option<u16>, Query, minimum = 1, maximum = 50, description = "Seats needed (default 1)"),
+        ("cabin" = Option<Cabin>, Query),
+        ("max_price_cents" = Option<u64>, Query, maximum = 9223372036854775807_u64, description = "Highest fare per passenger, in minor units"),
+        ("sort" = Option<SortOrder>, Query),
+        ("limit" = Option<u16>, Query, minimum = 1, maximum = 100, description = "Results per page (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = r"^[pdu]\.-?[0-9]{1,18}\.-?[0-9]{1,18}\.flt_[0-9a-f]{32}$",
+            description = "`next_cursor` of the previous page of the same search (same `sort`)")),
     responses((status = 200, body = FlightPage), (status = 400)))]
 async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
     let query = parse_query(&params).map_err(ApiError::from)?;

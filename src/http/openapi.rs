@@ -3,7 +3,7 @@
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc,
         super::cluster::view, super::cluster::drain, super::cluster::faults,
     ),
+    components(schemas(SortOrder)),
     modifiers(&BearerAuth, &ErrorResponses)
 )]
 struct ApiDoc;
@@ -144,6 +145,49 @@ fn describe(status: &str, response: &mut Response) {
             Content::new(Some(Ref::from_schema_name("Error"))).into(),
         );
     }
+}
+
+/// A fare in minor units, 0 to `MAX_FARE_CENTS` (a name for the rule in the API description).
+pub(super) struct FareCents;
+
+impl utoipa::PartialSchema for FareCents {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(crate::domain::flight::MAX_FARE_CENTS as f64))
+            .into()
+    }
+}
+
+impl ToSchema for FareCents {}
+
+/// A seat name as text: a row from 1 to `MAX_ROW` (999) and an uppercase letter, e.g. `12A`.
+pub(super) struct SeatNameText;
+
+impl utoipa::PartialSchema for SeatNameText {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^[1-9][0-9]{0,2}[A-Z]$"))
+            .examples([serde_json::json!("12A")])
+            .into()
+    }
+}
+
+impl ToSchema for SeatNameText {}
+
+/// How search results are ordered: cheapest fare, earliest departure or shortest flight first.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(super) enum SortOrder {
+    Price,
+    Departure,
+    Duration,
 }
 
 /// The document served at `/openapi.json`.

@@ -3,6 +3,7 @@
 
 use super::auth::caller;
 use super::error::ApiError;
+use super::openapi::SeatNameText;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::notification::NotificationKind;
 use crate::actors::order::OrderCommand;
@@ -23,12 +24,18 @@ use warp::{Filter, Rejection};
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SegmentRequest {
+    #[schema(pattern = r"^flt_[A-Za-z0-9_]{0,60}$")]
     flight_id: String,
+    /// The seats, one per passenger, e.g. `["12A", "12B"]`; or give `cabin` and `count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<SeatNameText>>, min_items = 1, max_items = 9)]
     seats: Option<Vec<String>>,
+    /// With `count`: any free seats of this cabin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cabin: Option<Cabin>,
+    /// With `cabin`: one per passenger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9)]
     count: Option<u16>,
 }
 
@@ -36,22 +43,35 @@ pub(super) struct SegmentRequest {
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PassengerRequest {
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
 }
 
 /// Body of `POST /api/v1/orders`.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"segments": [
+    {"flight_id": "flt_0c9f3e1a7b5d4e2f8a6b1c3d5e7f9a0b", "seats": ["12A", "12B"]},
+    {"flight_id": "flt_7d2e4f6a8b0c1d3e5f7a9b1c3d5e7f90", "cabin": "economy", "count": 2}],
+    "passengers": [{"name": "Ada Lovelace"}, {"name": "Charles Babbage"}]}))]
 pub(super) struct OrderRequest {
+    /// 1 to 6 different flights, each asking one seat per passenger.
+    #[schema(min_items = 1, max_items = 6)]
     segments: Vec<SegmentRequest>,
+    #[schema(min_items = 1, max_items = 9)]
     passengers: Vec<PassengerRequest>,
 }
 
 /// Body of `POST /api/v1/orders/{id}/pay`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"payment_token": "tok_visa"}))]
 pub(super) struct PayRequest {
     /// `tok_visa`, `tok_declined` or `tok_timeout` with the built-in simulator.
+    #[schema(min_length = 1, max_length = 128)]
     payment_token: String,
 }
 
@@ -310,7 +330,7 @@ async fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
 
 /// Place an order: hold one seat per passenger on every flight, all or none.
 #[utoipa::path(post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), request_body = OrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$", description = "Makes a retry safe: the same key and request give the first answer again")), request_body = OrderRequest,
     responses((status = 201, body = OrderView), (status = 200, description = "replayed by Idempotency-Key", body = OrderView),
         (status = 400), (status = 409, description = "seats_unavailable, hold_limit_exceeded"), (status = 422), (status = 503)))]
 async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) -> Handled {
@@ -372,7 +392,7 @@ async fn get(id: String, user: User, ctx: Ctx) -> Handled {
 
 /// Pay a held order; paying a confirmed order again returns it unchanged and charges nothing.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", operation_id = "pay_order", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = PayRequest,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7e]{1,255}$", description = "Makes a retry safe: the same key and request give the first answer again")), request_body = PayRequest,
     responses((status = 200, body = OrderView), (status = 402, description = "payment_declined"), (status = 404),
         (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
 async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {

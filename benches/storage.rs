@@ -8,8 +8,9 @@
 //!   fjall and makes it durable with one `fdatasync` of the journal;
 //! - `redb`: the same group commit (one thread; a group is one write transaction committed
 //!   with `Durability::Immediate`);
-//! - `sled (previous path)`: what Contrail ran before — each writer applies its batch, one
-//!   flusher task serves everyone queued with one `flush_async` (which never fsyncs);
+//!
+//! sled, the engine before fjall, was measured here too until it left the build (its figures
+//! are in BENCHMARKS.md; the sled-era converter lives in `tools/migrate-sled`).
 //! - `disk`: one thread appending 4 KiB and calling `fdatasync` (the floor a sync costs).
 //!
 //! Reported per run: durable writes/s, syncs per write, bytes written to storage per write
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 type Ops = Vec<(String, Vec<u8>)>;
 
@@ -119,51 +120,6 @@ fn redb(dir: &Path) -> GroupCommit {
         }
         tx.commit().expect("commit");
     })
-}
-
-/// The previous path: apply at once, then a shared `flush_async` (sled's group commit).
-struct Sled {
-    db: sled::Db,
-    tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
-    syncs: Arc<AtomicU64>,
-}
-
-fn sled(dir: &Path) -> Sled {
-    let db = sled::Config::new()
-        .path(dir.join("sled"))
-        .cache_capacity(256 << 20)
-        .open()
-        .expect("sled");
-    let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
-    let syncs = Arc::new(AtomicU64::new(0));
-    let (flusher, counter) = (db.clone(), syncs.clone());
-    tokio::spawn(async move {
-        let mut waiting = Vec::new();
-        while rx.recv_many(&mut waiting, 8192).await > 0 {
-            flusher.flush_async().await.expect("flush");
-            counter.fetch_add(1, Ordering::Relaxed);
-            for ack in waiting.drain(..) {
-                let _ = ack.send(());
-            }
-        }
-    });
-    Sled { db, tx, syncs }
-}
-
-impl Engine for Sled {
-    fn write(&self, ops: Ops) -> BoxFuture<'static, ()> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in ops {
-            batch.insert(k.as_bytes(), v);
-        }
-        self.db.apply_batch(batch).expect("apply");
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(tx).expect("flusher");
-        Box::pin(async move { rx.await.expect("flusher") })
-    }
-    fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Relaxed)
-    }
 }
 
 /// Bytes this process has caused to be written to storage so far.
@@ -318,15 +274,14 @@ fn main() {
         secs,
     )];
     for &n in &writers {
-        for name in ["contrail (fjall)", "redb", "sled (previous path)"] {
+        for name in ["contrail (fjall)", "redb"] {
             let dir = tempfile::tempdir_in(&base).expect("dir");
             let run = rt.block_on(async {
                 let engine: Arc<dyn Engine> = match name {
                     "contrail (fjall)" => {
                         Arc::new(Contrail(Store::open(dir.path()).expect("store")))
                     }
-                    "redb" => Arc::new(redb(dir.path())),
-                    _ => Arc::new(sled(dir.path())),
+                    _ => Arc::new(redb(dir.path())),
                 };
                 measure(name, engine, n, secs).await
             });

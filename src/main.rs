@@ -25,13 +25,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a data directory written by an earlier Contrail (on sled) to the current store,
-    /// in place; the original is kept as DIR.sled-backup. The node must not be running.
-    Migrate {
-        /// The sled data directory (the old `storage.path`).
-        #[arg(long = "from-sled", value_name = "DIR")]
-        from_sled: PathBuf,
-    },
     /// Run a node until SIGTERM or Ctrl-C.
     Serve {
         /// The configuration file; CONTRAIL__SECTION__KEY variables override it.
@@ -43,17 +36,6 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Migrate { from_sled } => {
-            let done = contrail::persistence::migrate::from_sled(&from_sled)
-                .with_context(|| format!("migrating {}", from_sled.display()))?;
-            println!(
-                "converted {} records in {}; the sled original is at {}",
-                done.records,
-                from_sled.display(),
-                done.backup.display()
-            );
-            Ok(())
-        }
         Command::Serve { config } => {
             // Everything the node creates (the store's files, logs written beside it) is for
             // its own user only: the data holds password hashes and personal data.

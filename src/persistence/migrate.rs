@@ -2,10 +2,12 @@
 //!
 //! sled 0.34 never fsyncs (an acknowledged write could be lost on power loss), has had no
 //! release since 2021 and calls itself beta, so Contrail no longer runs on it. A node refuses
-//! to start on a sled directory (rather than silently start empty beside it), and
-//! `contrail migrate --from-sled DIR` converts one: every record is copied as it is (same keys,
-//! same encoded values with their epochs) into a new store, the copy is verified and synced,
-//! and then the new store takes the directory's place while the original is kept beside it.
+//! to start on a sled directory (rather than silently start empty beside it) and names the
+//! converter, `tools/migrate-sled`: a separate program, so that sled and the unmaintained crates
+//! it brings stay out of the node's build. It reads the sled records and hands them to
+//! [`convert`], which copies every record as it is (same keys, same encoded values with their
+//! epochs) into a new store, verifies and syncs the copy, and then puts the new store in the
+//! directory's place while the original is kept beside it.
 
 use super::StoreError;
 use super::engine::Engine;
@@ -24,8 +26,9 @@ pub(crate) fn refuse_sled(path: &Path) -> Result<(), StoreError> {
     if is_sled_dir(path) {
         return Err(StoreError::Io(format!(
             "{dir} holds a sled database written by an earlier Contrail. sled never fsyncs, so \
-             Contrail no longer uses it. Convert it with `contrail migrate --from-sled {dir}` \
-             (the original is kept as {backup}), then start the node again.",
+             Contrail no longer uses it. Convert it with `cargo run --release --manifest-path \
+             tools/migrate-sled/Cargo.toml -- {dir}` (the original is kept as {backup}), then \
+             start the node again.",
             dir = path.display(),
             backup = backup_of(path).display(),
         )));
@@ -53,10 +56,20 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Converts the sled directory `dir` in place: afterwards `dir` is a store this build opens,
-/// with every record, and the sled original is at `dir.sled-backup`. Nothing is changed if
-/// any step fails (a half-written copy is removed); the node must not be running.
-pub fn from_sled(dir: &Path) -> Result<Migrated, StoreError> {
+/// One record of an old store as (key, value) bytes, or why it could not be read.
+pub type OldRecord = Result<(Vec<u8>, Vec<u8>), String>;
+
+/// The records of an old store, in key order, read twice: to copy them and to check the copy.
+pub trait OldStore {
+    /// Every record, in ascending key order.
+    fn records(&self) -> Box<dyn Iterator<Item = OldRecord> + '_>;
+}
+
+/// Converts the sled directory `dir`, whose records `old` reads, in place: afterwards `dir` is a
+/// store this build opens, with every record, and the sled original is at `dir.sled-backup`.
+/// Nothing is changed if any step fails (a half-written copy is removed); the node must not be
+/// running.
+pub fn convert(dir: &Path, old: &dyn OldStore) -> Result<Migrated, StoreError> {
     let io = |what: &str, e: std::io::Error| StoreError::Io(format!("{what}: {e}"));
     if !is_sled_dir(dir) {
         return Err(StoreError::Io(format!(
@@ -75,8 +88,7 @@ pub fn from_sled(dir: &Path) -> Result<Migrated, StoreError> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| io("removing an earlier attempt", e))?;
     }
-    let copied = copy(dir, &staging);
-    let records = match copied {
+    let records = match copy(old, &staging) {
         Ok(records) => records,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -96,21 +108,20 @@ pub fn from_sled(dir: &Path) -> Result<Migrated, StoreError> {
     Ok(Migrated { records, backup })
 }
 
-/// Copies every record of the sled database at `from` into a new store at `to`, synced, and
-/// checks the copy record by record.
-fn copy(from: &Path, to: &Path) -> Result<u64, StoreError> {
-    let sled_err = |e: sled::Error| StoreError::Io(format!("reading the sled database: {e}"));
-    let old = sled::Config::new().path(from).open().map_err(sled_err)?;
+/// Copies every record of `old` into a new store at `to`, synced, and checks the copy record
+/// by record.
+fn copy(old: &dyn OldStore, to: &Path) -> Result<u64, StoreError> {
+    let read_err = |e: String| StoreError::Io(format!("reading the old database: {e}"));
     let new = Engine::open(to, 64 << 20, false)?;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut records = 0u64;
-    for item in old.iter() {
-        let (k, v) = item.map_err(sled_err)?;
-        let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(&k).into_owned(),
+    for item in old.records() {
+        let (k, v) = item.map_err(read_err)?;
+        let key = String::from_utf8(k).map_err(|k| StoreError::Corrupt {
+            key: String::from_utf8_lossy(k.as_bytes()).into_owned(),
             reason: "key is not UTF-8".into(),
         })?;
-        chunk.push((key, Some(v.to_vec())));
+        chunk.push((key, Some(v)));
         records += 1;
         if chunk.len() == CHUNK {
             new.apply(std::mem::take(&mut chunk))?;
@@ -119,8 +130,8 @@ fn copy(from: &Path, to: &Path) -> Result<u64, StoreError> {
     new.apply(chunk)?;
     new.persist(true)?;
     let mut checked = 0u64;
-    for (item, copy) in old.iter().zip(new.scan("")) {
-        let (k, v) = item.map_err(sled_err)?;
+    for (item, copy) in old.records().zip(new.scan("")) {
+        let (k, v) = item.map_err(read_err)?;
         let (ck, cv) = copy?;
         if *k != *ck || *v != *cv {
             return Err(StoreError::Io(format!(

@@ -3,7 +3,7 @@
 
 mod helpers;
 
-use contrail_client::{Client, Error, Signup};
+use contrail_client::{Client, Error, NewOrder, Passenger, SegmentRequest, Signup};
 use helpers::*;
 use reqwest::StatusCode;
 use std::net::{IpAddr, Ipv4Addr};
@@ -673,4 +673,146 @@ async fn cross_origin_access_is_off_by_default_and_limited_to_the_allow_list() {
         header(&response, "access-control-allow-origin"),
         Some("https://app.example.com")
     );
+}
+
+/// Text logs keep one event per line: a seat name carrying a newline and a terminal escape,
+/// quoted back in the refusal that is logged, cannot start a forged line or colour the
+/// operator's terminal. Checked on the real binary's standard output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_input_cannot_forge_a_line_in_the_text_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("dir");
+    let port = binary::free_port();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_contrail"))
+        .args([
+            "serve",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
+        .env("CONTRAIL__STORAGE__PATH", dir.path().join("data"))
+        .env("CONTRAIL__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("CONTRAIL__AUTH__ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("CONTRAIL__AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("CONTRAIL__LOG__FORMAT", "text")
+        .env("RUST_LOG", "warn,contrail=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("contrail starts");
+    let stdout = node.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let app = client_of(&format!("http://127.0.0.1:{port}"));
+    let api = app.api();
+    let up = eventually(std::time::Duration::from_secs(60), || async {
+        api.health().await.is_ok()
+    })
+    .await;
+    assert!(up, "the node never answered");
+    let (_, customer) = app.customer().await;
+    let forged = "12A\n2026-01-01T00:00:00.000000Z ERROR forged: admin password is hunter2\x1b[2J";
+    let order = NewOrder {
+        segments: vec![SegmentRequest::named(
+            "flt_00000000000000000000000000000000",
+            &[forged],
+        )],
+        passengers: vec![Passenger { name: "Ada".into() }],
+    };
+    let refused = customer
+        .place_order(&order, None)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.status(), Some(StatusCode::BAD_REQUEST));
+    let _ = node.kill();
+    let _ = node.wait();
+    let lines = reader.join().expect("log reader");
+
+    let refusal: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("request refused"))
+        .collect();
+    assert_eq!(
+        refusal.len(),
+        1,
+        "the refusal is logged once, on one line: {lines:#?}"
+    );
+    assert!(
+        refusal[0].contains("\\n2026-01-01T00:00:00.000000Z ERROR forged")
+            && refusal[0].contains("\\u{1b}[2J"),
+        "the newline and the escape are written escaped: {}",
+        refusal[0]
+    );
+    let mentions = lines.iter().filter(|l| l.contains("forged")).count();
+    assert_eq!(mentions, 1, "{lines:#?}");
+    for line in &lines {
+        assert!(
+            !line.contains('\x1b'),
+            "a raw escape reached the log: {line:?}"
+        );
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit())
+                && !line.starts_with("2026-01-01T00:00:00.000000Z"),
+            "a line that is not an event of the node's own: {line:?}"
+        );
+    }
+}
+
+/// Malformed requests. What the HTTP parser (hyper, beneath warp) cannot parse — a bad
+/// `Content-Length`, a header line without a colon, a broken request line — gets hyper's bare
+/// 400 and a closed connection: no handler runs, nothing is applied, and the node keeps
+/// serving. Everything that parses, however odd its header values, gets the error JSON.
+#[tokio::test]
+async fn malformed_requests_get_a_400_and_change_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.node().http_addr();
+    let admin = app.admin_token().await;
+    let body = r#"{"code":"MAL","name":"M","city":"M","country":"M"}"#;
+    let unparsable = [
+        format!(
+            "POST /api/v1/airports HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\ncontent-type: application/json\r\ncontent-length: abc\r\n\r\n{body}"
+        ),
+        format!(
+            "POST /api/v1/airports HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\nno colon here\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        format!(
+            "POST /api/v1/airports HTTP/1.1 extra\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    ];
+    for request in unparsable {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut response),
+        )
+        .await;
+        assert!(read.is_ok(), "the connection was left hanging: {request:?}");
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 400"), "{request:?} -> {text}");
+    }
+    // A header value warp sees but we refuse: the error JSON.
+    let key = reqwest::header::HeaderValue::from_bytes(b"caf\xe9-key").expect("opaque bytes");
+    let r = app
+        .client
+        .post(format!("{}/api/v1/orders", app.base))
+        .bearer_auth(&admin)
+        .header("idempotency-key", key)
+        .json(&serde_json::json!({"segments": [], "passengers": []}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let error: serde_json::Value = r.json().await.expect("the error JSON");
+    assert_eq!(error["error"]["code"], "invalid_request");
+    // Nothing was applied, and the node still serves.
+    assert_eq!(app.api().airports().await.expect("airports"), vec![]);
 }

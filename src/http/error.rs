@@ -245,6 +245,11 @@ impl ApiError {
             }
             other => other.to_string(),
         };
+        if self.status().is_client_error() {
+            // The client's business, at DEBUG: what a developer of a client wants to see. The
+            // message may quote what the client sent; the text log escapes it (telemetry.rs).
+            tracing::debug!(code = self.code(), reason = %message, "request refused");
+        }
         let body = Body {
             error: Detail {
                 code: self.code(),
@@ -277,8 +282,6 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         ApiError::Forbidden(e.to_string())
     } else if rejection.is_not_found() {
         ApiError::NotFound
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         ApiError::InvalidRequest("the query string is malformed".into())
     } else if let Some(h) = rejection.find::<warp::reject::InvalidHeader>() {
@@ -292,6 +295,10 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         .is_some()
     {
         ApiError::UnsupportedMediaType
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // Last of warp's: a header or body rejection comes from the route whose path and
+        // method matched, and says more than the 405 of a sibling route with another method.
+        ApiError::MethodNotAllowed
     } else {
         ApiError::Internal(format!("unhandled rejection: {rejection:?}"))
     };

@@ -30,14 +30,31 @@ pub struct Metric {
     pub unit: Unit,
     /// The `# HELP` line.
     pub help: &'static str,
+    /// The series created at start (at 0, or an empty histogram), so that dashboards and alert
+    /// rules see them before the first event: the label sets known up front (`[]` for a metric
+    /// without labels). Labels known only where the metric is recorded (the route, an actor's
+    /// kind) are created there.
+    pub series: &'static [&'static [(&'static str, &'static str)]],
 }
 
-const fn metric(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
+/// One unlabeled series.
+const PLAIN: &[&[(&str, &str)]] = &[&[]];
+/// No series until recorded or created where its labels are known.
+const LATER: &[&[(&str, &str)]] = &[];
+
+const fn metric(
+    name: &'static str,
+    kind: Kind,
+    unit: Unit,
+    help: &'static str,
+    series: &'static [&'static [(&'static str, &'static str)]],
+) -> Metric {
     Metric {
         name,
         kind,
         unit,
         help,
+        series,
     }
 }
 
@@ -50,144 +67,199 @@ pub const METRICS: &[Metric] = &[
         Gauge,
         Unit::Count,
         "Always 1; the labels name the running version.",
+        LATER,
     ),
     metric(
         "contrail_http_requests_total",
         Counter,
         Unit::Count,
         "HTTP requests answered, by method, documented route (or `unmatched`) and status.",
+        LATER,
     ),
     metric(
         "contrail_http_request_duration_seconds",
         Histogram,
         Unit::Seconds,
         "Time from a request's arrival to its response, by method, route and status.",
+        LATER,
     ),
     metric(
         "contrail_bookings_attempted_total",
         Counter,
         Unit::Count,
         "Orders whose holds were requested from their flights.",
+        PLAIN,
     ),
     metric(
         "contrail_bookings_succeeded_total",
         Counter,
         Unit::Count,
         "Orders whose every segment was held.",
+        PLAIN,
     ),
     metric(
         "contrail_bookings_failed_total",
         Counter,
         Unit::Count,
         "Orders whose holds failed, by reason.",
+        &[
+            &[("reason", "seats_unavailable")],
+            &[("reason", "hold_limit")],
+            &[("reason", "invalid")],
+            &[("reason", "unavailable")],
+        ],
     ),
     metric(
         "contrail_bookings_refused_full_total",
         Counter,
         Unit::Count,
         "Bookings answered 409 at once because the cabin was known to be sold out.",
+        PLAIN,
     ),
     metric(
         "contrail_requests_shed_total",
         Counter,
         Unit::Count,
         "Bookings and payments refused with 503 because booking.max_in_flight were being worked on.",
+        PLAIN,
     ),
     metric(
         "contrail_holds_expired_total",
         Counter,
         Unit::Count,
         "Held seats returned to sale because their hold lapsed.",
+        PLAIN,
     ),
     metric(
         "contrail_orders_expired_total",
         Counter,
         Unit::Count,
         "Held orders that expired unpaid.",
+        PLAIN,
     ),
     metric(
         "contrail_payments_total",
         Counter,
         Unit::Count,
         "Charges asked of the payment simulator, by result.",
+        &[
+            &[("result", "approved")],
+            &[("result", "declined")],
+            &[("result", "timeout")],
+            &[("result", "refunded")],
+            &[("result", "failed")],
+        ],
     ),
     metric(
         "contrail_saga_step_seconds",
         Histogram,
         Unit::Seconds,
         "Duration of each step of the order saga, by step.",
+        &[
+            &[("step", "hold")],
+            &[("step", "compensate")],
+            &[("step", "confirm")],
+            &[("step", "release")],
+            &[("step", "void_tickets")],
+        ],
     ),
     metric(
         "contrail_notifications_total",
         Counter,
         Unit::Count,
         "Notifications recorded for customers, by kind.",
+        &[
+            &[("kind", "OrderConfirmed")],
+            &[("kind", "PaymentDeclined")],
+            &[("kind", "OrderExpired")],
+            &[("kind", "OrderCancelled")],
+            &[("kind", "FlightCancelled")],
+        ],
     ),
     metric(
         "contrail_webhook_deliveries_total",
         Counter,
         Unit::Count,
         "Webhook deliveries finished, by result.",
+        &[&[("result", "delivered")], &[("result", "gave_up")]],
     ),
     metric(
         "contrail_actor_restarts_total",
         Counter,
         Unit::Count,
         "Actors restarted by their supervisor after a failure, by kind.",
+        LATER,
     ),
     metric(
         "contrail_entity_actors_active",
         Gauge,
         Unit::Count,
         "Entity actors live on this node, by kind (the others are passivated on disk).",
+        &[
+            &[("kind", "flight")],
+            &[("kind", "order")],
+            &[("kind", "ticket")],
+        ],
     ),
     metric(
         "contrail_flight_actors_active",
         Gauge,
         Unit::Count,
         "Flight actors live on this node.",
+        PLAIN,
     ),
     metric(
         "contrail_storage_sync_seconds",
         Histogram,
         Unit::Seconds,
         "Time one group commit takes to make the journal durable (write and fdatasync).",
+        PLAIN,
     ),
     metric(
         "contrail_storage_sync_batch_size",
         Histogram,
         Unit::Count,
         "Writes made durable by one group commit.",
+        PLAIN,
     ),
     metric(
         "contrail_cluster_members_up",
         Gauge,
         Unit::Count,
         "Cluster members this node currently hears from, itself included.",
+        PLAIN,
     ),
     metric(
         "contrail_cluster_epoch",
         Gauge,
         Unit::Count,
         "The epoch of the membership view this node runs.",
+        PLAIN,
     ),
     metric(
         "contrail_cluster_forwards_total",
         Counter,
         Unit::Count,
         "Requests forwarded to the node owning their entity, by result.",
+        &[
+            &[("result", "ok")],
+            &[("result", "timeout")],
+            &[("result", "unreachable")],
+        ],
     ),
     metric(
         "contrail_cluster_remote_call_seconds",
         Histogram,
         Unit::Seconds,
         "Round trip of a request forwarded to another node.",
+        PLAIN,
     ),
     metric(
         "contrail_cluster_handoffs_total",
         Counter,
         Unit::Count,
         "Ownership handoffs between nodes, by result.",
+        &[&[("result", "committed")], &[("result", "aborted")]],
     ),
 ];
 
@@ -244,7 +316,8 @@ fn recorder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErr
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes))
 }
 
-/// Gives every metric its HELP line and unit, and sets the build-info gauge.
+/// Gives every metric its HELP line and unit, sets the build-info gauge, and creates the
+/// series known up front.
 fn describe() {
     for m in METRICS {
         match m.kind {
@@ -255,6 +328,20 @@ fn describe() {
     }
     metrics::gauge!("contrail_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics_process::Collector::default().describe();
+    for m in METRICS {
+        for labels in m.series {
+            let labels: Vec<metrics::Label> = labels
+                .iter()
+                .map(|&(k, v)| metrics::Label::new(k, v))
+                .collect();
+            // Registering the series is enough: the exporter shows it at 0 / empty.
+            match m.kind {
+                Kind::Counter => drop(metrics::counter!(m.name, labels)),
+                Kind::Gauge => drop(metrics::gauge!(m.name, labels)),
+                Kind::Histogram => drop(metrics::histogram!(m.name, labels)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,8 @@ impl Node {
 pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     settings.validate()?;
     let settings = Arc::new(settings);
+    // First, so that nothing recorded while starting (recovery, actors starting) is lost.
+    let metrics = Exporter::install()?;
     let (store, index, with_holds) = open_storage(&settings)?;
     let timeout = Duration::from_millis(settings.actors.call_timeout_ms);
     let (cluster, node_server) = open_cluster(&settings, &store, timeout).await?;
@@ -183,7 +185,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
             settings.auth.token_ttl_secs,
         ),
         limits: RateLimits::new(&settings.http),
-        metrics: Exporter::install()?,
+        metrics,
         ready: Arc::new(AtomicBool::new(false)),
     });
     let (http_addr, stop_http, server) = serve_http(&settings, &ctx)?;
@@ -510,6 +512,8 @@ async fn open_cluster(
     };
     let (Some(node), Some(listen), Some(cookie)) = (&c.node_id, &c.listen, &c.cookie) else {
         let cluster = Cluster::alone(store.clone(), call_timeout)?;
+        // A node alone is a cluster of one that hears from itself.
+        metrics::gauge!("contrail_cluster_members_up").set(1.0);
         return Ok((cluster, None));
     };
     let addr: SocketAddr = listen

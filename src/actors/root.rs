@@ -130,6 +130,8 @@ impl RootSupervisor {
             Ok(cell) => {
                 child.cell = Some(cell);
                 tracing::info!(actor = child.name, "started");
+                // The series exists (at 0) before the first restart, for dashboards and alerts.
+                drop(metrics::counter!("contrail_actor_restarts_total", "kind" => child.name));
                 true
             }
             Err(e) => {

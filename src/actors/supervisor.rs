@@ -138,6 +138,8 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         _: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
+        // The series exists (at 0) before the first restart, for dashboards and alerts.
+        drop(metrics::counter!("contrail_actor_restarts_total", "kind" => E::KIND));
         Ok(SupervisorState::default())
     }
 

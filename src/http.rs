@@ -79,6 +79,11 @@ pub fn routes(
     };
     let served = served.recover(error::recover).unify();
     warp::path::full()
+        .and(
+            warp::header::optional::<String>("x-request-id")
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .and(served)
         .map(finish)
         .with(warp::log::custom(telemetry::record))
@@ -106,13 +111,21 @@ fn cors_policy(origins: &[String]) -> Option<warp::cors::Builder> {
     )
 }
 
-/// Headers every response carries: `nosniff` (a JSON body is never sniffed into HTML), and
+/// Headers every response carries: its request's `X-Request-Id` (the client's, or the one
+/// made for it, as in the logs), `nosniff` (a JSON body is never sniffed into HTML), and
 /// `no-store` on the API (tokens and personal data stay out of caches); a 405 names the
 /// methods the path does serve (RFC 9110 §15.5.6).
-fn finish(path: warp::path::FullPath, mut response: Response) -> Response {
+fn finish(
+    path: warp::path::FullPath,
+    client_id: Option<String>,
+    mut response: Response,
+) -> Response {
     use warp::http::HeaderValue;
     use warp::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
     let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&telemetry::request_id(client_id.as_deref())) {
+        headers.insert("x-request-id", id);
+    }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if path.as_str().starts_with("/api/") {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -177,3 +177,45 @@ async fn every_documented_response_is_described_and_every_error_has_the_error_sc
         }
     }
 }
+
+/// Every response names its request: the client's `X-Request-Id` when well-formed, else a new
+/// id (the one the request's log lines carry), different for every request; errors too.
+#[tokio::test]
+async fn every_response_echoes_or_assigns_a_request_id() {
+    let app = spawn_app().await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let get = |path: &str, id: Option<&str>| {
+        let mut request = app.client.get(format!("{}{path}", app.base));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let echoed = get("/healthz", Some("client-trace-42"))
+        .await
+        .expect("sent");
+    assert_eq!(id_of(&echoed).as_deref(), Some("client-trace-42"));
+    let refused = get("/api/v1/orders", Some("client-trace-43"))
+        .await
+        .expect("sent");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(id_of(&refused).as_deref(), Some("client-trace-43"));
+    // No id, or one that could not go into a log line or a header as it is: a new one each time.
+    let first = id_of(&get("/healthz", None).await.expect("sent")).expect("an id");
+    let second = id_of(
+        &get("/nowhere", Some("has spaces in it"))
+            .await
+            .expect("sent"),
+    )
+    .expect("an id");
+    assert!(
+        first.starts_with("req_") && second.starts_with("req_"),
+        "{first} {second}"
+    );
+    assert_ne!(first, second);
+}

@@ -3,20 +3,58 @@
 use super::templates;
 use crate::domain::ids::UserId;
 use tracing::Span;
+use tracing_subscriber::Registry;
+use tracing_subscriber::registry::LookupSpan;
 use warp::log::Info as LogInfo;
 use warp::trace::Info as TraceInfo;
 
 /// The span every request runs in. A well-formed client `X-Request-Id` is kept; otherwise a
-/// new id is made.
+/// new id is made. The id is also kept with the span, for the response (see [`request_id`]).
 pub(super) fn span(info: TraceInfo<'_>) -> Span {
     let request_id = info
         .request_headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| well_formed(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| UserId::generate().as_str().replacen("usr_", "req_", 1));
-    tracing::info_span!("request", %request_id, method = templates::method_label(info.method()), route = templates::route_label(info.path()))
+        .unwrap_or_else(new_request_id);
+    let span = tracing::info_span!("request", %request_id, method = templates::method_label(info.method()), route = templates::route_label(info.path()));
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(span) = dispatch
+            .downcast_ref::<Registry>()
+            .and_then(|registry| registry.span(id))
+        {
+            span.extensions_mut().insert(RequestId(request_id));
+        }
+    });
+    span
+}
+
+/// The id of the request being served: the one its span carries, or (when the log filter
+/// leaves request spans out) the client's well-formed one, or a new one.
+pub(super) fn request_id(client: Option<&str>) -> String {
+    let kept = Span::current()
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<Registry>()?;
+            let span = registry.span(id)?;
+            let kept = span.extensions().get::<RequestId>().map(|r| r.0.clone());
+            kept
+        })
+        .flatten();
+    kept.or_else(|| client.filter(|v| well_formed(v)).map(str::to_owned))
+        .unwrap_or_else(new_request_id)
+}
+
+/// A request id as kept with its span.
+struct RequestId(String);
+
+/// Client ids are echoed into headers and logs: 1 to 64 visible ASCII characters.
+fn well_formed(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn new_request_id() -> String {
+    UserId::generate().as_str().replacen("usr_", "req_", 1)
 }
 
 /// Counts the request and records its latency by method, route and status.

@@ -37,8 +37,7 @@ pub(super) fn request_id(client: Option<&str>) -> String {
         .with_subscriber(|(id, dispatch)| {
             let registry = dispatch.downcast_ref::<Registry>()?;
             let span = registry.span(id)?;
-            let kept = span.extensions().get::<RequestId>().map(|r| r.0.clone());
-            kept
+            span.extensions().get::<RequestId>().map(|r| r.0.clone())
         })
         .flatten();
     kept.or_else(|| client.filter(|v| well_formed(v)).map(str::to_owned))

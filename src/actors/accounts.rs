@@ -82,14 +82,14 @@ impl AccountChange {
             }
             AccountChange::Password(hash) => {
                 user.password_hash = hash;
-                user.tokens_not_before = Utc::now().timestamp();
+                user.tokens_not_before = Utc::now().timestamp_millis();
             }
             AccountChange::Disabled(disabled) => user.disabled = disabled,
             AccountChange::Admin(hash) => {
                 user.roles.insert(Role::Admin);
                 user.password_hash = hash;
                 user.disabled = false;
-                user.tokens_not_before = Utc::now().timestamp();
+                user.tokens_not_before = Utc::now().timestamp_millis();
             }
         }
     }

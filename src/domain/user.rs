@@ -159,14 +159,26 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// Set by an admin: the account can neither sign in nor use a token it already holds.
     pub disabled: bool,
-    /// Tokens issued before this (seconds since the epoch) are refused; moved forward when the
-    /// password changes.
+    /// Tokens issued before this are refused; moved forward when the password changes. In
+    /// milliseconds since the epoch (records written before held seconds: read it through
+    /// [`User::tokens_not_before_ms`]).
     pub tokens_not_before: i64,
     /// An airline account's carrier: it manages the flights whose number starts with it.
     pub carrier: Option<Carrier>,
 }
 
 impl User {
+    /// [`User::tokens_not_before`] in milliseconds. Records written before it moved to
+    /// milliseconds hold seconds: any value below 10^11 (the year 5138 in seconds, March 1973
+    /// in milliseconds) is seconds.
+    pub fn tokens_not_before_ms(&self) -> i64 {
+        if self.tokens_not_before < 100_000_000_000 {
+            self.tokens_not_before.saturating_mul(1000)
+        } else {
+            self.tokens_not_before
+        }
+    }
+
     /// Whether the user has `role`, or is an admin (who may do everything).
     pub fn may(&self, role: Role) -> bool {
         self.roles.contains(&role) || self.roles.contains(&Role::Admin)
@@ -243,6 +255,26 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn revocation_times_in_seconds_and_in_milliseconds_both_read_as_milliseconds() {
+        let mut user = User {
+            id: UserId::generate(),
+            email: Email::parse("ada@example.com").expect("email"),
+            name: "Ada".into(),
+            roles: BTreeSet::new(),
+            password_hash: String::new(),
+            created_at: Utc::now(),
+            disabled: false,
+            tokens_not_before: 1_764_522_000,
+            carrier: None,
+        };
+        assert_eq!(user.tokens_not_before_ms(), 1_764_522_000_000);
+        user.tokens_not_before = 1_764_522_000_123;
+        assert_eq!(user.tokens_not_before_ms(), 1_764_522_000_123);
+        user.tokens_not_before = 0;
+        assert_eq!(user.tokens_not_before_ms(), 0);
     }
 
     #[test]

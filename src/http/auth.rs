@@ -31,6 +31,10 @@ pub struct Claims {
     pub aud: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
+    /// Issued at, in milliseconds (ours; `iat` is whole seconds): a token made in the same
+    /// second as a password change, but before it, is still refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
     /// Roles when issued (informational: authorization uses the stored roles).
@@ -58,9 +62,9 @@ pub struct TokenKeys {
 pub struct Verified {
     /// Its subject.
     pub user: UserId,
-    /// When it was issued (seconds since the epoch): tokens issued before the account's
-    /// password change or disabling are refused.
-    pub issued_at: i64,
+    /// When it was issued (milliseconds since the epoch): tokens issued before the account's
+    /// password changed are refused.
+    pub issued_at_ms: i64,
 }
 
 impl TokenKeys {
@@ -87,12 +91,14 @@ impl TokenKeys {
 
     /// A token for `user`.
     pub fn issue(&self, user: &User) -> Result<String, ApiError> {
-        let now = chrono::Utc::now().timestamp();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = now_ms.div_euclid(1000);
         let claims = Claims {
             sub: user.id.to_string(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
+            iat_ms: Some(now_ms),
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
             roles: user.roles.iter().copied().collect(),
         };
@@ -124,7 +130,11 @@ impl TokenKeys {
         }
         let verified = Verified {
             user,
-            issued_at: claims.iat,
+            // Milliseconds only when they agree with the signed `iat`.
+            issued_at_ms: claims
+                .iat_ms
+                .filter(|ms| ms.div_euclid(1000) == claims.iat)
+                .unwrap_or(claims.iat.saturating_mul(1000)),
         };
         let mut cache = self.cache();
         if cache.len() >= VERIFIED_CACHE {
@@ -193,7 +203,7 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
             if user.disabled {
                 return Err(ApiError::Unauthorized("this account has been disabled".into()).into());
             }
-            if token.issued_at < user.tokens_not_before {
+            if token.issued_at_ms < user.tokens_not_before_ms() {
                 return Err(ApiError::Unauthorized(
                     "the password changed after this token was issued; sign in again".into(),
                 )
@@ -243,6 +253,7 @@ mod tests {
                 iss: ISSUER.into(),
                 aud: AUDIENCE.into(),
                 iat: chrono::Utc::now().timestamp(),
+                iat_ms: None,
                 exp,
                 roles: vec![],
             };

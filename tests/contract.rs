@@ -64,8 +64,11 @@ fn run_setup(program: &str, args: &[&str]) {
 
 /// Runs a tool to completion within [`RUN_LIMIT`]; its exit status and everything it printed.
 async fn run(tool: &Path, args: &[&str]) -> (bool, String) {
+    // In a directory of its own: schemathesis keeps a cache in its working directory.
+    let workdir = tempfile::tempdir().expect("a working directory");
     let child = tokio::process::Command::new(tool)
         .args(args)
+        .current_dir(workdir.path())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

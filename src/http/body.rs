@@ -119,12 +119,10 @@ mod tests {
 
     #[test]
     fn whole_floats_become_integers_and_nothing_else_changes() {
-        let out = whole_numbers(br#"{"a": 973.0, "b": [1.5, -2.0], "c": "7.0", "d": 1e3}"#);
-        let out: serde_json::Value = serde_json::from_slice(&out.expect("changed")).expect("json");
-        assert_eq!(
-            out,
-            serde_json::json!({"a": 973, "b": [1.5, -2], "c": "7.0", "d": 1000})
-        );
+        let out = whole_numbers(br#"{"a": 973.0, "b": [1.5, -2.0], "c": "7.0", "d": 1e3}"#)
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        let want = serde_json::json!({"a": 973, "b": [1.5, -2], "c": "7.0", "d": 1000});
+        assert_eq!(out, Some(want));
         assert!(
             whole_numbers(br#"{"a": 1, "b": 2.5}"#).is_none(),
             "nothing to change"

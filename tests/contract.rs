@@ -11,7 +11,7 @@
 
 mod helpers;
 
-use helpers::spawn_app_with;
+use helpers::{book, spawn_app_with};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -63,12 +63,13 @@ fn run_setup(program: &str, args: &[&str]) {
 }
 
 /// Runs a tool to completion within [`RUN_LIMIT`]; its exit status and everything it printed.
-async fn run(tool: &Path, args: &[&str]) -> (bool, String) {
+async fn run(tool: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     // In a directory of its own: schemathesis keeps a cache in its working directory.
     let workdir = tempfile::tempdir().expect("a working directory");
     let child = tokio::process::Command::new(tool)
         .args(args)
         .current_dir(workdir.path())
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -99,6 +100,7 @@ async fn the_openapi_document_validates() {
     let (ok, report) = run(
         &tools.join("openapi-spec-validator"),
         &[&file.to_string_lossy()],
+        &[],
     )
     .await;
     assert!(ok, "openapi-spec-validator refused the document:\n{report}");
@@ -117,6 +119,24 @@ async fn schemathesis_finds_no_mismatch_between_the_document_and_the_node() {
     })
     .await;
     let token = app.admin_token().await;
+    // Real records for the operations on one entity (tests/schemathesis.toml names them by
+    // these variables), so that their cases reach past the 404 of an unknown id: a flight, a
+    // customer, a paid order with its ticket and a held order.
+    let (_, flight) = app.one_flight(10, "ABCD").await;
+    let (customer_id, customer) = app.customer().await;
+    let paid = book(&customer, &[&flight], 1).await;
+    let paid = customer
+        .pay(&paid.id, "tok_visa", None)
+        .await
+        .expect("paid");
+    let held = book(&customer, &[&flight], 1).await;
+    let ticket = paid.tickets[0].id.clone();
+    let records = [
+        ("CONTRAIL_FLIGHT", flight.as_str()),
+        ("CONTRAIL_USER", customer_id.as_str()),
+        ("CONTRAIL_ORDER", held.id.as_str()),
+        ("CONTRAIL_TICKET", ticket.as_str()),
+    ];
     let schema = format!("{}/openapi.json", app.base);
     let config = repo().join("tests").join("schemathesis.toml");
     let report = app.dir.path().join("schemathesis");
@@ -146,6 +166,7 @@ async fn schemathesis_finds_no_mismatch_between_the_document_and_the_node() {
             &report.to_string_lossy(),
             "--no-color",
         ],
+        &records,
     )
     .await;
     assert!(ok, "schemathesis found mismatches (seed {seed}):\n{output}");

@@ -397,7 +397,7 @@ async fn get(id: String, user: User, ctx: Ctx) -> Handled {
         (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
 async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {
     let order = owned(&ctx, &user, &id).await?;
-    if req.payment_token.is_empty() || req.payment_token.len() > 128 {
+    if req.payment_token.is_empty() || req.payment_token.chars().count() > 128 {
         return Err(ApiError::from(ValidationError::new(
             "payment_token",
             "must be 1 to 128 characters",

@@ -257,7 +257,7 @@ impl Aircraft {
     ) -> Result<Self, ValidationError> {
         Ok(Self {
             id: AircraftId::generate(),
-            model: super::airport::text("model", model, 50)?,
+            model: super::airport::text("model", model, super::airport::MAX_MODEL_CHARS)?,
             layout: Layout::new(cabins)?,
         })
     }

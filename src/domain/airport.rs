@@ -68,12 +68,17 @@ impl Airport {
     pub fn new(code: &str, name: &str, city: &str, country: &str) -> Result<Self, ValidationError> {
         Ok(Self {
             code: AirportCode::parse(code)?,
-            name: text("name", name, 100)?,
-            city: text("city", city, 100)?,
-            country: text("country", country, 100)?,
+            name: text("name", name, MAX_TEXT_CHARS)?,
+            city: text("city", city, MAX_TEXT_CHARS)?,
+            country: text("country", country, MAX_TEXT_CHARS)?,
         })
     }
 }
+
+/// The longest name, city or country accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 100;
+/// The longest aircraft model accepted, in characters.
+pub const MAX_MODEL_CHARS: usize = 50;
 
 /// A non-empty piece of text of at most `max` characters, without control characters,
 /// returned trimmed. The limits apply to the text as sent (surrounding spaces included), so

@@ -10,7 +10,7 @@
 
 use super::ValidationError;
 use super::aircraft::SeatName;
-use super::airport::text;
+use super::airport::{MAX_TEXT_CHARS, text};
 use super::flight::Currency;
 use super::ids::{FlightId, OrderId, UserId};
 use super::seat_map::SeatRequest;
@@ -268,7 +268,8 @@ pub fn validate_request(
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            text(&format!("passengers[{i}].name"), name, 100).map(|name| Passenger { name })
+            text(&format!("passengers[{i}].name"), name, MAX_TEXT_CHARS)
+                .map(|name| Passenger { name })
         })
         .collect()
 }

@@ -127,7 +127,7 @@ impl fmt::Debug for Password {
 
 /// A person's display name.
 pub fn parse_name(raw: &str) -> Result<String, ValidationError> {
-    text("name", raw, 100)
+    text("name", raw, super::airport::MAX_TEXT_CHARS)
 }
 
 /// A non-empty set of roles.

@@ -2,6 +2,7 @@
 
 use super::auth::with_role;
 use super::error::ApiError;
+use super::openapi::ModelText;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::domain::aircraft::{Aircraft, Cabin};
 use crate::domain::user::{Role, User};
@@ -30,10 +31,7 @@ pub(super) struct CabinRequest {
     {"cabin": "business", "rows": [1, 3], "seats": "ACDF"},
     {"cabin": "economy", "rows": [4, 30], "seats": "ABCDEF"}]}))]
 pub(super) struct AircraftRequest {
-    #[schema(
-        max_length = 50,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = ModelText)]
     model: String,
     /// 1 to 4 cabins, each cabin at most once, at most 1 000 seats in all.
     #[schema(min_items = 1, max_items = 4)]

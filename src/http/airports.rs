@@ -2,6 +2,7 @@
 
 use super::auth::with_role;
 use super::error::ApiError;
+use super::openapi::Text;
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::domain::airport::Airport;
 use crate::domain::user::{Role, User};
@@ -18,20 +19,11 @@ pub(super) struct AirportRequest {
     /// Three uppercase letters (IATA).
     #[schema(pattern = r"^[A-Z]{3}$")]
     code: String,
-    #[schema(
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Text)]
     name: String,
-    #[schema(
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Text)]
     city: String,
-    #[schema(
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Text)]
     country: String,
 }
 

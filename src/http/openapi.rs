@@ -164,6 +164,44 @@ impl utoipa::PartialSchema for FareCents {
 
 impl ToSchema for FareCents {}
 
+/// What `domain::airport::text` accepts, as a pattern: at least one character that is not a
+/// space, and no control characters.
+const TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+fn text_schema(max: usize) -> RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(max))
+        .pattern(Some(TEXT_PATTERN))
+        .description(Some(
+            "Not all spaces, no control characters; surrounding spaces are trimmed when stored.",
+        ))
+        .into()
+}
+
+/// A name, city or country: 1 to `MAX_TEXT_CHARS` characters as sent.
+pub(super) struct Text;
+
+impl utoipa::PartialSchema for Text {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        text_schema(crate::domain::airport::MAX_TEXT_CHARS)
+    }
+}
+
+impl ToSchema for Text {}
+
+/// An aircraft model: 1 to `MAX_MODEL_CHARS` characters as sent.
+pub(super) struct ModelText;
+
+impl utoipa::PartialSchema for ModelText {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        text_schema(crate::domain::airport::MAX_MODEL_CHARS)
+    }
+}
+
+impl ToSchema for ModelText {}
+
 /// A seat name as text: a row from 1 to `MAX_ROW` (999) and an uppercase letter, e.g. `12A`.
 pub(super) struct SeatNameText;
 

@@ -3,7 +3,7 @@
 
 use super::auth::caller;
 use super::error::ApiError;
-use super::openapi::SeatNameText;
+use super::openapi::{SeatNameText, Text};
 use super::{Ctx, Handled, Response, body, json, with};
 use crate::actors::notification::NotificationKind;
 use crate::actors::order::OrderCommand;
@@ -43,10 +43,7 @@ pub(super) struct SegmentRequest {
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PassengerRequest {
-    #[schema(
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(value_type = Text)]
     name: String,
 }
 

@@ -162,13 +162,31 @@ fn actor_group(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, stor
                                         expires_at: until,
                                     };
                                     let held = flight
-                                        .call(|p| FlightMessage::Command(hold, p), None)
+                                        .call(
+                                            |p| {
+                                                FlightMessage::Command(
+                                                    hold,
+                                                    p,
+                                                    tracing::Span::none(),
+                                                )
+                                            },
+                                            None,
+                                        )
                                         .await
                                         .expect("delivered");
                                     black_box(held);
                                     let release = FlightCommand::Release { order };
                                     flight
-                                        .call(|p| FlightMessage::Command(release, p), None)
+                                        .call(
+                                            |p| {
+                                                FlightMessage::Command(
+                                                    release,
+                                                    p,
+                                                    tracing::Span::none(),
+                                                )
+                                            },
+                                            None,
+                                        )
                                         .await
                                         .expect("delivered")
                                 }

@@ -105,14 +105,15 @@ fn cors_policy(origins: &[String]) -> Option<warp::cors::Builder> {
                 "content-type",
                 "idempotency-key",
                 "x-request-id",
+                "traceparent",
             ])
-            .expose_headers(["retry-after", "location", "x-request-id"])
+            .expose_headers(["retry-after", "location", "x-request-id", "traceparent"])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
 
 /// Headers every response carries: its request's `X-Request-Id` (the client's, or the one
-/// made for it, as in the logs), `nosniff` (a JSON body is never sniffed into HTML), and
+/// made for it, as in the logs), its `traceparent` when traces are on, `nosniff` (a JSON body is never sniffed into HTML), and
 /// `no-store` on the API (tokens and personal data stay out of caches); a 405 names the
 /// methods the path does serve (RFC 9110 §15.5.6).
 fn finish(
@@ -125,6 +126,11 @@ fn finish(
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&telemetry::request_id(client_id.as_deref())) {
         headers.insert("x-request-id", id);
+    }
+    if let Some(parent) = crate::telemetry::traceparent(&tracing::Span::current())
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
+        headers.insert(crate::telemetry::TRACEPARENT, parent);
     }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if path.as_str().starts_with("/api/") {

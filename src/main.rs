@@ -42,7 +42,11 @@ async fn main() -> anyhow::Result<()> {
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
             let settings = Settings::load(Some(&config))
                 .with_context(|| format!("loading {}", config.display()))?;
-            contrail::telemetry::init(&settings.log);
+            let telemetry = contrail::telemetry::init(
+                &settings.log,
+                &settings.telemetry,
+                settings.service_name(),
+            )?;
             if settings.mode == contrail::settings::Mode::Development {
                 tracing::warn!(
                     "development mode: the secrets published in this repository are accepted; never expose this node"
@@ -50,7 +54,10 @@ async fn main() -> anyhow::Result<()> {
             }
             let node = contrail::startup::start(settings).await?;
             shutdown_signal().await?;
-            node.shutdown().await
+            let stopped = node.shutdown().await;
+            // The exporter's flush blocks (on its own thread): not on a runtime worker.
+            tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+            stopped
         }
     }
 }

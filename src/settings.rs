@@ -101,6 +101,8 @@ pub struct Settings {
     pub actors: ActorSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Distributed traces.
+    pub telemetry: TelemetrySettings,
 }
 
 /// `[http]`
@@ -336,7 +338,44 @@ impl Default for LogSettings {
     }
 }
 
+/// Default share of new traces that are recorded and exported.
+pub const DEFAULT_SAMPLING_RATIO: f64 = 1.0;
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`; spans go to
+    /// `…/v1/traces`). None (the default): no traces leave the node.
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces started here that are recorded, 0.0 to 1.0. A request that arrives
+    /// with a `traceparent` follows its caller's decision.
+    pub sampling_ratio: f64,
+    /// The `service.name` of the node's spans; by default the cluster node id, or `contrail`.
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sampling_ratio: DEFAULT_SAMPLING_RATIO,
+            service_name: None,
+        }
+    }
+}
+
 impl Settings {
+    /// The name this node's spans carry: `telemetry.service_name`, else the cluster node id,
+    /// else `contrail`.
+    pub fn service_name(&self) -> &str {
+        self.telemetry
+            .service_name
+            .as_deref()
+            .or(self.cluster.node_id.as_deref())
+            .unwrap_or("contrail")
+    }
+
     /// Loads `path` (if given), applies `CONTRAIL__SECTION__KEY` overrides, and validates.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder();
@@ -416,6 +455,19 @@ impl Settings {
         }
         if !(1..=1_000_000).contains(&self.booking.max_in_flight) {
             bail!("booking.max_in_flight must be between 1 and 1000000");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            bail!("telemetry.sampling_ratio must be between 0.0 and 1.0");
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let ok = endpoint.parse::<warp::http::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+            });
+            if !ok {
+                bail!(
+                    "telemetry.otlp_endpoint: {endpoint:?} is not a URL such as http://127.0.0.1:4318"
+                );
+            }
         }
         if !(0.0..=1.0).contains(&self.payments.decline_rate) {
             bail!("payments.decline_rate must be between 0.0 and 1.0");
@@ -526,6 +578,39 @@ mod tests {
         assert!(admin("boss@example.com", "operator-password"));
         assert!(!admin("not-an-email", "operator-password"));
         assert!(!admin("boss@example.com", "short"));
+    }
+
+    #[test]
+    fn the_trace_exporter_is_checked_and_named_after_the_node() {
+        let endpoint = |url: &str| {
+            let url = url.to_owned();
+            accepts(|s| s.telemetry.otlp_endpoint = Some(url))
+        };
+        assert!(endpoint("http://127.0.0.1:4318"));
+        assert!(endpoint("https://collector.example.com/otlp"));
+        assert!(!endpoint("127.0.0.1:4318"));
+        assert!(!endpoint("ftp://collector"));
+        assert!(!endpoint("http://"));
+        for (ratio, ok) in [
+            (0.0, true),
+            (0.25, true),
+            (1.0, true),
+            (-0.1, false),
+            (1.5, false),
+        ] {
+            assert_eq!(
+                accepts(|s| s.telemetry.sampling_ratio = ratio),
+                ok,
+                "{ratio}"
+            );
+        }
+        assert!(!accepts(|s| s.telemetry.sampling_ratio = f64::NAN));
+        let mut s = valid();
+        assert_eq!(s.service_name(), "contrail");
+        s.cluster.node_id = Some("node-b".into());
+        assert_eq!(s.service_name(), "node-b");
+        s.telemetry.service_name = Some("booking-eu".into());
+        assert_eq!(s.service_name(), "booking-eu");
     }
 
     #[test]

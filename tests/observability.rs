@@ -166,3 +166,289 @@ async fn every_metric_the_rules_and_the_dashboard_name_is_exported_from_the_star
         "named in ops/ but not on /metrics: {missing:#?}\n/metrics:\n{exposition}"
     );
 }
+
+/// One span as an OTLP collector received it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    trace: String,
+    id: String,
+    parent: String,
+    name: String,
+    start: u64,
+    attributes: BTreeMap<String, String>,
+}
+
+/// An OTLP/HTTP trace receiver on 127.0.0.1: decodes every export (protobuf) into spans.
+async fn otlp_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+    use warp::Filter;
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+    let store = spans.clone();
+    let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+        .as_ref()
+        .and_then(|v| v.value.as_ref())
+    {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let route = warp::post()
+        .and(warp::path!("v1" / "traces"))
+        .and(warp::body::bytes())
+        .map(move |body: bytes::Bytes| {
+            let export = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+            let mut received = store.lock().expect("spans");
+            for resource in export.resource_spans {
+                let service = resource
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|kv| kv.key == "service.name")
+                    .map(|kv| text(&kv.value))
+                    .unwrap_or_default();
+                for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                    received.push(Received {
+                        service: service.clone(),
+                        trace: hex(&span.trace_id),
+                        id: hex(&span.span_id),
+                        parent: hex(&span.parent_span_id),
+                        name: span.name,
+                        start: span.start_time_unix_nano,
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(&kv.value)))
+                            .collect(),
+                    });
+                }
+            }
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (addr, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The spans of one trace, once `done` holds for them (bounded wait).
+async fn trace_of(
+    spans: &std::sync::Mutex<Vec<Received>>,
+    trace: &str,
+    done: impl Fn(&[Received]) -> bool,
+) -> Vec<Received> {
+    let of_trace = || -> Vec<Received> {
+        let all = spans.lock().expect("spans");
+        all.iter().filter(|s| s.trace == trace).cloned().collect()
+    };
+    helpers::eventually(std::time::Duration::from_secs(30), || async {
+        done(&of_trace())
+    })
+    .await;
+    of_trace()
+}
+
+/// The span `span`'s ancestors, nearest first, up to a span whose parent is not in `trace`.
+fn ancestors<'a>(trace: &'a [Received], span: &'a Received) -> Vec<&'a Received> {
+    let mut out = Vec::new();
+    let mut at = span;
+    while let Some(parent) = trace.iter().find(|s| s.id == at.parent) {
+        assert!(out.len() < trace.len(), "a cycle in the trace");
+        // A child starts no earlier than its parent (both nodes share this machine's clock).
+        assert!(
+            parent.start <= at.start,
+            "{parent:?} starts after its child {at:?}"
+        );
+        out.push(parent);
+        at = parent;
+    }
+    out
+}
+
+fn names(spans: &[&Received]) -> Vec<String> {
+    spans
+        .iter()
+        .map(|s| format!("{}:{}", s.service, s.name))
+        .collect()
+}
+
+/// A booking made through node-a, whose customer's orders live on node-a and whose flight
+/// lives on node-b, is one trace: node-a's request span (the child of the client's
+/// `traceparent`, carrying the request id) → the order's saga → the flight's hold on node-b
+/// (through the node-to-node call) → node-b's durable write. Paying for it is another trace
+/// that reaches node-b (the seats are confirmed there) and records the charge, the tickets and
+/// the notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
+    use contrail::domain::ids::UserId;
+    use helpers::cluster::{cluster_with, flights_owned_by, owner_of};
+    use reqwest::Method;
+
+    let (collector, spans) = otlp_receiver().await;
+    let endpoint = format!("http://{collector}");
+    let env = [
+        ("CONTRAIL__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let root = tempfile::tempdir().expect("dir");
+    let names_of_nodes = ["node-a", "node-b"];
+    let nodes = cluster_with(root.path(), &names_of_nodes, &env).await;
+    let a = &nodes[0].app;
+    let admin = a.admin().await;
+    helpers::airport(&admin, "DEL").await;
+    helpers::airport(&admin, "BOM").await;
+    let craft = helpers::aircraft(&admin, 5, "AB").await;
+    let flights = flights_owned_by(&admin, &craft, &names_of_nodes, &["node-b"]).await;
+    let flight = &flights["node-b"];
+    let mut customer = None;
+    for _ in 0..40 {
+        let (id, client) = a.customer().await;
+        if owner_of(&id, &names_of_nodes) == "node-a" {
+            assert!(UserId::parse(&id).is_some());
+            customer = Some(client);
+            break;
+        }
+    }
+    let customer = customer.expect("a customer whose orders live on node-a");
+
+    // The client's own trace and span: the node continues it.
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let client_span = "00f067aa0ba902b7";
+    let booked = customer
+        .request(Method::POST, "/api/v1/orders")
+        .header("traceparent", format!("00-{trace}-{client_span}-01"))
+        .header("x-request-id", "trace-test-booking")
+        .json(&helpers::economy(&[flight], 1))
+        .send()
+        .await
+        .expect("booking answered");
+    assert_eq!(booked.status(), reqwest::StatusCode::CREATED);
+    let returned = booked.headers()["traceparent"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        returned.starts_with(&format!("00-{trace}-")) && !returned.contains(client_span),
+        "the response names the node's span of the client's trace: {returned}"
+    );
+    assert_eq!(booked.headers()["x-request-id"], "trace-test-booking");
+    let order: serde_json::Value = booked.json().await.expect("order");
+    // A malformed traceparent is no error: the node starts a trace of its own.
+    let odd = customer
+        .request(Method::GET, "/api/v1/auth/me")
+        .header("traceparent", "00-zz-not-a-trace-01")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(odd.status(), reqwest::StatusCode::OK);
+    let own = odd.headers()["traceparent"].to_str().expect("ascii");
+    assert!(own.starts_with("00-") && own.len() == 55, "{own}");
+    let order_id = order["id"].as_str().expect("order id").to_owned();
+
+    let spans_of = trace_of(&spans, &trace, |t| {
+        t.iter()
+            .any(|s| s.service == "node-b" && s.name == "flight.hold")
+            && t.iter()
+                .any(|s| s.service == "node-a" && s.name == "POST /api/v1/orders")
+    })
+    .await;
+    let request = spans_of
+        .iter()
+        .find(|s| s.service == "node-a" && s.name == "POST /api/v1/orders")
+        .unwrap_or_else(|| panic!("no request span on node-a: {spans_of:#?}"));
+    assert_eq!(
+        request.parent, client_span,
+        "the request continues the client's span"
+    );
+    assert_eq!(request.attributes["request_id"], "trace-test-booking");
+    assert_eq!(
+        returned,
+        format!("00-{trace}-{}-01", request.id),
+        "the response's traceparent names the request span"
+    );
+    // Every span of the booking hangs from the request span: one tree, no orphan.
+    for span in &spans_of {
+        if span.id != request.id {
+            let up = ancestors(&spans_of, span);
+            assert_eq!(
+                up.last().map(|s| &s.id),
+                Some(&request.id),
+                "{span:?} is not under the request: {:?}",
+                names(&up)
+            );
+        }
+    }
+    let hold = spans_of
+        .iter()
+        .find(|s| s.service == "node-b" && s.name == "flight.hold")
+        .expect("the hold on node-b");
+    let path = names(&ancestors(&spans_of, hold));
+    let expected = [
+        "node-b:serve",
+        "node-a:call",
+        "node-a:saga.hold",
+        "node-a:order.place",
+        "node-a:POST /api/v1/orders",
+    ];
+    assert!(
+        expected.iter().all(|e| path.contains(&(*e).to_owned())),
+        "the hold's ancestors are {path:?}"
+    );
+    let position = |name: &str| path.iter().position(|p| p == name);
+    assert!(
+        expected.windows(2).all(|w| position(w[0]) < position(w[1])),
+        "the hold's ancestors are in the wrong order: {path:?}"
+    );
+    let synced_on_b = spans_of.iter().any(|s| {
+        s.service == "node-b"
+            && s.name == "store.sync"
+            && ancestors(&spans_of, s)
+                .iter()
+                .any(|p| p.service == "node-b" && p.name == "serve")
+    });
+    assert!(synced_on_b, "node-b made the hold durable within the trace");
+
+    // Paying: another trace, from node-a's saga to node-b's confirmation.
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let paid = customer
+        .request(Method::POST, &format!("/api/v1/orders/{order_id}/pay"))
+        .header("traceparent", format!("00-{trace}-{client_span}-01"))
+        .json(&serde_json::json!({ "payment_token": "tok_visa" }))
+        .send()
+        .await
+        .expect("payment answered");
+    assert_eq!(paid.status(), reqwest::StatusCode::OK);
+    let wanted = [
+        "node-a:saga.charge",
+        "node-a:saga.confirm",
+        "node-b:flight.confirm",
+        "node-a:saga.issue_tickets",
+        "node-a:notify",
+    ];
+    let spans_of = trace_of(&spans, &trace, |t| {
+        let seen: Vec<String> = t
+            .iter()
+            .map(|s| format!("{}:{}", s.service, s.name))
+            .collect();
+        wanted.iter().all(|w| seen.contains(&(*w).to_owned()))
+    })
+    .await;
+    let seen: Vec<String> = spans_of
+        .iter()
+        .map(|s| format!("{}:{}", s.service, s.name))
+        .collect();
+    for w in wanted {
+        assert!(seen.contains(&w.to_owned()), "{w} missing from {seen:?}");
+    }
+}

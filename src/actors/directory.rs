@@ -15,6 +15,7 @@ use crate::persistence::Store;
 use ractor::{Actor, ActorRef, SpawnErr};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How long to wait between attempts while a passivating actor still holds its name.
 const REACTIVATE_BACKOFF: Duration = Duration::from_millis(2);
@@ -141,6 +142,25 @@ impl<E: Entity> Directory<E> {
     /// [`CallError::Stopped`]: the command may or may not have been applied (entity commands are
     /// idempotent, so the client may retry).
     async fn deliver(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError> {
+        let name = E::command_name(&cmd);
+        let span = tracing::info_span!(
+            "entity",
+            kind = E::KIND,
+            %id,
+            command = name,
+            otel.name = format_args!("{}.{name}", E::KIND),
+        );
+        self.deliver_in(id, cmd, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_in(
+        &self,
+        id: &E::Id,
+        cmd: E::Command,
+        span: tracing::Span,
+    ) -> Result<E::Reply, CallError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let Some(actor) = self.find_or_activate(id).await? else {
@@ -155,8 +175,9 @@ impl<E: Entity> Directory<E> {
                 return Err(CallError::Timeout);
             }
             let command = cmd.clone();
+            let span = span.clone();
             match actor
-                .call(|port| E::request(command, port), Some(remaining))
+                .call(|port| E::request(command, port, span), Some(remaining))
                 .await
             {
                 Ok(ractor::rpc::CallResult::Success(reply)) => return Ok(reply),

@@ -54,8 +54,16 @@ pub trait Entity: Actor<Arguments = <Self as Entity>::Start> + Clone {
     /// The node's directory of this kind.
     fn directory(services: &Services) -> &Directory<Self>;
 
-    /// Wraps a request into the actor's message.
-    fn request(command: Self::Command, reply: RpcReplyPort<Self::Reply>) -> Self::Msg;
+    /// The command's name (for spans).
+    fn command_name(command: &Self::Command) -> &'static str;
+
+    /// Wraps a request into the actor's message, with the span the actor does its work in (a
+    /// child of the caller's, so the work joins the caller's trace).
+    fn request(
+        command: Self::Command,
+        reply: RpcReplyPort<Self::Reply>,
+        span: tracing::Span,
+    ) -> Self::Msg;
 }
 
 /// The registry name of an entity's actor.

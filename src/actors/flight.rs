@@ -115,10 +115,11 @@ pub enum FlightError {
 
 /// Messages a FlightActor handles.
 pub enum FlightMessage {
-    /// A command with the port for its answer.
+    /// A command with the port for its answer and the span to work in.
     Command(
         FlightCommand,
         RpcReplyPort<Result<FlightReply, FlightError>>,
+        tracing::Span,
     ),
     /// Sweep lapsed holds, passivate when idle (scheduled for the earliest hold deadline and
     /// for the end of the idle time, never periodically: 10 000 idle flights cost no wake-ups).
@@ -470,8 +471,23 @@ impl Entity for FlightActor {
         &services.flights
     }
 
-    fn request(command: FlightCommand, reply: RpcReplyPort<Self::Reply>) -> FlightMessage {
-        FlightMessage::Command(command, reply)
+    fn command_name(command: &FlightCommand) -> &'static str {
+        match command {
+            FlightCommand::Get => "get",
+            FlightCommand::Seats => "seats",
+            FlightCommand::Hold { .. } => "hold",
+            FlightCommand::Confirm { .. } => "confirm",
+            FlightCommand::Release { .. } => "release",
+            FlightCommand::Cancel => "cancel",
+        }
+    }
+
+    fn request(
+        command: FlightCommand,
+        reply: RpcReplyPort<Self::Reply>,
+        span: tracing::Span,
+    ) -> FlightMessage {
+        FlightMessage::Command(command, reply, span)
     }
 }
 
@@ -523,7 +539,9 @@ impl Actor for FlightActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            FlightMessage::Command(cmd, reply) => {
+            FlightMessage::Command(cmd, reply, span) => {
+                // Nothing below awaits: the guard is dropped before the actor yields.
+                let _working = span.enter();
                 state.last_active = Instant::now();
                 if reply.is_closed() && matches!(cmd, FlightCommand::Hold { .. }) {
                     // The caller gave up: do not hold seats for nobody. (Releases, confirms and

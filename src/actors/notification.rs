@@ -8,6 +8,7 @@ use crate::persistence::{Store, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Delivery attempts per notification.
 pub const WEBHOOK_ATTEMPTS: u32 = 6;
@@ -71,11 +72,12 @@ impl Notification {
 
 /// Messages to the notification actor.
 pub enum NotificationMessage {
-    /// Record and deliver a notification.
-    Publish(Notification),
+    /// Record and deliver a notification (with the publisher's span: the delivery joins its
+    /// trace).
+    Publish(Notification, tracing::Span),
     /// Deliver a notification its publisher already recorded (atomically with the change it
     /// reports).
-    Deliver(Notification),
+    Deliver(Notification, tracing::Span),
     /// Fault injection for supervision tests: panics inside the actor. Not reachable over HTTP.
     InjectPanic,
 }
@@ -146,10 +148,10 @@ impl Stateless for NotificationActor {
     type Msg = NotificationMessage;
 
     async fn handle(&self, message: NotificationMessage) {
-        let n = match message {
+        let (n, publisher) = match message {
             NotificationMessage::InjectPanic => panic!("injected fault in the notifications actor"),
-            NotificationMessage::Deliver(n) => n,
-            NotificationMessage::Publish(n) => {
+            NotificationMessage::Deliver(n, publisher) => (n, publisher),
+            NotificationMessage::Publish(n, publisher) => {
                 // A notification that cannot be recorded is logged, never allowed to fail a
                 // booking.
                 let mut batch = WriteBatch::new();
@@ -160,13 +162,15 @@ impl Stateless for NotificationActor {
                 if let Err(e) = recorded {
                     tracing::error!(notification = %n.id, error = %e, "notification not recorded");
                 }
-                n
+                (n, publisher)
             }
         };
+        let span =
+            tracing::info_span!(parent: &publisher, "notify", notification = %n.id, kind = ?n.kind);
         metrics::counter!("contrail_notifications_total", "kind" => format!("{:?}", n.kind))
             .increment(1);
         if let Some(url) = &self.webhook_url {
-            tokio::spawn(deliver(self.client.clone(), url.clone(), n));
+            tokio::spawn(deliver(self.client.clone(), url.clone(), n).instrument(span));
         }
     }
 }

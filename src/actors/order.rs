@@ -88,8 +88,8 @@ type Reply = RpcReplyPort<Result<Order, OrderError>>;
 
 /// Messages an OrderActor handles.
 pub enum OrderMessage {
-    /// A command with the port for its answer.
-    Command(OrderCommand, Reply),
+    /// A command with the port for its answer and the span to work in.
+    Command(OrderCommand, Reply, tracing::Span),
     /// Passivate if idle.
     Tick,
     /// Retry an unfinished saga step (`paying` or `refunding`).
@@ -161,8 +161,20 @@ impl Entity for OrderActor {
         services.orders.directory()
     }
 
-    fn request(command: OrderCommand, reply: Reply) -> OrderMessage {
-        OrderMessage::Command(command, reply)
+    fn command_name(command: &OrderCommand) -> &'static str {
+        match command {
+            OrderCommand::Place => "place",
+            OrderCommand::Get => "get",
+            OrderCommand::Pay { .. } => "pay",
+            OrderCommand::Cancel => "cancel",
+            OrderCommand::FlightCancelled => "flight_cancelled",
+            OrderCommand::Recover => "recover",
+            OrderCommand::Expire => "expire",
+        }
+    }
+
+    fn request(command: OrderCommand, reply: Reply, span: tracing::Span) -> OrderMessage {
+        OrderMessage::Command(command, reply, span)
     }
 }
 
@@ -176,7 +188,7 @@ async fn step<T>(
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let started = Instant::now();
-    let span = tracing::info_span!("saga", order = %order, step = name);
+    let span = tracing::info_span!("saga", order = %order, step = name, otel.name = format_args!("saga.{name}"));
     let out = work.instrument(span).await;
     metrics::histogram!("contrail_saga_step_seconds", "step" => name)
         .record(started.elapsed().as_secs_f64());
@@ -229,9 +241,54 @@ impl Change {
 }
 
 impl OrderActor {
+    /// Serves one command and answers it once what it changed is durable.
+    async fn command(
+        &self,
+        myself: &ActorRef<OrderMessage>,
+        state: &mut OrderState,
+        cmd: OrderCommand,
+        reply: Reply,
+    ) -> Result<(), ActorProcessingErr> {
+        state.last_active = Instant::now();
+        let mut result = match cmd {
+            OrderCommand::Place => self.place(state).await,
+            OrderCommand::Get => Ok(state.order.clone()),
+            OrderCommand::Pay { token } => self.pay(state, token).await,
+            OrderCommand::Cancel => self.cancel(state, false).await,
+            OrderCommand::FlightCancelled => self.cancel(state, true).await,
+            OrderCommand::Recover => self.recover(state).await,
+            OrderCommand::Expire => self.expire_if_due(state).await,
+        };
+        // Whatever the outcome, the caller is not told about a step the disk could
+        // still lose — except a failed hold, which promises nothing (see `fail`).
+        if state.unsynced && state.order.status != OrderStatus::Failed {
+            match self.store.flush().await {
+                Ok(()) => state.unsynced = false,
+                Err(e) => result = Err(e.into()),
+            }
+        }
+        let broken = match &result {
+            Err(OrderError::Storage(e)) => Some(e.clone()),
+            _ => None,
+        };
+        let _ = reply.send(result);
+        if let Some(e) = broken {
+            // The store refused a write: reload from disk.
+            return Err(format!("order storage failed: {e}").into());
+        }
+        if state.order.status == OrderStatus::Failed || state.unwritten.is_some() {
+            // Nothing more will happen to it; a later request loads it again.
+            myself.stop(None);
+            return Ok(());
+        }
+        self.resume_later(myself, state);
+        Ok(())
+    }
+
     fn notify(&self, order: &Order, kind: NotificationKind) {
         let n = Notification::new(order.user.clone(), kind, order.id.clone());
-        self.notifications.cast(NotificationMessage::Publish(n));
+        self.notifications
+            .cast(NotificationMessage::Publish(n, tracing::Span::current()));
     }
 
     /// Makes `change` durable, with every step committed before it, then adopts it: what the
@@ -259,7 +316,8 @@ impl OrderActor {
     fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
         state.order = next;
         if let Some(n) = note {
-            self.notifications.cast(NotificationMessage::Deliver(n));
+            self.notifications
+                .cast(NotificationMessage::Deliver(n, tracing::Span::current()));
         }
     }
 
@@ -385,40 +443,10 @@ impl Actor for OrderActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            OrderMessage::Command(cmd, reply) => {
-                state.last_active = Instant::now();
-                let mut result = match cmd {
-                    OrderCommand::Place => self.place(state).await,
-                    OrderCommand::Get => Ok(state.order.clone()),
-                    OrderCommand::Pay { token } => self.pay(state, token).await,
-                    OrderCommand::Cancel => self.cancel(state, false).await,
-                    OrderCommand::FlightCancelled => self.cancel(state, true).await,
-                    OrderCommand::Recover => self.recover(state).await,
-                    OrderCommand::Expire => self.expire_if_due(state).await,
-                };
-                // Whatever the outcome, the caller is not told about a step the disk could
-                // still lose — except a failed hold, which promises nothing (see `fail`).
-                if state.unsynced && state.order.status != OrderStatus::Failed {
-                    match self.store.flush().await {
-                        Ok(()) => state.unsynced = false,
-                        Err(e) => result = Err(e.into()),
-                    }
-                }
-                let broken = match &result {
-                    Err(OrderError::Storage(e)) => Some(e.clone()),
-                    _ => None,
-                };
-                let _ = reply.send(result);
-                if let Some(e) = broken {
-                    // The store refused a write: reload from disk.
-                    return Err(format!("order storage failed: {e}").into());
-                }
-                if state.order.status == OrderStatus::Failed || state.unwritten.is_some() {
-                    // Nothing more will happen to it; a later request loads it again.
-                    myself.stop(None);
-                    return Ok(());
-                }
-                self.resume_later(&myself, state);
+            OrderMessage::Command(cmd, reply, span) => {
+                self.command(&myself, state, cmd, reply)
+                    .instrument(span)
+                    .await?;
             }
             OrderMessage::Resume => {
                 state.resume_armed = false;

@@ -26,8 +26,12 @@ pub enum TicketCommand {
 
 /// Messages a TicketActor handles.
 pub enum TicketMessage {
-    /// A command with the port for its answer.
-    Command(TicketCommand, RpcReplyPort<Result<TicketRecord, String>>),
+    /// A command with the port for its answer and the span to work in.
+    Command(
+        TicketCommand,
+        RpcReplyPort<Result<TicketRecord, String>>,
+        tracing::Span,
+    ),
     /// Periodic passivation check.
     Tick,
 }
@@ -74,8 +78,19 @@ impl Entity for TicketActor {
         &services.tickets
     }
 
-    fn request(command: TicketCommand, reply: RpcReplyPort<Self::Reply>) -> TicketMessage {
-        TicketMessage::Command(command, reply)
+    fn command_name(command: &TicketCommand) -> &'static str {
+        match command {
+            TicketCommand::Get => "get",
+            TicketCommand::Void => "void",
+        }
+    }
+
+    fn request(
+        command: TicketCommand,
+        reply: RpcReplyPort<Self::Reply>,
+        span: tracing::Span,
+    ) -> TicketMessage {
+        TicketMessage::Command(command, reply, span)
     }
 }
 
@@ -112,11 +127,11 @@ impl Actor for TicketActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TicketMessage::Command(TicketCommand::Get, reply) => {
+            TicketMessage::Command(TicketCommand::Get, reply, _) => {
                 state.last_active = Instant::now();
                 let _ = reply.send(Ok(state.ticket.clone()));
             }
-            TicketMessage::Command(TicketCommand::Void, reply) => {
+            TicketMessage::Command(TicketCommand::Void, reply, span) => {
                 state.last_active = Instant::now();
                 if state.ticket.status == TicketStatus::Void {
                     let _ = reply.send(Ok(state.ticket.clone()));
@@ -129,7 +144,7 @@ impl Actor for TicketActor {
                 // Waiting here keeps the actor's memory equal to the disk; voids are rare.
                 // A write refused now (the ticket is being handed over, or the node is cut
                 // off) is answered like a failed one: the ticket is unchanged.
-                let written = match self.store.commit(batch) {
+                let written = match span.in_scope(|| self.store.commit(batch)) {
                     Ok(durable) => durable.await,
                     Err(e) => Err(e),
                 };

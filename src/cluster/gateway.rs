@@ -11,6 +11,7 @@ use crate::actors::services::Services;
 use crate::actors::stateless::Stateless;
 use ractor::ActorRef;
 use std::sync::{Arc, OnceLock};
+use tracing::Instrument;
 
 /// The gateway actor.
 #[derive(Clone)]
@@ -71,6 +72,17 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
     if cluster.blocks(&call.from) {
         return Answer::Unavailable("link blocked".into());
     }
+    let span = tracing::info_span!(
+        "serve",
+        from = %call.from,
+        kind = call.body.kind(),
+        otel.kind = "server",
+    );
+    crate::telemetry::continue_trace(&span, call.trace.as_deref());
+    serve_call(cluster, services, call).instrument(span).await
+}
+
+async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answer {
     match call.body {
         CallBody::Serve { tag, request } => {
             let epoch = cluster.epoch();

@@ -12,6 +12,7 @@ use ractor::ActorRef;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Where a request for a placement tag goes.
 pub enum Route {
@@ -78,9 +79,16 @@ impl Cluster {
         body: CallBody,
     ) -> Result<Vec<u8>, CallError> {
         let started = Instant::now();
+        let span = tracing::info_span!(
+            "call",
+            peer = node,
+            kind = body.kind(),
+            otel.kind = "client"
+        );
         let call = Call {
             from: self.inner.node.clone(),
             epoch: self.epoch(),
+            trace: crate::telemetry::traceparent(&span),
             body,
         };
         let bytes = encode(&call).map_err(|e| CallError::Unavailable(e.to_string()))?;
@@ -89,6 +97,7 @@ impl Cluster {
             |port| GatewayMessage::Call(bytes, port),
             self.inner.timing.call_timeout,
         )
+        .instrument(span)
         .await;
         let outcome = match &answer {
             Ok(_) => "ok",

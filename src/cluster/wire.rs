@@ -35,6 +35,9 @@ pub struct Call {
     pub from: String,
     /// The epoch of the sender's view: the receiver refuses work routed by another epoch.
     pub epoch: u64,
+    /// The W3C `traceparent` of the sender's span, when traces are on: the receiver's spans
+    /// join the sender's trace.
+    pub trace: Option<String>,
     /// What is asked.
     pub body: CallBody,
 }
@@ -81,6 +84,24 @@ pub enum CallBody {
     /// Asked of a change's coordinator by a node whose prepare for `next` has waited long: what
     /// became of it (answered with a [`Resolution`]).
     Resolve(View),
+}
+
+impl CallBody {
+    /// The call's kind (for spans and logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Serve { request, .. } => request.kind(),
+            Self::Gather(_) => "Gather",
+            Self::Join { .. } => "Join",
+            Self::Drain { .. } => "Drain",
+            Self::Prepare(_) => "Prepare",
+            Self::Transfer(_) => "Transfer",
+            Self::Records { .. } => "Records",
+            Self::Commit(_) => "Commit",
+            Self::Abort(_) => "Abort",
+            Self::Resolve(_) => "Resolve",
+        }
+    }
 }
 
 /// What became of a prepared change, as its coordinator knows it.

@@ -10,6 +10,7 @@ use warp::trace::Info as TraceInfo;
 
 /// The span every request runs in. A well-formed client `X-Request-Id` is kept; otherwise a
 /// new id is made. The id is also kept with the span, for the response (see [`request_id`]).
+/// A client's W3C `traceparent` makes it a child of the client's span.
 pub(super) fn span(info: TraceInfo<'_>) -> Span {
     let request_id = info
         .request_headers()
@@ -18,7 +19,22 @@ pub(super) fn span(info: TraceInfo<'_>) -> Span {
         .filter(|v| well_formed(v))
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
-    let span = tracing::info_span!("request", %request_id, method = templates::method_label(info.method()), route = templates::route_label(info.path()));
+    let method = templates::method_label(info.method());
+    let route = templates::route_label(info.path());
+    let span = tracing::info_span!(
+        "request",
+        %request_id,
+        method,
+        route,
+        otel.name = format_args!("{method} {route}"),
+        otel.kind = "server",
+    );
+    crate::telemetry::continue_trace(
+        &span,
+        info.request_headers()
+            .get(crate::telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch
             .downcast_ref::<Registry>()

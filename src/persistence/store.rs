@@ -298,7 +298,7 @@ impl Store {
             guard: None,
             durable: Some(durable),
         })?;
-        Ok(Durable(waiter))
+        Ok(Durable::new(waiter))
     }
 
     /// Commits `batch` like [`Store::commit`], for a write nobody waits for: it is ordered
@@ -328,7 +328,7 @@ impl Store {
         Ok(self
             .write_if_absent(guard_key, guard, batch, Some(durable))
             .await?
-            .map(|()| Durable(waiter)))
+            .map(|()| Durable::new(waiter)))
     }
 
     /// [`Store::commit_if_absent`] for a write nobody waits for (see [`Store::record`]).
@@ -374,7 +374,7 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (ack, waiter) = oneshot::channel();
         self.send(log::Request::Synced(ack))?;
-        Durable(waiter).await
+        Durable::new(waiter).await
     }
 
     /// Resolves once everything committed before is visible to reads (durable or not): for
@@ -494,13 +494,28 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Resolves when a committed batch is on disk.
+///
+/// It carries a `store.sync` span, a child of the span current when the write was queued,
+/// which ends when the wait does: a trace shows how long a step waited for the disk.
 #[must_use = "a write is not acknowledged until it is durable"]
-pub struct Durable(oneshot::Receiver<Result<(), StoreError>>);
+pub struct Durable {
+    waiter: oneshot::Receiver<Result<(), StoreError>>,
+    _span: tracing::Span,
+}
+
+impl Durable {
+    fn new(waiter: oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Self {
+            waiter,
+            _span: tracing::info_span!("store.sync"),
+        }
+    }
+}
 
 impl Future for Durable {
     type Output = Result<(), StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
+        Pin::new(&mut self.waiter)
             .poll(cx)
             .map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }

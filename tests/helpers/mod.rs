@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod cluster;
 
 use contrail::settings::Settings;
 use contrail::startup::{self, Node};
@@ -71,11 +72,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// A node with adjusted settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    contrail::telemetry::init(&contrail::settings::LogSettings {
+    let log = contrail::settings::LogSettings {
         filter: std::env::var("TEST_LOG")
             .unwrap_or_else(|_| "warn,warp::filters::trace=error".into()),
         ..Default::default()
-    });
+    };
+    // No exporter: nothing to shut down.
+    let _ = contrail::telemetry::init(&log, &Default::default(), "test").map(|t| t.shutdown());
     let dir = tempfile::tempdir().expect("temp dir");
     let mut s = settings(dir.path());
     adjust(&mut s);

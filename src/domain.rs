@@ -9,6 +9,7 @@ pub mod flight;
 pub mod ids;
 pub mod listing;
 pub mod order;
+pub mod outbox;
 pub mod search;
 pub mod seat_map;
 pub mod user;

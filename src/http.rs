@@ -14,6 +14,7 @@ mod flights;
 pub mod openapi;
 mod ops;
 mod orders;
+mod outbox;
 pub mod rate_limit;
 mod telemetry;
 mod templates;
@@ -69,6 +70,8 @@ pub fn routes(
             .or(orders::routes(ctx.clone()))
             .unify()
             .or(cluster::routes(ctx.clone()))
+            .unify()
+            .or(outbox::routes(ctx.clone()))
             .unify(),
     );
     let cors = cors_policy(&ctx.settings.http.cors_origins);

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod channels;
 pub mod cluster;
 pub mod domain;
 pub mod http;

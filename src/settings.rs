@@ -235,13 +235,104 @@ pub struct PaymentSettings {
     pub decline_rate: f64,
 }
 
+/// Default delivery attempts before a notification's delivery fails.
+pub const DEFAULT_DELIVERY_ATTEMPTS: u32 = 10;
+/// Default wait after a delivery's first failed attempt (doubled after each further one).
+pub const DEFAULT_DELIVERY_FIRST_BACKOFF_MS: u64 = 1_000;
+/// Default longest wait between two attempts of a delivery.
+pub const DEFAULT_DELIVERY_MAX_BACKOFF_MS: u64 = 300_000;
+
 /// `[notifications]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationSettings {
-    /// Where notifications are POSTed, if set.
+    /// Where notifications are POSTed (`http://` or `https://`), if anywhere.
     pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key every webhook delivery is signed with (required with `webhook_url`).
+    pub webhook_secret: Option<SecretString>,
+    /// A PEM file of extra certificate authorities trusted for `https` webhooks (a private CA,
+    /// or a receiver's self-signed certificate).
+    pub webhook_ca_file: Option<PathBuf>,
+    /// The SMTP server e-mails go through, if any: `smtp://host:port` (plain, for local
+    /// relays and tests), `smtp://host:port?tls=required` (STARTTLS required) or
+    /// `smtps://host:port`; credentials as `smtp://user:password@host`.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of e-mails (required with `smtp_url`).
+    pub email_from: Option<String>,
+    /// Attempts before a delivery fails (a dead letter an operator can retry).
+    pub max_attempts: u32,
+    /// Wait after a delivery's first failed attempt; doubled after each further one.
+    pub first_backoff_ms: u64,
+    /// The longest wait between two attempts.
+    pub max_backoff_ms: u64,
 }
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_ca_file: None,
+            smtp_url: None,
+            email_from: None,
+            max_attempts: DEFAULT_DELIVERY_ATTEMPTS,
+            first_backoff_ms: DEFAULT_DELIVERY_FIRST_BACKOFF_MS,
+            max_backoff_ms: DEFAULT_DELIVERY_MAX_BACKOFF_MS,
+        }
+    }
+}
+
+impl NotificationSettings {
+    /// The retry policy of every delivery.
+    pub fn retry_policy(&self) -> crate::domain::outbox::RetryPolicy {
+        crate::domain::outbox::RetryPolicy {
+            max_attempts: self.max_attempts,
+            first_backoff: std::time::Duration::from_millis(self.first_backoff_ms),
+            max_backoff: std::time::Duration::from_millis(self.max_backoff_ms),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.webhook_url {
+            if !http_url(url) {
+                bail!("notifications.webhook_url: {url:?} is not an http(s) URL");
+            }
+            match &self.webhook_secret {
+                Some(s) if s.expose_secret().len() >= MIN_WEBHOOK_SECRET_LEN => {}
+                _ => bail!(
+                    "notifications.webhook_secret (at least {MIN_WEBHOOK_SECRET_LEN} bytes) is required with notifications.webhook_url: deliveries are signed"
+                ),
+            }
+        }
+        if self.smtp_url.is_some() {
+            let from = self.email_from.as_deref().unwrap_or_default();
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                bail!(
+                    "notifications.email_from must be a sender address (such as \"Contrail <tickets@example.com>\") when notifications.smtp_url is set"
+                );
+            }
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            bail!("notifications.max_attempts must be between 1 and 100");
+        }
+        if self.first_backoff_ms == 0 || self.first_backoff_ms > self.max_backoff_ms {
+            bail!("notifications.first_backoff_ms must be positive and at most max_backoff_ms");
+        }
+        if self.max_backoff_ms > 86_400_000 {
+            bail!("notifications.max_backoff_ms must be at most a day");
+        }
+        Ok(())
+    }
+}
+
+/// Whether `raw` is an absolute `http` or `https` URL with a host.
+fn http_url(raw: &str) -> bool {
+    raw.parse::<warp::http::Uri>()
+        .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some())
+}
+
+/// Shortest webhook signing secret accepted.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 /// Default interval between heartbeats to each peer.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 300;
@@ -456,18 +547,16 @@ impl Settings {
         if !(1..=1_000_000).contains(&self.booking.max_in_flight) {
             bail!("booking.max_in_flight must be between 1 and 1000000");
         }
+        self.notifications.validate()?;
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             bail!("telemetry.sampling_ratio must be between 0.0 and 1.0");
         }
-        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
-            let ok = endpoint.parse::<warp::http::Uri>().is_ok_and(|uri| {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
-            });
-            if !ok {
-                bail!(
-                    "telemetry.otlp_endpoint: {endpoint:?} is not a URL such as http://127.0.0.1:4318"
-                );
-            }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !http_url(endpoint)
+        {
+            bail!(
+                "telemetry.otlp_endpoint: {endpoint:?} is not a URL such as http://127.0.0.1:4318"
+            );
         }
         if !(0.0..=1.0).contains(&self.payments.decline_rate) {
             bail!("payments.decline_rate must be between 0.0 and 1.0");
@@ -578,6 +667,42 @@ mod tests {
         assert!(admin("boss@example.com", "operator-password"));
         assert!(!admin("not-an-email", "operator-password"));
         assert!(!admin("boss@example.com", "short"));
+    }
+
+    #[test]
+    fn notification_channels_come_complete_and_retries_are_bounded() {
+        let secret = || Some(SecretString::from("a-webhook-secret-long-enough"));
+        assert!(accepts(|s| {
+            s.notifications.webhook_url = Some("https://hooks.example.com/contrail".into());
+            s.notifications.webhook_secret = secret();
+        }));
+        assert!(!accepts(|s| {
+            s.notifications.webhook_url = Some("https://hooks.example.com/contrail".into())
+        }));
+        assert!(!accepts(|s| {
+            s.notifications.webhook_url = Some("https://hooks.example.com/contrail".into());
+            s.notifications.webhook_secret = Some(SecretString::from("short"));
+        }));
+        assert!(!accepts(|s| {
+            s.notifications.webhook_url = Some("hooks.example.com".into());
+            s.notifications.webhook_secret = secret();
+        }));
+        let smtp = || Some(SecretString::from("smtp://127.0.0.1:2525"));
+        assert!(accepts(|s| {
+            s.notifications.smtp_url = smtp();
+            s.notifications.email_from = Some("Contrail <tickets@example.com>".into());
+        }));
+        assert!(!accepts(|s| s.notifications.smtp_url = smtp()));
+        assert!(!accepts(|s| {
+            s.notifications.smtp_url = smtp();
+            s.notifications.email_from = Some("not an address".into());
+        }));
+        assert!(!accepts(|s| s.notifications.max_attempts = 0));
+        assert!(!accepts(|s| s.notifications.first_backoff_ms = 0));
+        assert!(!accepts(|s| {
+            s.notifications.first_backoff_ms = 10_000;
+            s.notifications.max_backoff_ms = 1_000;
+        }));
     }
 
     #[test]

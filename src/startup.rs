@@ -9,7 +9,7 @@ use crate::actors::deadlines::Deadlines;
 use crate::actors::directory::Directory;
 use crate::actors::entity::Entity;
 use crate::actors::flight::{self, FlightActor};
-use crate::actors::notification::NotificationActor;
+use crate::actors::notification::{Dispatch, NotificationActor};
 use crate::actors::order::OrderActor;
 use crate::actors::order::desk::Orders;
 use crate::actors::payment::PaymentActor;
@@ -22,11 +22,13 @@ use crate::actors::stateless::StatelessActor;
 use crate::actors::supervisor::{EntitySupervisor, Quarantine, RestartPolicy};
 use crate::actors::ticket::TicketActor;
 use crate::actors::{CallError, ask};
+use crate::channels::Channels;
 use crate::cluster::gateway::GatewayActor;
 use crate::cluster::membership::{self, IndexPublisher, PublisherMessage};
 use crate::cluster::{Cluster, Timing};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
+use crate::domain::outbox::Channel;
 use crate::domain::search::FlightSummary;
 use crate::http::auth::TokenKeys;
 use crate::http::rate_limit::RateLimits;
@@ -287,10 +289,16 @@ async fn start_actors(
         in_progress: Default::default(),
     };
     let payments = supervise(&root, "payments", StatelessActor(payment), (), |_| {}).await?;
+    let dispatch = Arc::new(Dispatch::new(
+        store.clone(),
+        Channels::from_settings(&settings.notifications)?,
+        settings.notifications.retry_policy(),
+        services_slot.clone(),
+        router.clone(),
+    ));
+    let channels: Arc<[Channel]> = dispatch.enabled().into();
     let notification = NotificationActor {
-        store: store.clone(),
-        webhook_url: settings.notifications.webhook_url.clone(),
-        client: reqwest::Client::new(),
+        dispatch: dispatch.clone(),
     };
     let notifications = supervise(
         &root,
@@ -347,7 +355,8 @@ async fn start_actors(
         flights: flights.clone(),
         tickets: tickets.clone(),
         payments,
-        notifications,
+        notifications: notifications.clone(),
+        channels,
         call_timeout: timeout,
         passivate_after,
         deadlines: deadlines.clone(),
@@ -374,6 +383,7 @@ async fn start_actors(
         catalog,
         index: index.clone(),
         store: store.clone(),
+        outbox: dispatch,
         first_admin: settings
             .auth
             .admin_email
@@ -381,6 +391,8 @@ async fn start_actors(
             .zip(settings.auth.admin_password.clone()),
     };
     let _ = services_slot.set(services.clone());
+    // Deliveries a crash interrupted resume now, not at the next periodic sweep.
+    notifications.cast(crate::actors::notification::NotificationMessage::Sweep);
     Ok((root, Actors { services, expiry }))
 }
 

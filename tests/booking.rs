@@ -452,7 +452,12 @@ async fn notifications_reach_the_webhook_despite_failures() {
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(warp::serve(hook).incoming(listener).run());
 
-    let app = spawn_app_with(|s| s.notifications.webhook_url = Some(url)).await;
+    let app = spawn_app_with(|s| {
+        s.notifications.webhook_url = Some(url);
+        s.notifications.webhook_secret = Some("booking-test-webhook-secret".into());
+        s.notifications.first_backoff_ms = 100;
+    })
+    .await;
     let (_, flight) = app.one_flight(5, "AB").await;
     let (user, customer) = app.customer().await;
     let id = book(&customer, &[&flight], 1).await.id;

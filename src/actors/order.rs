@@ -16,15 +16,17 @@
 use super::deadlines::Deadlines;
 use super::entity::Entity;
 use super::flight::FlightDirectory;
-use super::notification::{Notification, NotificationKind, NotificationMessage};
+use super::notification::{self, Notification, NotificationKind, NotificationMessage};
 use super::payment::PaymentMessage;
 use super::root::Slot;
 use super::ticket::TicketDirectory;
 use crate::domain::ids::OrderId;
 use crate::domain::order::{HoldFailure, Order, OrderEvent, OrderStatus};
+use crate::domain::outbox::{Channel, Delivery};
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -112,6 +114,8 @@ pub struct OrderActor {
     pub payments: Slot<PaymentMessage>,
     /// Where notifications go.
     pub notifications: Slot<NotificationMessage>,
+    /// The channels every notification goes out on (its deliveries are written with it).
+    pub channels: Arc<[Channel]>,
     /// Deadline of calls to the payment actor.
     pub call_timeout: Duration,
     /// Idle time before an order's actor passivates (the order stays on disk, its deadline
@@ -225,18 +229,29 @@ impl Change {
         self
     }
 
-    fn into_batch(self) -> Result<(WriteBatch, Order, Option<Notification>), OrderError> {
+    /// The batch that writes the change, with the notification and its deliveries over
+    /// `channels` (the outbox is written with the change it reports).
+    fn into_batch(
+        self,
+        channels: &[Channel],
+    ) -> Result<(WriteBatch, Order, Vec<Delivery>), OrderError> {
         let Self {
             next,
             mut extra,
             note,
         } = self;
         extra.put(&keys::order(&next.id), &next)?;
-        let note = note.map(|kind| Notification::new(next.user.clone(), kind, next.id.clone()));
-        if let Some(n) = &note {
-            extra.put(&n.key(), n)?;
+        let mut outbox = Vec::new();
+        if let Some(kind) = note {
+            let n = Notification::new(next.user.clone(), kind, next.id.clone());
+            extra.put(&n.key(), &n)?;
+            notification::counted(&n);
+            outbox = notification::deliveries(&n, channels);
+            for d in &outbox {
+                extra.put(&keys::delivery(&d.id, true), d)?;
+            }
         }
-        Ok((extra, next, note))
+        Ok((extra, next, outbox))
     }
 }
 
@@ -295,10 +310,10 @@ impl OrderActor {
     /// caller is told never runs ahead of the disk, and a change and its notification are
     /// recorded together (a crash cannot lose one without the other).
     async fn save(&self, state: &mut OrderState, change: Change) -> Result<(), OrderError> {
-        let (batch, next, note) = change.into_batch()?;
+        let (batch, next, outbox) = change.into_batch(&self.channels)?;
         self.store.commit(batch)?.await?;
         state.unsynced = false;
-        self.adopt(state, next, note);
+        self.adopt(state, next, outbox);
         Ok(())
     }
 
@@ -306,18 +321,20 @@ impl OrderActor {
     /// [`OrderActor::save`] covers (the store is durable in commit order), or that may be lost
     /// in a crash without anyone having been told it happened (a failed hold).
     fn record(&self, state: &mut OrderState, change: Change) -> Result<(), OrderError> {
-        let (batch, next, note) = change.into_batch()?;
+        let (batch, next, outbox) = change.into_batch(&self.channels)?;
         self.store.record(batch)?;
         state.unsynced = true;
-        self.adopt(state, next, note);
+        self.adopt(state, next, outbox);
         Ok(())
     }
 
-    fn adopt(&self, state: &mut OrderState, next: Order, note: Option<Notification>) {
+    fn adopt(&self, state: &mut OrderState, next: Order, outbox: Vec<Delivery>) {
         state.order = next;
-        if let Some(n) = note {
-            self.notifications
-                .cast(NotificationMessage::Deliver(n, tracing::Span::current()));
+        if !outbox.is_empty() {
+            self.notifications.cast(NotificationMessage::Deliver(
+                outbox,
+                tracing::Span::current(),
+            ));
         }
     }
 

@@ -9,6 +9,7 @@ use super::accounts::{ChangeAccount, CreateUser, GetUser, UserByEmail};
 use super::catalog::{AdmitFlight, CreateAircraft, CreateAirport, ListAirports, PlanFlight};
 use super::entity::EntityCall;
 use super::flight::FlightActor;
+use super::notification::{OutboxList, RetryDelivery};
 use super::order::OrderActor;
 use super::order::desk::{
     AllOrders, GetOrder, GetTicket, NotificationsOf, OrdersOf, PayOrder, PlaceOrder, TicketsOf,
@@ -105,6 +106,8 @@ requests! {
     PlanFlight(PlanFlight),
     AdmitFlight(AdmitFlight),
     Counts(Counts),
+    OutboxList(OutboxList),
+    RetryDelivery(RetryDelivery),
 }
 
 impl std::fmt::Debug for Request {

@@ -139,6 +139,11 @@ impl RouterRef {
         self.0.owns(tag)
     }
 
+    /// Whether this node is a member (see [`Router::member`]).
+    pub fn member(&self) -> bool {
+        self.0.member()
+    }
+
     /// Where a request for `tag` is served right now.
     pub fn route(&self, tag: &str) -> Location {
         self.0.route(tag)

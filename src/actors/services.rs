@@ -36,6 +36,8 @@ pub struct Services {
     pub index: SharedIndex,
     /// The node's store.
     pub store: Store,
+    /// The node's outbox dispatcher.
+    pub outbox: std::sync::Arc<super::notification::Dispatch>,
     /// The configured first admin (email, password; validated with the settings): made to exist
     /// by the owner of its email whenever that node recovers — at start-up before a single node
     /// takes requests, and once a clustered node reaches a majority (it cannot write before).

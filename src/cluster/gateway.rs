@@ -103,9 +103,9 @@ async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answe
             }
         }
         // Node-wide reads only: anything else must be routed to its owner (and checked there).
-        CallBody::Gather(request @ (Request::AllOrders(_) | Request::Counts(_))) => {
-            served(request.serve(services).await)
-        }
+        CallBody::Gather(
+            request @ (Request::AllOrders(_) | Request::Counts(_) | Request::OutboxList(_)),
+        ) => served(request.serve(services).await),
         CallBody::Gather(request) => {
             Answer::Unavailable(format!("{request:?} is not a node-wide read"))
         }

@@ -36,7 +36,7 @@ pub fn tag_of_key(key: &str) -> Option<String> {
         "airport" | "aircraft" => Some(CATALOG_TAG.to_owned()),
         "email" => Some(tag_for(rest)),
         "user" | "flight" | "seat" | "order" | "ticket" | "charge" | "user_order"
-        | "user_ticket" | "idem" | "notification" => id_tag(first),
+        | "user_ticket" | "idem" | "notification" | "outbox_open" | "outbox_done" => id_tag(first),
         _ => None,
     }
 }
@@ -61,7 +61,21 @@ mod tests {
         let order = OrderId::generate_in(user.tag());
         let ticket = TicketId::generate_in(order.tag());
         let tag = Some(user.tag().to_owned());
+        let note = crate::actors::notification::Notification::new(
+            user.clone(),
+            crate::actors::notification::NotificationKind::OrderConfirmed,
+            order.clone(),
+        );
+        let delivery = crate::domain::outbox::Delivery::new(
+            crate::domain::outbox::Channel::Email,
+            &note.id,
+            note.key(),
+            chrono::Utc::now(),
+        );
         for key in [
+            note.key(),
+            keys::delivery(&delivery.id, true),
+            keys::delivery(&delivery.id, false),
             keys::user(&user),
             keys::email(&email),
             keys::order(&order),

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::orders::cancel, super::orders::tickets, super::orders::ticket, super::orders::notifications,
         super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc,
         super::cluster::view, super::cluster::drain, super::cluster::faults,
+        super::outbox::list, super::outbox::retry,
     ),
     components(schemas(SortOrder)),
     modifiers(&BearerAuth, &ErrorResponses)

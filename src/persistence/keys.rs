@@ -104,3 +104,14 @@ pub fn notifications_of(user: &UserId) -> String {
 pub fn notification(user: &UserId, created_ns: i64, id: &str) -> String {
     format!("notification/{user}/{created_ns:020}/{id}")
 }
+
+/// Prefix of open deliveries (pending or retrying): what the dispatcher works on.
+pub const OUTBOX_OPEN: &str = "outbox_open/";
+/// Prefix of finished deliveries (delivered or failed).
+pub const OUTBOX_DONE: &str = "outbox_done/";
+
+/// A delivery, under the prefix of its state (`open`: pending or retrying).
+pub fn delivery(id: &str, open: bool) -> String {
+    let prefix = if open { OUTBOX_OPEN } else { OUTBOX_DONE };
+    format!("{prefix}{id}")
+}

@@ -7,6 +7,8 @@
 
 pub mod binary;
 pub mod cluster;
+pub mod smtp;
+pub mod webhook;
 
 use contrail::settings::Settings;
 use contrail::startup::{self, Node};

@@ -20,7 +20,7 @@ use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -117,8 +117,10 @@ pub struct Dispatch {
     pub channels: Channels,
     /// How patiently.
     pub policy: RetryPolicy,
-    /// The node's facades (for an e-mail's flights, which may live on another node).
-    pub services: Arc<OnceLock<Services>>,
+    /// The node's facades (for an e-mail's flights, which may live on another node). Weak:
+    /// the facades hold this dispatcher, and a cycle would keep the store open after the node
+    /// stops.
+    services: Weak<OnceLock<Services>>,
     /// Placement: a node delivers only what it owns.
     pub router: RouterRef,
     /// Deliveries a task works on now.
@@ -145,7 +147,7 @@ impl Dispatch {
             store,
             channels,
             policy,
-            services,
+            services: Arc::downgrade(&services),
             router,
             working: DashMap::new(),
             failed: AtomicI64::new(i64::try_from(failed).unwrap_or(i64::MAX)),
@@ -175,57 +177,69 @@ impl Dispatch {
             delivery = %delivery.id,
             channel = delivery.channel.as_str(),
         );
-        tokio::spawn(self.clone().run(delivery).instrument(span));
+        tokio::spawn(Self::run(Arc::downgrade(self), delivery).instrument(span));
     }
 
-    /// Attempts `d` until it is delivered or fails, recording each outcome.
-    async fn run(self: Arc<Self>, mut d: Delivery) {
-        let id = d.id.clone();
+    /// Attempts `d` until it is delivered or fails, recording each outcome. Between attempts
+    /// the task holds the dispatcher weakly: a node that stops ends its deliveries' tasks (they
+    /// resume from the store when it starts again).
+    async fn run(this: Weak<Self>, mut d: Delivery) {
         loop {
             if let Some(at) = d.next_attempt_at {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::time::sleep(wait).await;
             }
-            let outcome = self.attempt(&d).await;
-            let now = Utc::now();
-            let channel = d.channel.as_str();
-            match &outcome {
-                Ok(()) => d.delivered(now),
-                Err(e) => {
-                    d.attempt_failed(now, e, &self.policy, fastrand::f64());
-                    tracing::warn!(delivery = %d.id, attempt = d.attempts, error = %e, "delivery attempt failed");
-                }
-            }
-            let result = if outcome.is_ok() { "ok" } else { "error" };
-            metrics::counter!("contrail_outbox_attempts_total", "channel" => channel, "result" => result)
-                .increment(1);
-            if let Err(e) = self.save(&d, true) {
-                // Fenced (the user's records moved to another node, which takes it up) or the
-                // store failed: either way this task is done.
-                tracing::warn!(delivery = %d.id, error = %e, "delivery not recorded; left to the owner");
-                break;
-            }
-            match d.state {
-                DeliveryState::Delivered => {
-                    let waited = (now - d.created_at).to_std().unwrap_or(Duration::ZERO);
-                    metrics::histogram!("contrail_outbox_delivery_seconds", "channel" => channel)
-                        .record(waited.as_secs_f64());
-                    metrics::counter!("contrail_outbox_finished_total", "channel" => channel, "state" => "delivered")
-                        .increment(1);
-                    break;
-                }
-                DeliveryState::Failed => {
-                    metrics::counter!("contrail_outbox_finished_total", "channel" => channel, "state" => "failed")
-                        .increment(1);
-                    self.failed.fetch_add(1, Ordering::Relaxed);
-                    self.set_failed_gauge();
-                    tracing::error!(delivery = %d.id, attempts = d.attempts, error = d.last_error.as_deref().unwrap_or_default(), "delivery failed; an operator can retry it");
-                    break;
-                }
-                DeliveryState::Pending | DeliveryState::Retrying => {}
+            let Some(dispatch) = this.upgrade() else {
+                return;
+            };
+            if dispatch.attempt_once(&mut d).await {
+                dispatch.working.remove(&d.id);
+                return;
             }
         }
-        self.working.remove(&id);
+    }
+
+    /// One attempt of `d`, recorded; whether `d` is finished (delivered, failed, or no longer
+    /// this node's to record).
+    async fn attempt_once(&self, d: &mut Delivery) -> bool {
+        let outcome = self.attempt(d).await;
+        let now = Utc::now();
+        let channel = d.channel.as_str();
+        match &outcome {
+            Ok(()) => d.delivered(now),
+            Err(e) => {
+                d.attempt_failed(now, e, &self.policy, fastrand::f64());
+                tracing::warn!(delivery = %d.id, attempt = d.attempts, error = %e, "delivery attempt failed");
+            }
+        }
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!("contrail_outbox_attempts_total", "channel" => channel, "result" => result)
+            .increment(1);
+        if let Err(e) = self.save(d, true) {
+            // Fenced (the customer's records moved to another node, which takes it up) or the
+            // store failed: either way this task is done.
+            tracing::warn!(delivery = %d.id, error = %e, "delivery not recorded; left to the owner");
+            return true;
+        }
+        match d.state {
+            DeliveryState::Delivered => {
+                let waited = (now - d.created_at).to_std().unwrap_or(Duration::ZERO);
+                metrics::histogram!("contrail_outbox_delivery_seconds", "channel" => channel)
+                    .record(waited.as_secs_f64());
+                metrics::counter!("contrail_outbox_finished_total", "channel" => channel, "state" => "delivered")
+                    .increment(1);
+                true
+            }
+            DeliveryState::Failed => {
+                metrics::counter!("contrail_outbox_finished_total", "channel" => channel, "state" => "failed")
+                    .increment(1);
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.set_failed_gauge();
+                tracing::error!(delivery = %d.id, attempts = d.attempts, error = d.last_error.as_deref().unwrap_or_default(), "delivery failed; an operator can retry it");
+                true
+            }
+            DeliveryState::Pending | DeliveryState::Retrying => false,
+        }
     }
 
     /// Records `d` under the prefix of its state (removing it from the other), ordered before
@@ -263,7 +277,8 @@ impl Dispatch {
 
     /// The customer's address and what the e-mail about `n` says.
     async fn letter(&self, n: &Notification) -> Result<(Mailbox, Letter), String> {
-        let services = self.services.get().ok_or("the node is starting")?;
+        let slot = self.services.upgrade().ok_or("the node is stopping")?;
+        let services = slot.get().ok_or("the node is starting")?;
         let read = |e: StoreError| e.to_string();
         let user: User = self
             .store
@@ -353,7 +368,11 @@ impl Dispatch {
     /// Starts every open delivery this node owns that no task works on, and refreshes the
     /// depth gauges.
     fn sweep(self: &Arc<Self>) {
-        if self.services.get().is_none() {
+        if self
+            .services
+            .upgrade()
+            .is_none_or(|slot| slot.get().is_none())
+        {
             return;
         }
         let mut depth =

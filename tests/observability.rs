@@ -297,9 +297,17 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
 
     let (collector, spans) = otlp_receiver().await;
     let endpoint = format!("http://{collector}");
+    // A webhook, so that the notification's delivery is part of the payment's trace.
+    let receiver = helpers::webhook::Receiver::http().await;
+    let hook = receiver.url();
     let env = [
         ("CONTRAIL__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("CONTRAIL__NOTIFICATIONS__WEBHOOK_URL", hook.as_str()),
+        (
+            "CONTRAIL__NOTIFICATIONS__WEBHOOK_SECRET",
+            "trace-test-webhook-secret",
+        ),
     ];
     let root = tempfile::tempdir().expect("dir");
     let names_of_nodes = ["node-a", "node-b"];
@@ -435,6 +443,7 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
         "node-b:flight.confirm",
         "node-a:saga.issue_tickets",
         "node-a:notify",
+        "node-a:deliver",
     ];
     let spans_of = trace_of(&spans, &trace, |t| {
         let seen: Vec<String> = t
@@ -451,4 +460,12 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
     for w in wanted {
         assert!(seen.contains(&w.to_owned()), "{w} missing from {seen:?}");
     }
+    // The webhook POST carried the delivery's span as its traceparent.
+    let delivered = helpers::eventually(std::time::Duration::from_secs(10), || async {
+        !receiver.received().is_empty()
+    })
+    .await;
+    assert!(delivered, "the webhook got nothing");
+    let sent = receiver.received()[0].headers["traceparent"].clone();
+    assert!(sent.starts_with(&format!("00-{trace}-")), "{sent}");
 }

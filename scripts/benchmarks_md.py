@@ -109,7 +109,7 @@ base = endpoint("baseline", "GET /healthz")
 bare_rate = bare["per_second"] if bare else None
 base_rate = base["per_second"] if base else None
 if endpoint("hold", HOLD):
-    book_run, book_how = "hold", "`hold` scenario: `POST /api/v1/orders` only, one seat each, 600 flights"
+    book_run, book_how = "hold", "`hold` scenario: `POST /api/v1/orders` only, one seat each, 3000 flights (never sold out), no per-user rate limit"
 else:
     book_run, book_how = "book", "`book` mix (hold → pay); no `hold` scenario in this run"
 holds = endpoint(book_run, HOLD)

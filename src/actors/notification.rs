@@ -1,6 +1,8 @@
-//! NotificationActor: records each user's notifications and, when `notifications.webhook_url`
-//! is set, POSTs each one there, retrying with exponential backoff. Delivery runs on its own
-//! task, so a slow or dead webhook never blocks a booking (publishers only `cast`).
+//! NotificationActor: the node's outbox dispatcher. A notification is recorded for its customer
+//! with one delivery per configured channel (an e-mail, a webhook POST), in the same write as
+//! the change it reports (see `domain::outbox` for a delivery's life); this actor delivers each
+//! on a task of its own, retrying with backoff, and resumes every open delivery after a
+//! restart. Publishers only `cast`, so a slow or dead receiver never blocks a booking.
 
 use super::flight::{FlightCommand, FlightReply};
 use super::router::RouterRef;

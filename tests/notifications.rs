@@ -374,3 +374,86 @@ async fn pending_deliveries_survive_kill_9_and_arrive_once_their_receivers_are_u
     assert!(settled, "{:#?}", listed(admin.clone()).await);
     drop(server);
 }
+
+/// A customer's outbox moves with the customer: a delivery retrying on node-b (its receiver
+/// refuses) is taken up by node-a once node-b is drained, and arrives there with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
+    use helpers::cluster::{cluster_with, flights_owned_by, owner_of};
+    let receiver = Receiver::http().await;
+    receiver.accepting.store(false, Ordering::SeqCst);
+    let hook = receiver.url();
+    let env = [
+        ("CONTRAIL__NOTIFICATIONS__WEBHOOK_URL", hook.as_str()),
+        ("CONTRAIL__NOTIFICATIONS__WEBHOOK_SECRET", SECRET),
+        ("CONTRAIL__NOTIFICATIONS__MAX_ATTEMPTS", "100"),
+        ("CONTRAIL__NOTIFICATIONS__FIRST_BACKOFF_MS", "50"),
+        ("CONTRAIL__NOTIFICATIONS__MAX_BACKOFF_MS", "200"),
+    ];
+    let root = tempfile::tempdir().expect("dir");
+    let names = ["node-a", "node-b"];
+    let mut nodes = cluster_with(root.path(), &names, &env).await;
+    let a = nodes[0].app.clone_client();
+    let admin = a.admin().await;
+    helpers::airport(&admin, "DEL").await;
+    helpers::airport(&admin, "BOM").await;
+    let craft = helpers::aircraft(&admin, 5, "AB").await;
+    let flight = flights_owned_by(&admin, &craft, &names, &["node-a"]).await["node-a"].clone();
+    let mut customer = None;
+    for _ in 0..40 {
+        let (id, client) = a.customer().await;
+        if owner_of(&id, &names) == "node-b" {
+            customer = Some(client);
+            break;
+        }
+    }
+    let customer = customer.expect("a customer whose records live on node-b");
+    let id = book(&customer, &[&flight], 1).await.id;
+    customer.pay(&id, "tok_visa", None).await.expect("paid");
+    let outbox = || {
+        let admin = admin.clone();
+        async move {
+            let answer = admin
+                .request(Method::GET, "/api/v1/admin/outbox")
+                .send()
+                .await
+                .expect("outbox");
+            answer.json::<Value>().await.expect("json")["deliveries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let retrying = eventually(Duration::from_secs(30), || async {
+        receiver.attempts.load(Ordering::SeqCst) >= 2
+            && outbox()
+                .await
+                .first()
+                .is_some_and(|d| d["state"] == "retrying")
+    })
+    .await;
+    assert!(retrying, "{:?}", outbox().await);
+    let delivery = outbox().await[0]["id"].as_str().expect("id").to_owned();
+
+    admin.drain("node-b").await.expect("drained");
+    nodes[1].kill9();
+    receiver.accepting.store(true, Ordering::SeqCst);
+    let arrived = eventually(Duration::from_secs(60), || async {
+        receiver
+            .received()
+            .iter()
+            .any(|h| h.headers.get("contrail-delivery") == Some(&delivery))
+    })
+    .await;
+    assert!(
+        arrived,
+        "the delivery never arrived after the drain: {:?}",
+        outbox().await
+    );
+    let settled = eventually(Duration::from_secs(30), || async {
+        let now = outbox().await;
+        now.len() == 1 && now[0]["state"] == "delivered" && now[0]["id"] == delivery.as_str()
+    })
+    .await;
+    assert!(settled, "{:?}", outbox().await);
+}

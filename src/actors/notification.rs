@@ -173,6 +173,11 @@ impl Dispatch {
         if self.working.insert(delivery.id.clone(), ()).is_some() {
             return;
         }
+        self.spawn(delivery, span);
+    }
+
+    /// Runs a task for `delivery`, which the caller has claimed in `working`.
+    fn spawn(self: &Arc<Self>, delivery: Delivery, span: &tracing::Span) {
         let span = tracing::info_span!(
             parent: span,
             "deliver",
@@ -418,6 +423,23 @@ impl Dispatch {
     /// An operator retries failed delivery `id`: it starts over now. `None`: no such delivery
     /// on this node; `Err`: it is not failed (its state).
     pub fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Delivery>, RetryError> {
+        // Claimed first: of two retries at once (or a retry racing the sweep), one wins; the
+        // other finds it pending.
+        if self.working.insert(id.to_owned(), ()).is_some() {
+            return Err(RetryError::NotFailed(DeliveryState::Pending));
+        }
+        let retried = self.restart(id);
+        match &retried {
+            Ok(Some(delivery)) => self.spawn(delivery.clone(), &tracing::Span::current()),
+            _ => {
+                self.working.remove(id);
+            }
+        }
+        retried
+    }
+
+    /// Makes failed delivery `id` pending again, on disk.
+    fn restart(&self, id: &str) -> Result<Option<Delivery>, RetryError> {
         let done: Option<Delivery> = self.store.get(&keys::delivery(id, false))?;
         let mut delivery = match done {
             Some(d) => d,
@@ -430,7 +452,6 @@ impl Dispatch {
         self.save(&delivery, false)?;
         self.failed.fetch_sub(1, Ordering::Relaxed);
         self.set_failed_gauge();
-        self.start(delivery.clone(), &tracing::Span::current());
         Ok(Some(delivery))
     }
 

@@ -180,7 +180,7 @@ pub const METRICS: &[Metric] = &[
         "contrail_outbox_depth",
         Gauge,
         Unit::Count,
-        "Deliveries in the node's outbox by state (pending, retrying, failed).",
+        "Deliveries in the node's outbox by state (pending, retrying, failed); refreshed every 5 s.",
         &[
             &[("state", "pending")],
             &[("state", "retrying")],

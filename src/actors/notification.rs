@@ -21,7 +21,6 @@ use lettre::message::Mailbox;
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tracing::Instrument;
@@ -127,12 +126,10 @@ pub struct Dispatch {
     pub router: RouterRef,
     /// Deliveries a task works on now.
     working: DashMap<String, ()>,
-    /// Failed deliveries on this node (a gauge kept by transitions).
-    failed: AtomicI64,
 }
 
 impl Dispatch {
-    /// A dispatcher over `store` (whose failed deliveries it counts).
+    /// A dispatcher over `store`.
     pub fn new(
         store: Store,
         channels: Channels,
@@ -140,32 +137,19 @@ impl Dispatch {
         services: Arc<OnceLock<Services>>,
         router: RouterRef,
     ) -> Self {
-        let failed = store
-            .scan::<Delivery>(keys::OUTBOX_DONE)
-            .filter_map(Result::ok)
-            .filter(|(_, d)| d.state == DeliveryState::Failed)
-            .count();
-        let dispatch = Self {
+        Self {
             store,
             channels,
             policy,
             services: Arc::downgrade(&services),
             router,
             working: DashMap::new(),
-            failed: AtomicI64::new(i64::try_from(failed).unwrap_or(i64::MAX)),
-        };
-        dispatch.set_failed_gauge();
-        dispatch
+        }
     }
 
     /// The channels every notification goes out on.
     pub fn enabled(&self) -> Vec<Channel> {
         self.channels.enabled()
-    }
-
-    fn set_failed_gauge(&self) {
-        metrics::gauge!("contrail_outbox_depth", "state" => "failed")
-            .set(self.failed.load(Ordering::Relaxed) as f64);
     }
 
     /// Starts a task for `delivery` unless one works on it already.
@@ -209,6 +193,7 @@ impl Dispatch {
     /// One attempt of `d`, recorded; whether `d` is finished (delivered, failed, or no longer
     /// this node's to record).
     async fn attempt_once(&self, d: &mut Delivery) -> bool {
+        let before = d.state;
         let outcome = self.attempt(d).await;
         let now = Utc::now();
         let channel = d.channel.as_str();
@@ -222,7 +207,7 @@ impl Dispatch {
         let result = if outcome.is_ok() { "ok" } else { "error" };
         metrics::counter!("contrail_outbox_attempts_total", "channel" => channel, "result" => result)
             .increment(1);
-        if let Err(e) = self.save(d, true) {
+        if let Err(e) = self.save(d, before) {
             // Fenced (the customer's records moved to another node, which takes it up) or the
             // store failed: either way this task is done.
             tracing::warn!(delivery = %d.id, error = %e, "delivery not recorded; left to the owner");
@@ -240,8 +225,6 @@ impl Dispatch {
             DeliveryState::Failed => {
                 metrics::counter!("contrail_outbox_finished_total", "channel" => channel, "state" => "failed")
                     .increment(1);
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                self.set_failed_gauge();
                 tracing::error!(delivery = %d.id, attempts = d.attempts, error = d.last_error.as_deref().unwrap_or_default(), "delivery failed; an operator can retry it");
                 true
             }
@@ -249,14 +232,15 @@ impl Dispatch {
         }
     }
 
-    /// Records `d` under the prefix of its state (removing it from the other), ordered before
-    /// every later write of the node and durable with the next sync.
-    fn save(&self, d: &Delivery, was_open: bool) -> Result<(), StoreError> {
+    /// Records `d`, which was in state `before`, under the prefix of its state (removing it
+    /// from the old one), ordered before every later write of the node and durable with the
+    /// next sync.
+    fn save(&self, d: &Delivery, before: DeliveryState) -> Result<(), StoreError> {
         let mut batch = WriteBatch::new();
-        if was_open != d.state.open() {
-            batch.delete(&keys::delivery(&d.id, was_open));
+        if keys::outbox(before) != keys::outbox(d.state) {
+            batch.delete(&keys::delivery(&d.id, before));
         }
-        batch.put(&keys::delivery(&d.id, d.state.open()), d)?;
+        batch.put(&keys::delivery(&d.id, d.state), d)?;
         self.store.record(batch)
     }
 
@@ -404,6 +388,9 @@ impl Dispatch {
         for (state, n) in depth {
             metrics::gauge!("contrail_outbox_depth", "state" => state.as_str()).set(n as f64);
         }
+        // Counted, not read: dead letters are few, and their values are not decoded.
+        metrics::gauge!("contrail_outbox_depth", "state" => "failed")
+            .set(self.store.count_prefix(keys::OUTBOX_FAILED) as f64);
     }
 
     /// Records `n` and its deliveries (one per enabled channel), for a publisher whose change
@@ -413,7 +400,7 @@ impl Dispatch {
         batch.put(&n.key(), n)?;
         let deliveries = deliveries(n, &self.enabled());
         for d in &deliveries {
-            batch.put(&keys::delivery(&d.id, true), d)?;
+            batch.put(&keys::delivery(&d.id, d.state), d)?;
         }
         self.store.record(batch)?;
         counted(n);
@@ -440,18 +427,19 @@ impl Dispatch {
 
     /// Makes failed delivery `id` pending again, on disk.
     fn restart(&self, id: &str) -> Result<Option<Delivery>, RetryError> {
-        let done: Option<Delivery> = self.store.get(&keys::delivery(id, false))?;
-        let mut delivery = match done {
-            Some(d) => d,
-            None => match self.store.get::<Delivery>(&keys::delivery(id, true))? {
-                Some(open) => return Err(RetryError::NotFailed(open.state)),
-                None => return Ok(None),
-            },
+        let failed = self
+            .store
+            .get::<Delivery>(&keys::delivery(id, DeliveryState::Failed))?;
+        let Some(mut delivery) = failed else {
+            for state in [DeliveryState::Pending, DeliveryState::Delivered] {
+                if let Some(other) = self.store.get::<Delivery>(&keys::delivery(id, state))? {
+                    return Err(RetryError::NotFailed(other.state));
+                }
+            }
+            return Ok(None);
         };
         delivery.retry(Utc::now()).map_err(RetryError::NotFailed)?;
-        self.save(&delivery, false)?;
-        self.failed.fetch_sub(1, Ordering::Relaxed);
-        self.set_failed_gauge();
+        self.save(&delivery, DeliveryState::Failed)?;
         Ok(Some(delivery))
     }
 
@@ -462,9 +450,12 @@ impl Dispatch {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         let prefixes = match state {
-            Some(s) if s.open() => vec![keys::OUTBOX_OPEN],
-            Some(_) => vec![keys::OUTBOX_DONE],
-            None => vec![keys::OUTBOX_OPEN, keys::OUTBOX_DONE],
+            Some(s) => vec![keys::outbox(s)],
+            None => vec![
+                keys::OUTBOX_OPEN,
+                keys::OUTBOX_FAILED,
+                keys::OUTBOX_DELIVERED,
+            ],
         };
         let mut found = Vec::new();
         if !self.router.member() {
@@ -588,7 +579,7 @@ pub enum Retried {
     Storage(String),
 }
 super::router::operation!(RetryDelivery => Retried, by outbox: Arc<Dispatch>,
-tag |r| crate::domain::ids::tag_of(r.0.strip_prefix("dlv_").unwrap_or(&r.0)).to_owned(),
+tag |r| crate::domain::outbox::tag_of_id(&r.0).to_owned(),
 |r| match outbox.retry(&r.0) {
     Ok(Some(d)) => Retried::Pending(d),
     Ok(None) => Retried::NotFound,

@@ -248,7 +248,7 @@ impl Change {
             notification::counted(&n);
             outbox = notification::deliveries(&n, channels);
             for d in &outbox {
-                extra.put(&keys::delivery(&d.id, true), d)?;
+                extra.put(&keys::delivery(&d.id, d.state), d)?;
             }
         }
         Ok((extra, next, outbox))

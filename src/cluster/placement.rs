@@ -36,7 +36,8 @@ pub fn tag_of_key(key: &str) -> Option<String> {
         "airport" | "aircraft" => Some(CATALOG_TAG.to_owned()),
         "email" => Some(tag_for(rest)),
         "user" | "flight" | "seat" | "order" | "ticket" | "charge" | "user_order"
-        | "user_ticket" | "idem" | "notification" | "outbox_open" | "outbox_done" => id_tag(first),
+        | "user_ticket" | "idem" | "notification" | "outbox_open" | "outbox_failed"
+        | "outbox_delivered" => id_tag(first),
         _ => None,
     }
 }
@@ -66,6 +67,7 @@ mod tests {
             crate::actors::notification::NotificationKind::OrderConfirmed,
             order.clone(),
         );
+        use crate::domain::outbox::DeliveryState;
         let delivery = crate::domain::outbox::Delivery::new(
             crate::domain::outbox::Channel::Email,
             &note.id,
@@ -74,8 +76,9 @@ mod tests {
         );
         for key in [
             note.key(),
-            keys::delivery(&delivery.id, true),
-            keys::delivery(&delivery.id, false),
+            keys::delivery(&delivery.id, DeliveryState::Pending),
+            keys::delivery(&delivery.id, DeliveryState::Failed),
+            keys::delivery(&delivery.id, DeliveryState::Delivered),
             keys::user(&user),
             keys::email(&email),
             keys::order(&order),

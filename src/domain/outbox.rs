@@ -133,6 +133,11 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The placement tag of delivery id `id` (its customer's).
+pub fn tag_of_id(id: &str) -> &str {
+    crate::domain::ids::tag_of(id.strip_prefix("dlv_").unwrap_or(id))
+}
+
 /// Whether `raw` has the shape of a delivery id (`dlv_`, 32 hex digits, `-` and a channel).
 pub fn is_delivery_id(raw: &str) -> bool {
     let Some((body, channel)) = raw
@@ -179,7 +184,7 @@ impl Delivery {
 
     /// Its placement tag: its customer's (every record of a customer lives on one node).
     pub fn tag(&self) -> &str {
-        crate::domain::ids::tag_of(self.id.strip_prefix("dlv_").unwrap_or(&self.id))
+        tag_of_id(&self.id)
     }
 
     /// Whether it should be tried at `now`.

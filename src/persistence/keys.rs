@@ -6,6 +6,7 @@
 use crate::domain::aircraft::SeatName;
 use crate::domain::airport::AirportCode;
 use crate::domain::ids::{AircraftId, FlightId, OrderId, TicketId, UserId};
+use crate::domain::outbox::DeliveryState;
 use crate::domain::user::Email;
 
 /// Prefix of user records (`User`).
@@ -107,11 +108,22 @@ pub fn notification(user: &UserId, created_ns: i64, id: &str) -> String {
 
 /// Prefix of open deliveries (pending or retrying): what the dispatcher works on.
 pub const OUTBOX_OPEN: &str = "outbox_open/";
-/// Prefix of finished deliveries (delivered or failed).
-pub const OUTBOX_DONE: &str = "outbox_done/";
+/// Prefix of failed deliveries (dead letters until an operator retries them).
+pub const OUTBOX_FAILED: &str = "outbox_failed/";
+/// Prefix of delivered deliveries.
+pub const OUTBOX_DELIVERED: &str = "outbox_delivered/";
 
-/// A delivery, under the prefix of its state (`open`: pending or retrying).
-pub fn delivery(id: &str, open: bool) -> String {
-    let prefix = if open { OUTBOX_OPEN } else { OUTBOX_DONE };
-    format!("{prefix}{id}")
+/// The prefix deliveries in `state` are kept under: the dispatcher scans only open ones, and
+/// failed ones are counted without reading the delivered.
+pub fn outbox(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Pending | DeliveryState::Retrying => OUTBOX_OPEN,
+        DeliveryState::Failed => OUTBOX_FAILED,
+        DeliveryState::Delivered => OUTBOX_DELIVERED,
+    }
+}
+
+/// A delivery in `state`.
+pub fn delivery(id: &str, state: DeliveryState) -> String {
+    format!("{}{id}", outbox(state))
 }

@@ -43,6 +43,21 @@ fn unfolded(data: &str) -> String {
     out
 }
 
+/// `GET /api/v1/admin/outbox{query}` as `admin`: its status and its deliveries.
+async fn outbox(admin: &contrail_client::Client, query: &str) -> (reqwest::StatusCode, Vec<Value>) {
+    let answer = admin
+        .request(Method::GET, &format!("/api/v1/admin/outbox{query}"))
+        .send()
+        .await
+        .expect("outbox");
+    let status = answer.status();
+    let body: Value = answer.json().await.expect("json");
+    (
+        status,
+        body["deliveries"].as_array().cloned().unwrap_or_default(),
+    )
+}
+
 /// The `Message-ID` of a received message, without its brackets.
 fn message_id(data: &str) -> Option<String> {
     data.lines()
@@ -144,16 +159,9 @@ async fn a_paid_booking_sends_one_email_with_the_e_ticket_and_one_signed_https_w
     );
 
     let admin = app.admin().await;
-    let delivered = admin
-        .request(Method::GET, "/api/v1/admin/outbox?state=delivered")
-        .send()
-        .await
-        .expect("outbox");
-    assert_eq!(delivered.status(), reqwest::StatusCode::OK);
-    let delivered: Value = delivered.json().await.expect("json");
-    let channels: BTreeSet<&str> = delivered["deliveries"]
-        .as_array()
-        .expect("deliveries")
+    let (status, delivered) = outbox(&admin, "?state=delivered").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let channels: BTreeSet<&str> = delivered
         .iter()
         .filter_map(|d| d["channel"].as_str())
         .collect();
@@ -178,32 +186,22 @@ async fn a_receiver_that_always_fails_ends_in_failed_and_an_operator_retry_deliv
     let id = book(&customer, &[&flight], 1).await.id;
     customer.pay(&id, "tok_visa", None).await.expect("paid");
     let admin = app.admin().await;
-    let outbox = |query: &'static str| {
-        let admin = admin.clone();
-        async move {
-            let answer = admin
-                .request(Method::GET, &format!("/api/v1/admin/outbox{query}"))
-                .send()
-                .await
-                .expect("outbox");
-            let status = answer.status();
-            (status, answer.json::<Value>().await.expect("json"))
-        }
-    };
     let failed = eventually(Duration::from_secs(30), || async {
-        outbox("?state=failed").await.1["deliveries"]
-            .as_array()
-            .is_some_and(|d| d.len() == 1)
+        outbox(&admin, "?state=failed").await.1.len() == 1
     })
     .await;
-    assert!(failed, "the delivery never failed: {:?}", outbox("").await);
+    assert!(
+        failed,
+        "the delivery never failed: {:?}",
+        outbox(&admin, "").await
+    );
     assert_eq!(
         receiver.attempts.load(Ordering::SeqCst),
         3,
         "exactly the configured attempts"
     );
-    let (_, listed) = outbox("?state=failed").await;
-    let delivery = &listed["deliveries"][0];
+    let (_, listed) = outbox(&admin, "?state=failed").await;
+    let delivery = &listed[0];
     assert_eq!(delivery["attempts"], 3);
     assert_eq!(delivery["channel"], "webhook");
     assert!(
@@ -216,12 +214,15 @@ async fn a_receiver_that_always_fails_ends_in_failed_and_an_operator_retry_deliv
 
     // The listing's query is checked; the retry is for admins, and only of a failed delivery.
     assert_eq!(
-        outbox("?state=lost").await.0,
+        outbox(&admin, "?state=lost").await.0,
         reqwest::StatusCode::BAD_REQUEST
     );
-    assert_eq!(outbox("?limit=0").await.0, reqwest::StatusCode::BAD_REQUEST);
     assert_eq!(
-        outbox("?colour=red").await.0,
+        outbox(&admin, "?limit=0").await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        outbox(&admin, "?colour=red").await.0,
         reqwest::StatusCode::BAD_REQUEST
     );
     let retry = |who: contrail_client::Client, id: String| async move {
@@ -268,12 +269,10 @@ async fn a_receiver_that_always_fails_ends_in_failed_and_an_operator_retry_deliv
     assert_eq!(hit.headers.get("contrail-delivery"), Some(&delivery_id));
     assert!(signed(hit, SECRET));
     let settled = eventually(Duration::from_secs(10), || async {
-        outbox("?state=delivered").await.1["deliveries"]
-            .as_array()
-            .is_some_and(|d| d.len() == 1)
+        outbox(&admin, "?state=delivered").await.1.len() == 1
     })
     .await;
-    assert!(settled, "{:?}", outbox("").await);
+    assert!(settled, "{:?}", outbox(&admin, "").await);
     let (status, body) = retry(admin.clone(), delivery_id).await;
     assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "not_failed");
@@ -313,18 +312,7 @@ async fn pending_deliveries_survive_kill_9_and_arrive_once_their_receivers_are_u
     });
     futures::future::join_all(paid).await;
     let admin = app.admin().await;
-    let listed = |admin: contrail_client::Client| async move {
-        let answer = admin
-            .request(Method::GET, "/api/v1/admin/outbox?limit=1000")
-            .send()
-            .await
-            .expect("outbox");
-        answer.json::<Value>().await.expect("json")["deliveries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
-    let before = listed(admin.clone()).await;
+    let before = outbox(&admin, "?limit=1000").await.1;
     assert_eq!(before.len(), 100, "{before:#?}");
     assert!(
         before
@@ -377,11 +365,11 @@ async fn pending_deliveries_survive_kill_9_and_arrive_once_their_receivers_are_u
     }
     let admin = app.admin().await;
     let settled = eventually(Duration::from_secs(30), || async {
-        let now = listed(admin.clone()).await;
+        let now = outbox(&admin, "?limit=1000").await.1;
         now.len() == 100 && now.iter().all(|d| d["state"] == "delivered")
     })
     .await;
-    assert!(settled, "{:#?}", listed(admin.clone()).await);
+    assert!(settled, "{:#?}", outbox(&admin, "?limit=1000").await.1);
     drop(server);
 }
 
@@ -389,7 +377,7 @@ async fn pending_deliveries_survive_kill_9_and_arrive_once_their_receivers_are_u
 /// refuses) is taken up by node-a once node-b is drained, and arrives there with its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
-    use helpers::cluster::{cluster_with, flights_owned_by, owner_of};
+    use helpers::cluster::{cluster_with, customer_on, flights_owned_by};
     let receiver = Receiver::http().await;
     receiver.accepting.store(false, Ordering::SeqCst);
     let hook = receiver.url();
@@ -409,41 +397,23 @@ async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
     helpers::airport(&admin, "BOM").await;
     let craft = helpers::aircraft(&admin, 5, "AB").await;
     let flight = flights_owned_by(&admin, &craft, &names, &["node-a"]).await["node-a"].clone();
-    let mut customer = None;
-    for _ in 0..40 {
-        let (id, client) = a.customer().await;
-        if owner_of(&id, &names) == "node-b" {
-            customer = Some(client);
-            break;
-        }
-    }
-    let customer = customer.expect("a customer whose records live on node-b");
+    let customer = customer_on(&a, &names, "node-b").await;
     let id = book(&customer, &[&flight], 1).await.id;
     customer.pay(&id, "tok_visa", None).await.expect("paid");
-    let outbox = || {
-        let admin = admin.clone();
-        async move {
-            let answer = admin
-                .request(Method::GET, "/api/v1/admin/outbox")
-                .send()
-                .await
-                .expect("outbox");
-            answer.json::<Value>().await.expect("json")["deliveries"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        }
-    };
     let retrying = eventually(Duration::from_secs(30), || async {
         receiver.attempts.load(Ordering::SeqCst) >= 2
-            && outbox()
+            && outbox(&admin, "")
                 .await
+                .1
                 .first()
                 .is_some_and(|d| d["state"] == "retrying")
     })
     .await;
-    assert!(retrying, "{:?}", outbox().await);
-    let delivery = outbox().await[0]["id"].as_str().expect("id").to_owned();
+    assert!(retrying, "{:?}", outbox(&admin, "").await.1);
+    let delivery = outbox(&admin, "").await.1[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
 
     admin.drain("node-b").await.expect("drained");
     nodes[1].kill9();
@@ -458,12 +428,12 @@ async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
     assert!(
         arrived,
         "the delivery never arrived after the drain: {:?}",
-        outbox().await
+        outbox(&admin, "").await.1
     );
     let settled = eventually(Duration::from_secs(30), || async {
-        let now = outbox().await;
+        let now = outbox(&admin, "").await.1;
         now.len() == 1 && now[0]["state"] == "delivered" && now[0]["id"] == delivery.as_str()
     })
     .await;
-    assert!(settled, "{:?}", outbox().await);
+    assert!(settled, "{:?}", outbox(&admin, "").await.1);
 }

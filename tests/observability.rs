@@ -291,8 +291,7 @@ fn names(spans: &[&Received]) -> Vec<String> {
 /// the notification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
-    use contrail::domain::ids::UserId;
-    use helpers::cluster::{cluster_with, flights_owned_by, owner_of};
+    use helpers::cluster::{cluster_with, customer_on, flights_owned_by};
     use reqwest::Method;
 
     let (collector, spans) = otlp_receiver().await;
@@ -319,16 +318,7 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
     let craft = helpers::aircraft(&admin, 5, "AB").await;
     let flights = flights_owned_by(&admin, &craft, &names_of_nodes, &["node-b"]).await;
     let flight = &flights["node-b"];
-    let mut customer = None;
-    for _ in 0..40 {
-        let (id, client) = a.customer().await;
-        if owner_of(&id, &names_of_nodes) == "node-a" {
-            assert!(UserId::parse(&id).is_some());
-            customer = Some(client);
-            break;
-        }
-    }
-    let customer = customer.expect("a customer whose orders live on node-a");
+    let customer = customer_on(a, &names_of_nodes, "node-a").await;
 
     // The client's own trace and span: the node continues it.
     let trace = uuid::Uuid::new_v4().simple().to_string();

@@ -127,6 +127,17 @@ pub fn owner_of(id: &str, members: &[&str]) -> String {
         .to_owned()
 }
 
+/// A new customer (signed up through `app`) whose records live on `node` of `members`.
+pub async fn customer_on(app: &TestApp, members: &[&str], node: &str) -> Client {
+    for _ in 0..40 {
+        let (id, client) = app.customer().await;
+        if owner_of(&id, members) == node {
+            return client;
+        }
+    }
+    panic!("no customer of 40 landed on {node}")
+}
+
 /// Creates flights (as `admin`) until each of `wanted` owners has one; returns them.
 pub async fn flights_owned_by(
     admin: &Client,

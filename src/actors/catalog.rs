@@ -54,6 +54,8 @@ pub enum CatalogMessage {
     CreateAirport(Airport, Reply<Airport>),
     /// Every airport, by code.
     ListAirports(Reply<Vec<Airport>>),
+    /// Every aircraft type.
+    ListAircraft(Reply<Vec<Aircraft>>),
     /// Add an aircraft type.
     CreateAircraft(Aircraft, Reply<Aircraft>),
     /// Check a draft against the catalog and build the flight (nothing is written).
@@ -102,6 +104,14 @@ impl CatalogActor {
         Ok(self
             .store
             .scan::<Airport>(keys::AIRPORTS)
+            .map(|r| r.map(|(_, a)| a))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn list_aircraft(&self) -> Result<Vec<Aircraft>, CatalogError> {
+        Ok(self
+            .store
+            .scan::<Aircraft>(keys::AIRCRAFT)
             .map(|r| r.map(|(_, a)| a))
             .collect::<Result<Vec<_>, _>>()?)
     }
@@ -182,6 +192,9 @@ impl Stateless for CatalogActor {
             CatalogMessage::ListAirports(reply) => {
                 let _ = reply.send(self.list_airports());
             }
+            CatalogMessage::ListAircraft(reply) => {
+                let _ = reply.send(self.list_aircraft());
+            }
             CatalogMessage::CreateAircraft(aircraft, reply) => {
                 answer(self.create_aircraft(aircraft), reply)
             }
@@ -234,6 +247,11 @@ impl Catalog {
         self.router.call(ListAirports, self).await
     }
 
+    /// Every aircraft type.
+    pub async fn list_aircraft(&self) -> Result<Vec<Aircraft>, CatalogError> {
+        self.router.call(ListAircraft, self).await
+    }
+
     /// Adds an aircraft type.
     pub async fn create_aircraft(&self, aircraft: Aircraft) -> Result<Aircraft, CatalogError> {
         self.router.call(CreateAircraft(aircraft), self).await
@@ -258,6 +276,12 @@ operation!(CreateAirport => Result<Airport, CatalogError>, by catalog: Catalog,
 pub struct ListAirports;
 operation!(ListAirports => Result<Vec<Airport>, CatalogError>, by catalog: Catalog,
     tag |_r| CATALOG_TAG, |_r| catalog.ask(CatalogMessage::ListAirports).await);
+
+/// Every aircraft type (from the catalog's node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListAircraft;
+operation!(ListAircraft => Result<Vec<Aircraft>, CatalogError>, by catalog: Catalog,
+    tag |_r| CATALOG_TAG, |_r| catalog.ask(CatalogMessage::ListAircraft).await);
 
 /// Add an aircraft type (on the catalog's node).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,7 +6,9 @@
 //! `requests!` list below generates the enum, its `From` conversions and the dispatch.
 
 use super::accounts::{ChangeAccount, CreateUser, GetUser, UserByEmail};
-use super::catalog::{AdmitFlight, CreateAircraft, CreateAirport, ListAirports, PlanFlight};
+use super::catalog::{
+    AdmitFlight, CreateAircraft, CreateAirport, ListAircraft, ListAirports, PlanFlight,
+};
 use super::entity::EntityCall;
 use super::flight::FlightActor;
 use super::notification::{OutboxList, RetryDelivery};
@@ -102,6 +104,7 @@ requests! {
     ChangeAccount(ChangeAccount),
     CreateAirport(CreateAirport),
     ListAirports(ListAirports),
+    ListAircraft(ListAircraft),
     CreateAircraft(CreateAircraft),
     PlanFlight(PlanFlight),
     AdmitFlight(AdmitFlight),

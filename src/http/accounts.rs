@@ -24,13 +24,13 @@ pub(super) struct SignupRequest {
         max_length = 254,
         pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@.\s\x00-\x1f\x7f-\x9f]+(\.[^@.\s\x00-\x1f\x7f-\x9f]+)+$"
     )]
-    email: String,
+    pub(super) email: String,
     /// 10 to 256 characters, and not a common or easily guessed password (zxcvbn score 2 or
     /// more: a phrase of unrelated words passes, `password123` does not).
     #[schema(min_length = 10, max_length = 256)]
-    password: String,
+    pub(super) password: String,
     #[schema(value_type = Text)]
-    name: String,
+    pub(super) name: String,
 }
 
 /// Body of `POST /api/v1/auth/signin`.
@@ -38,8 +38,8 @@ pub(super) struct SignupRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub(super) struct SigninRequest {
-    email: String,
-    password: String,
+    pub(super) email: String,
+    pub(super) password: String,
 }
 
 /// Body of `PUT /api/v1/users/{id}/roles`.
@@ -157,7 +157,7 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 }
 
 /// The client's address (unspecified when the transport has none).
-fn client_address() -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
+pub(super) fn client_address() -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
     warp::addr::remote().map(|addr: Option<std::net::SocketAddr>| {
         addr.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
     })
@@ -167,6 +167,12 @@ fn client_address() -> impl Filter<Extract = (IpAddr,), Error = std::convert::In
 #[utoipa::path(post, path = "/api/v1/auth/signup", operation_id = "signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = UserView), (status = 400), (status = 409, description = "email_taken")))]
 async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
+    let user = create_account(&ctx, req).await?;
+    Ok(json(StatusCode::CREATED, &UserView::from(&user)))
+}
+
+/// Opens a customer account.
+pub(super) async fn create_account(ctx: &Ctx, req: SignupRequest) -> Result<User, ApiError> {
     let email = Email::parse(&req.email).map_err(ApiError::from)?;
     let password = Password::parse(req.password).map_err(ApiError::from)?;
     let name = parse_name(&req.name).map_err(ApiError::from)?;
@@ -178,26 +184,36 @@ async fn signup(ctx: Ctx, req: SignupRequest) -> Handled {
         .await
         .map_err(ApiError::from)?;
     tracing::info!(user = %user.id, "signed up");
-    Ok(json(StatusCode::CREATED, &UserView::from(&user)))
+    Ok(user)
 }
 
 /// Exchange credentials for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/signin", operation_id = "signin", tag = "auth", request_body = SigninRequest,
     responses((status = 200, body = TokenView), (status = 401), (status = 403, description = "account_disabled"), (status = 429), (status = 503)))]
 async fn signin(ctx: Ctx, address: IpAddr, req: SigninRequest) -> Handled {
+    let user = sign_in(&ctx, address, req).await?;
+    Ok(json(StatusCode::OK, &session(&ctx, &user)?))
+}
+
+/// The account these credentials open, within the sign-in rate limits.
+pub(super) async fn sign_in(
+    ctx: &Ctx,
+    address: IpAddr,
+    req: SigninRequest,
+) -> Result<User, ApiError> {
     ctx.limits.check_signin(address, &req.email)?;
     let user = match ctx.services.accounts.verify(&req.email, req.password).await {
         Ok(user) => user,
         Err(e @ AccountError::BadCredentials) => {
             ctx.limits.signin_failed(address, &req.email);
-            return Err(ApiError::from(e).into());
+            return Err(ApiError::from(e));
         }
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(e)),
     };
     if user.disabled {
-        return Err(ApiError::AccountDisabled.into());
+        return Err(ApiError::AccountDisabled);
     }
-    Ok(json(StatusCode::OK, &session(&ctx, &user)?))
+    Ok(user)
 }
 
 fn session(ctx: &Ctx, user: &User) -> Result<TokenView, ApiError> {

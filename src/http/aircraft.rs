@@ -15,13 +15,13 @@ use warp::{Filter, Rejection};
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CabinRequest {
-    cabin: Cabin,
+    pub(super) cabin: Cabin,
     /// `[first_row, last_row]`, inclusive, 1 ≤ first ≤ last ≤ 999; no two cabins share a row.
     #[schema(value_type = Vec<u16>, min_items = 2, max_items = 2)]
-    rows: [u16; 2],
+    pub(super) rows: [u16; 2],
     /// Seat letters of each row, 1 to 12 distinct uppercase letters, e.g. `ABCDEF`.
     #[schema(pattern = r"^[A-Z]{1,12}$")]
-    seats: String,
+    pub(super) seats: String,
 }
 
 /// Body of `POST /api/v1/aircraft`.
@@ -32,19 +32,19 @@ pub(super) struct CabinRequest {
     {"cabin": "economy", "rows": [4, 30], "seats": "ABCDEF"}]}))]
 pub(super) struct AircraftRequest {
     #[schema(value_type = ModelText)]
-    model: String,
+    pub(super) model: String,
     /// 1 to 4 cabins, each cabin at most once, at most 1 000 seats in all.
     #[schema(min_items = 1, max_items = 4)]
-    cabins: Vec<CabinRequest>,
+    pub(super) cabins: Vec<CabinRequest>,
 }
 
 /// An aircraft type.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AircraftView {
-    id: String,
-    model: String,
-    capacity: usize,
-    cabins: Vec<CabinRequest>,
+    pub(super) id: String,
+    pub(super) model: String,
+    pub(super) capacity: usize,
+    pub(super) cabins: Vec<CabinRequest>,
 }
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -60,6 +60,14 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(post, path = "/api/v1/aircraft", operation_id = "create_aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
     responses((status = 201, body = AircraftView), (status = 400), (status = 403)))]
 async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
+    Ok(json(StatusCode::CREATED, &create_aircraft(&ctx, req).await?))
+}
+
+/// Adds an aircraft type (the caller's role already checked).
+pub(super) async fn create_aircraft(
+    ctx: &Ctx,
+    req: AircraftRequest,
+) -> Result<AircraftView, ApiError> {
     let cabins = req
         .cabins
         .into_iter()
@@ -72,7 +80,23 @@ async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
         .create_aircraft(aircraft)
         .await
         .map_err(ApiError::from)?;
-    let view = AircraftView {
+    Ok(AircraftView::from(&aircraft))
+}
+
+/// Every aircraft type.
+pub(super) async fn aircraft_list(ctx: &Ctx) -> Result<Vec<AircraftView>, ApiError> {
+    let all = ctx
+        .services
+        .catalog
+        .list_aircraft()
+        .await
+        .map_err(ApiError::from)?;
+    Ok(all.iter().map(AircraftView::from).collect())
+}
+
+impl From<&Aircraft> for AircraftView {
+    fn from(aircraft: &Aircraft) -> Self {
+        AircraftView {
         id: aircraft.id.to_string(),
         model: aircraft.model.clone(),
         capacity: aircraft.layout.capacity(),
@@ -86,6 +110,6 @@ async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
                 seats: c.letters.iter().collect(),
             })
             .collect(),
-    };
-    Ok(json(StatusCode::CREATED, &view))
+    }
+    }
 }

@@ -18,22 +18,22 @@ use warp::{Filter, Rejection};
 pub(super) struct AirportRequest {
     /// Three uppercase letters (IATA).
     #[schema(pattern = r"^[A-Z]{3}$")]
-    code: String,
+    pub(super) code: String,
     #[schema(value_type = Text)]
-    name: String,
+    pub(super) name: String,
     #[schema(value_type = Text)]
-    city: String,
+    pub(super) city: String,
     #[schema(value_type = Text)]
-    country: String,
+    pub(super) country: String,
 }
 
 /// An airport.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AirportView {
-    code: String,
-    name: String,
-    city: String,
-    country: String,
+    pub(super) code: String,
+    pub(super) name: String,
+    pub(super) city: String,
+    pub(super) country: String,
 }
 
 impl From<&Airport> for AirportView {
@@ -50,7 +50,7 @@ impl From<&Airport> for AirportView {
 /// `{"airports": [...]}`
 #[derive(Serialize, ToSchema)]
 pub(super) struct AirportList {
-    airports: Vec<AirportView>,
+    pub(super) airports: Vec<AirportView>,
 }
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -71,6 +71,11 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(post, path = "/api/v1/airports", operation_id = "create_airport", tag = "catalog", security(("bearer" = [])), request_body = AirportRequest,
     responses((status = 201, body = AirportView), (status = 400), (status = 403), (status = 409, description = "airport_exists")))]
 async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
+    Ok(json(StatusCode::CREATED, &create_airport(&ctx, req).await?))
+}
+
+/// Adds an airport (the caller's role already checked).
+pub(super) async fn create_airport(ctx: &Ctx, req: AirportRequest) -> Result<AirportView, ApiError> {
     let airport =
         Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
     let airport = ctx
@@ -79,22 +84,24 @@ async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
         .create_airport(airport)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::CREATED, &AirportView::from(&airport)))
+    Ok(AirportView::from(&airport))
 }
 
 /// Every airport.
 #[utoipa::path(get, path = "/api/v1/airports", operation_id = "list_airports", tag = "catalog", responses((status = 200, body = AirportList)))]
 async fn list(ctx: Ctx) -> Handled {
+    Ok(json(StatusCode::OK, &airport_list(&ctx).await?))
+}
+
+/// Every airport.
+pub(super) async fn airport_list(ctx: &Ctx) -> Result<AirportList, ApiError> {
     let airports = ctx
         .services
         .catalog
         .list_airports()
         .await
         .map_err(ApiError::from)?;
-    Ok(json(
-        StatusCode::OK,
-        &AirportList {
-            airports: airports.iter().map(AirportView::from).collect(),
-        },
-    ))
+    Ok(AirportList {
+        airports: airports.iter().map(AirportView::from).collect(),
+    })
 }

@@ -17,24 +17,24 @@ use warp::{Filter, Rejection};
 /// One cluster member.
 #[derive(Serialize, ToSchema)]
 pub(super) struct MemberView {
-    node_id: String,
-    addr: String,
+    pub(super) node_id: String,
+    pub(super) addr: String,
     /// `up` or `down` as seen from the answering node.
-    status: &'static str,
+    pub(super) status: &'static str,
     /// The epoch of the view under which the member owns its entities.
-    epoch: u64,
+    pub(super) epoch: u64,
     /// What the member stores (absent when it cannot be asked).
-    entities: Option<EntityCounts>,
+    pub(super) entities: Option<EntityCounts>,
 }
 
 /// The operator's view of the cluster.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ClusterView {
-    node_id: String,
-    epoch: u64,
+    pub(super) node_id: String,
+    pub(super) epoch: u64,
     /// Whether the answering node is a member and reaches a majority.
-    serving: bool,
-    members: Vec<MemberView>,
+    pub(super) serving: bool,
+    pub(super) members: Vec<MemberView>,
 }
 
 /// `{"node_id": "node-b"}`
@@ -84,6 +84,11 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(get, path = "/api/v1/cluster", operation_id = "cluster_view", tag = "ops", security(("bearer" = [])),
     responses((status = 200, body = ClusterView), (status = 403)))]
 async fn view(_admin: User, ctx: Ctx) -> Handled {
+    Ok(json(StatusCode::OK, &cluster_view(&ctx).await))
+}
+
+/// Members, their state and what each owns (asked of every member that is up).
+pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
     let cluster = &ctx.cluster;
     let current = cluster.view();
     let mut members = Vec::new();
@@ -107,15 +112,12 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
             entities,
         });
     }
-    Ok(json(
-        StatusCode::OK,
-        &ClusterView {
-            node_id: cluster.node().to_owned(),
-            epoch: current.epoch,
-            serving: cluster.serving(),
-            members,
-        },
-    ))
+    ClusterView {
+        node_id: cluster.node().to_owned(),
+        epoch: current.epoch,
+        serving: cluster.serving(),
+        members,
+    }
 }
 
 /// Moves a member's entities to the others and removes it from the cluster (admin); the
@@ -124,24 +126,29 @@ async fn view(_admin: User, ctx: Ctx) -> Handled {
     request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 403),
         (status = 404, description = "`not_found`: no such member"), (status = 409, description = "`last_member`: the only member cannot be drained"), (status = 503)))]
 async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
+    drain_node(&ctx, &req.node_id).await?;
+    view(admin, ctx).await
+}
+
+/// Moves everything a member owns to the others and takes it out of the cluster.
+pub(super) async fn drain_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError> {
     let cluster = &ctx.cluster;
     let current = cluster.view();
-    if !current.contains(&req.node_id) {
-        return Err(ApiError::NotFound.into());
+    if !current.contains(node_id) {
+        return Err(ApiError::NotFound);
     }
     if current.members.len() < 2 {
         return Err(ApiError::Conflict {
             code: "last_member",
             message: "the last member cannot be drained".into(),
-        }
-        .into());
+        });
     }
     let next: View =
-        crate::cluster::handoff::change(cluster, &ctx.services, current.without(&req.node_id))
+        crate::cluster::handoff::change(cluster, &ctx.services, current.without(node_id))
             .await
             .map_err(ApiError::Unavailable)?;
-    tracing::info!(node = ?req.node_id, epoch = next.epoch, "node drained");
-    view(admin, ctx).await
+    tracing::info!(node = ?node_id, epoch = next.epoch, "node drained");
+    Ok(())
 }
 
 /// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).

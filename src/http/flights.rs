@@ -35,52 +35,52 @@ pub(super) struct FlightRequest {
     /// A two-character airline code and 1 to 4 digits, e.g. `AI101`; an airline account may
     /// only use its own carrier's code.
     #[schema(pattern = r"^([A-Z][A-Z0-9]|[0-9][A-Z])[0-9]{1,4}$")]
-    flight_number: String,
+    pub(super) flight_number: String,
     /// An aircraft from `POST /api/v1/aircraft`.
     #[schema(pattern = r"^acf_[A-Za-z0-9_]{0,60}$")]
-    aircraft_id: String,
+    pub(super) aircraft_id: String,
     /// A known airport's code.
     #[schema(pattern = r"^[A-Z]{3}$")]
-    origin: String,
+    pub(super) origin: String,
     /// A known airport's code, not the origin.
     #[schema(pattern = r"^[A-Z]{3}$")]
-    destination: String,
-    departs_at: DateTime<Utc>,
+    pub(super) destination: String,
+    pub(super) departs_at: DateTime<Utc>,
     /// After `departs_at`, at most 24 hours later.
-    arrives_at: DateTime<Utc>,
+    pub(super) arrives_at: DateTime<Utc>,
     /// Fare in minor units (0 to 100 000 000) for every cabin of the aircraft.
     #[schema(value_type = BTreeMap<Cabin, FareCents>)]
-    fares: BTreeMap<Cabin, u64>,
+    pub(super) fares: BTreeMap<Cabin, u64>,
     /// ISO 4217 code.
     #[schema(pattern = r"^[A-Z]{3}$")]
-    currency: String,
+    pub(super) currency: String,
 }
 
 /// Seats of one cabin.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AvailabilityView {
-    total: u32,
-    available: u32,
+    pub(super) total: u32,
+    pub(super) available: u32,
 }
 
 /// A flight with its seat counts.
 #[derive(Serialize, ToSchema)]
 pub(super) struct FlightView {
-    id: String,
-    flight_number: String,
-    aircraft_id: String,
-    origin: String,
-    destination: String,
-    departs_at: DateTime<Utc>,
-    arrives_at: DateTime<Utc>,
-    duration_minutes: i64,
-    status: FlightStatus,
-    currency: String,
-    fares: BTreeMap<Cabin, u64>,
-    availability: BTreeMap<Cabin, AvailabilityView>,
+    pub(super) id: String,
+    pub(super) flight_number: String,
+    pub(super) aircraft_id: String,
+    pub(super) origin: String,
+    pub(super) destination: String,
+    pub(super) departs_at: DateTime<Utc>,
+    pub(super) arrives_at: DateTime<Utc>,
+    pub(super) duration_minutes: i64,
+    pub(super) status: FlightStatus,
+    pub(super) currency: String,
+    pub(super) fares: BTreeMap<Cabin, u64>,
+    pub(super) availability: BTreeMap<Cabin, AvailabilityView>,
     /// In search results: the per-passenger fare that matched the query.
     #[serde(skip_serializing_if = "Option::is_none")]
-    price_cents: Option<u64>,
+    pub(super) price_cents: Option<u64>,
 }
 
 impl FlightView {
@@ -122,24 +122,24 @@ impl FlightView {
 /// A page of search results.
 #[derive(Serialize, ToSchema)]
 pub(super) struct FlightPage {
-    flights: Vec<FlightView>,
+    pub(super) flights: Vec<FlightView>,
     /// Pass as `cursor` for the next page; null on the last page.
-    next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 /// One seat.
 #[derive(Serialize, ToSchema)]
 pub(super) struct SeatView {
-    seat: String,
-    cabin: Cabin,
+    pub(super) seat: String,
+    pub(super) cabin: Cabin,
     /// `available`, `held` or `sold`.
-    status: String,
+    pub(super) status: String,
 }
 
 /// `{"seats": [...]}`
 #[derive(Serialize, ToSchema)]
 pub(super) struct SeatList {
-    seats: Vec<SeatView>,
+    pub(super) seats: Vec<SeatView>,
 }
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -183,9 +183,18 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(post, path = "/api/v1/flights", operation_id = "create_flight", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
     responses((status = 201, body = FlightView), (status = 400), (status = 403)))]
 async fn create(user: User, ctx: Ctx, req: FlightRequest) -> Handled {
+    Ok(json(StatusCode::CREATED, &create_flight(&user, &ctx, req).await?))
+}
+
+/// Schedules a flight for `user` (an airline account of its carrier, or an admin).
+pub(super) async fn create_flight(
+    user: &User,
+    ctx: &Ctx,
+    req: FlightRequest,
+) -> Result<FlightView, ApiError> {
     let number = FlightNumber::parse(&req.flight_number).map_err(ApiError::from)?;
     if !user.manages(&number) {
-        return Err(not_your_flight(&number).into());
+        return Err(not_your_flight(&number));
     }
     let aircraft_id = AircraftId::parse(&req.aircraft_id)
         .ok_or_else(|| ApiError::from(ValidationError::new("aircraft_id", "no such aircraft")))?;
@@ -205,7 +214,7 @@ async fn create(user: User, ctx: Ctx, req: FlightRequest) -> Handled {
         .create_flight(draft)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::CREATED, &FlightView::of(&summary)?))
+    FlightView::of(&summary)
 }
 
 /// Parses search parameters; unknown parameters are refused so typos do not go unnoticed.
@@ -291,7 +300,15 @@ fn parse_query(params: &HashMap<String, String>) -> Result<SearchQuery, Validati
             description = "`next_cursor` of the previous page of the same search (same `sort`)")),
     responses((status = 200, body = FlightPage), (status = 400)))]
 async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
-    let query = parse_query(&params).map_err(ApiError::from)?;
+    Ok(json(StatusCode::OK, &search_page(&ctx, &params)?))
+}
+
+/// One page of a search, from the read model.
+pub(super) fn search_page(
+    ctx: &Ctx,
+    params: &HashMap<String, String>,
+) -> Result<FlightPage, ApiError> {
+    let query = parse_query(params).map_err(ApiError::from)?;
     let page = {
         let index = ctx.services.index.read();
         let page = index.search(&query, Utc::now());
@@ -304,7 +321,7 @@ async fn search(ctx: Ctx, params: HashMap<String, String>) -> Handled {
             next_cursor: page.next.map(|c| c.encode()),
         }
     };
-    Ok(json(StatusCode::OK, &page))
+    Ok(page)
 }
 
 /// An airline account reaching for another carrier's flight.
@@ -325,9 +342,16 @@ async fn ask_flight(ctx: &Ctx, id: &str, cmd: FlightCommand) -> Result<FlightRep
 #[utoipa::path(get, path = "/api/v1/flights/{id}", operation_id = "get_flight", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = FlightView), (status = 404), (status = 503)))]
 async fn get(id: String, ctx: Ctx) -> Handled {
-    match ask_flight(&ctx, &id, FlightCommand::Get).await? {
-        FlightReply::Summary(s) => Ok(json(StatusCode::OK, &FlightView::of(&s)?)),
-        _ => Err(ApiError::Internal("flight answered Get with something else".into()).into()),
+    Ok(json(StatusCode::OK, &flight_view(&ctx, &id).await?))
+}
+
+/// One flight, from its actor.
+pub(super) async fn flight_view(ctx: &Ctx, id: &str) -> Result<FlightView, ApiError> {
+    match ask_flight(ctx, id, FlightCommand::Get).await? {
+        FlightReply::Summary(s) => FlightView::of(&s),
+        _ => Err(ApiError::Internal(
+            "flight answered Get with something else".into(),
+        )),
     }
 }
 
@@ -335,21 +359,25 @@ async fn get(id: String, ctx: Ctx) -> Handled {
 #[utoipa::path(get, path = "/api/v1/flights/{id}/seats", operation_id = "get_seats", tag = "catalog", params(("id" = String, Path)),
     responses((status = 200, body = SeatList), (status = 404), (status = 503)))]
 async fn seats(id: String, ctx: Ctx) -> Handled {
-    match ask_flight(&ctx, &id, FlightCommand::Seats).await? {
-        FlightReply::Seats(seats) => Ok(json(
-            StatusCode::OK,
-            &SeatList {
-                seats: seats
-                    .into_iter()
-                    .map(|s| SeatView {
-                        seat: s.seat.to_string(),
-                        cabin: s.cabin,
-                        status: s.status,
-                    })
-                    .collect(),
-            },
+    Ok(json(StatusCode::OK, &seat_list(&ctx, &id).await?))
+}
+
+/// Every seat of a flight and its state, from the flight's actor.
+pub(super) async fn seat_list(ctx: &Ctx, id: &str) -> Result<SeatList, ApiError> {
+    match ask_flight(ctx, id, FlightCommand::Seats).await? {
+        FlightReply::Seats(seats) => Ok(SeatList {
+            seats: seats
+                .into_iter()
+                .map(|s| SeatView {
+                    seat: s.seat.to_string(),
+                    cabin: s.cabin,
+                    status: s.status,
+                })
+                .collect(),
+        }),
+        _ => Err(ApiError::Internal(
+            "flight answered Seats with something else".into(),
         )),
-        _ => Err(ApiError::Internal("flight answered Seats with something else".into()).into()),
     }
 }
 
@@ -359,18 +387,26 @@ async fn seats(id: String, ctx: Ctx) -> Handled {
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = FlightView), (status = 403), (status = 404), (status = 503)))]
 async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
-    let FlightReply::Summary(flight) = ask_flight(&ctx, &id, FlightCommand::Get).await? else {
-        return Err(ApiError::Internal("flight answered Get with something else".into()).into());
+    cancel_flight(&user, &ctx, &id).await?;
+    get(id, ctx).await
+}
+
+/// Cancels a flight and every order on it; the number of orders cancelled.
+pub(super) async fn cancel_flight(user: &User, ctx: &Ctx, id: &str) -> Result<usize, ApiError> {
+    let FlightReply::Summary(flight) = ask_flight(ctx, id, FlightCommand::Get).await? else {
+        return Err(ApiError::Internal(
+            "flight answered Get with something else".into(),
+        ));
     };
     if !user.manages(&flight.flight.flight_number) {
-        return Err(not_your_flight(&flight.flight.flight_number).into());
+        return Err(not_your_flight(&flight.flight.flight_number));
     }
-    let orders = match ask_flight(&ctx, &id, FlightCommand::Cancel).await? {
+    let orders = match ask_flight(ctx, id, FlightCommand::Cancel).await? {
         FlightReply::Cancelled(orders) => orders,
         _ => {
-            return Err(
-                ApiError::Internal("flight answered Cancel with something else".into()).into(),
-            );
+            return Err(ApiError::Internal(
+                "flight answered Cancel with something else".into(),
+            ));
         }
     };
     let cascade = orders.iter().map(|o| {
@@ -392,8 +428,7 @@ async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
         return Err(ApiError::Unavailable(format!(
             "the flight is cancelled but {unfinished} of {} orders are not yet; retry to finish",
             orders.len()
-        ))
-        .into());
+        )));
     }
-    get(id, ctx).await
+    Ok(orders.len())
 }

@@ -25,18 +25,18 @@ use warp::{Filter, Rejection};
 #[serde(deny_unknown_fields)]
 pub(super) struct SegmentRequest {
     #[schema(pattern = r"^flt_[A-Za-z0-9_]{0,60}$")]
-    flight_id: String,
+    pub(super) flight_id: String,
     /// The seats, one per passenger, e.g. `["12A", "12B"]`; or give `cabin` and `count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<SeatNameText>>, min_items = 1, max_items = 9)]
-    seats: Option<Vec<String>>,
+    pub(super) seats: Option<Vec<String>>,
     /// With `count`: any free seats of this cabin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    cabin: Option<Cabin>,
+    pub(super) cabin: Option<Cabin>,
     /// With `cabin`: one per passenger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 9)]
-    count: Option<u16>,
+    pub(super) count: Option<u16>,
 }
 
 /// A passenger of a new order.
@@ -44,7 +44,7 @@ pub(super) struct SegmentRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct PassengerRequest {
     #[schema(value_type = Text)]
-    name: String,
+    pub(super) name: String,
 }
 
 /// Body of `POST /api/v1/orders`.
@@ -57,9 +57,9 @@ pub(super) struct PassengerRequest {
 pub(super) struct OrderRequest {
     /// 1 to 6 different flights, each asking one seat per passenger.
     #[schema(min_items = 1, max_items = 6)]
-    segments: Vec<SegmentRequest>,
+    pub(super) segments: Vec<SegmentRequest>,
     #[schema(min_items = 1, max_items = 9)]
-    passengers: Vec<PassengerRequest>,
+    pub(super) passengers: Vec<PassengerRequest>,
 }
 
 /// Body of `POST /api/v1/orders/{id}/pay`.
@@ -69,15 +69,15 @@ pub(super) struct OrderRequest {
 pub(super) struct PayRequest {
     /// `tok_visa`, `tok_declined` or `tok_timeout` with the built-in simulator.
     #[schema(min_length = 1, max_length = 128)]
-    payment_token: String,
+    pub(super) payment_token: String,
 }
 
 /// One flight of an order.
 #[derive(Serialize, ToSchema)]
 pub(super) struct SegmentView {
-    flight_id: String,
-    seats: Vec<String>,
-    price_cents: u64,
+    pub(super) flight_id: String,
+    pub(super) seats: Vec<String>,
+    pub(super) price_cents: u64,
 }
 
 /// A passenger.
@@ -89,14 +89,14 @@ pub(super) struct PassengerView {
 /// A ticket.
 #[derive(Serialize, ToSchema)]
 pub(super) struct TicketView {
-    id: String,
-    order_id: String,
-    flight_id: String,
-    seat: String,
-    passenger_name: String,
+    pub(super) id: String,
+    pub(super) order_id: String,
+    pub(super) flight_id: String,
+    pub(super) seat: String,
+    pub(super) passenger_name: String,
     /// `issued` or `void`.
-    status: &'static str,
-    issued_at: DateTime<Utc>,
+    pub(super) status: &'static str,
+    pub(super) issued_at: DateTime<Utc>,
 }
 
 impl From<&TicketRecord> for TicketView {
@@ -119,22 +119,22 @@ impl From<&TicketRecord> for TicketView {
 /// An order.
 #[derive(Serialize, ToSchema)]
 pub(super) struct OrderView {
-    id: String,
+    pub(super) id: String,
     /// `held`, `confirmed`, `expired`, `cancelled` or `refunded`.
-    status: &'static str,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    total_cents: u64,
-    currency: Option<String>,
-    segments: Vec<SegmentView>,
-    passengers: Vec<PassengerView>,
-    tickets: Vec<TicketView>,
+    pub(super) status: &'static str,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) total_cents: u64,
+    pub(super) currency: Option<String>,
+    pub(super) segments: Vec<SegmentView>,
+    pub(super) passengers: Vec<PassengerView>,
+    pub(super) tickets: Vec<TicketView>,
 }
 
 /// `{"orders": [...]}`
 #[derive(Serialize, ToSchema)]
 pub(super) struct OrderList {
-    orders: Vec<OrderView>,
+    pub(super) orders: Vec<OrderView>,
 }
 
 /// `{"tickets": [...]}`
@@ -146,16 +146,16 @@ pub(super) struct TicketList {
 /// One notification.
 #[derive(Serialize, ToSchema)]
 pub(super) struct NotificationView {
-    id: String,
-    kind: NotificationKind,
-    order_id: String,
-    created_at: DateTime<Utc>,
+    pub(super) id: String,
+    pub(super) kind: NotificationKind,
+    pub(super) order_id: String,
+    pub(super) created_at: DateTime<Utc>,
 }
 
 /// `{"notifications": [...]}`
 #[derive(Serialize, ToSchema)]
 pub(super) struct NotificationList {
-    notifications: Vec<NotificationView>,
+    pub(super) notifications: Vec<NotificationView>,
 }
 
 async fn view(ctx: &Ctx, order: &Order) -> Result<OrderView, ApiError> {
@@ -331,10 +331,26 @@ async fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
     responses((status = 201, body = OrderView), (status = 200, description = "replayed by Idempotency-Key", body = OrderView),
         (status = 400), (status = 409, description = "seats_unavailable, hold_limit_exceeded"), (status = 422), (status = 503)))]
 async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) -> Handled {
-    let segments = parse_segments(&req).map_err(ApiError::from)?;
+    let (replayed, order) = place(&user, &ctx, key, &req).await?;
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json(status, &order))
+}
+
+/// Places an order for `user`: whether it was replayed by its key, and the order.
+pub(super) async fn place(
+    user: &User,
+    ctx: &Ctx,
+    key: Option<String>,
+    req: &OrderRequest,
+) -> Result<(bool, OrderView), ApiError> {
+    let segments = parse_segments(req).map_err(ApiError::from)?;
     let names: Vec<String> = req.passengers.iter().map(|p| p.name.clone()).collect();
     let passengers = validate_request(&segments, &names).map_err(ApiError::from)?;
-    let fingerprint = serde_json::to_string(&req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let fingerprint = serde_json::to_string(req).map_err(|e| ApiError::Internal(e.to_string()))?;
     let placed = ctx
         .services
         .orders
@@ -347,18 +363,18 @@ async fn create(user: User, ctx: Ctx, key: Option<String>, req: OrderRequest) ->
         })
         .await
         .map_err(ApiError::from)?;
-    let status = if placed.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(json(status, &view(&ctx, &placed.order).await?))
+    Ok((placed.replayed, view(ctx, &placed.order).await?))
 }
 
 /// The caller's orders, newest first (an admin sees everyone's).
 #[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", tag = "orders", security(("bearer" = [])),
     responses((status = 200, body = OrderList)))]
 async fn list(user: User, ctx: Ctx) -> Handled {
+    Ok(json(StatusCode::OK, &order_list(&user, &ctx).await?))
+}
+
+/// The user's orders, newest first (an admin's: everyone's).
+pub(super) async fn order_list(user: &User, ctx: &Ctx) -> Result<OrderList, ApiError> {
     let orders = if user.may(Role::Admin) {
         ctx.services.orders.list_all(1000).await
     } else {
@@ -367,24 +383,28 @@ async fn list(user: User, ctx: Ctx) -> Handled {
     .map_err(ApiError::from)?;
     let mut views = Vec::with_capacity(orders.len());
     for order in &orders {
-        views.push(view(&ctx, order).await?);
+        views.push(view(ctx, order).await?);
     }
-    let orders = views;
-    Ok(json(StatusCode::OK, &OrderList { orders }))
+    Ok(OrderList { orders: views })
 }
 
 /// One order.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", operation_id = "get_order", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404)))]
 async fn get(id: String, user: User, ctx: Ctx) -> Handled {
-    let order = owned(&ctx, &user, &id).await?;
+    Ok(json(StatusCode::OK, &order_view(&user, &ctx, &id).await?))
+}
+
+/// One of the user's orders, from its actor.
+pub(super) async fn order_view(user: &User, ctx: &Ctx, id: &str) -> Result<OrderView, ApiError> {
+    let order = owned(ctx, user, id).await?;
     let order = ctx
         .services
         .orders
         .call(&order.id, OrderCommand::Get)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
+    view(ctx, &order).await
 }
 
 /// Pay a held order; paying a confirmed order again returns it unchanged and charges nothing.
@@ -393,13 +413,23 @@ async fn get(id: String, user: User, ctx: Ctx) -> Handled {
     responses((status = 200, body = OrderView), (status = 402, description = "payment_declined"), (status = 404),
         (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
 async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {
-    let order = owned(&ctx, &user, &id).await?;
+    Ok(json(StatusCode::OK, &pay_order(&user, &ctx, &id, key, req).await?))
+}
+
+/// Pays one of the user's held orders.
+pub(super) async fn pay_order(
+    user: &User,
+    ctx: &Ctx,
+    id: &str,
+    key: Option<String>,
+    req: PayRequest,
+) -> Result<OrderView, ApiError> {
+    let order = owned(ctx, user, id).await?;
     if req.payment_token.is_empty() || req.payment_token.chars().count() > 128 {
         return Err(ApiError::from(ValidationError::new(
             "payment_token",
             "must be 1 to 128 characters",
-        ))
-        .into());
+        )));
     }
     let order = ctx
         .services
@@ -412,21 +442,26 @@ async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequ
         })
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
+    view(ctx, &order).await
 }
 
 /// Cancel: a held order is released; a confirmed one (before departure) refunded.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 404), (status = 409, description = "order_not_cancellable")))]
 async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
-    let order = owned(&ctx, &user, &id).await?;
+    Ok(json(StatusCode::OK, &cancel_order(&user, &ctx, &id).await?))
+}
+
+/// Cancels one of the user's orders (released if held, refunded if confirmed).
+pub(super) async fn cancel_order(user: &User, ctx: &Ctx, id: &str) -> Result<OrderView, ApiError> {
+    let order = owned(ctx, user, id).await?;
     let order = ctx
         .services
         .orders
         .call(&order.id, OrderCommand::Cancel)
         .await
         .map_err(ApiError::from)?;
-    Ok(json(StatusCode::OK, &view(&ctx, &order).await?))
+    view(ctx, &order).await
 }
 
 /// The caller's tickets.
@@ -476,6 +511,14 @@ async fn ticket(id: String, user: User, ctx: Ctx) -> Handled {
 #[utoipa::path(get, path = "/api/v1/notifications", operation_id = "list_notifications", tag = "orders", security(("bearer" = [])),
     responses((status = 200, body = NotificationList)))]
 async fn notifications(user: User, ctx: Ctx) -> Handled {
+    Ok(json(StatusCode::OK, &notification_list(&user, &ctx).await?))
+}
+
+/// The user's notifications, newest first.
+pub(super) async fn notification_list(
+    user: &User,
+    ctx: &Ctx,
+) -> Result<NotificationList, ApiError> {
     let all = ctx
         .services
         .orders
@@ -491,5 +534,5 @@ async fn notifications(user: User, ctx: Ctx) -> Handled {
             created_at: n.created_at,
         })
         .collect();
-    Ok(json(StatusCode::OK, &NotificationList { notifications }))
+    Ok(NotificationList { notifications })
 }

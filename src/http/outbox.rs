@@ -24,22 +24,22 @@ const MAX_LIMIT: usize = 1000;
 #[derive(Serialize, ToSchema)]
 pub(super) struct DeliveryView {
     /// The delivery id (`Contrail-Delivery` on webhooks, the Message-ID of e-mails).
-    id: String,
+    pub(super) id: String,
     /// `email` or `webhook`.
     #[schema(value_type = String, pattern = "^(email|webhook)$")]
-    channel: &'static str,
-    notification_id: String,
+    pub(super) channel: &'static str,
+    pub(super) notification_id: String,
     /// `pending`, `retrying`, `delivered` or `failed`.
     #[schema(value_type = String, pattern = "^(pending|retrying|delivered|failed)$")]
-    state: &'static str,
+    pub(super) state: &'static str,
     /// Attempts made so far.
-    attempts: u32,
+    pub(super) attempts: u32,
     /// When it is tried next (while retrying).
-    next_attempt_at: Option<DateTime<Utc>>,
+    pub(super) next_attempt_at: Option<DateTime<Utc>>,
     /// Why the last attempt failed.
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    pub(super) last_error: Option<String>,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) updated_at: DateTime<Utc>,
 }
 
 impl From<Delivery> for DeliveryView {
@@ -61,7 +61,7 @@ impl From<Delivery> for DeliveryView {
 /// `{"deliveries": [...]}`, newest first.
 #[derive(Serialize, ToSchema)]
 pub(super) struct DeliveryList {
-    deliveries: Vec<DeliveryView>,
+    pub(super) deliveries: Vec<DeliveryView>,
 }
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -121,12 +121,20 @@ fn parse_query(
         ("limit" = Option<u16>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)")),
     responses((status = 200, body = DeliveryList), (status = 400), (status = 403)))]
 async fn list(_admin: User, ctx: Ctx, params: HashMap<String, String>) -> Handled {
-    let (state, limit) = parse_query(&params).map_err(ApiError::from)?;
+    Ok(json(StatusCode::OK, &delivery_list(&ctx, &params).await?))
+}
+
+/// Deliveries of every member's outbox, filtered as the query says.
+pub(super) async fn delivery_list(
+    ctx: &Ctx,
+    params: &HashMap<String, String>,
+) -> Result<DeliveryList, ApiError> {
+    let (state, limit) = parse_query(params).map_err(ApiError::from)?;
     let deliveries = notification::list_all(&ctx.services.outbox, state, limit)
         .await
         .map_err(ApiError::from)?;
     let deliveries = deliveries.into_iter().map(DeliveryView::from).collect();
-    Ok(json(StatusCode::OK, &DeliveryList { deliveries }))
+    Ok(DeliveryList { deliveries })
 }
 
 /// Retries a failed delivery: it starts over, pending, now.
@@ -135,20 +143,24 @@ async fn list(_admin: User, ctx: Ctx, params: HashMap<String, String>) -> Handle
     responses((status = 200, body = DeliveryView), (status = 403), (status = 404),
         (status = 409, description = "`not_failed`: only a failed delivery is retried")))]
 async fn retry(id: String, _admin: User, ctx: Ctx) -> Handled {
-    match notification::retry_anywhere(&ctx.services.outbox, &id)
+    Ok(json(StatusCode::OK, &retry_delivery(&ctx, &id).await?))
+}
+
+/// Starts a failed delivery over.
+pub(super) async fn retry_delivery(ctx: &Ctx, id: &str) -> Result<DeliveryView, ApiError> {
+    match notification::retry_anywhere(&ctx.services.outbox, id)
         .await
         .map_err(ApiError::from)?
     {
-        Retried::Pending(d) => Ok(json(StatusCode::OK, &DeliveryView::from(d))),
-        Retried::NotFound => Err(ApiError::NotFound.into()),
+        Retried::Pending(d) => Ok(DeliveryView::from(d)),
+        Retried::NotFound => Err(ApiError::NotFound),
         Retried::NotFailed(state) => Err(ApiError::Conflict {
             code: "not_failed",
             message: format!(
                 "delivery {id} is {}: only a failed delivery is retried",
                 state.as_str()
             ),
-        }
-        .into()),
-        Retried::Storage(e) => Err(ApiError::Unavailable(e).into()),
+        }),
+        Retried::Storage(e) => Err(ApiError::Unavailable(e)),
     }
 }

@@ -18,6 +18,7 @@ mod outbox;
 pub mod rate_limit;
 mod telemetry;
 mod templates;
+mod web;
 
 use crate::actors::services::Services;
 use crate::cluster::Cluster;
@@ -75,7 +76,9 @@ pub fn routes(
             .unify(),
     );
     let cors = cors_policy(&ctx.settings.http.cors_origins);
-    let served = ops::routes(ctx).or(api).unify();
+    let site = web::routes(ctx.clone());
+    // The site before the API: a page's request is rate-limited once, by the page's own check.
+    let served = ops::routes(ctx).or(site).unify().or(api).unify();
     let served = match cors {
         Some(cors) => served.with(cors).map(Reply::into_response).boxed(),
         None => served.boxed(),

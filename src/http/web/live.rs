@@ -1,0 +1,201 @@
+//! What the pages keep up to date without a reload: the seat map (server-sent events) and the
+//! console's traffic and cluster figures (JSON the console polls).
+
+use super::super::cluster::cluster_view;
+use super::super::flights::{search_page, seat_list};
+use super::super::{Ctx, Response, json};
+use super::session::Visitor;
+use super::{finish, page};
+use crate::domain::user::Role;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+/// How often a watched seat map is read from its flight.
+const SEAT_POLL: Duration = Duration::from_secs(1);
+/// A seat-map stream ends after this long; the browser's EventSource reconnects by itself.
+const STREAM_LIFETIME: Duration = Duration::from_secs(300);
+
+pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let seats = warp::path!("flights" / String / "seats" / "live")
+        .and(page(ctx.clone()))
+        .map(|id: String, v: Visitor, ctx: Ctx| v.seal(seat_stream(id, ctx)));
+    let traffic_now = warp::path!("admin" / "traffic.json")
+        .and(page(ctx.clone()))
+        .then(|v: Visitor, ctx: Ctx| async move {
+            let outcome = if v.may(Role::Admin) {
+                Ok(json(StatusCode::OK, &traffic(&ctx)))
+            } else {
+                Err(super::super::error::ApiError::Forbidden("admins only".into()))
+            };
+            finish(&v, outcome)
+        });
+    let cluster_now = warp::path!("admin" / "cluster.json")
+        .and(page(ctx))
+        .then(|v: Visitor, ctx: Ctx| async move {
+            let outcome = if v.may(Role::Admin) {
+                Ok(json(StatusCode::OK, &cluster_view(&ctx).await))
+            } else {
+                Err(super::super::error::ApiError::Forbidden("admins only".into()))
+            };
+            finish(&v, outcome)
+        });
+    seats.or(traffic_now).unify().or(cluster_now).unify()
+}
+
+/// Every seat's state, as `{"12A": "sold", ...}`, each time it changes. The flight is read by
+/// a task of its own, which ends when the browser goes away or the stream's lifetime is up.
+fn seat_stream(id: String, ctx: Ctx) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(4);
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < STREAM_LIFETIME && !tx.is_closed() {
+            match seat_list(&ctx, &id).await {
+                Ok(list) => {
+                    let states: BTreeMap<&str, &str> = list
+                        .seats
+                        .iter()
+                        .map(|s| (s.seat.as_str(), s.status.as_str()))
+                        .collect();
+                    let text = serde_json::to_string(&states).unwrap_or_default();
+                    if text != last {
+                        let event = warp::sse::Event::default().event("seats").data(&text);
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                        last = text;
+                    }
+                }
+                Err(super::super::error::ApiError::NotFound) => return,
+                // The owner is unreachable for now: say nothing, try again.
+                Err(_) => {}
+            }
+            tokio::time::sleep(SEAT_POLL).await;
+        }
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
+}
+
+/// A flight's share of sold and held seats.
+#[derive(Serialize)]
+pub(super) struct Load {
+    id: String,
+    flight_number: String,
+    route: String,
+    seats: u32,
+    taken: u32,
+    /// Per cent of the seats taken.
+    load_factor: u32,
+}
+
+/// This node's booking figures since it started, and the fullest of the next flights.
+#[derive(Serialize)]
+pub(super) struct Traffic {
+    bookings: u64,
+    failed: BTreeMap<String, u64>,
+    refused_full: u64,
+    holds_expired: u64,
+    orders_expired: u64,
+    payments: BTreeMap<String, u64>,
+    fullest: Vec<Load>,
+}
+
+/// The figures of the metrics this node exports.
+pub(super) fn traffic(ctx: &Ctx) -> Traffic {
+    let text = ctx.metrics.render();
+    let samples = samples(&text);
+    let total = |name: &str| -> u64 {
+        samples
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, _, v)| *v as u64)
+            .sum()
+    };
+    let by_label = |name: &str, label: &str| -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (n, labels, value) in &samples {
+            if *n == name {
+                let key = label_value(labels, label).unwrap_or("other").to_owned();
+                *out.entry(key).or_default() += *value as u64;
+            }
+        }
+        out
+    };
+    let mut params = HashMap::new();
+    params.insert("sort".to_owned(), "departure".to_owned());
+    params.insert("limit".to_owned(), "100".to_owned());
+    let mut fullest: Vec<Load> = search_page(ctx, &params)
+        .map(|page| page.flights)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            let seats: u32 = f.availability.values().map(|a| a.total).sum();
+            let free: u32 = f.availability.values().map(|a| a.available).sum();
+            let taken = seats.saturating_sub(free);
+            Load {
+                id: f.id.clone(),
+                flight_number: f.flight_number.clone(),
+                route: format!("{} → {}", f.origin, f.destination),
+                seats,
+                taken,
+                load_factor: (u64::from(taken) * 100)
+                    .checked_div(u64::from(seats))
+                    .map_or(0, |p| u32::try_from(p).unwrap_or(100)),
+            }
+        })
+        .collect();
+    fullest.sort_by(|a, b| b.load_factor.cmp(&a.load_factor).then(b.taken.cmp(&a.taken)));
+    fullest.truncate(20);
+    Traffic {
+        bookings: total("contrail_bookings_succeeded_total"),
+        failed: by_label("contrail_bookings_failed_total", "reason"),
+        refused_full: total("contrail_bookings_refused_full_total"),
+        holds_expired: total("contrail_holds_expired_total"),
+        orders_expired: total("contrail_orders_expired_total"),
+        payments: by_label("contrail_payments_total", "result"),
+        fullest,
+    }
+}
+
+/// `(name, labels, value)` of each sample in Prometheus text.
+fn samples(text: &str) -> Vec<(&str, &str, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.parse::<f64>().ok()?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            Some((name, labels.trim_end_matches('}'), value))
+        })
+        .collect()
+}
+
+/// The value of `label` in `a="x",b="y"`.
+fn label_value<'a>(labels: &'a str, label: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim() == label).then(|| value.trim_matches('"'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_and_labels_are_read_from_prometheus_text() {
+        let text = "# HELP x y\nx_total 3\nfailed_total{reason=\"seats_unavailable\",node=\"a\"} 2\n";
+        let s = samples(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], ("x_total", "", 3.0));
+        assert_eq!(label_value(s[1].1, "reason"), Some("seats_unavailable"));
+        assert_eq!(label_value(s[1].1, "missing"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! Who is asking: the browser session, the CSRF token, the request rate.
+//!
+//! The session is the same signed JWT the API hands out, kept in an `HttpOnly`,
+//! `SameSite=Strict` cookie that scripts on the page cannot read. CSRF protection is a signed
+//! double submit: a random token in its own `HttpOnly` cookie, repeated in a hidden field of every
+//! form; a POST whose field does not match its cookie is refused. Signing in or out issues a new
+//! token, so a token seen before the session began is worthless after it.
+
+use super::super::auth::user_of;
+use super::super::error::ApiError;
+use super::super::{Ctx, Response, with};
+use crate::domain::user::{Role, User};
+use std::net::{IpAddr, SocketAddr};
+use warp::http::HeaderValue;
+use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, SET_COOKIE};
+use warp::{Filter, Rejection};
+
+/// The session cookie (a JWT).
+pub(super) const SESSION_COOKIE: &str = "contrail_session";
+/// The CSRF token's cookie.
+const CSRF_COOKIE: &str = "contrail_csrf";
+
+/// No inline script or style, nothing from elsewhere, no framing, forms post only here.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A request refused before its handler ran (rate limit, CSRF), shown as a page by
+/// `render::refused`.
+#[derive(Debug)]
+pub(super) struct Refused(pub(super) ApiError);
+
+impl warp::reject::Reject for Refused {}
+
+/// The person behind a request.
+pub(super) struct Visitor {
+    /// The signed-in account, if the session cookie holds a valid token.
+    pub(super) user: Option<User>,
+    /// The CSRF token every form of the page carries.
+    pub(super) csrf: String,
+    /// The token is new: its cookie goes out with the response.
+    fresh_csrf: bool,
+    /// The path and query of this request (where to come back to after signing in).
+    pub(super) here: String,
+    /// The client's address (sign-in limits).
+    pub(super) address: IpAddr,
+}
+
+impl Visitor {
+    /// Whether the visitor may use the console's pages for `role`.
+    pub(super) fn may(&self, role: Role) -> bool {
+        self.user.as_ref().is_some_and(|u| u.may(role))
+    }
+
+    /// Adds the headers every page carries, and the CSRF cookie when it is new.
+    pub(super) fn seal(&self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let sets_csrf = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|v| v.as_bytes().starts_with(CSRF_COOKIE.as_bytes()));
+        if self.fresh_csrf && !sets_csrf {
+            if let Ok(cookie) = HeaderValue::from_str(&csrf_cookie(&self.csrf)) {
+                headers.append(SET_COOKIE, cookie);
+            }
+        }
+        response
+    }
+}
+
+/// A new random token (256 bits, hex).
+pub(super) fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // Never expected; a fastrand token still differs per visitor, and the cookie stays
+        // HttpOnly and SameSite=Strict.
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn csrf_cookie(token: &str) -> String {
+    format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+/// Starts a browser session for `user` on `response`: the session cookie and a new CSRF token.
+pub(super) fn begin(ctx: &Ctx, user: &User, mut response: Response) -> Result<Response, ApiError> {
+    let token = ctx.tokens.issue(user)?;
+    let session = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        ctx.tokens.ttl_secs()
+    );
+    for cookie in [session, csrf_cookie(&new_token())] {
+        let value = HeaderValue::from_str(&cookie)
+            .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))?;
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Ends the browser session on `response`.
+pub(super) fn end(mut response: Response) -> Response {
+    let gone = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    for cookie in [gone, csrf_cookie(&new_token())] {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// The visitor, after the request rate check (refused with a page beyond it).
+pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("cookie")
+        .and(warp::addr::remote())
+        .and(warp::path::full())
+        .and(
+            warp::query::raw()
+                .or(warp::any().map(String::new))
+                .unify(),
+        )
+        .and(with(ctx))
+        .and_then(
+            |cookies: Option<String>,
+             address: Option<SocketAddr>,
+             path: warp::path::FullPath,
+             query: String,
+             ctx: Ctx| async move {
+                let cookies = cookies.as_deref();
+                let user = match cookie(cookies, SESSION_COOKIE).filter(|t| !t.is_empty()) {
+                    // An expired or revoked session is simply signed out.
+                    Some(token) => user_of(&ctx, token).await.ok(),
+                    None => None,
+                };
+                let address = address.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+                ctx.limits
+                    .check_request(user.as_ref().map(|u| u.id.to_string()), Some(address))
+                    .map_err(|e| warp::reject::custom(Refused(e)))?;
+                let known = cookie(cookies, CSRF_COOKIE)
+                    .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+                let here = if query.is_empty() {
+                    path.as_str().to_owned()
+                } else {
+                    format!("{}?{query}", path.as_str())
+                };
+                Ok::<Visitor, Rejection>(Visitor {
+                    user,
+                    csrf: known.map_or_else(new_token, str::to_owned),
+                    fresh_csrf: known.is_none(),
+                    here,
+                    address,
+                })
+            },
+        )
+}
+
+/// Refuses a form whose CSRF field does not match the visitor's cookie.
+pub(super) fn check_csrf(visitor: &Visitor, field: Option<&str>) -> Result<(), Rejection> {
+    let matches = !visitor.fresh_csrf
+        && field.is_some_and(|f| {
+            f.len() == visitor.csrf.len()
+                && f.bytes()
+                    .zip(visitor.csrf.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+    if matches {
+        Ok(())
+    } else {
+        Err(warp::reject::custom(Refused(ApiError::Forbidden(
+            "this form has expired or did not come from this site; reload the page and try again"
+                .into(),
+        ))))
+    }
+}
+
+/// A local path to come back to (`next`), never another site.
+pub(super) fn local(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && path.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let header = Some("a=1; contrail_session=tok; contrail_session_x=no");
+        assert_eq!(cookie(header, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(header, "contrail"), None);
+        assert_eq!(cookie(None, SESSION_COOKIE), None);
+    }
+
+    #[test]
+    fn next_is_only_ever_a_path_of_this_site() {
+        assert_eq!(local(Some("/trips/ord_1?x=1")), "/trips/ord_1?x=1");
+        for evil in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/a b",
+            "",
+        ] {
+            assert_eq!(local(Some(evil)), "/", "{evil}");
+        }
+        assert_eq!(local(None), "/");
+    }
+
+    #[test]
+    fn tokens_are_long_and_differ() {
+        let (a, b) = (new_token(), new_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}

@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod browser;
 pub mod cluster;
 pub mod smtp;
 pub mod webhook;

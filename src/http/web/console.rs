@@ -48,8 +48,9 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         });
     let catalog = warp::path!("admin" / "catalog")
         .and(page(ctx.clone()))
-        .then(|v: Visitor, ctx: Ctx| async move {
-            let outcome = catalog_page(&v, &ctx, None, &Form::default()).await;
+        .and(super::form::query())
+        .then(|v: Visitor, ctx: Ctx, query: Form| async move {
+            let outcome = catalog_page(&v, &ctx, None, &query).await;
             finish(&v, outcome)
         });
     let change = warp::path!("admin" / String)
@@ -166,11 +167,21 @@ async fn catalog_page(
         .iter()
         .map(|c| context! { id => c.as_str(), label => cabin_label(*c) })
         .collect();
-    let typed = typed.pick(&[
+    let typed_fields = typed.pick(&[
         "code", "name", "city", "country", "model", "layout", "flight_number", "aircraft_id",
         "origin", "destination", "departs_at", "arrives_at", "currency", "fare_first",
         "fare_business", "fare_premium_economy", "fare_economy",
     ]);
+    let notice = match (typed.get("added"), typed.get("cancelled")) {
+        (Some("airports"), _) => Some("Airport added.".to_owned()),
+        (Some("aircraft"), _) => Some("Aircraft added.".to_owned()),
+        (Some("flights"), _) => Some("Flight scheduled; it is on sale now.".to_owned()),
+        (_, Some(orders)) => Some(format!(
+            "Flight cancelled: {orders} order(s) on it cancelled, the paid ones refunded, \
+             and their travellers notified."
+        )),
+        _ => None,
+    };
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     html(
         v,
@@ -183,7 +194,8 @@ async fn catalog_page(
             aircraft => to_value(&aircraft),
             flights => to_value(&flights),
             cabins => to_value(&cabins),
-            typed => to_value(&typed),
+            typed => to_value(&typed_fields),
+            notice => notice,
             error => error.as_ref().map(plain_words),
         },
     )
@@ -331,7 +343,13 @@ async fn outbox_page(
     let state = params.get("state").cloned();
     let mut limited = params;
     limited.insert("limit".into(), "200".into());
-    let deliveries = delivery_list(ctx, &limited).await?.deliveries;
+    // A member that cannot be reached keeps its outbox to itself until it is back: say so,
+    // and keep the page (its filters and retry forms) usable.
+    let (deliveries, error) = match delivery_list(ctx, &limited).await {
+        Ok(list) => (list.deliveries, error),
+        Err(e @ ApiError::Unavailable(_)) => (Vec::new(), error.or(Some(e))),
+        Err(e) => return Err(e),
+    };
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     html(
         v,
@@ -342,7 +360,12 @@ async fn outbox_page(
             section => "outbox",
             state => state,
             deliveries => to_value(&deliveries),
-            error => error.as_ref().map(plain_words),
+            error => error.as_ref().map(|e| match e {
+                ApiError::Unavailable(_) => "A member of the cluster cannot be reached, so the \
+                    outbox cannot be listed in full; it is listed again once every member is up."
+                    .to_owned(),
+                other => plain_words(other),
+            }),
         },
     )
 }

@@ -36,7 +36,10 @@ async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees
     let watcher = driver.browser(DESKTOP.0, DESKTOP.1).await;
 
     // Search.
-    traveller.goto(&format!("{}/", app.base)).await.expect("home");
+    traveller
+        .goto(&format!("{}/", app.base))
+        .await
+        .expect("home");
     fill(&traveller, "input[name=origin]", "DEL").await;
     fill(&traveller, "input[name=destination]", "BOM").await;
     set_value(&traveller, "input[name=date]", "2031-03-01").await;
@@ -89,7 +92,14 @@ async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees
     // Pay with the approved test card: e-tickets.
     click(&traveller, "form.pay button[type=submit]").await;
     let tickets = wait_text(&traveller, "e-tickets", |t| t.contains("E-ticket")).await;
-    for expected in ["Ada Lovelace", "Charles Babbage", "1A", "1B", "DEL → BOM", "confirmed"] {
+    for expected in [
+        "Ada Lovelace",
+        "Charles Babbage",
+        "1A",
+        "1B",
+        "DEL → BOM",
+        "confirmed",
+    ] {
         assert!(tickets.contains(expected), "no {expected:?} in\n{tickets}");
     }
     assert_eq!(
@@ -118,12 +128,18 @@ async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees
         .expect("trips");
     let trips = wait_text(&traveller, "my trips", |t| t.contains("confirmed")).await;
     assert!(trips.contains("DEL → BOM"), "{trips}");
-    assert!(trips.contains("order confirmed"), "the notification: {trips}");
+    assert!(
+        trips.contains("order confirmed"),
+        "the notification: {trips}"
+    );
     click(&traveller, "main a[href^='/trips/ord_']").await;
     click(&traveller, "form.cancel button[type=submit]").await;
     traveller.accept_alert().await.expect("the confirmation");
     let refunded = wait_text(&traveller, "the refund", |t| t.contains("refunded")).await;
-    assert!(refunded.contains("USD 100.00 has been refunded"), "{refunded}");
+    assert!(
+        refunded.contains("USD 100.00 has been refunded"),
+        "{refunded}"
+    );
     let seats = app.seat_statuses(&flight).await;
     assert_eq!(seats.get("1A").map(String::as_str), Some("available"));
     assert_eq!(seats.get("1B").map(String::as_str), Some("available"));
@@ -135,7 +151,10 @@ async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees
         .await
         .expect("phone width");
     for (page, name) in [
-        (format!("/?origin=DEL&destination=BOM&passengers=2"), "phone-search"),
+        (
+            "/?origin=DEL&destination=BOM&passengers=2".to_owned(),
+            "phone-search",
+        ),
         (format!("/flights/{flight}?passengers=2"), "phone-flight"),
         ("/trips".to_owned(), "phone-trips"),
     ] {
@@ -166,7 +185,12 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
     fill(&browser, "input[name=password]", "not-a-common-password-9").await;
     click(&browser, "form.account button[type=submit]").await;
     click(&browser, "label[for=seat-2C]").await;
-    fill(&browser, "input[name=passenger]", "<script>alert(1)</script>").await;
+    fill(
+        &browser,
+        "input[name=passenger]",
+        "<script>alert(1)</script>",
+    )
+    .await;
     click(&browser, "form.hold button[type=submit]").await;
     let held = wait_text(&browser, "the held trip", |t| t.contains("held until")).await;
     assert!(
@@ -188,18 +212,27 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
         declined.contains("Your card was declined. Your seats are still held"),
         "{declined}"
     );
-    assert!(declined.contains("held until"), "the hold stays: {declined}");
+    assert!(
+        declined.contains("held until"),
+        "the hold stays: {declined}"
+    );
     find(&browser, "p.error[role=alert]").await;
     screenshot(&browser, "declined").await;
     assert_eq!(
-        app.seat_statuses(&flight).await.get("2C").map(String::as_str),
+        app.seat_statuses(&flight)
+            .await
+            .get("2C")
+            .map(String::as_str),
         Some("held")
     );
 
     // The bank does not answer: said as such, nothing charged, still held.
     click(&browser, "input[value=tok_timeout]").await;
     click(&browser, "form.pay button[type=submit]").await;
-    let timeout = wait_text(&browser, "the timeout", |t| t.contains("did not answer in time")).await;
+    let timeout = wait_text(&browser, "the timeout", |t| {
+        t.contains("did not answer in time")
+    })
+    .await;
     assert!(timeout.contains("held until"), "{timeout}");
 
     // Someone else took a seat first: the hold form says so in words.
@@ -208,7 +241,9 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
         .place_order(
             &contrail_client::NewOrder {
                 segments: vec![contrail_client::SegmentRequest::named(&flight, &["3A"])],
-                passengers: vec![contrail_client::Passenger { name: "Other".into() }],
+                passengers: vec![contrail_client::Passenger {
+                    name: "Other".into(),
+                }],
             },
             None,
         )
@@ -223,7 +258,10 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
     let seat = find(&browser, "input#seat-3A").await;
     let seat = serde_json::to_value(&seat).expect("element");
     browser
-        .execute("arguments[0].disabled = false; arguments[0].checked = true;", vec![seat])
+        .execute(
+            "arguments[0].disabled = false; arguments[0].checked = true;",
+            vec![seat],
+        )
         .await
         .expect("pick a taken seat");
     fill(&browser, "input[name=passenger]", "Mallory").await;
@@ -279,7 +317,10 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
         .to_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let csrf_cookie = set_cookie(&page, "contrail_csrf").expect("a CSRF cookie");
     assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"));
@@ -349,7 +390,10 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
         assert!(text.contains("reload the page"), "{text}");
     }
     let airports = app.api().airports().await.expect("airports");
-    assert!(airports.iter().all(|a| a.code != "XSR"), "a forged form changed the catalog");
+    assert!(
+        airports.iter().all(|a| a.code != "XSR"),
+        "a forged form changed the catalog"
+    );
     let made = post("/admin/airports", cookies.clone(), airport(Some(&csrf)))
         .await
         .expect("airport");
@@ -400,22 +444,38 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
         .await
         .expect("trips");
     assert_eq!(page.status(), StatusCode::SEE_OTHER);
-    assert!(page.headers()[LOCATION].to_str().unwrap_or_default().starts_with("/signin?next="));
+    assert!(
+        page.headers()[LOCATION]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("/signin?next=")
+    );
 
     // An oversized form: 413 as a page; malformed escapes and unknown ids: pages, never 500.
     let big = post("/signin", cookie(None), vec![("email", "a".repeat(40_000))])
         .await
         .expect("big");
     assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    for path in ["/flights/flt_nope", "/trips/ord_nope", "/?origin=%ZZ&date=31-31-31"] {
+    for path in [
+        "/flights/flt_nope",
+        "/trips/ord_nope",
+        "/?origin=%ZZ&date=31-31-31",
+    ] {
         let answer = http
             .get(format!("{}{path}", app.base))
             .header("cookie", cookies.clone())
             .send()
             .await
             .expect("page");
-        assert!(answer.status().is_client_error(), "{path}: {}", answer.status());
-        let kind = answer.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+        assert!(
+            answer.status().is_client_error(),
+            "{path}: {}",
+            answer.status()
+        );
+        let kind = answer.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(kind.starts_with("text/html"), "{path}: {kind}");
     }
 
@@ -444,7 +504,10 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     fill(&admin, "input[name=password]", ADMIN_PASSWORD).await;
     click(&admin, "form.account button[type=submit]").await;
     click(&admin, "header a[href='/admin']").await;
-    wait_text(&admin, "the traffic page", |t| t.contains("Booking traffic")).await;
+    wait_text(&admin, "the traffic page", |t| {
+        t.contains("Booking traffic")
+    })
+    .await;
     screenshot(&admin, "console-traffic").await;
 
     // Airports, an aircraft with two cabins, a flight.
@@ -454,11 +517,19 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
         .expect("catalog");
     for (code, city) in [("LHR", "London"), ("JFK", "New York")] {
         fill(&admin, "#new-airport input[name=code]", code).await;
-        fill(&admin, "#new-airport input[name=name]", &format!("{city} airport")).await;
+        fill(
+            &admin,
+            "#new-airport input[name=name]",
+            &format!("{city} airport"),
+        )
+        .await;
         fill(&admin, "#new-airport input[name=city]", city).await;
         fill(&admin, "#new-airport input[name=country]", "Somewhere").await;
         click(&admin, "#new-airport button[type=submit]").await;
-        wait_text(&admin, "the new airport", |t| t.contains(&format!("{city} airport"))).await;
+        wait_text(&admin, "the new airport", |t| {
+            t.contains(&format!("{city} airport"))
+        })
+        .await;
     }
     fill(&admin, "#new-aircraft input[name=model]", "B787").await;
     fill(
@@ -472,8 +543,18 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     fill(&admin, "#new-flight input[name=flight_number]", "BA117").await;
     set_value(&admin, "#new-flight select[name=origin]", "LHR").await;
     set_value(&admin, "#new-flight select[name=destination]", "JFK").await;
-    set_value(&admin, "#new-flight input[name=departs_at]", "2031-05-01T09:00").await;
-    set_value(&admin, "#new-flight input[name=arrives_at]", "2031-05-01T17:05").await;
+    set_value(
+        &admin,
+        "#new-flight input[name=departs_at]",
+        "2031-05-01T09:00",
+    )
+    .await;
+    set_value(
+        &admin,
+        "#new-flight input[name=arrives_at]",
+        "2031-05-01T17:05",
+    )
+    .await;
     fill(&admin, "#new-flight input[name=fare_economy]", "450").await;
     fill(&admin, "#new-flight input[name=fare_business]", "2100.50").await;
     click(&admin, "#new-flight button[type=submit]").await;
@@ -488,7 +569,10 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
         .await
         .expect("search");
     let found = wait_text(&admin, "the flight in search", |t| t.contains("BA117")).await;
-    assert!(found.contains("8h 05m") && found.contains("USD 450.00"), "{found}");
+    assert!(
+        found.contains("8h 05m") && found.contains("USD 450.00"),
+        "{found}"
+    );
 
     // A customer books it through node-b; the airline cancels it in the console: the cascade
     // (the order cancelled and refunded) is shown.
@@ -516,7 +600,10 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     click(&admin, "form[action$='/cancel'] button[type=submit]").await;
     admin.accept_alert().await.expect("the confirmation");
     let cancelled = wait_text(&admin, "the cascade", |t| t.contains("Flight cancelled")).await;
-    assert!(cancelled.contains("1 order(s) on it cancelled"), "{cancelled}");
+    assert!(
+        cancelled.contains("1 order(s) on it cancelled"),
+        "{cancelled}"
+    );
     let refunded = customer.order(&order.order.id).await.expect("the order");
     assert_eq!(refunded.status, "refunded");
 
@@ -543,7 +630,10 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     members[2].kill9();
     let down = "tr[data-node=node-c] [data-status]";
     wait_class(&admin, down, "down").await;
-    assert_eq!(find(&admin, down).await.text().await.unwrap_or_default(), "down");
+    assert_eq!(
+        find(&admin, down).await.text().await.unwrap_or_default(),
+        "down"
+    );
     wait_class(&admin, "tr[data-node=node-a] [data-status]", "up").await;
     screenshot(&admin, "console-cluster-node-down").await;
 
@@ -552,6 +642,9 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
         .goto(&format!("{base}/admin/outbox"))
         .await
         .expect("outbox");
-    wait_text(&admin, "the outbox", |t| t.contains("cannot be listed in full")).await;
+    wait_text(&admin, "the outbox", |t| {
+        t.contains("cannot be listed in full")
+    })
+    .await;
     let _ = admin.close().await;
 }

@@ -157,7 +157,8 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 }
 
 /// The client's address (unspecified when the transport has none).
-pub(super) fn client_address() -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
+pub(super) fn client_address()
+-> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
     warp::addr::remote().map(|addr: Option<std::net::SocketAddr>| {
         addr.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
     })

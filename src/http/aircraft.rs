@@ -60,7 +60,10 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(post, path = "/api/v1/aircraft", operation_id = "create_aircraft", tag = "catalog", security(("bearer" = [])), request_body = AircraftRequest,
     responses((status = 201, body = AircraftView), (status = 400), (status = 403)))]
 async fn create(_user: User, ctx: Ctx, req: AircraftRequest) -> Handled {
-    Ok(json(StatusCode::CREATED, &create_aircraft(&ctx, req).await?))
+    Ok(json(
+        StatusCode::CREATED,
+        &create_aircraft(&ctx, req).await?,
+    ))
 }
 
 /// Adds an aircraft type (the caller's role already checked).
@@ -97,19 +100,19 @@ pub(super) async fn aircraft_list(ctx: &Ctx) -> Result<Vec<AircraftView>, ApiErr
 impl From<&Aircraft> for AircraftView {
     fn from(aircraft: &Aircraft) -> Self {
         AircraftView {
-        id: aircraft.id.to_string(),
-        model: aircraft.model.clone(),
-        capacity: aircraft.layout.capacity(),
-        cabins: aircraft
-            .layout
-            .cabins()
-            .iter()
-            .map(|c| CabinRequest {
-                cabin: c.cabin,
-                rows: [c.first_row, c.last_row],
-                seats: c.letters.iter().collect(),
-            })
-            .collect(),
-    }
+            id: aircraft.id.to_string(),
+            model: aircraft.model.clone(),
+            capacity: aircraft.layout.capacity(),
+            cabins: aircraft
+                .layout
+                .cabins()
+                .iter()
+                .map(|c| CabinRequest {
+                    cabin: c.cabin,
+                    rows: [c.first_row, c.last_row],
+                    seats: c.letters.iter().collect(),
+                })
+                .collect(),
+        }
     }
 }

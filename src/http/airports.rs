@@ -75,7 +75,10 @@ async fn create(_user: User, ctx: Ctx, req: AirportRequest) -> Handled {
 }
 
 /// Adds an airport (the caller's role already checked).
-pub(super) async fn create_airport(ctx: &Ctx, req: AirportRequest) -> Result<AirportView, ApiError> {
+pub(super) async fn create_airport(
+    ctx: &Ctx,
+    req: AirportRequest,
+) -> Result<AirportView, ApiError> {
     let airport =
         Airport::new(&req.code, &req.name, &req.city, &req.country).map_err(ApiError::from)?;
     let airport = ctx

@@ -199,25 +199,25 @@ pub fn caller(ctx: Ctx) -> impl Filter<Extract = (User,), Error = Rejection> + C
 /// roles; refused when the token is invalid or expired, the account is gone or disabled, or its
 /// password changed after the token was issued.
 pub async fn user_of(ctx: &Ctx, token: &str) -> Result<User, ApiError> {
-            let token = ctx.tokens.verify(token)?;
-            let user = ctx
-                .services
-                .accounts
-                .get(&token.user)
-                .await
-                .map_err(ApiError::from)?
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("the token's account no longer exists".into())
-                })?;
-            if user.disabled {
-                return Err(ApiError::Unauthorized("this account has been disabled".into()));
-            }
-            if token.issued_at_ms < user.tokens_not_before_ms() {
-                return Err(ApiError::Unauthorized(
-                    "the password changed after this token was issued; sign in again".into(),
-                ));
-            }
-            Ok(user)
+    let token = ctx.tokens.verify(token)?;
+    let user = ctx
+        .services
+        .accounts
+        .get(&token.user)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::Unauthorized("the token's account no longer exists".into()))?;
+    if user.disabled {
+        return Err(ApiError::Unauthorized(
+            "this account has been disabled".into(),
+        ));
+    }
+    if token.issued_at_ms < user.tokens_not_before_ms() {
+        return Err(ApiError::Unauthorized(
+            "the password changed after this token was issued; sign in again".into(),
+        ));
+    }
+    Ok(user)
 }
 
 /// The caller, if they have `role` (admins have every role); 401 or 403 otherwise.

@@ -183,7 +183,10 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 #[utoipa::path(post, path = "/api/v1/flights", operation_id = "create_flight", tag = "catalog", security(("bearer" = [])), request_body = FlightRequest,
     responses((status = 201, body = FlightView), (status = 400), (status = 403)))]
 async fn create(user: User, ctx: Ctx, req: FlightRequest) -> Handled {
-    Ok(json(StatusCode::CREATED, &create_flight(&user, &ctx, req).await?))
+    Ok(json(
+        StatusCode::CREATED,
+        &create_flight(&user, &ctx, req).await?,
+    ))
 }
 
 /// Schedules a flight for `user` (an airline account of its carrier, or an admin).

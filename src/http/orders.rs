@@ -413,7 +413,10 @@ pub(super) async fn order_view(user: &User, ctx: &Ctx, id: &str) -> Result<Order
     responses((status = 200, body = OrderView), (status = 402, description = "payment_declined"), (status = 404),
         (status = 409, description = "order_not_payable"), (status = 422), (status = 503, description = "payment_timeout")))]
 async fn pay(id: String, user: User, ctx: Ctx, key: Option<String>, req: PayRequest) -> Handled {
-    Ok(json(StatusCode::OK, &pay_order(&user, &ctx, &id, key, req).await?))
+    Ok(json(
+        StatusCode::OK,
+        &pay_order(&user, &ctx, &id, key, req).await?,
+    ))
 }
 
 /// Pays one of the user's held orders.

@@ -78,7 +78,11 @@ impl RateLimits {
         }
     }
 
-    pub(super) fn check_request(&self, user: Option<String>, address: Option<IpAddr>) -> Result<(), ApiError> {
+    pub(super) fn check_request(
+        &self,
+        user: Option<String>,
+        address: Option<IpAddr>,
+    ) -> Result<(), ApiError> {
         let verdict = match (user, address) {
             (Some(user), _) => self.users.check_key(&user),
             (None, Some(ip)) => self.addresses.check_key(&ip),

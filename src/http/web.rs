@@ -60,7 +60,9 @@ fn assets() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
 
 /// A GET page: the visitor (session, CSRF token, rate limit) and the context.
 fn page(ctx: Ctx) -> impl Filter<Extract = (Visitor, Ctx), Error = Rejection> + Clone {
-    warp::get().and(session::visitor(ctx.clone())).and(with(ctx))
+    warp::get()
+        .and(session::visitor(ctx.clone()))
+        .and(with(ctx))
 }
 
 /// A POST form: the visitor, the context and the form, once its CSRF token is checked.

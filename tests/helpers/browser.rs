@@ -36,7 +36,10 @@ impl Driver {
             .await
             .is_err()
         {
-            assert!(tokio::time::Instant::now() < ready, "chromedriver did not start");
+            assert!(
+                tokio::time::Instant::now() < ready,
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Self {
@@ -192,9 +195,8 @@ pub async fn screenshot(browser: &Client, name: &str) {
     let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
     let frame = reader.next_frame(&mut pixels).expect("a frame");
     let channels = frame.color_type.samples();
-    let colours: std::collections::HashSet<&[u8]> = pixels[..frame.buffer_size()]
-        .chunks(channels)
-        .collect();
+    let colours: std::collections::HashSet<&[u8]> =
+        pixels[..frame.buffer_size()].chunks(channels).collect();
     assert!(
         colours.len() > 16,
         "screenshot {name} is blank ({} colours)",

@@ -22,11 +22,13 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         })
         .and(page(ctx.clone()))
         .and(super::form::query())
-        .then(|mode: String, v: Visitor, _ctx: Ctx, query: Form| async move {
-            let next = local(query.get("next"));
-            let outcome = form_page(&v, &mode, &next, &Form::default(), None);
-            finish(&v, outcome)
-        });
+        .then(
+            |mode: String, v: Visitor, _ctx: Ctx, query: Form| async move {
+                let next = local(query.get("next"));
+                let outcome = form_page(&v, &mode, &next, &Form::default(), None);
+                finish(&v, outcome)
+            },
+        );
     let submit = warp::path!(String)
         .and_then(|mode: String| async move {
             if mode == "signin" || mode == "signup" || mode == "signout" {
@@ -36,10 +38,12 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
             }
         })
         .and(post(ctx))
-        .and_then(|mode: String, v: Visitor, ctx: Ctx, form: Form| async move {
-            check_csrf(&v, form.get("csrf"))?;
-            Ok::<Response, Rejection>(submit(mode, v, ctx, form).await)
-        });
+        .and_then(
+            |mode: String, v: Visitor, ctx: Ctx, form: Form| async move {
+                check_csrf(&v, form.get("csrf"))?;
+                Ok::<Response, Rejection>(submit(mode, v, ctx, form).await)
+            },
+        );
     show.or(submit).unify()
 }
 

@@ -10,7 +10,7 @@ use super::super::outbox::{delivery_list, retry_delivery};
 use super::super::{Ctx, Response};
 use super::form::Form;
 use super::live::traffic;
-use super::render::{to_value, html, plain_words, redirect};
+use super::render::{html, plain_words, redirect, to_value};
 use super::session::{Visitor, check_csrf};
 use super::traveller::cabin_label;
 use super::{finish, page, post, signed_in};
@@ -55,13 +55,15 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         });
     let change = warp::path!("admin" / String)
         .and(post(ctx.clone()))
-        .and_then(|what: String, v: Visitor, ctx: Ctx, form: Form| async move {
-            if !matches!(what.as_str(), "airports" | "aircraft" | "flights") {
-                return Err(warp::reject::not_found());
-            }
-            check_csrf(&v, form.get("csrf"))?;
-            Ok::<Response, Rejection>(create(what, v, ctx, form).await)
-        });
+        .and_then(
+            |what: String, v: Visitor, ctx: Ctx, form: Form| async move {
+                if !matches!(what.as_str(), "airports" | "aircraft" | "flights") {
+                    return Err(warp::reject::not_found());
+                }
+                check_csrf(&v, form.get("csrf"))?;
+                Ok::<Response, Rejection>(create(what, v, ctx, form).await)
+            },
+        );
     let cancel = warp::path!("admin" / "flights" / String / "cancel")
         .and(post(ctx.clone()))
         .and_then(|id: String, v: Visitor, ctx: Ctx, form: Form| async move {
@@ -168,9 +170,23 @@ async fn catalog_page(
         .map(|c| context! { id => c.as_str(), label => cabin_label(*c) })
         .collect();
     let typed_fields = typed.pick(&[
-        "code", "name", "city", "country", "model", "layout", "flight_number", "aircraft_id",
-        "origin", "destination", "departs_at", "arrives_at", "currency", "fare_first",
-        "fare_business", "fare_premium_economy", "fare_economy",
+        "code",
+        "name",
+        "city",
+        "country",
+        "model",
+        "layout",
+        "flight_number",
+        "aircraft_id",
+        "origin",
+        "destination",
+        "departs_at",
+        "arrives_at",
+        "currency",
+        "fare_first",
+        "fare_business",
+        "fare_premium_economy",
+        "fare_economy",
     ]);
     let notice = match (typed.get("added"), typed.get("cancelled")) {
         (Some("airports"), _) => Some("Airport added.".to_owned()),
@@ -314,7 +330,11 @@ fn flight_request(form: &Form) -> Result<FlightRequest, ApiError> {
     })
 }
 
-async fn cluster_page(v: &Visitor, ctx: &Ctx, error: Option<ApiError>) -> Result<Response, ApiError> {
+async fn cluster_page(
+    v: &Visitor,
+    ctx: &Ctx,
+    error: Option<ApiError>,
+) -> Result<Response, ApiError> {
     allowed(v, Role::Admin)?;
     let view = cluster_view(ctx).await;
     let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);

@@ -32,7 +32,10 @@ impl Form {
 
     /// The first value of `name` exactly as sent (a password is not trimmed).
     pub(super) fn raw(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every non-empty value of `name`, trimmed.

@@ -28,20 +28,24 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
             let outcome = if v.may(Role::Admin) {
                 Ok(json(StatusCode::OK, &traffic(&ctx)))
             } else {
-                Err(super::super::error::ApiError::Forbidden("admins only".into()))
+                Err(super::super::error::ApiError::Forbidden(
+                    "admins only".into(),
+                ))
             };
             finish(&v, outcome)
         });
-    let cluster_now = warp::path!("admin" / "cluster.json")
-        .and(page(ctx))
-        .then(|v: Visitor, ctx: Ctx| async move {
+    let cluster_now = warp::path!("admin" / "cluster.json").and(page(ctx)).then(
+        |v: Visitor, ctx: Ctx| async move {
             let outcome = if v.may(Role::Admin) {
                 Ok(json(StatusCode::OK, &cluster_view(&ctx).await))
             } else {
-                Err(super::super::error::ApiError::Forbidden("admins only".into()))
+                Err(super::super::error::ApiError::Forbidden(
+                    "admins only".into(),
+                ))
             };
             finish(&v, outcome)
-        });
+        },
+    );
     seats.or(traffic_now).unify().or(cluster_now).unify()
 }
 
@@ -151,7 +155,11 @@ pub(super) fn traffic(ctx: &Ctx) -> Traffic {
             }
         })
         .collect();
-    fullest.sort_by(|a, b| b.load_factor.cmp(&a.load_factor).then(b.taken.cmp(&a.taken)));
+    fullest.sort_by(|a, b| {
+        b.load_factor
+            .cmp(&a.load_factor)
+            .then(b.taken.cmp(&a.taken))
+    });
     fullest.truncate(20);
     Traffic {
         bookings: total("contrail_bookings_succeeded_total"),
@@ -191,7 +199,8 @@ mod tests {
 
     #[test]
     fn samples_and_labels_are_read_from_prometheus_text() {
-        let text = "# HELP x y\nx_total 3\nfailed_total{reason=\"seats_unavailable\",node=\"a\"} 2\n";
+        let text =
+            "# HELP x y\nx_total 3\nfailed_total{reason=\"seats_unavailable\",node=\"a\"} 2\n";
         let s = samples(text);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0], ("x_total", "", 3.0));

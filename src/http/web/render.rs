@@ -106,7 +106,8 @@ pub(super) fn html(
 
 /// 303 See Other to `to` (after a form: the browser then GETs the result).
 pub(super) fn redirect(to: &str) -> Response {
-    let mut response = warp::reply::with_status(warp::reply(), StatusCode::SEE_OTHER).into_response();
+    let mut response =
+        warp::reply::with_status(warp::reply(), StatusCode::SEE_OTHER).into_response();
     if let Ok(location) = warp::http::HeaderValue::from_str(to) {
         response
             .headers_mut()
@@ -187,17 +188,18 @@ pub(super) fn problem(visitor: &Visitor, error: ApiError) -> Response {
 
 /// `text` safe to put between HTML tags.
 fn escape(text: &str) -> String {
-    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-        out
-    })
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#x27;"),
+                c => out.push(c),
+            }
+            out
+        })
 }
 
 /// Turns a request refused before its page ran (rate limit, CSRF, a form too large) into a
@@ -236,7 +238,10 @@ mod tests {
     fn filters_format_money_times_and_durations() {
         assert_eq!(money(12900, Some("USD".into())), "USD 129.00");
         assert_eq!(money(5, None), "0.05");
-        assert_eq!(when("2026-12-01T06:00:00Z".into()), "Tue 1 Dec 2026, 06:00 UTC");
+        assert_eq!(
+            when("2026-12-01T06:00:00Z".into()),
+            "Tue 1 Dec 2026, 06:00 UTC"
+        );
         assert_eq!(when("garbage".into()), "garbage");
         assert_eq!(hours_minutes(130), "2h 10m");
     }
@@ -263,7 +268,10 @@ mod tests {
     #[test]
     fn what_users_typed_is_escaped() {
         let out = TEMPLATES
-            .render_str("{{ name }}", context! { name => "<script>alert(1)</script>" })
+            .render_str(
+                "{{ name }}",
+                context! { name => "<script>alert(1)</script>" },
+            )
             .unwrap_or_default();
         assert_eq!(out, "<script>alert(1)</script>", "render_str is not .html");
         let env = &*TEMPLATES;

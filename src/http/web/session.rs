@@ -62,10 +62,11 @@ impl Visitor {
             .get_all(SET_COOKIE)
             .iter()
             .any(|v| v.as_bytes().starts_with(CSRF_COOKIE.as_bytes()));
-        if self.fresh_csrf && !sets_csrf {
-            if let Ok(cookie) = HeaderValue::from_str(&csrf_cookie(&self.csrf)) {
-                headers.append(SET_COOKIE, cookie);
-            }
+        if self.fresh_csrf
+            && !sets_csrf
+            && let Ok(cookie) = HeaderValue::from_str(&csrf_cookie(&self.csrf))
+        {
+            headers.append(SET_COOKIE, cookie);
         }
         response
     }
@@ -125,11 +126,7 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
     warp::header::optional::<String>("cookie")
         .and(warp::addr::remote())
         .and(warp::path::full())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with(ctx))
         .and_then(
             |cookies: Option<String>,

@@ -5,7 +5,7 @@ use super::super::flights::{FlightView, SeatView, flight_view, search_page, seat
 use super::super::orders::{OrderRequest, PassengerRequest, SegmentRequest, place};
 use super::super::{Ctx, Response, airports};
 use super::form::Form;
-use super::render::{to_value, html, plain_words, redirect};
+use super::render::{html, plain_words, redirect, to_value};
 use super::session::{Visitor, check_csrf, new_token};
 use super::{finish, page, post};
 use crate::domain::aircraft::Cabin;
@@ -220,11 +220,19 @@ struct Choice {
     error: Option<ApiError>,
 }
 
-async fn flight_page(v: &Visitor, ctx: &Ctx, id: &str, choice: Choice) -> Result<Response, ApiError> {
+async fn flight_page(
+    v: &Visitor,
+    ctx: &Ctx,
+    id: &str,
+    choice: Choice,
+) -> Result<Response, ApiError> {
     let flight = flight_view(ctx, id).await?;
     let seats = seat_list(ctx, id).await?;
     let cabins = seat_map(&flight, &seats.seats, &choice.seats);
-    let status = choice.error.as_ref().map_or(StatusCode::OK, ApiError::status);
+    let status = choice
+        .error
+        .as_ref()
+        .map_or(StatusCode::OK, ApiError::status);
     let mut names = choice.names;
     names.resize(choice.passengers.max(names.len()), String::new());
     html(
@@ -258,14 +266,25 @@ async fn flight(id: String, v: Visitor, ctx: Ctx, query: Form) -> Response {
 }
 
 async fn hold(id: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
-    let names: Vec<String> = form.all("passenger").into_iter().map(str::to_owned).collect();
+    let names: Vec<String> = form
+        .all("passenger")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let seats: Vec<String> = form.all("seat").into_iter().map(str::to_owned).collect();
     let auto = form.get("auto").is_some();
-    let count = if auto { names.len() } else { seats.len().max(names.len()) };
+    let count = if auto {
+        names.len()
+    } else {
+        seats.len().max(names.len())
+    };
     let Some(user) = v.user.clone() else {
         // Sign in first, then come back to the same seats.
         let mut back = std::collections::HashMap::new();
-        back.insert("passengers".to_owned(), count.clamp(1, MAX_PASSENGERS).to_string());
+        back.insert(
+            "passengers".to_owned(),
+            count.clamp(1, MAX_PASSENGERS).to_string(),
+        );
         if !seats.is_empty() {
             back.insert("seats".to_owned(), seats.join(","));
         }
@@ -293,7 +312,11 @@ async fn hold(id: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
                 flight_id: id.clone(),
                 seats: (!auto).then(|| seats.clone()),
                 cabin: if auto {
-                    Some(form.get("cabin").and_then(|c| c.parse::<Cabin>().ok()).unwrap_or(Cabin::Economy))
+                    Some(
+                        form.get("cabin")
+                            .and_then(|c| c.parse::<Cabin>().ok())
+                            .unwrap_or(Cabin::Economy),
+                    )
                 } else {
                     None
                 },
@@ -320,7 +343,11 @@ async fn hold(id: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
         Err(error) => {
             let choice = Choice {
                 passengers: names.len().max(1),
-                seats: if matches!(&error, ApiError::Conflict { .. }) { Vec::new() } else { seats },
+                seats: if matches!(&error, ApiError::Conflict { .. }) {
+                    Vec::new()
+                } else {
+                    seats
+                },
                 names,
                 error: Some(error),
             };

@@ -7,7 +7,7 @@ use super::super::orders::{
 };
 use super::super::{Ctx, Response};
 use super::form::Form;
-use super::render::{to_value, html, plain_words, redirect};
+use super::render::{html, plain_words, redirect, to_value};
 use super::session::{Visitor, check_csrf, new_token};
 use super::{finish, page, post, signed_in};
 use minijinja::context;
@@ -19,7 +19,10 @@ use warp::{Filter, Rejection};
 const CARDS: [(&str, &str); 3] = [
     ("tok_visa", "Test Visa ending 4242 (approved)"),
     ("tok_declined", "Test card ending 0002 (declined)"),
-    ("tok_timeout", "Test card ending 0119 (the bank does not answer)"),
+    (
+        "tok_timeout",
+        "Test card ending 0119 (the bank does not answer)",
+    ),
 ];
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -56,10 +59,10 @@ async fn flights_of(ctx: &Ctx, orders: &[&OrderView]) -> BTreeMap<String, Flight
     let mut flights = BTreeMap::new();
     for order in orders {
         for segment in &order.segments {
-            if !flights.contains_key(&segment.flight_id) {
-                if let Ok(flight) = flight_view(ctx, &segment.flight_id).await {
-                    flights.insert(segment.flight_id.clone(), flight);
-                }
+            if !flights.contains_key(&segment.flight_id)
+                && let Ok(flight) = flight_view(ctx, &segment.flight_id).await
+            {
+                flights.insert(segment.flight_id.clone(), flight);
             }
         }
     }

@@ -71,6 +71,8 @@ else
   echo "this loadgen has no 'hold' scenario: bookings/s are taken from the book mix" >&2
 fi
 lg rush --users "${RUSH_BUYERS:-10000}" --seats 150 --rush-accounts 200 > "$work/rush.txt"
+# The web pages, one request at a time, on the data the runs above left (the shipped admin).
+tracked python3 scripts/pages.py "http://127.0.0.1:$port" admin@contrail.local change-me-admin > "$work/pages.json"
 kill "$node"; wait "$node" 2> /dev/null || true; node= # the benches get the machine to themselves
 cp "$work"/*.svg docs/benchmarks/ 2>/dev/null || { mkdir -p docs/benchmarks && cp "$work"/*.svg docs/benchmarks/; }
 

@@ -234,6 +234,23 @@ else:
     print(f"{NOT_MEASURED} in this run (`cargo bench --bench storage`)")
 print()
 
+# --- web pages ----------------------------------------------------------------------------
+pages = last_json_line("pages.json", "[")
+print("## Web pages (`scripts/pages.py`)\n")
+if pages:
+    n = pages[0].get("requests", 0)
+    print(f"Each page {n} times, one request at a time over one keep-alive connection on loopback, "
+          "signed in as the admin, on the data the load runs above left; time from sending the "
+          "request to having read the whole page. Target: under 50 ms server-side.\n")
+    print("| page | path | status | HTML bytes | p50 ms | p99 ms | max ms | under 50 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p in pages:
+        print(f"| {p['page']} | `{p['path']}` | {p['status']} | {p['bytes']:,} | {p['p50_ms']:.2f} | "
+              f"{p['p99_ms']:.2f} | {p['max_ms']:.2f} | {yes(p['p99_ms'] < 50)} |")
+else:
+    print(f"{NOT_MEASURED} in this run")
+print()
+
 # --- criterion ----------------------------------------------------------------------------
 crit = sorted(glob.glob("target/criterion/*/*/new/estimates.json"))
 if crit:

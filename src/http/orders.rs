@@ -370,12 +370,17 @@ pub(super) async fn place(
 #[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_orders", tag = "orders", security(("bearer" = [])),
     responses((status = 200, body = OrderList)))]
 async fn list(user: User, ctx: Ctx) -> Handled {
-    Ok(json(StatusCode::OK, &order_list(&user, &ctx).await?))
+    let everyone = user.may(Role::Admin);
+    Ok(json(StatusCode::OK, &order_list(&user, everyone, &ctx).await?))
 }
 
-/// The user's orders, newest first (an admin's: everyone's).
-pub(super) async fn order_list(user: &User, ctx: &Ctx) -> Result<OrderList, ApiError> {
-    let orders = if user.may(Role::Admin) {
+/// The user's orders, newest first, or with `everyone` (an admin's view) everyone's.
+pub(super) async fn order_list(
+    user: &User,
+    everyone: bool,
+    ctx: &Ctx,
+) -> Result<OrderList, ApiError> {
+    let orders = if everyone {
         ctx.services.orders.list_all(1000).await
     } else {
         ctx.services.orders.list(&user.id).await

@@ -28,15 +28,23 @@ static TEMPLATES: LazyLock<Vec<Template>> = LazyLock::new(|| {
         .iter()
         .map(|(text, item)| Template {
             text: text.clone(),
-            segments: text
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
-                .collect(),
+            segments: segments_of(text),
             methods: methods_of(item),
         })
+        .chain(super::web::PAGES.iter().map(|(text, methods)| Template {
+            text: (*text).to_owned(),
+            segments: segments_of(text),
+            methods: methods.to_vec(),
+        }))
         .collect()
 });
+
+fn segments_of(text: &str) -> Vec<Option<String>> {
+    text.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+        .collect()
+}
 
 fn methods_of(item: &PathItem) -> Vec<&'static str> {
     [
@@ -106,8 +114,8 @@ mod tests {
         assert_eq!(route_label("/api/v1/flights"), "/api/v1/flights");
         assert_eq!(route_label("/healthz"), "/healthz");
         for stray in [
-            "/",
-            "/admin",
+            "/nowhere/at/all",
+            "/admin/elsewhere/x",
             "/api/v1/flights/a/b/c",
             "/Some-Random-Thing/..%2F",
         ] {
@@ -120,6 +128,9 @@ mod tests {
         assert_eq!(allowed("/api/v1/flights").as_deref(), Some("GET, POST"));
         assert_eq!(allowed("/api/v1/orders/ord_1/pay").as_deref(), Some("POST"));
         assert_eq!(allowed("/nowhere"), None);
+        assert_eq!(allowed("/trips/ord_1/pay").as_deref(), Some("POST"));
+        assert_eq!(route_label("/flights/flt_1"), "/flights/{id}");
+        assert_eq!(route_label("/"), "/");
     }
 
     #[test]

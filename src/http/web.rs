@@ -22,6 +22,34 @@ use super::{Ctx, Response, with};
 use session::Visitor;
 use warp::{Filter, Rejection, Reply};
 
+/// The site's route templates and their methods (metric labels, `Allow`).
+pub(super) const PAGES: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/assets/{name}", &["GET"]),
+    ("/signin", &["GET", "POST"]),
+    ("/signup", &["GET", "POST"]),
+    ("/signout", &["POST"]),
+    ("/flights/{id}", &["GET"]),
+    ("/flights/{id}/hold", &["POST"]),
+    ("/flights/{id}/seats/live", &["GET"]),
+    ("/trips", &["GET"]),
+    ("/trips/{id}", &["GET"]),
+    ("/trips/{id}/pay", &["POST"]),
+    ("/trips/{id}/cancel", &["POST"]),
+    ("/admin", &["GET"]),
+    ("/admin/catalog", &["GET"]),
+    ("/admin/airports", &["POST"]),
+    ("/admin/aircraft", &["POST"]),
+    ("/admin/flights", &["POST"]),
+    ("/admin/flights/{id}/cancel", &["POST"]),
+    ("/admin/cluster", &["GET"]),
+    ("/admin/cluster/drain", &["POST"]),
+    ("/admin/cluster.json", &["GET"]),
+    ("/admin/traffic.json", &["GET"]),
+    ("/admin/outbox", &["GET"]),
+    ("/admin/outbox/{id}/retry", &["POST"]),
+];
+
 /// Every page and asset of the site.
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     assets()

@@ -283,7 +283,7 @@ mod tests {
                 })
             })
             .unwrap_or_default();
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;"), "{page}");
         assert!(!page.contains("<script>alert"));
     }
 }

@@ -48,7 +48,11 @@ pub struct AppContext {
     pub metrics: crate::metrics_catalog::Exporter,
     /// Set once storage is open and recovery is done; cleared when shutting down.
     pub ready: Arc<AtomicBool>,
+    /// The seat maps the site's pages are watching.
+    pub live: LiveSeats,
 }
+
+pub use web::live::LiveSeats;
 
 /// The shared context as handlers receive it.
 pub type Ctx = Arc<AppContext>;

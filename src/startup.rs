@@ -189,6 +189,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         limits: RateLimits::new(&settings.http),
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
+        live: Default::default(),
     });
     let (http_addr, stop_http, server) = serve_http(&settings, &ctx)?;
     let housekeeping = tokio::spawn(housekeeping(ctx.clone()));

@@ -648,3 +648,35 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     .await;
     let _ = admin.close().await;
 }
+
+#[tokio::test]
+async fn too_many_page_requests_are_told_to_wait_in_words_with_retry_after() {
+    let app = helpers::spawn_app_with(|s| {
+        s.http.anonymous_rps = 1;
+        s.http.anonymous_burst = 3;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..20 {
+        let page = http
+            .get(format!("{}/", app.base))
+            .send()
+            .await
+            .expect("page");
+        if page.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(page);
+            break;
+        }
+        assert_eq!(page.status(), StatusCode::OK);
+    }
+    let refused = refused.expect("the limit answers 429 within 20 requests");
+    assert!(refused.headers().contains_key("retry-after"));
+    let kind = refused.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let text = refused.text().await.unwrap_or_default();
+    assert!(text.contains("Too many requests. Please wait"), "{text}");
+}

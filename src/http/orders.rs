@@ -371,7 +371,10 @@ pub(super) async fn place(
     responses((status = 200, body = OrderList)))]
 async fn list(user: User, ctx: Ctx) -> Handled {
     let everyone = user.may(Role::Admin);
-    Ok(json(StatusCode::OK, &order_list(&user, everyone, &ctx).await?))
+    Ok(json(
+        StatusCode::OK,
+        &order_list(&user, everyone, &ctx).await?,
+    ))
 }
 
 /// The user's orders, newest first, or with `everyone` (an admin's view) everyone's.

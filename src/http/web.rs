@@ -11,7 +11,7 @@
 mod account;
 mod console;
 mod form;
-mod live;
+pub(super) mod live;
 mod render;
 mod session;
 mod traveller;

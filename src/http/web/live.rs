@@ -2,6 +2,7 @@
 //! console's traffic and cluster figures (JSON the console polls).
 
 use super::super::cluster::cluster_view;
+use super::super::error::ApiError;
 use super::super::flights::{search_page, seat_list};
 use super::super::{Ctx, Response, json};
 use super::session::Visitor;
@@ -9,7 +10,9 @@ use super::{finish, page};
 use crate::domain::user::Role;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
@@ -28,9 +31,7 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
             let outcome = if v.may(Role::Admin) {
                 Ok(json(StatusCode::OK, &traffic(&ctx)))
             } else {
-                Err(super::super::error::ApiError::Forbidden(
-                    "admins only".into(),
-                ))
+                Err(ApiError::Forbidden("admins only".into()))
             };
             finish(&v, outcome)
         });
@@ -39,9 +40,7 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
             let outcome = if v.may(Role::Admin) {
                 Ok(json(StatusCode::OK, &cluster_view(&ctx).await))
             } else {
-                Err(super::super::error::ApiError::Forbidden(
-                    "admins only".into(),
-                ))
+                Err(ApiError::Forbidden("admins only".into()))
             };
             finish(&v, outcome)
         },
@@ -49,35 +48,94 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
     seats.or(traffic_now).unify().or(cluster_now).unify()
 }
 
-/// Every seat's state, as `{"12A": "sold", ...}`, each time it changes. The flight is read by
-/// a task of its own, which ends when the browser goes away or the stream's lifetime is up.
+/// The seat maps pages are watching: one reader per flight on this node however many pages
+/// watch it, so a crowd on an on-sale flight's page costs its actor one read a second, not one
+/// per browser.
+#[derive(Default)]
+pub struct LiveSeats(Mutex<HashMap<String, watch::Sender<Arc<str>>>>);
+
+impl LiveSeats {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Arc<str>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The seats of flight `id` as JSON text, each time they change ("" until first read).
+    fn watch(&self, ctx: &Ctx, id: &str) -> watch::Receiver<Arc<str>> {
+        let mut map = self.map();
+        if let Some(sender) = map.get(id) {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = watch::channel(Arc::<str>::from(""));
+        map.insert(id.to_owned(), sender.clone());
+        tokio::spawn(read_seats(ctx.clone(), id.to_owned(), sender));
+        receiver
+    }
+}
+
+/// Reads flight `id`'s seats every [`SEAT_POLL`] while anyone watches, publishing changes.
+async fn read_seats(ctx: Ctx, id: String, sender: watch::Sender<Arc<str>>) {
+    loop {
+        match seat_list(&ctx, &id).await {
+            Ok(list) => {
+                let states: BTreeMap<&str, &str> = list
+                    .seats
+                    .iter()
+                    .map(|s| (s.seat.as_str(), s.status.as_str()))
+                    .collect();
+                let text = serde_json::to_string(&states).unwrap_or_default();
+                sender.send_if_modified(|current| {
+                    let changed = **current != *text;
+                    if changed {
+                        *current = Arc::from(text);
+                    }
+                    changed
+                });
+            }
+            // No such flight: its watchers' streams end.
+            Err(ApiError::NotFound) => {
+                ctx.live.map().remove(&id);
+                return;
+            }
+            // The owner is unreachable for now: say nothing, try again.
+            Err(_) => {}
+        }
+        tokio::time::sleep(SEAT_POLL).await;
+        // Under the lock, so that nobody subscribes between the check and the removal.
+        let mut map = ctx.live.map();
+        if sender.receiver_count() == 0 {
+            map.remove(&id);
+            return;
+        }
+    }
+}
+
+/// Server-sent events: the seat map's states each time they change. Each page's stream ends
+/// when the page goes away or after [`STREAM_LIFETIME`] (the browser's EventSource reconnects).
 fn seat_stream(id: String, ctx: Ctx) -> Response {
+    let mut seats = ctx.live.watch(&ctx, &id);
+    seats.mark_changed();
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(4);
     tokio::spawn(async move {
-        let started = tokio::time::Instant::now();
-        let mut last = String::new();
-        while started.elapsed() < STREAM_LIFETIME && !tx.is_closed() {
-            match seat_list(&ctx, &id).await {
-                Ok(list) => {
-                    let states: BTreeMap<&str, &str> = list
-                        .seats
-                        .iter()
-                        .map(|s| (s.seat.as_str(), s.status.as_str()))
-                        .collect();
-                    let text = serde_json::to_string(&states).unwrap_or_default();
-                    if text != last {
-                        let event = warp::sse::Event::default().event("seats").data(&text);
-                        if tx.send(event).await.is_err() {
-                            return;
-                        }
-                        last = text;
+        let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
+        loop {
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, seats.changed()) => {
+                    if !matches!(changed, Ok(Ok(()))) {
+                        return;
                     }
                 }
-                Err(super::super::error::ApiError::NotFound) => return,
-                // The owner is unreachable for now: say nothing, try again.
-                Err(_) => {}
+                () = tx.closed() => return,
             }
-            tokio::time::sleep(SEAT_POLL).await;
+            let text = seats.borrow_and_update().clone();
+            if text.is_empty() {
+                continue;
+            }
+            let event = warp::sse::Event::default().event("seats").data(&*text);
+            if tx.send(event).await.is_err() {
+                return;
+            }
         }
     });
     let events = futures::stream::unfold(rx, |mut rx| async move {

@@ -38,24 +38,7 @@ where
     if !is_json {
         return Err(ApiError::UnsupportedMediaType.into());
     }
-    if length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES).into());
-    }
-    let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;
-        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES).into());
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            buf.put_slice(part);
-            chunk.advance(n);
-        }
-    }
+    let buf = collect(length, body, MAX_BODY_BYTES).await?;
     match decode(&buf) {
         Ok(value) => Ok(value),
         // JSON does not tell `5` from `5.0` (JSON Schema's `integer` accepts both), and some
@@ -67,6 +50,37 @@ where
         },
     }
     .map_err(Rejection::from)
+}
+
+/// A whole body of at most `max` bytes, whether its length is declared or it comes chunked.
+pub(super) async fn collect<S, B>(
+    length: Option<u64>,
+    body: S,
+    max: usize,
+) -> Result<BytesMut, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if length.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("could not read the body: {e}")))?;
+        if buf.len() + chunk.remaining() > max {
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.put_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf)
 }
 
 fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<T, ApiError> {

@@ -72,6 +72,17 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
                 let user = allowed(&v, Role::Airline)?;
                 match cancel_flight(user, &ctx, &id).await {
                     Ok(orders) => Ok(redirect(&format!("/admin/catalog?cancelled={orders}"))),
+                    // Some of its orders could not be reached: say so; the button stays (as
+                    // "Finish cancelling") and repeating it is safe.
+                    Err(ApiError::Unavailable(why))
+                        if why.starts_with("the flight is cancelled") =>
+                    {
+                        let e = ApiError::Conflict {
+                            code: "cancel_unfinished",
+                            message: why,
+                        };
+                        catalog_page(&v, &ctx, Some(e), &Form::default()).await
+                    }
                     Err(e) => catalog_page(&v, &ctx, Some(e), &Form::default()).await,
                 }
             }
@@ -192,7 +203,7 @@ async fn catalog_page(
         (Some("airports"), _) => Some("Airport added.".to_owned()),
         (Some("aircraft"), _) => Some("Aircraft added.".to_owned()),
         (Some("flights"), _) => Some("Flight scheduled; it is on sale now.".to_owned()),
-        (_, Some(orders)) => Some(format!(
+        (_, Some(orders)) if orders.parse::<usize>().is_ok() => Some(format!(
             "Flight cancelled: {orders} order(s) on it cancelled, the paid ones refunded, \
              and their travellers notified."
         )),

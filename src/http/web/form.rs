@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use warp::{Filter, Rejection};
 
 /// A form body is small: at most this many bytes.
-const MAX_FORM_BYTES: u64 = 32 * 1024;
+pub(super) const MAX_FORM_BYTES: usize = 32 * 1024;
 
 /// Name-value pairs in the order sent.
 #[derive(Debug, Default, Clone)]
@@ -65,11 +65,18 @@ pub(super) fn query() -> impl Filter<Extract = (Form,), Error = std::convert::In
         .map(|q: String| Form::parse(q.as_bytes()))
 }
 
-/// A posted form body (413 beyond the limit).
+/// A posted form body, declared or chunked (a 413 page beyond the limit).
 pub(super) fn form() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_FORM_BYTES)
-        .and(warp::body::bytes())
-        .map(|body: bytes::Bytes| Form::parse(&body))
+    warp::header::optional::<u64>("content-length")
+        .or(warp::any().map(|| None))
+        .unify()
+        .and(warp::body::stream())
+        .and_then(|length: Option<u64>, body| async move {
+            super::super::body::collect(length, body, MAX_FORM_BYTES)
+                .await
+                .map(|bytes| Form::parse(&bytes))
+                .map_err(|e| warp::reject::custom(super::session::Refused(e)))
+        })
 }
 
 #[cfg(test)]

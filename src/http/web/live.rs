@@ -20,11 +20,18 @@ use warp::{Filter, Rejection, Reply};
 const SEAT_POLL: Duration = Duration::from_secs(1);
 /// A seat-map stream ends after this long; the browser's EventSource reconnects by itself.
 const STREAM_LIFETIME: Duration = Duration::from_secs(300);
+/// Open seat-map streams a node serves at most (each a connection and a small task).
+const MAX_STREAMS: usize = 10_000;
+/// Open seat-map streams one client address may hold at once.
+const MAX_STREAMS_PER_ADDRESS: usize = 32;
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let seats = warp::path!("flights" / String / "seats" / "live")
         .and(page(ctx.clone()))
-        .map(|id: String, v: Visitor, ctx: Ctx| v.seal(seat_stream(id, ctx)));
+        .then(|id: String, v: Visitor, ctx: Ctx| async move {
+            let outcome = seat_stream(id, &v, ctx).await;
+            finish(&v, outcome)
+        });
     let traffic_now = warp::path!("admin" / "traffic.json")
         .and(page(ctx.clone()))
         .then(|v: Visitor, ctx: Ctx| async move {
@@ -51,14 +58,85 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 /// The seat maps pages are watching: one reader per flight on this node however many pages
 /// watch it, so a crowd on an on-sale flight's page costs its actor one read a second, not one
 /// per browser.
-#[derive(Default)]
-pub struct LiveSeats(Mutex<HashMap<String, watch::Sender<Arc<str>>>>);
+pub struct LiveSeats {
+    readers: Mutex<HashMap<String, watch::Sender<Arc<str>>>>,
+    streams: Arc<tokio::sync::Semaphore>,
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Default for LiveSeats {
+    fn default() -> Self {
+        Self {
+            readers: Mutex::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            per_address: Mutex::default(),
+        }
+    }
+}
+
+/// One open stream, counted against the node's and its address's limits until dropped.
+struct StreamSlot {
+    ctx: Ctx,
+    address: std::net::IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.ctx.live.per_address);
+        if let Some(n) = counts.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Removes a flight's reader from the map when its task ends, however it ends.
+struct ReaderEntry {
+    ctx: Ctx,
+    id: String,
+    sender: watch::Sender<Arc<str>>,
+}
+
+impl Drop for ReaderEntry {
+    fn drop(&mut self) {
+        let mut readers = self.ctx.live.map();
+        if readers
+            .get(&self.id)
+            .is_some_and(|s| s.same_channel(&self.sender))
+        {
+            readers.remove(&self.id);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl LiveSeats {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Arc<str>>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.readers)
+    }
+
+    /// A slot for one more stream from `address`, if the limits allow it.
+    fn slot(ctx: &Ctx, address: std::net::IpAddr) -> Option<StreamSlot> {
+        let permit = ctx.live.streams.clone().try_acquire_owned().ok()?;
+        let mut counts = lock(&ctx.live.per_address);
+        let n = counts.entry(address).or_default();
+        if *n >= MAX_STREAMS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            ctx: ctx.clone(),
+            address,
+            _permit: permit,
+        })
     }
 
     /// The seats of flight `id` as JSON text, each time they change ("" until first read).
@@ -76,6 +154,11 @@ impl LiveSeats {
 
 /// Reads flight `id`'s seats every [`SEAT_POLL`] while anyone watches, publishing changes.
 async fn read_seats(ctx: Ctx, id: String, sender: watch::Sender<Arc<str>>) {
+    let _entry = ReaderEntry {
+        ctx: ctx.clone(),
+        id: id.clone(),
+        sender: sender.clone(),
+    };
     loop {
         match seat_list(&ctx, &id).await {
             Ok(list) => {
@@ -93,19 +176,17 @@ async fn read_seats(ctx: Ctx, id: String, sender: watch::Sender<Arc<str>>) {
                     changed
                 });
             }
-            // No such flight: its watchers' streams end.
-            Err(ApiError::NotFound) => {
-                ctx.live.map().remove(&id);
-                return;
-            }
+            // No such flight: its watchers' streams end (the entry goes with this task).
+            Err(ApiError::NotFound) => return,
             // The owner is unreachable for now: say nothing, try again.
             Err(_) => {}
         }
         tokio::time::sleep(SEAT_POLL).await;
-        // Under the lock, so that nobody subscribes between the check and the removal.
-        let mut map = ctx.live.map();
+        // Under the lock, so that nobody subscribes between the check and the end (the
+        // entry's removal, once the lock is released).
+        let map = ctx.live.map();
         if sender.receiver_count() == 0 {
-            map.remove(&id);
+            drop(map);
             return;
         }
     }
@@ -113,11 +194,20 @@ async fn read_seats(ctx: Ctx, id: String, sender: watch::Sender<Arc<str>>) {
 
 /// Server-sent events: the seat map's states each time they change. Each page's stream ends
 /// when the page goes away or after [`STREAM_LIFETIME`] (the browser's EventSource reconnects).
-fn seat_stream(id: String, ctx: Ctx) -> Response {
+async fn seat_stream(id: String, v: &Visitor, ctx: Ctx) -> Result<Response, ApiError> {
+    // A flight that does not exist is a 404, which ends the browser's EventSource for good.
+    super::super::flights::flight_view(&ctx, &id).await?;
+    let Some(slot) = LiveSeats::slot(&ctx, v.address) else {
+        // Also final for EventSource: the page works on, without live updates.
+        return Err(ApiError::Unavailable(
+            "too many live seat maps are open".into(),
+        ));
+    };
     let mut seats = ctx.live.watch(&ctx, &id);
     seats.mark_changed();
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(4);
     tokio::spawn(async move {
+        let _slot = slot;
         let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
         loop {
             tokio::select! {
@@ -142,7 +232,7 @@ fn seat_stream(id: String, ctx: Ctx) -> Response {
         let event = rx.recv().await?;
         Some((Ok::<_, std::convert::Infallible>(event), rx))
     });
-    warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
+    Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
 }
 
 /// A flight's share of sold and held seats.

@@ -182,7 +182,7 @@ pub(super) fn problem(visitor: &Visitor, error: ApiError) -> Response {
         context! { title => "Something went wrong", message => message.clone() },
     );
     page.unwrap_or_else(|_| {
-        warp::reply::with_status(warp::reply::html(message), status).into_response()
+        warp::reply::with_status(warp::reply::html(escape(&message)), status).into_response()
     })
 }
 
@@ -205,13 +205,10 @@ fn escape(text: &str) -> String {
 /// Turns a request refused before its page ran (rate limit, CSRF, a form too large) into a
 /// page; every other rejection goes on to the API's.
 pub(super) async fn refused(rejection: warp::Rejection) -> Result<Response, warp::Rejection> {
-    let error = if let Some(Refused(e)) = rejection.find::<Refused>() {
-        e.clone()
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::PayloadTooLarge(32 * 1024)
-    } else {
+    let Some(Refused(error)) = rejection.find::<Refused>() else {
         return Err(rejection);
     };
+    let error = error.clone();
     let message = plain_words(&error);
     let page = format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Contrail</title>\
@@ -221,6 +218,7 @@ pub(super) async fn refused(rejection: warp::Rejection) -> Result<Response, warp
     );
     let mut response =
         warp::reply::with_status(warp::reply::html(page), error.status()).into_response();
+    super::session::secure_headers(&mut response);
     if let ApiError::RateLimited { retry_after_secs } = error {
         response.headers_mut().insert(
             warp::http::header::RETRY_AFTER,

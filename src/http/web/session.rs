@@ -1,10 +1,12 @@
 //! Who is asking: the browser session, the CSRF token, the request rate.
 //!
 //! The session is the same signed JWT the API hands out, kept in an `HttpOnly`,
-//! `SameSite=Strict` cookie that scripts on the page cannot read. CSRF protection is a signed
-//! double submit: a random token in its own `HttpOnly` cookie, repeated in a hidden field of every
-//! form; a POST whose field does not match its cookie is refused. Signing in or out issues a new
-//! token, so a token seen before the session began is worthless after it.
+//! `SameSite=Strict` cookie that scripts on the page cannot read. CSRF protection is a double
+//! submit: a random token in its own `HttpOnly`, `SameSite=Strict` cookie, repeated in a hidden
+//! field of every form; a POST whose field does not match its cookie is refused. Signing in or out
+//! issues a new token, so a token seen before the session began is worthless after it. (The token
+//! is not bound to the session: someone who can set cookies for this host — a sibling subdomain
+//! over plain HTTP — could plant a pair; behind TLS, mark the cookies `Secure` at the proxy.)
 
 use super::super::auth::user_of;
 use super::super::error::ApiError;
@@ -53,11 +55,8 @@ impl Visitor {
 
     /// Adds the headers every page carries, and the CSRF cookie when it is new.
     pub(super) fn seal(&self, mut response: Response) -> Response {
+        secure_headers(&mut response);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let sets_csrf = headers
             .get_all(SET_COOKIE)
             .iter()
@@ -70,6 +69,15 @@ impl Visitor {
         }
         response
     }
+}
+
+/// The headers every page carries: its CSP, no framing, no referrer elsewhere, no caching.
+pub(super) fn secure_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// A new random token (256 bits, hex).
@@ -127,26 +135,37 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
         .and(warp::addr::remote())
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::method())
         .and(with(ctx))
         .and_then(
             |cookies: Option<String>,
              address: Option<SocketAddr>,
              path: warp::path::FullPath,
              query: String,
+             method: warp::http::Method,
              ctx: Ctx| async move {
                 let cookies = cookies.as_deref();
-                let user = match cookie(cookies, SESSION_COOKIE).filter(|t| !t.is_empty()) {
+                let token = cookie(cookies, SESSION_COOKIE).filter(|t| !t.is_empty());
+                // The limit first (keyed by the token's subject: a cached signature check),
+                // then the account.
+                let subject = token
+                    .and_then(|t| ctx.tokens.verify(t).ok())
+                    .map(|v| v.user);
+                let address = address.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+                ctx.limits
+                    .check_request(subject.map(|s| s.to_string()), Some(address))
+                    .map_err(|e| warp::reject::custom(Refused(e)))?;
+                let user = match token {
                     // An expired or revoked session is simply signed out.
                     Some(token) => user_of(&ctx, token).await.ok(),
                     None => None,
                 };
-                let address = address.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-                ctx.limits
-                    .check_request(user.as_ref().map(|u| u.id.to_string()), Some(address))
-                    .map_err(|e| warp::reject::custom(Refused(e)))?;
                 let known = cookie(cookies, CSRF_COOKIE)
                     .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
-                let here = if query.is_empty() {
+                let here = if method != warp::http::Method::GET {
+                    // A form's action is no page to come back to: its page is.
+                    origin_page(path.as_str())
+                } else if query.is_empty() {
                     path.as_str().to_owned()
                 } else {
                     format!("{}?{query}", path.as_str())
@@ -160,6 +179,15 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
                 })
             },
         )
+}
+
+/// The page a form at `action` is posted from (`/trips/x/pay` → `/trips/x`).
+fn origin_page(action: &str) -> String {
+    match action.rsplit_once('/') {
+        Some(("/admin", _)) => "/admin/catalog".to_owned(),
+        Some((parent, _)) if !parent.is_empty() => parent.to_owned(),
+        _ => "/".to_owned(),
+    }
 }
 
 /// Refuses a form whose CSRF field does not match the visitor's cookie.
@@ -222,6 +250,14 @@ mod tests {
             assert_eq!(local(Some(evil)), "/", "{evil}");
         }
         assert_eq!(local(None), "/");
+    }
+
+    #[test]
+    fn a_form_comes_back_to_its_page() {
+        assert_eq!(origin_page("/trips/ord_1/pay"), "/trips/ord_1");
+        assert_eq!(origin_page("/flights/flt_1/hold"), "/flights/flt_1");
+        assert_eq!(origin_page("/admin/airports"), "/admin/catalog");
+        assert_eq!(origin_page("/signin"), "/");
     }
 
     #[test]

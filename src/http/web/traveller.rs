@@ -256,7 +256,12 @@ async fn flight(id: String, v: Visitor, ctx: Ctx, query: Form) -> Response {
         passengers: passengers(&query),
         seats: query
             .get("seats")
-            .map(|s| s.split(',').map(str::to_owned).collect())
+            .map(|s| {
+                s.split(',')
+                    .take(MAX_PASSENGERS)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default(),
         names: Vec::new(),
         error: None,

@@ -56,17 +56,15 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
 
 /// The flights of these orders, by id (a flight that cannot be reached now is left out).
 async fn flights_of(ctx: &Ctx, orders: &[&OrderView]) -> BTreeMap<String, FlightView> {
-    let mut flights = BTreeMap::new();
-    for order in orders {
-        for segment in &order.segments {
-            if !flights.contains_key(&segment.flight_id)
-                && let Ok(flight) = flight_view(ctx, &segment.flight_id).await
-            {
-                flights.insert(segment.flight_id.clone(), flight);
-            }
-        }
-    }
-    flights
+    let ids: std::collections::BTreeSet<&str> = orders
+        .iter()
+        .flat_map(|o| o.segments.iter().map(|s| s.flight_id.as_str()))
+        .collect();
+    let found = futures::future::join_all(ids.iter().map(|id| flight_view(ctx, id))).await;
+    ids.into_iter()
+        .zip(found)
+        .filter_map(|(id, flight)| flight.ok().map(|f| (id.to_owned(), f)))
+        .collect()
 }
 
 async fn list(v: Visitor, ctx: Ctx) -> Response {

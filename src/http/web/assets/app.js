@@ -115,12 +115,18 @@ if (cluster) {
       const response = await fetch(cluster.dataset.cluster, { credentials: "same-origin" });
       if (!response.ok) return;
       const view = await response.json();
+      if (view.members.length !== cluster.querySelectorAll("tr[data-node]").length) {
+        window.location.reload();
+        return;
+      }
       for (const member of view.members) {
         const row = [...cluster.querySelectorAll("tr[data-node]")].find((r) => r.dataset.node === member.node_id);
         if (!row) { window.location.reload(); return; }
         const badge = row.querySelector("[data-status]");
         badge.textContent = member.status;
         badge.className = "badge " + member.status;
+        const drain = row.querySelector("form");
+        if (drain) drain.hidden = member.status !== "up";
         for (const key of ["flights", "orders", "tickets", "users"]) {
           row.querySelector(`[data-${key}]`).textContent = member.entities ? member.entities[key] : "–";
         }

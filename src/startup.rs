@@ -390,6 +390,7 @@ async fn start_actors(
             .admin_email
             .clone()
             .zip(settings.auth.admin_password.clone()),
+        counted: Default::default(),
     };
     let _ = services_slot.set(services.clone());
     // Deliveries a crash interrupted resume now, not at the next periodic sweep.

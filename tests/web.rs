@@ -680,3 +680,116 @@ async fn too_many_page_requests_are_told_to_wait_in_words_with_retry_after() {
     let text = refused.text().await.unwrap_or_default();
     assert!(text.contains("Too many requests. Please wait"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_seat_maps_are_bounded_per_client_and_unknown_flights_are_not_watched() {
+    let app = spawn_app().await;
+    let (_admin, flight) = app.one_flight(4, "ABCD").await;
+    let http = reqwest::Client::new();
+    let open = |path: String| {
+        let http = http.clone();
+        async move { http.get(path).send().await.expect("stream") }
+    };
+
+    // An unknown flight: 404 (EventSource stops for good), no reader started.
+    let unknown = open(format!("{}/flights/flt_nope/seats/live", app.base)).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // One address may keep 32 streams open; the 33rd is refused with 503, not queued.
+    let live = format!("{}/flights/{flight}/seats/live", app.base);
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let stream = open(live.clone()).await;
+        assert_eq!(stream.status(), StatusCode::OK);
+        assert_eq!(stream.headers()["content-type"], "text/event-stream");
+        streams.push(stream);
+    }
+    let refused = open(live.clone()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Each open stream got the map; closing them frees the slots.
+    let mut first = streams.pop().expect("a stream");
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), first.chunk())
+        .await
+        .expect("an event within 10 s")
+        .expect("readable")
+        .expect("a chunk");
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(
+        text.contains("event:seats") || text.contains("event: seats"),
+        "{text}"
+    );
+    assert!(text.contains("\"1A\":\"available\""), "{text}");
+    drop(first);
+    drop(streams);
+    let again = helpers::eventually(std::time::Duration::from_secs(10), || async {
+        open(live.clone()).await.status() == StatusCode::OK
+    })
+    .await;
+    assert!(again, "closed streams did not free their slots");
+}
+
+#[tokio::test]
+async fn a_chunked_form_is_read_like_any_other_and_an_endless_one_is_refused() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(format!("{}/signin", app.base))
+        .send()
+        .await
+        .expect("page");
+    let csrf = value(&set_cookie(&page, "contrail_csrf").expect("csrf")).to_owned();
+    let form = format!("csrf={csrf}&email=nobody%40example.com&password=wrong-password-1");
+    let (status, _) = chunked_post(&app.base, "/signin", &csrf, &form).await;
+    assert_eq!(status, 401, "read and answered");
+    let huge = format!("csrf={csrf}&email={}", "a".repeat(100_000));
+    let (status, kind) = chunked_post(&app.base, "/signin", &csrf, &huge).await;
+    assert_eq!(status, 413);
+    assert!(kind.starts_with("text/html"), "{kind}");
+}
+
+/// POSTs `form` with `Transfer-Encoding: chunked` (no length) over a raw connection; the
+/// answer's status and content type.
+async fn chunked_post(base: &str, path: &str, csrf: &str, form: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncookie: contrail_csrf={csrf}\r\n\
+         content-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n"
+    );
+    for chunk in form.as_bytes().chunks(1000) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            String::from_utf8_lossy(chunk)
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    // The server may answer (413) before reading everything: a failed write is fine then.
+    let _ = tcp.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let kind = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_default()
+        .to_owned();
+    (status, kind)
+}

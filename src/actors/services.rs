@@ -42,7 +42,14 @@ pub struct Services {
     /// by the owner of its email whenever that node recovers — at start-up before a single node
     /// takes requests, and once a clustered node reaches a majority (it cannot write before).
     pub first_admin: Option<(String, SecretString)>,
+    /// The last count of this node's entities, and when it was made.
+    pub counted: std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, EntityCounts)>>>,
 }
+
+/// A count of the node's entities is reused for this long: counting scans every key, and an
+/// operator's console polls every member every 2 s. Short enough that a count asked for a
+/// second after a handoff sees it.
+const COUNTS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many entities a node owns, by kind.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -115,15 +122,30 @@ impl Services {
         }
     }
 
-    /// How many entities this node stores.
-    pub fn counts(&self) -> EntityCounts {
-        let count = |prefix: &str| self.store.count_prefix(prefix);
-        EntityCounts {
-            flights: count(keys::FLIGHTS),
-            orders: count(keys::ORDERS),
-            tickets: count("ticket/"),
-            users: count(keys::USERS),
+    /// How many entities this node stores: counted at most every [`COUNTS_FRESH`] (a count
+    /// scans the keys, 100 ms with a few hundred thousand orders), on a blocking thread, by
+    /// one caller at a time while the others wait for its answer.
+    pub async fn counts(&self) -> EntityCounts {
+        let mut counted = self.counted.lock().await;
+        if let Some((at, counts)) = *counted
+            && at.elapsed() < COUNTS_FRESH
+        {
+            return counts;
         }
+        let store = self.store.clone();
+        let counts = tokio::task::spawn_blocking(move || {
+            let count = |prefix: &str| store.count_prefix(prefix);
+            EntityCounts {
+                flights: count(keys::FLIGHTS),
+                orders: count(keys::ORDERS),
+                tickets: count("ticket/"),
+                users: count(keys::USERS),
+            }
+        })
+        .await
+        .unwrap_or_default();
+        *counted = Some((std::time::Instant::now(), counts));
+        counts
     }
 }
 
@@ -144,6 +166,6 @@ impl Operation for Counts {
     }
 
     async fn handle(self, services: &Services) -> EntityCounts {
-        services.counts()
+        services.counts().await
     }
 }

@@ -94,7 +94,7 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
     let mut members = Vec::new();
     for (node, addr, up) in cluster.members() {
         let entities = if node == cluster.node() {
-            Some(ctx.services.counts())
+            Some(ctx.services.counts().await)
         } else if let (true, Some(gateway)) = (up, cluster.peer_gateway(&node)) {
             let body = CallBody::Gather(Counts.into());
             match cluster.call(&node, &gateway, body).await {

@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
 
+/// Flights on one page of the catalog.
+const FLIGHTS_PER_PAGE: &str = "40";
+
 const CABINS: [Cabin; 4] = [
     Cabin::First,
     Cabin::Business,
@@ -169,10 +172,19 @@ async fn catalog_page(
     let user = allowed(v, Role::Airline)?;
     let airports = airport_list(ctx).await?.airports;
     let aircraft = aircraft_list(ctx).await?;
+    // A page of flights at a time: the page's HTML stays well under 50 KB.
     let mut params = HashMap::new();
     params.insert("sort".to_owned(), "departure".to_owned());
-    params.insert("limit".to_owned(), "100".to_owned());
-    let mut flights = search_page(ctx, &params)?.flights;
+    params.insert("limit".to_owned(), FLIGHTS_PER_PAGE.to_owned());
+    if let Some(cursor) = typed.get("cursor") {
+        params.insert("cursor".to_owned(), cursor.to_owned());
+    }
+    let page = search_page(ctx, &params)?;
+    let next = page.next_cursor.map(|cursor| {
+        let query = HashMap::from([("cursor".to_owned(), cursor)]);
+        format!("/admin/catalog?{}", super::traveller::encode(&query))
+    });
+    let mut flights = page.flights;
     flights.retain(|f| {
         crate::domain::flight::FlightNumber::parse(&f.flight_number).is_ok_and(|n| user.manages(&n))
     });
@@ -220,6 +232,7 @@ async fn catalog_page(
             airports => to_value(&airports),
             aircraft => to_value(&aircraft),
             flights => to_value(&flights),
+            next => next,
             cabins => to_value(&cabins),
             typed => to_value(&typed_fields),
             notice => notice,

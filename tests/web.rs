@@ -268,6 +268,16 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
     click(&browser, "form.hold button[type=submit]").await;
     let refused = wait_text(&browser, "the refusal", |t| t.contains("just taken")).await;
     assert!(refused.contains("Please pick another"), "{refused}");
+
+    // Signing out ends the session: "My trips" asks to sign in again.
+    click(&browser, "header form[action='/signout'] button").await;
+    find(&browser, "header a[href^='/signin']").await;
+    browser
+        .goto(&format!("{}/trips", app.base))
+        .await
+        .expect("trips");
+    wait_text(&browser, "the sign-in page", |t| t.contains("Sign in")).await;
+    assert_eq!(path(&browser).await, "/signin");
     let _ = browser.close().await;
 }
 

@@ -27,6 +27,14 @@ async fn fits(browser: &fantoccini::Client) -> bool {
         .unwrap_or(false)
 }
 
+/// Fills in and sends the sign-up form the browser shows.
+async fn sign_up(browser: &fantoccini::Client, name: &str, email: &str, password: &str) {
+    fill(browser, "input[name=name]", name).await;
+    fill(browser, "input[name=email]", email).await;
+    fill(browser, "input[name=password]", password).await;
+    click(browser, "form.account button[type=submit]").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees_them_sell() {
     let app = spawn_app().await;
@@ -66,10 +74,13 @@ async fn a_traveller_books_two_seats_pays_and_cancels_while_another_browser_sees
     wait_text(&traveller, "the sign-in page", |t| t.contains("Sign in")).await;
     assert_eq!(path(&traveller).await, "/signin");
     click(&traveller, "main a[href^='/signup']").await;
-    fill(&traveller, "input[name=name]", "Ada Lovelace").await;
-    fill(&traveller, "input[name=email]", "ada@example.com").await;
-    fill(&traveller, "input[name=password]", "analytical-engine-1843").await;
-    click(&traveller, "form.account button[type=submit]").await;
+    sign_up(
+        &traveller,
+        "Ada Lovelace",
+        "ada@example.com",
+        "analytical-engine-1843",
+    )
+    .await;
     find(&traveller, "input#seat-1A:checked").await;
     find(&traveller, "input#seat-1B:checked").await;
     let names = traveller
@@ -180,10 +191,13 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
         .goto(&format!("{}/signup?next=/flights/{flight}", app.base))
         .await
         .expect("signup");
-    fill(&browser, "input[name=name]", "Mallory").await;
-    fill(&browser, "input[name=email]", "mallory@example.com").await;
-    fill(&browser, "input[name=password]", "not-a-common-password-9").await;
-    click(&browser, "form.account button[type=submit]").await;
+    sign_up(
+        &browser,
+        "Mallory",
+        "mallory@example.com",
+        "not-a-common-password-9",
+    )
+    .await;
     click(&browser, "label[for=seat-2C]").await;
     fill(
         &browser,

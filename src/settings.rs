@@ -131,6 +131,9 @@ pub struct HttpSettings {
     /// `net.core.somaxconn`). Connections beyond it are dropped and retried by the client after
     /// 1 s, 3 s, 7 s…: an on-sale rush of thousands of new connections needs a deep queue.
     pub listen_backlog: u32,
+    /// Mark the web site's cookies (session, CSRF) `Secure`, so a browser sends them over
+    /// HTTPS only: set it when the node is reached through a TLS-terminating proxy.
+    pub secure_cookies: bool,
 }
 
 impl Default for HttpSettings {
@@ -147,6 +150,7 @@ impl Default for HttpSettings {
             signin_failures_per_address_per_minute: DEFAULT_SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE,
             cors_origins: Vec::new(),
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            secure_cookies: false,
         }
     }
 }

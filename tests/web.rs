@@ -674,6 +674,16 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
 }
 
 #[tokio::test]
+async fn behind_an_https_proxy_the_cookies_are_secure() {
+    let app = helpers::spawn_app_with(|s| s.http.secure_cookies = true).await;
+    let page = reqwest::get(format!("{}/signin", app.base))
+        .await
+        .expect("page");
+    let csrf = set_cookie(&page, "contrail_csrf").expect("a CSRF cookie");
+    assert!(csrf.ends_with("; Secure"), "{csrf}");
+}
+
+#[tokio::test]
 async fn too_many_page_requests_are_told_to_wait_in_words_with_retry_after() {
     let app = helpers::spawn_app_with(|s| {
         s.http.anonymous_rps = 1;

@@ -45,6 +45,8 @@ pub(super) struct Visitor {
     pub(super) here: String,
     /// The client's address (sign-in limits).
     pub(super) address: IpAddr,
+    /// Cookies are marked `Secure` (`http.secure_cookies`).
+    secure: bool,
 }
 
 impl Visitor {
@@ -63,7 +65,7 @@ impl Visitor {
             .any(|v| v.as_bytes().starts_with(CSRF_COOKIE.as_bytes()));
         if self.fresh_csrf
             && !sets_csrf
-            && let Ok(cookie) = HeaderValue::from_str(&csrf_cookie(&self.csrf))
+            && let Ok(cookie) = HeaderValue::from_str(&csrf_cookie(&self.csrf, self.secure))
         {
             headers.append(SET_COOKIE, cookie);
         }
@@ -91,18 +93,29 @@ pub(super) fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn csrf_cookie(token: &str) -> String {
-    format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+fn csrf_cookie(token: &str, secure: bool) -> String {
+    format!("{CSRF_COOKIE}={token}; {}", attributes(secure))
+}
+
+/// The attributes of every cookie of the site.
+fn attributes(secure: bool) -> &'static str {
+    if secure {
+        "Path=/; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Strict"
+    }
 }
 
 /// Starts a browser session for `user` on `response`: the session cookie and a new CSRF token.
 pub(super) fn begin(ctx: &Ctx, user: &User, mut response: Response) -> Result<Response, ApiError> {
     let token = ctx.tokens.issue(user)?;
+    let secure = ctx.settings.http.secure_cookies;
     let session = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{SESSION_COOKIE}={token}; {}; Max-Age={}",
+        attributes(secure),
         ctx.tokens.ttl_secs()
     );
-    for cookie in [session, csrf_cookie(&new_token())] {
+    for cookie in [session, csrf_cookie(&new_token(), secure)] {
         let value = HeaderValue::from_str(&cookie)
             .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))?;
         response.headers_mut().append(SET_COOKIE, value);
@@ -111,9 +124,9 @@ pub(super) fn begin(ctx: &Ctx, user: &User, mut response: Response) -> Result<Re
 }
 
 /// Ends the browser session on `response`.
-pub(super) fn end(mut response: Response) -> Response {
-    let gone = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    for cookie in [gone, csrf_cookie(&new_token())] {
+pub(super) fn end(mut response: Response, secure: bool) -> Response {
+    let gone = format!("{SESSION_COOKIE}=; {}; Max-Age=0", attributes(secure));
+    for cookie in [gone, csrf_cookie(&new_token(), secure)] {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(SET_COOKIE, value);
         }
@@ -176,6 +189,7 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
                     fresh_csrf: known.is_none(),
                     here,
                     address,
+                    secure: ctx.settings.http.secure_cookies,
                 })
             },
         )

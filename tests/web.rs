@@ -295,6 +295,22 @@ async fn a_declined_card_is_said_plainly_the_hold_stays_and_a_typed_script_stays
     let _ = browser.close().await;
 }
 
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The sign-in page (and the CSRF cookie it sets).
+async fn signin_page(http: &reqwest::Client, base: &str) -> reqwest::Response {
+    http.get(format!("{base}/signin"))
+        .send()
+        .await
+        .expect("the sign-in page")
+}
+
 /// A cookie's attributes as sent in `Set-Cookie` for `name`.
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
@@ -326,17 +342,10 @@ fn csrf_field(page: &str) -> String {
 async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_changes_nothing() {
     let app = spawn_app().await;
     let (_admin, flight) = app.one_flight(30, "ABCDEF").await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let http = no_redirects();
 
     // Every page: CSP without inline scripts, not framable, the CSRF cookie HttpOnly+Strict.
-    let page = http
-        .get(format!("{}/signin", app.base))
-        .send()
-        .await
-        .expect("signin page");
+    let page = signin_page(&http, &app.base).await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap_or_default()
@@ -676,9 +685,7 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
 #[tokio::test]
 async fn behind_an_https_proxy_the_cookies_are_secure() {
     let app = helpers::spawn_app_with(|s| s.http.secure_cookies = true).await;
-    let page = reqwest::get(format!("{}/signin", app.base))
-        .await
-        .expect("page");
+    let page = signin_page(&reqwest::Client::new(), &app.base).await;
     let csrf = set_cookie(&page, "contrail_csrf").expect("a CSRF cookie");
     assert!(csrf.ends_with("; Secure"), "{csrf}");
 }
@@ -766,15 +773,8 @@ async fn live_seat_maps_are_bounded_per_client_and_unknown_flights_are_not_watch
 #[tokio::test]
 async fn a_chunked_form_is_read_like_any_other_and_an_endless_one_is_refused() {
     let app = spawn_app().await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let page = http
-        .get(format!("{}/signin", app.base))
-        .send()
-        .await
-        .expect("page");
+    let http = no_redirects();
+    let page = signin_page(&http, &app.base).await;
     let csrf = value(&set_cookie(&page, "contrail_csrf").expect("csrf")).to_owned();
     let form = format!("csrf={csrf}&email=nobody%40example.com&password=wrong-password-1");
     let (status, _) = chunked_post(&app.base, "/signin", &csrf, &form).await;

@@ -335,7 +335,8 @@ fn value(cookie: &str) -> &str {
 fn csrf_field(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = page.find(marker).expect("a csrf field") + marker.len();
-    page[start..start + 64].to_owned()
+    let length = page[start..].find('"').expect("the field's end");
+    page[start..start + length].to_owned()
 }
 
 #[tokio::test]
@@ -422,6 +423,16 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
         let text = forged.text().await.unwrap_or_default();
         assert!(text.contains("reload the page"), "{text}");
     }
+    // A planted pair (cookie and field alike, as a sibling subdomain could set them) that was
+    // issued to someone else (here: before signing in) fails for this session too.
+    let planted = post(
+        "/admin/airports",
+        format!("contrail_csrf={old_csrf}; contrail_session={session}"),
+        airport(Some(&old_csrf)),
+    )
+    .await
+    .expect("planted");
+    assert_eq!(planted.status(), StatusCode::FORBIDDEN);
     let airports = app.api().airports().await.expect("airports");
     assert!(
         airports.iter().all(|a| a.code != "XSR"),
@@ -436,11 +447,12 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
 
     // A customer's session cannot use the console.
     let (_, _customer) = app.customer().await;
+    // (Signed out, so with the token issued before signing in: the admin's is not valid here.)
     let cust = post(
         "/signup",
-        format!("contrail_csrf={csrf}"),
+        format!("contrail_csrf={old_csrf}"),
         vec![
-            ("csrf", csrf.clone()),
+            ("csrf", old_csrf.clone()),
             ("email", "eve@example.com".into()),
             ("password", "eve-is-listening-42".into()),
             ("name", "Eve".into()),

@@ -81,10 +81,7 @@ fn form_page(
 async fn submit(mode: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
     let next = local(form.get("next"));
     if mode == "signout" {
-        return v.seal(session::end(
-            redirect("/"),
-            ctx.settings.http.secure_cookies,
-        ));
+        return v.seal(session::end(&ctx, redirect("/")));
     }
     let email = form.get("email").unwrap_or_default().to_owned();
     let password = form.raw("password").unwrap_or_default().to_owned();

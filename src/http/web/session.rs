@@ -1,17 +1,19 @@
 //! Who is asking: the browser session, the CSRF token, the request rate.
 //!
 //! The session is the same signed JWT the API hands out, kept in an `HttpOnly`,
-//! `SameSite=Strict` cookie that scripts on the page cannot read. CSRF protection is a double
-//! submit: a random token in its own `HttpOnly`, `SameSite=Strict` cookie, repeated in a hidden
-//! field of every form; a POST whose field does not match its cookie is refused. Signing in or out
-//! issues a new token, so a token seen before the session began is worthless after it. (The token
-//! is not bound to the session: someone who can set cookies for this host — a sibling subdomain
-//! over plain HTTP — could plant a pair; behind TLS, mark the cookies `Secure` at the proxy.)
+//! `SameSite=Strict` cookie that scripts on the page cannot read. CSRF protection is a signed
+//! double submit: a token in its own `HttpOnly`, `SameSite=Strict` cookie, repeated in a hidden
+//! field of every form; a POST whose field does not match its cookie is refused. The token is a
+//! random nonce and an HMAC (keyed from the node's secret) of that nonce and the account it was
+//! issued to ("-" before signing in), so a pair planted by someone who can set cookies for this
+//! host (a sibling subdomain) fails for anyone else's session, and signing in or out issues a new
+//! one: a token seen before the session began is worthless after it.
 
 use super::super::auth::user_of;
 use super::super::error::ApiError;
 use super::super::{Ctx, Response, with};
 use crate::domain::user::{Role, User};
+use aws_lc_rs::hmac;
 use std::net::{IpAddr, SocketAddr};
 use warp::http::HeaderValue;
 use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, SET_COOKIE};
@@ -82,6 +84,69 @@ pub(super) fn secure_headers(response: &mut Response) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// The key CSRF tokens are signed with: derived from the node's secret, for this use only.
+fn csrf_key(ctx: &Ctx) -> hmac::Key {
+    use secrecy::ExposeSecret;
+    let secret = ctx
+        .settings
+        .auth
+        .jwt_secret
+        .as_ref()
+        .map(|s| s.expose_secret().as_bytes().to_vec())
+        .unwrap_or_default();
+    let derived = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        b"contrail web csrf v1",
+    );
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
+/// Who a CSRF token is issued to.
+fn issued_to(user: Option<&User>) -> String {
+    user.map_or_else(|| "-".to_owned(), |u| u.id.to_string())
+}
+
+/// A new CSRF token for `subject`: `nonce.hmac(nonce|subject)`, hex.
+fn csrf_token(ctx: &Ctx, subject: &str) -> String {
+    let nonce = new_token();
+    let tag = hmac::sign(&csrf_key(ctx), format!("{nonce}|{subject}").as_bytes());
+    format!("{nonce}.{}", hex(tag.as_ref()))
+}
+
+/// Whether `token` was issued by this node to `subject`.
+fn csrf_valid(ctx: &Ctx, token: &str, subject: &str) -> bool {
+    let Some((nonce, tag)) = token.split_once('.') else {
+        return false;
+    };
+    let Some(tag) = unhex(tag) else {
+        return false;
+    };
+    nonce.len() == 64
+        && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+        && hmac::verify(
+            &csrf_key(ctx),
+            format!("{nonce}|{subject}").as_bytes(),
+            &tag,
+        )
+        .is_ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    text.len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten()
+}
+
 /// A new random token (256 bits, hex).
 pub(super) fn new_token() -> String {
     let mut bytes = [0u8; 32];
@@ -90,7 +155,7 @@ pub(super) fn new_token() -> String {
         // HttpOnly and SameSite=Strict.
         bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }
 
 fn csrf_cookie(token: &str, secure: bool) -> String {
@@ -115,7 +180,8 @@ pub(super) fn begin(ctx: &Ctx, user: &User, mut response: Response) -> Result<Re
         attributes(secure),
         ctx.tokens.ttl_secs()
     );
-    for cookie in [session, csrf_cookie(&new_token(), secure)] {
+    let csrf = csrf_token(ctx, &issued_to(Some(user)));
+    for cookie in [session, csrf_cookie(&csrf, secure)] {
         let value = HeaderValue::from_str(&cookie)
             .map_err(|e| ApiError::Internal(format!("session cookie: {e}")))?;
         response.headers_mut().append(SET_COOKIE, value);
@@ -124,9 +190,13 @@ pub(super) fn begin(ctx: &Ctx, user: &User, mut response: Response) -> Result<Re
 }
 
 /// Ends the browser session on `response`.
-pub(super) fn end(mut response: Response, secure: bool) -> Response {
+pub(super) fn end(ctx: &Ctx, mut response: Response) -> Response {
+    let secure = ctx.settings.http.secure_cookies;
     let gone = format!("{SESSION_COOKIE}=; {}; Max-Age=0", attributes(secure));
-    for cookie in [gone, csrf_cookie(&new_token(), secure)] {
+    for cookie in [
+        gone,
+        csrf_cookie(&csrf_token(ctx, &issued_to(None)), secure),
+    ] {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(SET_COOKIE, value);
         }
@@ -173,8 +243,9 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
                     Some(token) => user_of(&ctx, token).await.ok(),
                     None => None,
                 };
-                let known = cookie(cookies, CSRF_COOKIE)
-                    .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+                // A token issued to someone else (or before this session) is no token.
+                let owner = issued_to(user.as_ref());
+                let known = cookie(cookies, CSRF_COOKIE).filter(|t| csrf_valid(&ctx, t, &owner));
                 let here = if method != warp::http::Method::GET {
                     // A form's action is no page to come back to: its page is.
                     origin_page(path.as_str())
@@ -185,7 +256,7 @@ pub(super) fn visitor(ctx: Ctx) -> impl Filter<Extract = (Visitor,), Error = Rej
                 };
                 Ok::<Visitor, Rejection>(Visitor {
                     user,
-                    csrf: known.map_or_else(new_token, str::to_owned),
+                    csrf: known.map_or_else(|| csrf_token(&ctx, &owner), str::to_owned),
                     fresh_csrf: known.is_none(),
                     here,
                     address,

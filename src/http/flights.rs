@@ -390,12 +390,27 @@ pub(super) async fn seat_list(ctx: &Ctx, id: &str) -> Result<SeatList, ApiError>
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = FlightView), (status = 403), (status = 404), (status = 503)))]
 async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
-    cancel_flight(&user, &ctx, &id).await?;
+    let cascade = cancel_flight(&user, &ctx, &id).await?;
+    if cascade.unfinished > 0 {
+        return Err(ApiError::Unavailable(format!(
+            "the flight is cancelled but {} of {} orders are not yet; retry to finish",
+            cascade.unfinished, cascade.orders
+        ))
+        .into());
+    }
     get(id, ctx).await
 }
 
-/// Cancels a flight and every order on it; the number of orders cancelled.
-pub(super) async fn cancel_flight(user: &User, ctx: &Ctx, id: &str) -> Result<usize, ApiError> {
+/// What cancelling a flight did to the orders on it.
+pub(super) struct Cascade {
+    /// Orders on the flight.
+    pub(super) orders: usize,
+    /// Of those, the ones not reached yet (repeating the cancel finishes them).
+    pub(super) unfinished: usize,
+}
+
+/// Cancels a flight and every order on it.
+pub(super) async fn cancel_flight(user: &User, ctx: &Ctx, id: &str) -> Result<Cascade, ApiError> {
     let FlightReply::Summary(flight) = ask_flight(ctx, id, FlightCommand::Get).await? else {
         return Err(ApiError::Internal(
             "flight answered Get with something else".into(),
@@ -427,11 +442,8 @@ pub(super) async fn cancel_flight(user: &User, ctx: &Ctx, id: &str) -> Result<us
             )
         })
         .count();
-    if unfinished > 0 {
-        return Err(ApiError::Unavailable(format!(
-            "the flight is cancelled but {unfinished} of {} orders are not yet; retry to finish",
-            orders.len()
-        )));
-    }
-    Ok(orders.len())
+    Ok(Cascade {
+        orders: orders.len(),
+        unfinished,
+    })
 }

@@ -74,16 +74,18 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
             let outcome = async {
                 let user = allowed(&v, Role::Airline)?;
                 match cancel_flight(user, &ctx, &id).await {
-                    Ok(orders) => Ok(redirect(&format!("/admin/catalog?cancelled={orders}"))),
+                    Ok(done) if done.unfinished == 0 => Ok(redirect(&format!(
+                        "/admin/catalog?cancelled={}",
+                        done.orders
+                    ))),
                     // Some of its orders could not be reached: say so; the button stays (as
                     // "Finish cancelling") and repeating it is safe.
-                    Err(ApiError::Unavailable(why))
-                        if why.starts_with("the flight is cancelled") =>
-                    {
-                        let e = ApiError::Conflict {
-                            code: "cancel_unfinished",
-                            message: why,
-                        };
+                    Ok(done) => {
+                        let e = ApiError::InvalidRequest(format!(
+                            "the flight is cancelled, but {} of its {} orders could not be \
+                             reached yet; press \"Finish cancelling\" to try them again",
+                            done.unfinished, done.orders
+                        ));
                         catalog_page(&v, &ctx, Some(e), &Form::default()).await
                     }
                     Err(e) => catalog_page(&v, &ctx, Some(e), &Form::default()).await,

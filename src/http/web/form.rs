@@ -21,13 +21,18 @@ impl Form {
         )
     }
 
-    /// The first value of `name`, trimmed, if not empty.
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
+    /// The values of `name`, trimmed, the empty ones left out.
+    fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.0
             .iter()
-            .find(|(k, _)| k == name)
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The first non-empty value of `name`, trimmed.
+    pub(super) fn get<'a>(&'a self, name: &str) -> Option<&'a str> {
+        self.values(name).next()
     }
 
     /// The first value of `name` exactly as sent (a password is not trimmed).
@@ -39,13 +44,8 @@ impl Form {
     }
 
     /// Every non-empty value of `name`, trimmed.
-    pub(super) fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-            .collect()
+    pub(super) fn all<'a>(&'a self, name: &str) -> Vec<&'a str> {
+        self.values(name).collect()
     }
 
     /// The first non-empty value of each of `names`, by name.

@@ -9,14 +9,12 @@ use super::render::{html, plain_words, redirect, to_value};
 use super::session::{Visitor, check_csrf, new_token};
 use super::{finish, page, post};
 use crate::domain::aircraft::Cabin;
+use crate::domain::order::MAX_PASSENGERS;
 use minijinja::context;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection};
-
-/// At most this many passengers on one booking from the site (the API's limit).
-const MAX_PASSENGERS: usize = 9;
 
 pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let search = warp::path::end()
@@ -300,8 +298,6 @@ async fn hold(id: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
     let invalid = |why: &str| Some(ApiError::InvalidRequest(why.to_owned()));
     let error = if names.is_empty() {
         invalid("enter the name of each passenger")
-    } else if names.len() > MAX_PASSENGERS {
-        invalid("at most 9 passengers can book together")
     } else if !auto && seats.len() != names.len() {
         invalid(&format!(
             "pick {} seat(s), one for each passenger, or let us choose",

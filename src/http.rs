@@ -80,8 +80,9 @@ pub fn routes(
             .unify(),
     );
     let cors = cors_policy(&ctx.settings.http.cors_origins);
-    let site = web::routes(ctx.clone());
     // The site before the API: a page's request is rate-limited once, by the page's own check.
+    // An API request skips the site's routes at once (the booking path passes no page filter).
+    let site = not_api().and(web::routes(ctx.clone()));
     let served = ops::routes(ctx).or(site).unify().or(api).unify();
     let served = match cors {
         Some(cors) => served.with(cors).map(Reply::into_response).boxed(),
@@ -98,6 +99,19 @@ pub fn routes(
         .map(finish)
         .with(warp::log::custom(telemetry::record))
         .with(warp::trace(telemetry::span))
+}
+
+/// Passes every path outside `/api/`.
+fn not_api() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            if path.as_str().starts_with("/api/") {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
 }
 
 /// Cross-origin requests from the configured origins only; none configured, no CORS headers

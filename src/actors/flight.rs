@@ -342,12 +342,18 @@ impl FlightActor {
         if state.publish_pending {
             return;
         }
-        match state.published_at {
-            Some(at) if at.elapsed() < PUBLISH_EVERY => {
+        // The time since is read once: read twice, the second could be past `PUBLISH_EVERY`
+        // and the subtraction would panic (it did, under load).
+        let wait = state
+            .published_at
+            .and_then(|at| PUBLISH_EVERY.checked_sub(at.elapsed()))
+            .filter(|wait| !wait.is_zero());
+        match wait {
+            Some(wait) => {
                 state.publish_pending = true;
-                myself.send_after(PUBLISH_EVERY - at.elapsed(), || FlightMessage::Publish);
+                myself.send_after(wait, || FlightMessage::Publish);
             }
-            _ => self.publish_now(state),
+            None => self.publish_now(state),
         }
     }
 

@@ -42,7 +42,7 @@ def api(method, path, token=None, body=None):
 
 # Sign in as a browser does.
 status, page = call("GET", "/signin")
-csrf = re.search(rb'name="csrf" value="([0-9a-f]{64})"', page).group(1).decode()
+csrf = re.search(rb'name="csrf" value="([0-9a-f]+\.[0-9a-f]+)"', page).group(1).decode()
 form = urllib.parse.urlencode({"csrf": csrf, "email": email, "password": password, "next": "/"})
 status, _ = call("POST", "/signin", form, {"content-type": "application/x-www-form-urlencoded"})
 assert status == 303 and "contrail_session" in cookies, f"web sign-in answered {status}"

@@ -25,6 +25,15 @@ use std::time::{Duration, Instant};
 /// Availability changes of one flight reach the search index at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
+/// How long the next availability event waits, `since` the last one: `None` to publish now.
+/// The caller reads the clock once (read twice, the second reading could be past
+/// `PUBLISH_EVERY` and a plain subtraction would panic: it did, under load).
+fn publish_wait(since: Option<Duration>) -> Option<Duration> {
+    since
+        .and_then(|since| PUBLISH_EVERY.checked_sub(since))
+        .filter(|wait| !wait.is_zero())
+}
+
 /// A request to a flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlightCommand {
@@ -342,13 +351,7 @@ impl FlightActor {
         if state.publish_pending {
             return;
         }
-        // The time since is read once: read twice, the second could be past `PUBLISH_EVERY`
-        // and the subtraction would panic (it did, under load).
-        let wait = state
-            .published_at
-            .and_then(|at| PUBLISH_EVERY.checked_sub(at.elapsed()))
-            .filter(|wait| !wait.is_zero());
-        match wait {
+        match publish_wait(state.published_at.map(|at| at.elapsed())) {
             Some(wait) => {
                 state.publish_pending = true;
                 myself.send_after(wait, || FlightMessage::Publish);
@@ -583,5 +586,21 @@ impl Actor for FlightActor {
             }
             FlightMessage::InjectPanic => panic!("injected fault in flight {}", state.flight.id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_availability_event_waits_out_the_interval_and_never_underflows() {
+        let ms = Duration::from_millis;
+        assert_eq!(publish_wait(None), None);
+        assert_eq!(publish_wait(Some(ms(0))), Some(PUBLISH_EVERY));
+        assert_eq!(publish_wait(Some(ms(20))), Some(PUBLISH_EVERY - ms(20)));
+        assert_eq!(publish_wait(Some(PUBLISH_EVERY)), None);
+        assert_eq!(publish_wait(Some(PUBLISH_EVERY + ms(1))), None);
+        assert_eq!(publish_wait(Some(Duration::MAX)), None);
     }
 }

@@ -107,10 +107,17 @@ async fn a_flood_of_signins_is_refused_with_503_not_queued_without_bound() {
         s.http.signin_failures_per_address_per_minute = 10_000;
     })
     .await;
+    // Every client connects first and all sign in at the same moment: on a busy machine,
+    // requests that each still had to open a connection arrived one by one and were all
+    // admitted, and the test said nothing about a flood.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(64));
     let flood: Vec<_> = (0..64u8)
         .map(|i| {
             let client = client_from(&app, [127, 0, 1, i]);
+            let ready = ready.clone();
             tokio::spawn(async move {
+                client.health().await.expect("connected");
+                ready.wait().await;
                 client
                     .signin(&format!("nobody{i}@example.com"), "wrong-password-123")
                     .await

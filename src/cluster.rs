@@ -33,6 +33,7 @@ pub mod handoff;
 pub mod membership;
 mod peers;
 pub mod placement;
+pub mod raft;
 mod routing;
 pub mod view;
 pub mod wire;

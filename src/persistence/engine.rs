@@ -85,6 +85,20 @@ impl Engine {
         })
     }
 
+    /// Records with keys in `start..end`, in key order.
+    pub(crate) fn range(
+        &self,
+        start: &str,
+        end: &str,
+    ) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + use<> {
+        self.records
+            .range(start.to_owned()..end.to_owned())
+            .map(|guard| {
+                let (k, v) = guard.into_inner()?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+    }
+
     /// How many records there are under `prefix` (values are not read).
     pub(crate) fn count(&self, prefix: &str) -> u64 {
         self.records.prefix(prefix).count() as u64

@@ -279,6 +279,54 @@ impl Store {
         })
     }
 
+    /// One record, still encoded (for records this store does not decode itself, such as the
+    /// consensus log's).
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.engine.get(key)
+    }
+
+    /// Records with keys in `start..end`, still encoded, in key order.
+    pub fn range_raw(
+        &self,
+        start: &str,
+        end: &str,
+    ) -> impl DoubleEndedIterator<Item = Result<(String, Vec<u8>), StoreError>> + use<> {
+        self.inner.engine.range(start, end).map(|item| {
+            let (k, v) = item?;
+            let key = String::from_utf8(k).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                reason: "key is not UTF-8".into(),
+            })?;
+            Ok((key, v))
+        })
+    }
+
+    /// Writes records exactly as given, past the fence and without stamping them: for the
+    /// consensus layer, whose log already decided that they are written (its own log entries,
+    /// and the entries it applies). With `durable`, returns the wait for the sync covering
+    /// them; otherwise a later sync does.
+    pub fn write_decided(
+        &self,
+        ops: Vec<(String, Option<Vec<u8>>)>,
+        durable: bool,
+    ) -> Result<Option<Durable>, StoreError> {
+        if !durable {
+            self.send(log::Request::Write {
+                ops,
+                guard: None,
+                durable: None,
+            })?;
+            return Ok(None);
+        }
+        let (tx, waiter) = oneshot::channel();
+        self.send(log::Request::Write {
+            ops,
+            guard: None,
+            durable: Some(tx),
+        })?;
+        Ok(Some(Durable::new(waiter)))
+    }
+
     /// Installs the fence every owner's write passes (once; later calls are ignored).
     pub fn set_fence(&self, fence: impl Fence) {
         let _ = self.inner.fence.set(Box::new(fence));

@@ -1,0 +1,335 @@
+//! Replicated partitions on [openraft](https://crates.io/crates/openraft): every placement
+//! tag maps to one of a fixed number of partitions, and each partition is a replication group
+//! of up to three replicas run by openraft (never a protocol of our own).
+//!
+//! ```text
+//! propose(partition, records) ─► that partition's leader ─► its log on a majority (fsync'd)
+//!                                                          ─► every replica's state machine
+//!                                                             (the node's store)
+//! ```
+//!
+//! * A partition's log and vote live in the node's store ([`log_store`]), so every partition
+//!   shares the store's group commit: one `fdatasync` covers the appends of all partitions
+//!   that arrived together. An append is reported flushed only after that sync.
+//! * Applying an entry writes its records into the store exactly as the proposer sealed them
+//!   ([`state_machine`]); a snapshot is the partition's records.
+//! * Terms and log positions fence a stale leader: a node that lost its majority cannot commit,
+//!   whatever it believes.
+//! * The engine's messages travel through a [`Transport`] (the cluster's authenticated
+//!   node-to-node connections).
+
+mod log_store;
+mod network;
+mod state_machine;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use crate::persistence::{Store, StoreError};
+use log_store::LogStore;
+use network::Network;
+pub use network::{Answer, Message, Transport};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Raft, ServerState, SnapshotPolicy};
+use state_machine::StateMachine;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+pub use types::{Member, PartitionId, Records, Replicated, node_id, partition_of};
+
+/// How many replicas a partition has (fewer only when the cluster is smaller).
+pub const REPLICAS: usize = 3;
+
+/// Timing of the consensus groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Interval between a leader's heartbeats.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in this range stands for election.
+    pub election: (Duration, Duration),
+    /// How long a proposal may wait to be committed before it is reported as unavailable.
+    pub propose_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            election: (Duration::from_millis(400), Duration::from_millis(800)),
+            propose_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Why replication could not start, or a proposal was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    /// Another member leads the partition (or none does yet: `None`).
+    #[error("partition {partition} is led by {}", leader.as_ref().map_or("no node yet", |m| m.name.as_str()))]
+    NotLeader {
+        /// The partition.
+        partition: PartitionId,
+        /// Its leader, if one is known.
+        leader: Option<Member>,
+    },
+    /// The proposal may or may not be committed: the partition did not answer in time, or its
+    /// leader stepped down while it waited. The caller reads back before trying again.
+    #[error("partition {partition} did not confirm the write: {why}")]
+    Unconfirmed {
+        /// The partition.
+        partition: PartitionId,
+        /// What happened.
+        why: String,
+    },
+    /// The consensus engine or the store failed.
+    #[error("replication failed: {0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for ReplicationError {
+    fn from(e: StoreError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// The replicas of `partition` among `members`: the [`REPLICAS`] members with the highest
+/// rendezvous weight (all of them in a cluster of three or fewer).
+pub fn replicas_of(partition: PartitionId, members: &[Member]) -> Vec<Member> {
+    let weight = |m: &Member| {
+        let mut bytes = m.name.as_bytes().to_vec();
+        bytes.extend_from_slice(&partition.to_be_bytes());
+        (xxhash_rust::xxh3::xxh3_64(&bytes), m.name.clone())
+    };
+    let mut ranked: Vec<_> = members.to_vec();
+    ranked.sort_by_key(|m| std::cmp::Reverse(weight(m)));
+    ranked.truncate(REPLICAS);
+    ranked
+}
+
+/// What an operator sees of one partition on this node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionStatus {
+    /// The partition.
+    pub partition: PartitionId,
+    /// Its leader as this node knows it.
+    pub leader: Option<String>,
+    /// The current term.
+    pub term: u64,
+    /// The last index in this node's log.
+    pub last_log_index: Option<u64>,
+    /// The last index this node applied.
+    pub last_applied: Option<u64>,
+    /// Its replicas.
+    pub replicas: Vec<String>,
+}
+
+/// This node's replicas of every partition; cheap to clone.
+#[derive(Clone)]
+pub struct Replication {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// This node.
+    me: Member,
+    /// One consensus group per partition, indexed by partition.
+    groups: Vec<Raft<Replicated>>,
+    timing: Timing,
+}
+
+impl Replication {
+    /// Starts this node's replica of each of `partitions` partitions, with their logs and
+    /// state in `store`, talking to other replicas through `transport`.
+    pub async fn start(
+        store: &Store,
+        me: Member,
+        partitions: u16,
+        transport: Arc<dyn Transport>,
+        timing: Timing,
+    ) -> Result<Self, ReplicationError> {
+        let config = openraft::Config {
+            cluster_name: "contrail".into(),
+            heartbeat_interval: millis(timing.heartbeat),
+            election_timeout_min: millis(timing.election.0),
+            election_timeout_max: millis(timing.election.1),
+            // A snapshot reads the partition's records from the store: rare enough.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
+            max_in_snapshot_log_to_keep: 2_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ReplicationError::Failed(e.to_string()))?;
+        let config = Arc::new(config);
+        let id = node_id(&me.name);
+        let mut groups = Vec::with_capacity(usize::from(partitions));
+        for partition in 0..partitions {
+            let log = LogStore::open(store.clone(), partition)?;
+            let machine = StateMachine::open(store.clone(), partition, partitions)?;
+            let network = Network::new(transport.clone(), partition);
+            let raft = Raft::new(id, config.clone(), network, log, machine)
+                .await
+                .map_err(|e| ReplicationError::Failed(e.to_string()))?;
+            groups.push(raft);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner { me, groups, timing }),
+        })
+    }
+
+    /// Forms the groups of a new cluster of `members`: every partition this node replicates
+    /// and that has no log yet starts with its replicas among them. Every founding member calls
+    /// this with the same members (the engine allows that); a node that has a log already
+    /// keeps it.
+    pub async fn bootstrap(&self, members: &[Member]) -> Result<(), ReplicationError> {
+        for (partition, raft) in self.partitions() {
+            let replicas = replicas_of(partition, members);
+            if !replicas.iter().any(|m| m.name == self.inner.me.name) {
+                continue;
+            }
+            let nodes: BTreeMap<u64, Member> = replicas
+                .into_iter()
+                .map(|m| (node_id(&m.name), m))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(ReplicationError::Failed(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = (PartitionId, &Raft<Replicated>)> {
+        (0..).zip(self.inner.groups.iter())
+    }
+
+    fn group(&self, partition: PartitionId) -> Result<&Raft<Replicated>, ReplicationError> {
+        self.inner
+            .groups
+            .get(usize::from(partition))
+            .ok_or_else(|| ReplicationError::Failed(format!("no partition {partition}")))
+    }
+
+    /// How many partitions there are.
+    pub fn partition_count(&self) -> u16 {
+        u16::try_from(self.inner.groups.len()).unwrap_or(u16::MAX)
+    }
+
+    /// The partition of a placement tag.
+    pub fn partition_of(&self, tag: &str) -> PartitionId {
+        partition_of(tag, self.partition_count())
+    }
+
+    /// The leader of `partition` as this node knows it.
+    pub fn leader(&self, partition: PartitionId) -> Option<Member> {
+        let raft = self.group(partition).ok()?;
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+    }
+
+    /// Whether this node leads `partition` and has applied every entry committed before its
+    /// term (so what it reads from the store is everything the partition decided).
+    pub fn leads(&self, partition: PartitionId) -> bool {
+        let Ok(raft) = self.group(partition) else {
+            return false;
+        };
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader
+            && metrics
+                .last_applied
+                .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
+    }
+
+    /// Writes `records` to `partition` and returns once a majority of its replicas has them
+    /// on disk and this node has applied them.
+    pub async fn propose(
+        &self,
+        partition: PartitionId,
+        records: Records,
+    ) -> Result<(), ReplicationError> {
+        let raft = self.group(partition)?;
+        let written = tokio::time::timeout(
+            self.inner.timing.propose_timeout,
+            raft.client_write(records),
+        )
+        .await;
+        match written {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+                Err(ReplicationError::NotLeader {
+                    partition,
+                    leader: to.leader_node,
+                })
+            }
+            Ok(Err(e)) => Err(ReplicationError::Unconfirmed {
+                partition,
+                why: e.to_string(),
+            }),
+            Err(_) => Err(ReplicationError::Unconfirmed {
+                partition,
+                why: format!(
+                    "not committed within {} ms",
+                    self.inner.timing.propose_timeout.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// Serves a consensus message from another replica of `partition`.
+    pub async fn serve(&self, partition: PartitionId, message: &[u8]) -> Vec<u8> {
+        let answer = match (
+            self.group(partition),
+            postcard::from_bytes::<Message>(message),
+        ) {
+            (Err(e), _) => Answer::Refused(e.to_string()),
+            (_, Err(e)) => Answer::Refused(format!("unreadable consensus message: {e}")),
+            (Ok(raft), Ok(Message::Append(rpc))) => Answer::Append(raft.append_entries(rpc).await),
+            (Ok(raft), Ok(Message::Vote(rpc))) => Answer::Vote(raft.vote(rpc).await),
+            (Ok(raft), Ok(Message::Snapshot(rpc))) => {
+                Answer::Snapshot(raft.install_snapshot(rpc).await)
+            }
+        };
+        // Encoding our own enum into a Vec cannot fail; an empty answer would read as
+        // unreadable on the other side.
+        postcard::to_allocvec(&answer).unwrap_or_default()
+    }
+
+    /// What this node knows of every partition.
+    pub fn status(&self) -> Vec<PartitionStatus> {
+        self.partitions()
+            .map(|(partition, raft)| {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                let membership = metrics.membership_config.membership();
+                PartitionStatus {
+                    partition,
+                    leader: metrics
+                        .current_leader
+                        .and_then(|id| membership.get_node(&id))
+                        .map(|m| m.name.clone()),
+                    term: metrics.current_term,
+                    last_log_index: metrics.last_log_index,
+                    last_applied: metrics.last_applied.map(|l| l.index),
+                    replicas: membership.nodes().map(|(_, m)| m.name.clone()).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Stops every group (this node's replicas go quiet; the others elect new leaders).
+    pub async fn shutdown(&self) {
+        for raft in &self.inner.groups {
+            let _ = raft.shutdown().await;
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

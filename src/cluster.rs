@@ -35,6 +35,7 @@ mod peers;
 pub mod placement;
 pub mod raft;
 mod routing;
+mod tls;
 pub mod view;
 pub mod wire;
 
@@ -47,6 +48,7 @@ pub use routing::{InFlight, Route};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+pub use tls::{Tls, Transport};
 use tokio::time::Instant;
 pub use view::View;
 use wire::GatewayMessage;

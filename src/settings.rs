@@ -362,6 +362,17 @@ pub struct ClusterSettings {
     /// Enables `POST /api/v1/cluster/faults` (drops traffic with chosen peers), for partition
     /// tests. Never enable in production.
     pub fault_injection: bool,
+    /// PEM file of this node's certificate (chain) for node-to-node TLS; it must name the IP
+    /// of `listen`. With `tls_key` and `tls_ca`, every node-to-node byte is encrypted and
+    /// every peer must present a certificate signed by `tls_ca`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA that signs every member's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// Allows a plaintext listener on an address other than loopback (a network the operator
+    /// trusts completely). Off: such a node refuses to start without TLS.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ClusterSettings {
@@ -374,6 +385,10 @@ impl Default for ClusterSettings {
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             down_after_ms: DEFAULT_DOWN_AFTER_MS,
             fault_injection: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -594,8 +609,21 @@ impl Settings {
             let Some(listen) = &c.listen else {
                 bail!("cluster.listen is required with cluster.node_id");
             };
-            if listen.parse::<std::net::SocketAddr>().is_err() {
+            let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
                 bail!("cluster.listen must be an ip:port such as 127.0.0.1:7101");
+            };
+            let tls = [&c.tls_cert, &c.tls_key, &c.tls_ca];
+            let configured = tls.iter().filter(|t| t.is_some()).count();
+            if configured != 0 && configured != tls.len() {
+                bail!("cluster.tls_cert, cluster.tls_key and cluster.tls_ca go together");
+            }
+            if configured == 0 && !addr.ip().is_loopback() && !c.allow_plaintext {
+                bail!(
+                    "cluster.listen {listen} is not a loopback address, and node-to-node \
+                     traffic (orders, password hashes) would cross the network unencrypted: \
+                     set cluster.tls_cert, cluster.tls_key and cluster.tls_ca (see the README), \
+                     or cluster.allow_plaintext = true on a network you trust completely"
+                );
             }
             if c.cookie
                 .as_ref()
@@ -606,8 +634,16 @@ impl Settings {
             if c.heartbeat_ms == 0 || c.down_after_ms <= c.heartbeat_ms {
                 bail!("cluster.down_after_ms must exceed cluster.heartbeat_ms (> 0)");
             }
-        } else if c.listen.is_some() || !c.seeds.is_empty() || c.cookie.is_some() {
-            bail!("cluster.listen, cluster.seeds and cluster.cookie need cluster.node_id");
+        } else if c.listen.is_some()
+            || !c.seeds.is_empty()
+            || c.cookie.is_some()
+            || c.tls_cert.is_some()
+            || c.tls_key.is_some()
+            || c.tls_ca.is_some()
+        {
+            bail!(
+                "cluster.listen, cluster.seeds, cluster.cookie and cluster.tls_* need cluster.node_id"
+            );
         }
         Ok(())
     }
@@ -802,6 +838,43 @@ mod tests {
                 .is_some_and(|k| k.expose_secret() == DEV_JWT_SECRET)
         );
         assert_eq!(s.mode, Mode::Development);
+    }
+
+    #[test]
+    fn a_cluster_listener_off_loopback_needs_tls_or_an_explicit_opt_out() {
+        let node = |listen: &str| {
+            let listen = listen.to_owned();
+            move |s: &mut Settings| {
+                s.cluster.node_id = Some("node-a".into());
+                s.cluster.listen = Some(listen.clone());
+                s.cluster.cookie = Some(SecretString::from("a-cookie-of-our-own"));
+            }
+        };
+        let tls = |s: &mut Settings| {
+            s.cluster.tls_cert = Some("node.pem".into());
+            s.cluster.tls_key = Some("node.key".into());
+            s.cluster.tls_ca = Some("ca.pem".into());
+        };
+        assert!(accepts(node("127.0.0.1:7101")));
+        assert!(accepts(node("[::1]:7101")));
+        assert!(!accepts(node("10.0.0.5:7101")));
+        assert!(!accepts(node("0.0.0.0:7101")));
+        assert!(accepts(|s| {
+            node("10.0.0.5:7101")(s);
+            tls(s);
+        }));
+        assert!(accepts(|s| {
+            node("10.0.0.5:7101")(s);
+            s.cluster.allow_plaintext = true;
+        }));
+        // Half a TLS configuration is a mistake, not plaintext.
+        assert!(!accepts(|s| {
+            node("127.0.0.1:7101")(s);
+            tls(s);
+            s.cluster.tls_ca = None;
+        }));
+        // TLS files without a cluster mean nothing.
+        assert!(!accepts(tls));
     }
 
     #[test]

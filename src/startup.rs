@@ -25,7 +25,7 @@ use crate::actors::{CallError, ask};
 use crate::channels::Channels;
 use crate::cluster::gateway::GatewayActor;
 use crate::cluster::membership::{self, IndexPublisher, PublisherMessage};
-use crate::cluster::{Cluster, Timing};
+use crate::cluster::{Cluster, Timing, Tls, Transport};
 use crate::domain::flight::Flight;
 use crate::domain::ids::FlightId;
 use crate::domain::outbox::Channel;
@@ -38,8 +38,8 @@ use crate::persistence::{Store, keys};
 use crate::settings::Settings;
 use anyhow::Context;
 use ractor::{Actor, ActorCell, ActorRef, OutputPort};
+use ractor_cluster::NodeServer;
 use ractor_cluster::node::NodeConnectionMode;
-use ractor_cluster::{NodeServer, NodeServerMessage};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,10 +165,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     // Before the node takes requests (the flights' list was gathered with the search index).
     actors.services.recover(with_holds).await;
     let mut background = vec![actors.expiry];
-    if let Some(server) = &node_server {
+    if let Some(transport) = &node_server {
         background.extend(membership::spawn(
             cluster.clone(),
-            server.clone(),
+            transport.clone(),
             settings.cluster.seeds.clone(),
             actors.services.clone(),
         ));
@@ -204,7 +204,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         housekeeping,
         root,
         background,
-        node_server: node_server.map(|s| s.get_cell()),
+        node_server: node_server.map(|t| t.server.get_cell()),
     })
 }
 
@@ -517,7 +517,7 @@ async fn open_cluster(
     settings: &Settings,
     store: &Store,
     call_timeout: Duration,
-) -> anyhow::Result<(Cluster, Option<ActorRef<NodeServerMessage>>)> {
+) -> anyhow::Result<(Cluster, Option<Transport>)> {
     let c = &settings.cluster;
     let timing = Timing {
         heartbeat: Duration::from_millis(c.heartbeat_ms),
@@ -541,12 +541,16 @@ async fn open_cluster(
         c.seeds.is_empty(),
         true,
     )?;
+    let tls = match (&c.tls_cert, &c.tls_key, &c.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(Tls::load(cert, key, ca)?),
+        _ => None,
+    };
     let server = NodeServer::new(
         addr.port(),
         cookie.expose_secret().to_owned(),
         node.clone(),
         "contrail".into(),
-        None,
+        tls.as_ref().map(Tls::incoming),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(addr.ip());
@@ -554,8 +558,8 @@ async fn open_cluster(
         .await
         .context("starting the cluster transport")?;
     let view = cluster.view();
-    tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), "cluster transport listening");
-    Ok((cluster, Some(server)))
+    tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), tls = tls.is_some(), "cluster transport listening");
+    Ok((cluster, Some(Transport { server, tls })))
 }
 
 async fn housekeeping(ctx: Ctx) {

@@ -341,3 +341,118 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
         assert_eq!(held, expected, "flight {flight}");
     }
 }
+
+/// A CA and certificates it signs for nodes on 127.0.0.1, written as PEM files under `dir`.
+struct Pki {
+    dir: std::path::PathBuf,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path, name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} CA"));
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA");
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("CA written");
+        Self { dir, issuer }
+    }
+
+    /// The environment of a node with a certificate from this CA.
+    fn node_env(&self, node: &str) -> Vec<(String, String)> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, node);
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().expect("node key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("node certificate");
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{node}.pem")),
+            self.dir.join(format!("{node}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).expect("certificate written");
+        std::fs::write(&key_file, key.serialize_pem()).expect("key written");
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+        vec![
+            ("CONTRAIL__CLUSTER__TLS_CERT".into(), path(&cert_file)),
+            ("CONTRAIL__CLUSTER__TLS_KEY".into(), path(&key_file)),
+            (
+                "CONTRAIL__CLUSTER__TLS_CA".into(),
+                path(&self.dir.join("ca.pem")),
+            ),
+        ]
+    }
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_never_joins() {
+    let root = tempfile::tempdir().expect("dir");
+    let cluster_ca = Pki::new(root.path(), "cluster");
+    let other_ca = Pki::new(root.path(), "other");
+
+    let a = Member::start_with(
+        "node-a",
+        root.path(),
+        &[],
+        &env_refs(&cluster_ca.node_env("node-a")),
+    );
+    settled(&[&a], 1).await;
+    let b_env = cluster_ca.node_env("node-b");
+    let b = Member::start_with("node-b", root.path(), &[a.port], &env_refs(&b_env));
+    settled(&[&a, &b], 2).await;
+
+    // Requests travel between the two over TLS: a booking on a flight the other node owns.
+    let names = ["node-a", "node-b"];
+    let admin = a.app.admin().await;
+    airport(&admin, "DEL").await;
+    airport(&admin, "BOM").await;
+    let plane = aircraft(&admin, 2, "AB").await;
+    let on_b = flights_owned_by(&admin, &plane, &names, &["node-b"]).await;
+    let (_, customer) = a.app.customer().await;
+    let order = book(&customer, &[&on_b["node-b"]], 1).await;
+    assert_eq!(order.status, "held");
+
+    // Two impostors that know the cookie: one with a certificate from another CA, one
+    // without TLS at all. Neither becomes a member, however long they try.
+    let impostor_env = other_ca.node_env("node-x");
+    let x = Member::start_with("node-x", root.path(), &[a.port], &env_refs(&impostor_env));
+    let y = Member::start("node-y", root.path(), &[a.port]);
+    let admitted = eventually(Duration::from_secs(6), || async {
+        let view = a
+            .app
+            .signed_as(&admin)
+            .cluster()
+            .await
+            .expect("cluster view");
+        view.members.len() != 2
+    })
+    .await;
+    assert!(!admitted, "a node without the cluster's certificate joined");
+    for impostor in [&x, &y] {
+        let ready = impostor.app.api().ready().await;
+        assert!(ready.is_err(), "{} claims to be serving", impostor.name);
+    }
+    // The members still book with each other.
+    let again = book(&customer, &[&on_b["node-b"]], 1).await;
+    assert_eq!(again.status, "held");
+}

@@ -4,12 +4,11 @@
 //! publishing this node's flights to the search read model of every peer.
 
 use super::wire::{CallBody, Cast, GatewayMessage, encode};
-use super::{Cluster, GATEWAYS, gateway_group};
+use super::{Cluster, GATEWAYS, Transport, gateway_group};
 use crate::actors::search_index::SharedIndex;
 use crate::actors::services::Services;
 use crate::actors::stateless::Stateless;
 use ractor::ActorRef;
-use ractor_cluster::NodeServerMessage;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -23,13 +22,13 @@ const INDEX_CHUNK: usize = 500;
 /// Starts the loops; they run until the returned tasks are aborted.
 pub fn spawn(
     cluster: Cluster,
-    server: ActorRef<NodeServerMessage>,
+    transport: Transport,
     seeds: Vec<String>,
     services: Services,
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(heartbeats(cluster.clone(), services)),
-        tokio::spawn(connections(cluster.clone(), server, seeds)),
+        tokio::spawn(connections(cluster.clone(), transport, seeds)),
         tokio::spawn(join(cluster)),
     ]
 }
@@ -123,7 +122,7 @@ pub fn publish_owned(cluster: &Cluster, index: &SharedIndex) {
     }
 }
 
-async fn connections(cluster: Cluster, server: ActorRef<NodeServerMessage>, seeds: Vec<String>) {
+async fn connections(cluster: Cluster, transport: Transport, seeds: Vec<String>) {
     let mut next_try: HashMap<String, (Instant, Duration)> = HashMap::new();
     let mut every = tokio::time::interval(BACKOFF.0);
     loop {
@@ -136,9 +135,15 @@ async fn connections(cluster: Cluster, server: ActorRef<NodeServerMessage>, seed
             if at > now {
                 continue;
             }
-            let attempt =
-                tokio::time::timeout(BACKOFF.1, ractor_cluster::client_connect(&server, &addr))
-                    .await;
+            let connect = async {
+                match &transport.tls {
+                    Some(tls) => tls.connect(&transport.server, &addr).await,
+                    None => ractor_cluster::client_connect(&transport.server, &addr)
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
+            };
+            let attempt = tokio::time::timeout(BACKOFF.1, connect).await;
             if let Ok(Err(e)) = &attempt {
                 tracing::debug!(%addr, error = %e, "cluster connection failed; retrying with backoff");
             }

@@ -28,7 +28,7 @@ mod types;
 use crate::persistence::{Store, StoreError};
 use log_store::LogStore;
 use network::Network;
-pub use network::{Answer, Message, Transport};
+pub use network::{Answer, Message, Transport, Undelivered};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use state_machine::StateMachine;
@@ -163,8 +163,8 @@ impl Replication {
         let id = node_id(&me.name);
         let mut groups = Vec::with_capacity(usize::from(partitions));
         for partition in 0..partitions {
-            let log = LogStore::open(store.clone(), partition)?;
-            let machine = StateMachine::open(store.clone(), partition, partitions)?;
+            let (machine, written) = StateMachine::open(store.clone(), partition, partitions)?;
+            let log = LogStore::open(store.clone(), partition, written)?;
             let network = Network::new(transport.clone(), partition);
             let raft = Raft::new(id, config.clone(), network, log, machine)
                 .await
@@ -232,18 +232,25 @@ impl Replication {
             .cloned()
     }
 
-    /// Whether this node leads `partition` and has applied every entry committed before its
-    /// term (so what it reads from the store is everything the partition decided).
+    /// Whether this node leads `partition`, has applied every entry committed before its term
+    /// (so what it reads from the store is everything the partition decided), and heard from a
+    /// majority more recently than any follower may stand for election (a lease: no other
+    /// leader can have been elected meanwhile, clocks running at about the same rate).
+    ///
+    /// A leader cut off from its majority keeps calling itself leader; without the lease it
+    /// would keep serving reads the majority has moved past. Its writes fail either way.
     pub fn leads(&self, partition: PartitionId) -> bool {
         let Ok(raft) = self.group(partition) else {
             return false;
         };
+        let lease = millis(self.inner.timing.election.0);
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader
             && metrics
                 .last_applied
                 .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
+            && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
     }
 
     /// Writes `records` to `partition` and returns once a majority of its replicas has them
@@ -267,10 +274,10 @@ impl Replication {
                     leader: to.leader_node,
                 })
             }
-            Ok(Err(e)) => Err(ReplicationError::Unconfirmed {
-                partition,
-                why: e.to_string(),
-            }),
+            // The group stopped (its storage failed, or the node is shutting down).
+            Ok(Err(e)) => Err(ReplicationError::Failed(format!(
+                "partition {partition}: {e}"
+            ))),
             Err(_) => Err(ReplicationError::Unconfirmed {
                 partition,
                 why: format!(

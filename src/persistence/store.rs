@@ -431,7 +431,12 @@ impl Store {
     pub async fn caught_up(&self) -> Result<(), StoreError> {
         let (ack, waiter) = oneshot::channel();
         self.send(log::Request::Applied(ack))?;
-        waiter.await.map_err(|_| StoreError::Closed)
+        waiter.await.map_err(|_| StoreError::Closed)?;
+        // A write queued before may have failed to apply: then it is not visible.
+        if self.inner.stats.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
+        Ok(())
     }
 
     fn send(&self, request: log::Request) -> Result<(), StoreError> {

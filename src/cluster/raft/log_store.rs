@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::watch;
 
 type Error = StorageError<u64>;
 
@@ -22,6 +23,8 @@ pub(super) struct LogStore {
     store: Store,
     partition: PartitionId,
     tail: Arc<Mutex<Tail>>,
+    /// The index the partition's state machine has written up to (see [`LogStore::purge`]).
+    applied: watch::Receiver<Option<u64>>,
 }
 
 /// Where the log ends, kept in memory (the store is the truth; this spares a scan per call).
@@ -33,7 +36,11 @@ struct Tail {
 
 impl LogStore {
     /// Opens partition `partition`'s log in `store`.
-    pub(super) fn open(store: Store, partition: PartitionId) -> Result<Self, StoreError> {
+    pub(super) fn open(
+        store: Store,
+        partition: PartitionId,
+        applied: watch::Receiver<Option<u64>>,
+    ) -> Result<Self, StoreError> {
         let purged: Option<LogId<u64>> = read(&store, &keys::purged(partition))?;
         let newest = store
             .range_raw(
@@ -50,6 +57,7 @@ impl LogStore {
             store,
             partition,
             tail: Arc::new(Mutex::new(Tail { last, purged })),
+            applied,
         })
     }
 
@@ -186,11 +194,24 @@ impl RaftLogStorage<Replicated> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), Error> {
         // Entries up to `log_id` are in a snapshot: drop them, and remember where the log now
-        // starts (atomically with the drop).
-        let first = self.tail().purged.map_or(0, |p| p.index + 1);
-        let mut ops: Vec<_> = (first..=log_id.index)
-            .map(|i| (keys::entry(self.partition, i), None))
-            .collect();
+        // starts (atomically with the drop). Not before the state machine's write of that
+        // snapshot is queued (an installed snapshot is written concurrently): the store applies
+        // and syncs in queue order, so no crash can keep the purge and lose the snapshot.
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|applied| applied.is_some_and(|index| index >= log_id.index))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        // Only entries this log holds: after a snapshot was installed, the log may hold none
+        // of the entries the snapshot covers.
+        let tail = self.tail();
+        let first = tail.purged.map_or(0, |p| p.index + 1);
+        let mut ops: Vec<_> = match tail.last {
+            Some(last) => (first..=last.index.min(log_id.index))
+                .map(|i| (keys::entry(self.partition, i), None))
+                .collect(),
+            None => Vec::new(),
+        };
         let key = keys::purged(self.partition);
         let value = encode(&key, &log_id).map_err(|e| StorageIOError::write_logs(&e))?;
         ops.push((key, Some(value)));

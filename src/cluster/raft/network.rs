@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Carries one partition's encoded consensus message to a member and returns its encoded
-/// answer, or why it could not (the member is unreachable, or did not answer in time).
+/// answer, or why it could not.
 pub trait Transport: Send + Sync + 'static {
     /// Sends `message` for `partition` to `to`, waiting at most `timeout` for the answer.
     fn call(
@@ -26,7 +26,18 @@ pub trait Transport: Send + Sync + 'static {
         partition: PartitionId,
         message: Vec<u8>,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    ) -> BoxFuture<'static, Result<Vec<u8>, Undelivered>>;
+}
+
+/// Why a consensus message got no answer. The engine backs off from an unreachable member but
+/// retries a slow one at once (backing off from a follower whose sync was slow would skip
+/// heartbeats long enough to start an election).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    /// No connection to the member (down, or cut off).
+    Unreachable(String),
+    /// The member did not answer in time.
+    Timeout(String),
 }
 
 /// A consensus message between replicas.
@@ -106,7 +117,14 @@ impl Connection {
             .transport
             .call(&self.member, self.partition, bytes, option.hard_ttl())
             .await
-            .map_err(|why| RPCError::Unreachable(Unreachable::from(AnyError::error(why))))?;
+            .map_err(|e| match e {
+                Undelivered::Unreachable(why) => {
+                    RPCError::Unreachable(Unreachable::from(AnyError::error(why)))
+                }
+                Undelivered::Timeout(why) => {
+                    RPCError::Network(NetworkError::from(AnyError::error(why)))
+                }
+            })?;
         let answer: Answer =
             postcard::from_bytes(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match answer {

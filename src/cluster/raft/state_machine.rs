@@ -13,6 +13,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, Snapsho
 use openraft::{Entry, EntryPayload, LogId, StorageError, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
+use tokio::sync::watch;
 
 type Error = StorageError<u64>;
 
@@ -29,6 +30,8 @@ pub(super) struct StateMachine {
     partition: PartitionId,
     partitions: u16,
     applied: Applied,
+    /// Tells the partition's log how far this state machine has written (it purges no further).
+    written: watch::Sender<Option<u64>>,
 }
 
 impl StateMachine {
@@ -37,14 +40,23 @@ impl StateMachine {
         store: Store,
         partition: PartitionId,
         partitions: u16,
-    ) -> Result<Self, StoreError> {
-        let applied = read(&store, &keys::applied(partition))?.unwrap_or_default();
-        Ok(Self {
+    ) -> Result<(Self, watch::Receiver<Option<u64>>), StoreError> {
+        let applied: Applied = read(&store, &keys::applied(partition))?.unwrap_or_default();
+        let (written, progress) = watch::channel(applied.log_id.map(|l| l.index));
+        let machine = Self {
             store,
             partition,
             partitions,
             applied,
-        })
+            written,
+        };
+        Ok((machine, progress))
+    }
+
+    /// Publishes how far this state machine has written (its writes are queued in order).
+    fn written_up_to(&self) {
+        self.written
+            .send_replace(self.applied.log_id.map(|l| l.index));
     }
 
     /// Whether `key` is one of this partition's records.
@@ -131,14 +143,13 @@ impl RaftStateMachine<Replicated> for StateMachine {
             self.applied_op()
                 .map_err(|e| StorageIOError::write_state_machine(&e))?,
         );
-        let written = async {
-            self.store.write_decided(ops, false)?;
-            // Visible to reads before the proposer hears back (not yet synced: the log is).
-            self.store.caught_up().await
-        };
-        written
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let failed = |e: &StoreError| StorageIOError::write_state_machine(e);
+        self.store
+            .write_decided(ops, false)
+            .map_err(|e| failed(&e))?;
+        self.written_up_to();
+        // Visible to reads before the proposer hears back (not yet synced: the log is).
+        self.store.caught_up().await.map_err(|e| failed(&e))?;
         Ok(replies)
     }
 

@@ -45,18 +45,22 @@ impl Transport for Link {
         partition: PartitionId,
         message: Vec<u8>,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, Undelivered>> {
         let net = self.net.clone();
         let from = self.from.clone();
         let to = to.name.clone();
         Box::pin(async move {
             if net.severed(&from, &to) {
-                return Err(format!("{from} is cut off from {to}"));
+                return Err(Undelivered::Unreachable(format!(
+                    "{from} is cut off from {to}"
+                )));
             }
-            let node = net.node(&to).ok_or_else(|| format!("{to} is down"))?;
+            let node = net
+                .node(&to)
+                .ok_or_else(|| Undelivered::Unreachable(format!("{to} is down")))?;
             tokio::time::timeout(timeout, node.serve(partition, &message))
                 .await
-                .map_err(|_| format!("{to} did not answer in time"))
+                .map_err(|_| Undelivered::Timeout(format!("{to} did not answer in time")))
         })
     }
 }
@@ -248,6 +252,12 @@ async fn a_leader_cut_off_from_the_others_commits_nothing_and_the_majority_goes_
     assert!(
         matches!(refused, Err(ReplicationError::Unconfirmed { .. })),
         "a leader without a majority must not confirm a write: {refused:?}"
+    );
+    // Its lease ran out long ago (no majority heard for the whole proposal timeout): it no
+    // longer counts as the partition's leader for serving reads, whatever it believes.
+    assert!(
+        !node.leads(0),
+        "a leader cut off from its majority still serves"
     );
 
     // The majority elects a leader of its own and commits.

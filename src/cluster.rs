@@ -34,6 +34,7 @@ pub mod membership;
 mod peers;
 pub mod placement;
 pub mod raft;
+mod replicas;
 mod routing;
 mod tls;
 pub mod view;
@@ -120,6 +121,8 @@ struct Inner {
     in_flight: Mutex<HashMap<String, usize>>,
     /// The node's own gateway, once started.
     gateway: RwLock<Option<ActorRef<GatewayMessage>>>,
+    /// The node's replicas of the partitions, when `cluster.replication` is on.
+    replication: std::sync::OnceLock<raft::Replication>,
 }
 
 impl Cluster {
@@ -157,6 +160,7 @@ impl Cluster {
             }),
             in_flight: Mutex::new(HashMap::new()),
             gateway: RwLock::new(None),
+            replication: std::sync::OnceLock::new(),
         });
         // Weak: the store must not keep the cluster (and with it, itself) alive.
         store.set_fence(Fencing(Arc::downgrade(&inner)));
@@ -303,6 +307,32 @@ impl Cluster {
             .gateway
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gateway);
+    }
+
+    /// The node's replicas of the partitions, if it runs them.
+    pub fn replication(&self) -> Option<&raft::Replication> {
+        self.inner.replication.get()
+    }
+
+    /// Starts this node's replicas of the partitions, talking through the cluster's gateways.
+    pub async fn start_replication(
+        &self,
+        partitions: u16,
+        timing: raft::Timing,
+    ) -> Result<(), raft::ReplicationError> {
+        let me = raft::Member {
+            name: self.inner.node.clone(),
+            addr: self.inner.addr.clone(),
+        };
+        let transport = Arc::new(replicas::Gateways(Arc::downgrade(&self.inner)));
+        let replication =
+            raft::Replication::start(&self.inner.store, me, partitions, transport, timing).await?;
+        if self.inner.replication.set(replication).is_err() {
+            return Err(raft::ReplicationError::Failed(
+                "replication was started twice".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn store(&self) -> &Store {

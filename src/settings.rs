@@ -340,6 +340,12 @@ pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 /// Default interval between heartbeats to each peer.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 300;
+/// Partitions of the placement tags.
+pub const DEFAULT_PARTITIONS: u16 = 64;
+/// A partition leader's heartbeat interval.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 250;
+/// The shortest silence after which a partition replica stands for election.
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 1_000;
 /// Default silence after which a peer counts as down.
 pub const DEFAULT_DOWN_AFTER_MS: u64 = 2_000;
 
@@ -373,6 +379,16 @@ pub struct ClusterSettings {
     /// Allows a plaintext listener on an address other than loopback (a network the operator
     /// trusts completely). Off: such a node refuses to start without TLS.
     pub allow_plaintext: bool,
+    /// Runs the replicated partitions (openraft groups) beside the cluster's placement. In
+    /// progress: the groups form, elect and follow membership, but records are not yet
+    /// written through them (see README, Cluster).
+    pub replication: bool,
+    /// How many partitions the placement tags map to (every member must agree).
+    pub partitions: u16,
+    /// Interval between a partition leader's heartbeats.
+    pub raft_heartbeat_ms: u64,
+    /// A replica that hears no leader for this long (up to 1.5×, at random) stands for election.
+    pub election_timeout_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -389,6 +405,10 @@ impl Default for ClusterSettings {
             tls_key: None,
             tls_ca: None,
             allow_plaintext: false,
+            replication: false,
+            partitions: DEFAULT_PARTITIONS,
+            raft_heartbeat_ms: DEFAULT_RAFT_HEARTBEAT_MS,
+            election_timeout_ms: DEFAULT_ELECTION_TIMEOUT_MS,
         }
     }
 }
@@ -633,6 +653,14 @@ impl Settings {
             }
             if c.heartbeat_ms == 0 || c.down_after_ms <= c.heartbeat_ms {
                 bail!("cluster.down_after_ms must exceed cluster.heartbeat_ms (> 0)");
+            }
+            if !(1..=1024).contains(&c.partitions) {
+                bail!("cluster.partitions must be 1-1024");
+            }
+            if c.raft_heartbeat_ms == 0 || c.election_timeout_ms < 3 * c.raft_heartbeat_ms {
+                bail!(
+                    "cluster.election_timeout_ms must be at least 3 × cluster.raft_heartbeat_ms (> 0)"
+                );
             }
         } else if c.listen.is_some()
             || !c.seeds.is_empty()

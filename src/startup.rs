@@ -114,6 +114,10 @@ impl Node {
         for task in &self.background {
             task.abort();
         }
+        if let Some(replication) = self.ctx.cluster.replication() {
+            // Followers elect new leaders for the partitions this node led.
+            replication.shutdown().await;
+        }
         if let Some(server) = &self.node_server {
             let _ = server
                 .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_GRACE))
@@ -557,6 +561,20 @@ async fn open_cluster(
     let (server, _) = Actor::spawn(None, server, ())
         .await
         .context("starting the cluster transport")?;
+    if c.replication {
+        let timing = crate::cluster::raft::Timing {
+            heartbeat: Duration::from_millis(c.raft_heartbeat_ms),
+            election: (
+                Duration::from_millis(c.election_timeout_ms),
+                Duration::from_millis(c.election_timeout_ms * 3 / 2),
+            ),
+            propose_timeout: call_timeout,
+        };
+        cluster
+            .start_replication(c.partitions, timing)
+            .await
+            .context("starting the replicated partitions")?;
+    }
     let view = cluster.view();
     tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), tls = tls.is_some(), "cluster transport listening");
     Ok((cluster, Some(Transport { server, tls })))

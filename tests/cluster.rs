@@ -456,3 +456,114 @@ async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_
     let again = book(&customer, &[&on_b["node-b"]], 1).await;
     assert_eq!(again.status, "held");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_partitions_form_over_the_gateways_and_fail_over_when_a_leader_is_killed() {
+    let root = tempfile::tempdir().expect("dir");
+    let env = [
+        ("CONTRAIL__CLUSTER__REPLICATION", "true"),
+        ("CONTRAIL__CLUSTER__PARTITIONS", "8"),
+        ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
+        ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
+    ];
+    let names = ["node-a", "node-b", "node-c"];
+    let mut nodes = helpers::cluster::cluster_with(root.path(), &names, &env).await;
+    let admin = nodes[0].app.admin().await;
+    let view_of = |m: &Member| m.app.signed_as(&admin);
+
+    // Every partition gets a leader and all three members as replicas, and the three nodes
+    // agree on who leads what (the groups' messages travel through the gateways).
+    let formed = eventually(Duration::from_secs(60), || async {
+        let mut leaders = Vec::new();
+        for node in &nodes {
+            let Ok(view) = view_of(node).cluster().await else {
+                return false;
+            };
+            let complete = view.partitions.len() == 8
+                && view
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader.is_some() && p.replicas.len() == 3);
+            if !complete {
+                return false;
+            }
+            leaders.push(
+                view.partitions
+                    .iter()
+                    .map(|p| p.leader.clone())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        leaders.windows(2).all(|pair| pair[0] == pair[1])
+    })
+    .await;
+    assert!(
+        formed,
+        "the partitions' groups did not form over three nodes"
+    );
+
+    // Kill -9 the leader of partition 0: for every partition, one of the other two becomes a
+    // serving leader (read from /metrics: the dead node may hold the admin's account).
+    let view = view_of(&nodes[0]).cluster().await.expect("cluster view");
+    let victim = view.partitions[0].leader.clone().expect("a leader");
+    let index = nodes.iter().position(|n| n.name == victim).expect("victim");
+    nodes[index].kill9();
+    let survivors: Vec<&Member> = nodes.iter().filter(|n| n.name != victim).collect();
+    let failed_over = eventually(Duration::from_secs(30), || async {
+        let mut served = BTreeSet::new();
+        for node in &survivors {
+            served.extend(partitions_led(node).await);
+        }
+        served.len() == 8
+    })
+    .await;
+    assert!(
+        failed_over,
+        "the partitions {victim} led found no new leader"
+    );
+    let applied = applied_indexes(survivors[0]).await;
+    assert_eq!(
+        applied.len(),
+        8,
+        "{} exports no applied indexes",
+        survivors[0].name
+    );
+
+    // It returns with its disk, follows the new leaders and catches up with their logs.
+    nodes[index].launch();
+    let returned = &nodes[index];
+    let caught_up = eventually(Duration::from_secs(60), || async {
+        let now = applied_indexes(returned).await;
+        now.len() == 8
+            && now
+                .iter()
+                .zip(&applied)
+                .all(|(after, before)| after >= before)
+    })
+    .await;
+    assert!(caught_up, "{victim} did not catch up after its return");
+}
+
+/// The partitions `node` leads and serves, from its /metrics.
+async fn partitions_led(node: &Member) -> BTreeSet<u16> {
+    let text = node.app.api().metrics().await.unwrap_or_default();
+    (0..8)
+        .filter(|p| text.contains(&format!("contrail_partition_leader{{partition=\"{p}\"}} 1")))
+        .collect()
+}
+
+/// The applied index of every partition on `node`, from its /metrics (empty if unanswered).
+async fn applied_indexes(node: &Member) -> Vec<u64> {
+    let text = node.app.api().metrics().await.unwrap_or_default();
+    (0..8)
+        .filter_map(|p| {
+            let prefix = format!("contrail_partition_applied_index{{partition=\"{p}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&prefix))?;
+            line[prefix.len()..]
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .map(|v| v as u64)
+        })
+        .collect()
+}

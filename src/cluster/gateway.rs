@@ -123,6 +123,10 @@ async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answe
             }
             change_answer(handoff::change(cluster, services, view.without(&node)).await)
         }
+        CallBody::Raft { partition, message } => match cluster.replication() {
+            Some(replication) => Answer::Done(replication.serve(partition, &message).await),
+            None => Answer::Unavailable("this node runs no replicated partitions".into()),
+        },
         phase => handoff::handle(cluster, services, &call.from, phase).await,
     }
 }

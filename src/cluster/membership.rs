@@ -26,11 +26,15 @@ pub fn spawn(
     seeds: Vec<String>,
     services: Services,
 ) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut loops = vec![
         tokio::spawn(heartbeats(cluster.clone(), services)),
         tokio::spawn(connections(cluster.clone(), transport, seeds)),
-        tokio::spawn(join(cluster)),
-    ]
+    ];
+    if cluster.replication().is_some() {
+        loops.push(tokio::spawn(super::replicas::follow_view(cluster.clone())));
+    }
+    loops.push(tokio::spawn(join(cluster)));
+    loops
 }
 
 /// Casts one message to every peer gateway except blocked ones (and this node's own).

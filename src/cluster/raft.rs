@@ -32,13 +32,15 @@ pub use network::{Answer, Message, Transport, Undelivered};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
 use state_machine::StateMachine;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 pub use types::{Member, PartitionId, Records, Replicated, node_id, partition_of};
 
 /// How many replicas a partition has (fewer only when the cluster is smaller).
 pub const REPLICAS: usize = 3;
+/// How long a new replica may take to catch up before the change is retried.
+const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// Timing of the consensus groups.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +123,10 @@ pub struct PartitionStatus {
     pub last_applied: Option<u64>,
     /// Its replicas.
     pub replicas: Vec<String>,
+    /// Whether this node leads it and may serve it ([`Replication::leads`]).
+    pub serving: bool,
+    /// On the leader: log entries the slowest replica lacks.
+    pub lag: Option<u64>,
 }
 
 /// This node's replicas of every partition; cheap to clone.
@@ -198,6 +204,51 @@ impl Replication {
         Ok(())
     }
 
+    /// Makes `partition`'s replicas the ones `members` call for ([`replicas_of`]), if this
+    /// node leads it: new replicas join as learners and catch up first (at most
+    /// `CATCH_UP`), then the voters change in one step of the engine's joint consensus.
+    /// Returns whether anything changed.
+    pub async fn reconcile(
+        &self,
+        partition: PartitionId,
+        members: &[Member],
+    ) -> Result<bool, ReplicationError> {
+        if !self.leads(partition) {
+            return Ok(false);
+        }
+        let raft = self.group(partition)?;
+        let desired = replicas_of(partition, members);
+        let wanted: BTreeSet<u64> = desired.iter().map(|m| node_id(&m.name)).collect();
+        let (voters, known): (BTreeSet<u64>, BTreeSet<u64>) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            (
+                membership.voter_ids().collect(),
+                membership.nodes().map(|(id, _)| *id).collect(),
+            )
+        };
+        if voters == wanted && known == wanted {
+            return Ok(false);
+        }
+        let failed = |e: String| ReplicationError::Failed(format!("partition {partition}: {e}"));
+        for member in &desired {
+            let id = node_id(&member.name);
+            if known.contains(&id) {
+                continue;
+            }
+            tokio::time::timeout(CATCH_UP, raft.add_learner(id, member.clone(), true))
+                .await
+                .map_err(|_| failed(format!("{} did not catch up in time", member.name)))?
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        raft.change_membership(wanted, false)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tracing::info!(partition, replicas = ?desired.iter().map(|m| &m.name).collect::<Vec<_>>(), "partition replicas changed");
+        Ok(true)
+    }
+
     fn partitions(&self) -> impl Iterator<Item = (PartitionId, &Raft<Replicated>)> {
         (0..).zip(self.inner.groups.iter())
     }
@@ -261,13 +312,18 @@ impl Replication {
         records: Records,
     ) -> Result<(), ReplicationError> {
         let raft = self.group(partition)?;
+        let started = std::time::Instant::now();
         let written = tokio::time::timeout(
             self.inner.timing.propose_timeout,
             raft.client_write(records),
         )
         .await;
         match written {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                metrics::histogram!("contrail_partition_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
                 Err(ReplicationError::NotLeader {
                     partition,
@@ -311,9 +367,18 @@ impl Replication {
     pub fn status(&self) -> Vec<PartitionStatus> {
         self.partitions()
             .map(|(partition, raft)| {
+                let serving = self.leads(partition);
                 let metrics = raft.metrics();
                 let metrics = metrics.borrow();
                 let membership = metrics.membership_config.membership();
+                let lag = metrics.replication.as_ref().map(|followers| {
+                    let last = metrics.last_log_index.unwrap_or(0);
+                    followers
+                        .values()
+                        .map(|matched| last.saturating_sub(matched.map_or(0, |m| m.index)))
+                        .max()
+                        .unwrap_or(0)
+                });
                 PartitionStatus {
                     partition,
                     leader: metrics
@@ -324,6 +389,8 @@ impl Replication {
                     last_log_index: metrics.last_log_index,
                     last_applied: metrics.last_applied.map(|l| l.index),
                     replicas: membership.nodes().map(|(_, m)| m.name.clone()).collect(),
+                    serving,
+                    lag,
                 }
             })
             .collect()

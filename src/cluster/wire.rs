@@ -84,6 +84,13 @@ pub enum CallBody {
     /// Asked of a change's coordinator by a node whose prepare for `next` has waited long: what
     /// became of it (answered with a [`Resolution`]).
     Resolve(View),
+    /// A consensus message for one partition's replica on the receiving node.
+    Raft {
+        /// The partition.
+        partition: u16,
+        /// The encoded message (`cluster::raft::Message`).
+        message: Vec<u8>,
+    },
 }
 
 impl CallBody {
@@ -100,6 +107,7 @@ impl CallBody {
             Self::Commit(_) => "Commit",
             Self::Abort(_) => "Abort",
             Self::Resolve(_) => "Resolve",
+            Self::Raft { .. } => "Raft",
         }
     }
 }

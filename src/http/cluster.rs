@@ -27,6 +27,22 @@ pub(super) struct MemberView {
     pub(super) entities: Option<EntityCounts>,
 }
 
+/// One replicated partition as the answering node knows it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PartitionView {
+    pub(super) partition: u16,
+    /// Its leader (absent while none is known).
+    pub(super) leader: Option<String>,
+    /// The consensus term.
+    pub(super) term: u64,
+    /// The last index of the answering node's copy of the log.
+    pub(super) last_log_index: Option<u64>,
+    /// The last index the answering node applied.
+    pub(super) last_applied: Option<u64>,
+    /// The members holding a replica.
+    pub(super) replicas: Vec<String>,
+}
+
 /// The operator's view of the cluster.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ClusterView {
@@ -35,6 +51,8 @@ pub(super) struct ClusterView {
     /// Whether the answering node is a member and reaches a majority.
     pub(super) serving: bool,
     pub(super) members: Vec<MemberView>,
+    /// The replicated partitions (empty unless `cluster.replication` is on).
+    pub(super) partitions: Vec<PartitionView>,
 }
 
 /// `{"node_id": "node-b"}`
@@ -112,11 +130,26 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
             entities,
         });
     }
+    let partitions = cluster
+        .replication()
+        .map(|r| r.status())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| PartitionView {
+            partition: p.partition,
+            leader: p.leader,
+            term: p.term,
+            last_log_index: p.last_log_index,
+            last_applied: p.last_applied,
+            replicas: p.replicas,
+        })
+        .collect();
     ClusterView {
         node_id: cluster.node().to_owned(),
         epoch: current.epoch,
         serving: cluster.serving(),
         members,
+        partitions,
     }
 }
 

@@ -382,6 +382,26 @@ pub struct ClusterView {
     pub serving: bool,
     /// The members.
     pub members: Vec<Member>,
+    /// The replicated partitions (empty unless the cluster replicates).
+    #[serde(default)]
+    pub partitions: Vec<Partition>,
+}
+
+/// One replicated partition in [`ClusterView`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct Partition {
+    /// Its number.
+    pub partition: u16,
+    /// Its leader, if known.
+    pub leader: Option<String>,
+    /// The consensus term.
+    pub term: u64,
+    /// The answering node's last log index.
+    pub last_log_index: Option<u64>,
+    /// The answering node's last applied index.
+    pub last_applied: Option<u64>,
+    /// The members holding a replica.
+    pub replicas: Vec<String>,
 }
 
 /// `POST /api/v1/cluster/faults`: drop traffic with these peers for a while.

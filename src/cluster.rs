@@ -30,9 +30,11 @@
 mod fencing;
 pub mod gateway;
 pub mod handoff;
+mod leadership;
 pub mod membership;
 mod peers;
 pub mod placement;
+mod proposer;
 pub mod raft;
 mod replicas;
 mod routing;
@@ -309,6 +311,12 @@ impl Cluster {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gateway);
     }
 
+    /// Whether the node's records are replicated by consensus: then a partition's leader
+    /// serves its entities, and the hand-written view decides nothing about records.
+    pub fn replicated(&self) -> bool {
+        self.inner.replication.get().is_some()
+    }
+
     /// The node's replicas of the partitions, if it runs them.
     pub fn replication(&self) -> Option<&raft::Replication> {
         self.inner.replication.get()
@@ -327,11 +335,20 @@ impl Cluster {
         let transport = Arc::new(replicas::Gateways(Arc::downgrade(&self.inner)));
         let replication =
             raft::Replication::start(&self.inner.store, me, partitions, transport, timing).await?;
+        let weak = Arc::downgrade(&self.inner);
+        let proposer = proposer::Proposer::start(&replication, move |partition| {
+            if let Some(inner) = weak.upgrade() {
+                leadership::stop_actors(&Cluster { inner }, partition);
+            }
+        });
         if self.inner.replication.set(replication).is_err() {
             return Err(raft::ReplicationError::Failed(
                 "replication was started twice".into(),
             ));
         }
+        // A refused write fails the flushes after it for as long as a saga step can wait.
+        let window = 2 * timing.propose_timeout + self.inner.timing.call_timeout;
+        self.inner.store.set_replication(proposer, window);
         Ok(())
     }
 

@@ -10,6 +10,8 @@ mod engine;
 pub mod keys;
 mod log;
 pub mod migrate;
+mod replicated;
 mod store;
 
+pub use replicated::{Decided, Proposal, Replicate, Verdict};
 pub use store::{DEFAULT_CACHE_BYTES, Durable, Fence, Store, StoreError, WriteBatch};

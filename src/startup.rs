@@ -167,7 +167,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Node> {
     let (cluster, node_server) = open_cluster(&settings, &store, timeout).await?;
     let (root, actors) = start_actors(&settings, &store, &index, &cluster).await?;
     // Before the node takes requests (the flights' list was gathered with the search index).
-    actors.services.recover(with_holds).await;
+    // A replicated node activates each partition once it leads it (`cluster::leadership`).
+    if !cluster.replicated() {
+        actors.services.recover(with_holds).await;
+    }
     let mut background = vec![actors.expiry];
     if let Some(transport) = &node_server {
         background.extend(membership::spawn(

@@ -358,10 +358,16 @@ impl Accounts {
         match self.stored_by_email(&email)? {
             None => {
                 let roles = [Role::Admin].into_iter().collect();
-                let user = self
+                match self
                     .create(email, password, "Administrator".into(), roles)
-                    .await?;
-                tracing::info!(user = %user.id, "created the first admin");
+                    .await
+                {
+                    Ok(user) => tracing::info!(user = %user.id, "created the first admin"),
+                    // A recovery running beside this one created it (a replicated node
+                    // activates its partitions side by side); the next one checks it.
+                    Err(AccountError::EmailTaken) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Some(user) => {
                 let id = user.id.clone();

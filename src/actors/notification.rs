@@ -464,7 +464,8 @@ impl Dispatch {
         for prefix in prefixes {
             for item in self.store.scan::<Delivery>(prefix) {
                 let (_, d) = item?;
-                if state.is_none_or(|s| s == d.state) {
+                // Replicas of other nodes' deliveries are theirs to list.
+                if state.is_none_or(|s| s == d.state) && self.router.owns(d.tag()) {
                     found.push(d);
                 }
             }

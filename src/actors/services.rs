@@ -67,10 +67,16 @@ pub struct EntityCounts {
 impl Services {
     /// The stored flights that have held seats.
     pub fn flights_with_holds(&self) -> Vec<FlightId> {
+        self.flights_with_holds_where(&|_| true)
+    }
+
+    /// The stored flights whose placement tag is `mine` that have held seats.
+    pub fn flights_with_holds_where(&self, mine: &(dyn Fn(&str) -> bool + Sync)) -> Vec<FlightId> {
         self.store
             .scan::<Flight>(keys::FLIGHTS)
             .filter_map(Result::ok)
             .map(|(_, flight)| flight.id)
+            .filter(|id| mine(id.tag()))
             .filter(|id| flight::load(&self.store, id).is_ok_and(|(_, seats)| seats.has_holds()))
             .collect()
     }
@@ -80,6 +86,16 @@ impl Services {
     /// that lapsed while the node was down) and orders with live holds (their expiry is
     /// re-armed) or unfinished saga steps (finished or compensated).
     pub async fn recover(&self, flights_with_holds: Vec<FlightId>) {
+        self.recover_where(flights_with_holds, &|_| true).await;
+    }
+
+    /// [`Services::recover`] for the orders whose placement tag is `mine` (a replicated node
+    /// activates each partition it comes to lead).
+    pub async fn recover_where(
+        &self,
+        flights_with_holds: Vec<FlightId>,
+        mine: &(dyn Fn(&str) -> bool + Sync),
+    ) {
         if let Some((email, password)) = &self.first_admin
             && let Err(e) = self
                 .accounts
@@ -94,7 +110,10 @@ impl Services {
             }
         }
         let unsettled = match self.orders.unsettled() {
-            Ok(list) => list,
+            Ok(list) => list
+                .into_iter()
+                .filter(|(id, _, _)| mine(id.tag()))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::error!(error = %e, "unsettled orders could not be listed");
                 return;

@@ -13,6 +13,21 @@ impl Cluster {
     /// fence): only the owner of the key's tag under the adopted view, while it reaches a
     /// majority at that epoch, and not while the tag is being handed over.
     pub fn admit(&self, key: &str) -> Result<u64, String> {
+        if let Some(replication) = self.replication() {
+            // The partition's log fences: a deposed leader's proposals never commit. This only
+            // spares it the attempt (records are stamped with epoch 0: terms order them).
+            let Some(tag) = tag_of_key(key) else {
+                return Ok(0);
+            };
+            let partition = replication.partition_of(&tag);
+            return if replication.leads(partition) {
+                Ok(0)
+            } else {
+                Err(format!(
+                    "this node does not lead partition {partition} now; retry shortly"
+                ))
+            };
+        }
         let state = self.read();
         let epoch = state.view.epoch;
         // A cluster of one owns every record and never changes its view.

@@ -86,10 +86,12 @@ async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answe
     match call.body {
         CallBody::Serve { tag, request } => {
             let epoch = cluster.epoch();
-            if call.epoch < epoch {
+            // A replicated partition's leadership, not the view, says who serves it.
+            let by_view = !cluster.replicated();
+            if by_view && call.epoch < epoch {
                 return Answer::NotOwner(cluster.view());
             }
-            if call.epoch > epoch {
+            if by_view && call.epoch > epoch {
                 return Answer::Unavailable("the owner is catching up with the cluster".into());
             }
             match cluster.route(&tag) {

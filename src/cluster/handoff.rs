@@ -69,29 +69,10 @@ pub async fn change(cluster: &Cluster, services: &Services, next: View) -> Resul
         ?nodes,
         "membership change starts"
     );
-    let mut prepared = Vec::new();
-    for node in &nodes {
-        match ask(cluster, services, node, CallBody::Prepare(next.clone())).await {
-            Ok(()) => prepared.push(node.clone()),
-            Err(e) => {
-                for node in &prepared {
-                    let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
-                }
-                metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
-                    .increment(1);
-                return Err(format!("node {node} could not prepare: {e}"));
-            }
-        }
-    }
-    for node in current.members.keys() {
-        if let Err(e) = ask(cluster, services, node, CallBody::Transfer(next.clone())).await {
-            for node in &nodes {
-                let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
-            }
-            metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
-                .increment(1);
-            return Err(format!("node {node} could not hand over its records: {e}"));
-        }
+    // Replicated records move by their partitions' own membership changes (`replicas`):
+    // the view only names the members.
+    if !cluster.replicated() {
+        hand_over(cluster, services, &current, &nodes, &next).await?;
     }
     // This node first: once it has adopted the view, a participant asking what became of the
     // change learns that it committed; before that, that nobody has adopted it.
@@ -109,6 +90,42 @@ pub async fn change(cluster: &Cluster, services: &Services, next: View) -> Resul
     metrics::counter!("contrail_cluster_handoffs_total", "result" => "committed").increment(1);
     tracing::info!(epoch = next.epoch, "membership change committed");
     Ok(next)
+}
+
+/// Phases 1 and 2 of a change: every node prepares, every old owner transfers (aborted on all
+/// nodes if one fails).
+async fn hand_over(
+    cluster: &Cluster,
+    services: &Services,
+    current: &View,
+    nodes: &[String],
+    next: &View,
+) -> Result<(), String> {
+    let mut prepared = Vec::new();
+    for node in nodes {
+        match ask(cluster, services, node, CallBody::Prepare(next.clone())).await {
+            Ok(()) => prepared.push(node.clone()),
+            Err(e) => {
+                for node in &prepared {
+                    let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
+                }
+                metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
+                    .increment(1);
+                return Err(format!("node {node} could not prepare: {e}"));
+            }
+        }
+    }
+    for node in current.members.keys() {
+        if let Err(e) = ask(cluster, services, node, CallBody::Transfer(next.clone())).await {
+            for node in nodes {
+                let _ = ask(cluster, services, node, CallBody::Abort(next.clone())).await;
+            }
+            metrics::counter!("contrail_cluster_handoffs_total", "result" => "aborted")
+                .increment(1);
+            return Err(format!("node {node} could not hand over its records: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// Runs one phase on `node` (this node directly, others through their gateway).
@@ -354,6 +371,10 @@ fn abort(cluster: &Cluster, services: &Services, next: &View) {
 /// Deletes records this node does not own under its view, then activates entities with live
 /// holds or unfinished sagas (received ones included).
 fn settle(cluster: &Cluster, services: &Services) {
+    // Replicated records stay on every replica; their leaders activate them (`leadership`).
+    if cluster.replicated() {
+        return;
+    }
     let view = cluster.view();
     let me = cluster.node().to_owned();
     let mut batch = WriteBatch::release();

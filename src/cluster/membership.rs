@@ -27,11 +27,12 @@ pub fn spawn(
     services: Services,
 ) -> Vec<JoinHandle<()>> {
     let mut loops = vec![
-        tokio::spawn(heartbeats(cluster.clone(), services)),
+        tokio::spawn(heartbeats(cluster.clone(), services.clone())),
         tokio::spawn(connections(cluster.clone(), transport, seeds)),
     ];
     if cluster.replication().is_some() {
         loops.push(tokio::spawn(super::replicas::follow_view(cluster.clone())));
+        loops.extend(super::leadership::follow(&cluster, &services));
     }
     loops.push(tokio::spawn(join(cluster)));
     loops

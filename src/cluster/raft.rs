@@ -29,13 +29,16 @@ use crate::persistence::{Store, StoreError};
 use log_store::LogStore;
 use network::Network;
 pub use network::{Answer, Message, Transport, Undelivered};
+pub use openraft::ServerState;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{Raft, ServerState, SnapshotPolicy};
+use openraft::{Raft, SnapshotPolicy};
 use state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-pub use types::{Member, PartitionId, Records, Replicated, node_id, partition_of};
+pub use types::{
+    Batch, Decisions, Member, PartitionId, Records, Replicated, node_id, partition_of,
+};
 
 /// How many replicas a partition has (fewer only when the cluster is smaller).
 pub const REPLICAS: usize = 3;
@@ -189,7 +192,14 @@ impl Replication {
     pub async fn bootstrap(&self, members: &[Member]) -> Result<(), ReplicationError> {
         for (partition, raft) in self.partitions() {
             let replicas = replicas_of(partition, members);
-            if !replicas.iter().any(|m| m.name == self.inner.me.name) {
+            // A group with a log (or a vote) formed already: asking again only makes the
+            // engine log its refusal.
+            let formed = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                metrics.last_log_index.is_some() || metrics.current_term > 0
+            };
+            if formed || !replicas.iter().any(|m| m.name == self.inner.me.name) {
                 continue;
             }
             let nodes: BTreeMap<u64, Member> = replicas
@@ -270,6 +280,14 @@ impl Replication {
         partition_of(tag, self.partition_count())
     }
 
+    /// Every change of `partition`'s state on this node (role, leader, term, log positions).
+    pub fn changes(
+        &self,
+        partition: PartitionId,
+    ) -> Option<tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, Member>>> {
+        self.group(partition).ok().map(|raft| raft.metrics())
+    }
+
     /// The leader of `partition` as this node knows it.
     pub fn leader(&self, partition: PartitionId) -> Option<Member> {
         let raft = self.group(partition).ok()?;
@@ -310,7 +328,7 @@ impl Replication {
         &self,
         partition: PartitionId,
         records: Records,
-    ) -> Result<(), ReplicationError> {
+    ) -> Result<Decisions, ReplicationError> {
         let raft = self.group(partition)?;
         let started = std::time::Instant::now();
         let written = tokio::time::timeout(
@@ -319,10 +337,10 @@ impl Replication {
         )
         .await;
         match written {
-            Ok(Ok(_)) => {
+            Ok(Ok(written)) => {
                 metrics::histogram!("contrail_partition_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
-                Ok(())
+                Ok(written.data)
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
                 Err(ReplicationError::NotLeader {

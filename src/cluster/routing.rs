@@ -30,8 +30,15 @@ pub enum Route {
 }
 
 impl Cluster {
-    /// Whether another node owns `tag` under the adopted view.
+    /// Whether another node owns `tag` under the adopted view (leads its partition, when
+    /// replicated).
     pub fn is_remote(&self, tag: &str) -> bool {
+        if let Some(replication) = self.replication() {
+            let partition = replication.partition_of(tag);
+            return replication
+                .leader(partition)
+                .is_some_and(|leader| leader.name != self.inner.node);
+        }
         self.inner.clustered
             && self
                 .read()
@@ -42,6 +49,9 @@ impl Cluster {
 
     /// Where a request for `tag` goes.
     pub fn route(&self, tag: &str) -> Route {
+        if self.replication().is_some() {
+            return self.route_replicated(tag);
+        }
         let state = self.read();
         let Some(owner) = state.view.owner(tag) else {
             return Route::Unavailable("this node has not joined a cluster yet".into());
@@ -67,6 +77,36 @@ impl Cluster {
                 gateway,
             },
             None => Route::Unavailable(format!("node {owner} is unreachable")),
+        }
+    }
+
+    /// Where a request for `tag` goes on a replicated node: to the leader of its partition,
+    /// which serves it only while it holds its lease; nowhere while the partition has none.
+    fn route_replicated(&self, tag: &str) -> Route {
+        let Some(replication) = self.replication() else {
+            return Route::Unavailable("this node runs no replicated partitions".into());
+        };
+        let partition = replication.partition_of(tag);
+        if replication.leads(partition) {
+            return Route::Local(InFlight::start(&self.inner, tag));
+        }
+        match replication.leader(partition) {
+            Some(leader) if leader.name == self.inner.node => Route::Unavailable(format!(
+                "partition {partition} is changing leaders; retry shortly"
+            )),
+            Some(leader) => match self.peer_gateway(&leader.name) {
+                Some(gateway) => Route::Remote {
+                    node: leader.name,
+                    gateway,
+                },
+                None => Route::Unavailable(format!(
+                    "node {} leads partition {partition} and is unreachable; retry shortly",
+                    leader.name
+                )),
+            },
+            None => Route::Unavailable(format!(
+                "partition {partition} has no leader right now; retry shortly"
+            )),
         }
     }
 
@@ -187,6 +227,9 @@ impl Drop for InFlight {
 /// The cluster as the actors' router: a tag is served by its owner under the adopted view.
 impl Router for Cluster {
     fn owns(&self, tag: &str) -> bool {
+        if let Some(replication) = self.replication() {
+            return replication.leads(replication.partition_of(tag));
+        }
         !self.inner.clustered || self.read().view.owner(tag) == Some(self.inner.node.as_str())
     }
 

@@ -8,6 +8,7 @@
 use super::codec;
 use super::engine::Engine;
 use super::log::{self, LogStats};
+use super::replicated::{Proposal, Replicate, Tracker};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -163,6 +164,15 @@ struct Inner {
     /// at this epoch or later cannot meet a newer record, so only writes under an older epoch
     /// read what they overwrite (see [`Store::seal`]).
     max_epoch: AtomicU64,
+    /// Set once by the cluster layer when its records are replicated (see
+    /// [`Store::set_replication`]).
+    replicated: OnceLock<Replicated>,
+}
+
+/// Where a replicated node's writes go.
+struct Replicated {
+    replicate: Box<dyn Replicate>,
+    tracker: Arc<Tracker>,
 }
 
 impl Drop for Inner {
@@ -225,6 +235,7 @@ impl Store {
                 stats,
                 fence: OnceLock::new(),
                 max_epoch: AtomicU64::new(max_epoch),
+                replicated: OnceLock::new(),
             }),
         })
     }
@@ -332,6 +343,80 @@ impl Store {
         let _ = self.inner.fence.set(Box::new(fence));
     }
 
+    /// From now on, records that belong to a partition are written through `replicate`
+    /// (see `persistence::replicated`); a refused write fails every flush and acknowledgement
+    /// that waits on it for `window` (as long as one step of a saga can take). Once; later
+    /// calls are ignored.
+    pub fn set_replication(&self, replicate: impl Replicate, window: Duration) {
+        let _ = self.inner.replicated.set(Replicated {
+            replicate: Box::new(replicate),
+            tracker: Arc::new(Tracker::new(window)),
+        });
+    }
+
+    /// Sends the partitions' records of `ops` to their groups (node-local ones to the log),
+    /// guarded by `guard` if given: returns the last proposal's sequence number and, for a
+    /// guarded write, what became of it.
+    fn replicate(
+        &self,
+        replicated: &Replicated,
+        ops: Vec<log::Op>,
+        guard: Option<&str>,
+    ) -> Result<(Option<u64>, Option<super::replicated::Decided>), StoreError> {
+        let r = &*replicated.replicate;
+        let mut local = Vec::new();
+        let mut groups: Vec<(u16, Vec<log::Op>)> = Vec::new();
+        for op in ops {
+            match r.partition_of(&op.0) {
+                None => local.push(op),
+                Some(p) => match groups.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, ops)) => ops.push(op),
+                    None => groups.push((p, vec![op])),
+                },
+            }
+        }
+        if let Some(key) = guard
+            && (groups.len() != 1 || !local.is_empty() || r.partition_of(key).is_none())
+        {
+            return Err(StoreError::Io(format!(
+                "a write guarded by {key} must stay within its partition"
+            )));
+        }
+        if !local.is_empty() {
+            self.send(log::Request::Write {
+                ops: local,
+                guard: None,
+                durable: None,
+            })?;
+        }
+        let mut last = None;
+        let mut decided = None;
+        for (p, ops) in groups {
+            let proposal = Proposal {
+                ops,
+                guard: guard.map(str::to_owned),
+            };
+            let (seq, outcome) = replicated.tracker.submit(r, p, proposal)?;
+            last = Some(seq);
+            decided = Some(outcome);
+        }
+        Ok((last, decided.filter(|_| guard.is_some())))
+    }
+
+    /// The wait for everything this node wrote up to proposal `seq` (and to its log).
+    fn replicated_wait(&self, replicated: &Replicated, seq: u64, strict: bool) -> Durable {
+        let barrier = replicated.tracker.barrier(seq, strict);
+        let store = self.clone();
+        Durable::replicated(Box::pin(async move {
+            barrier.await?;
+            if strict {
+                store.local_flush().await
+            } else {
+                store.local_caught_up().await
+            }
+        }))
+    }
+
     /// Queues `batch` for the log writer, which applies it atomically after every batch
     /// committed before it, and returns a future that resolves once it is on disk (fsync'd).
     ///
@@ -340,6 +425,11 @@ impl Store {
     /// node's: a node without the current epoch cannot apply a write.
     pub fn commit(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
         let ops = self.seal(batch)?;
+        if let Some(replicated) = self.inner.replicated.get() {
+            let (seq, _) = self.replicate(replicated, ops, None)?;
+            let seq = seq.unwrap_or_else(|| replicated.tracker.last());
+            return Ok(self.replicated_wait(replicated, seq, true));
+        }
         let (durable, waiter) = oneshot::channel();
         self.send(log::Request::Write {
             ops,
@@ -356,6 +446,9 @@ impl Store {
     /// start if it saw the write before the drop.
     pub fn record(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let ops = self.seal(batch)?;
+        if let Some(replicated) = self.inner.replicated.get() {
+            return self.replicate(replicated, ops, None).map(|_| ());
+        }
         self.send(log::Request::Write {
             ops,
             guard: None,
@@ -372,6 +465,12 @@ impl Store {
         guard: &T,
         batch: WriteBatch,
     ) -> Result<Result<Durable, T>, StoreError> {
+        if let Some(replicated) = self.inner.replicated.get() {
+            return Ok(self
+                .replicate_if_absent(replicated, guard_key, guard, batch)
+                .await?
+                .map(|seq| self.replicated_wait(replicated, seq, true)));
+        }
         let (durable, waiter) = oneshot::channel();
         Ok(self
             .write_if_absent(guard_key, guard, batch, Some(durable))
@@ -386,7 +485,40 @@ impl Store {
         guard: &T,
         batch: WriteBatch,
     ) -> Result<Result<(), T>, StoreError> {
+        if let Some(replicated) = self.inner.replicated.get() {
+            return Ok(self
+                .replicate_if_absent(replicated, guard_key, guard, batch)
+                .await?
+                .map(|_| ()));
+        }
         self.write_if_absent(guard_key, guard, batch, None).await
+    }
+
+    /// [`Store::write_if_absent`] through the guard key's partition: the check happens where
+    /// the group applies its log, so every replica decides alike. Returns the proposal's
+    /// sequence number once it is decided.
+    async fn replicate_if_absent<T: Serialize + DeserializeOwned>(
+        &self,
+        replicated: &Replicated,
+        guard_key: &str,
+        guard: &T,
+        batch: WriteBatch,
+    ) -> Result<Result<u64, T>, StoreError> {
+        let mut guarded = WriteBatch {
+            ops: Vec::with_capacity(batch.ops.len() + 1),
+            writer: batch.writer,
+        };
+        guarded.put(guard_key, guard)?;
+        guarded.ops.extend(batch.ops);
+        let ops = self.seal(guarded)?;
+        let (seq, decided) = self.replicate(replicated, ops, Some(guard_key))?;
+        let (Some(seq), Some(decided)) = (seq, decided) else {
+            return Err(StoreError::Closed);
+        };
+        match decided.await.map_err(|_| StoreError::Closed)?? {
+            None => Ok(Ok(seq)),
+            Some(existing) => Ok(Err(codec::decode(guard_key, &existing)?)),
+        }
     }
 
     async fn write_if_absent<T: Serialize + DeserializeOwned>(
@@ -420,6 +552,15 @@ impl Store {
 
     /// Resolves once everything committed before is durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Some(replicated) = self.inner.replicated.get() {
+            let seq = replicated.tracker.last();
+            return self.replicated_wait(replicated, seq, true).await;
+        }
+        self.local_flush().await
+    }
+
+    /// Resolves once everything written to the node's own log before is durable.
+    async fn local_flush(&self) -> Result<(), StoreError> {
         let (ack, waiter) = oneshot::channel();
         self.send(log::Request::Synced(ack))?;
         Durable::new(waiter).await
@@ -429,6 +570,16 @@ impl Store {
     /// code that reads back records whose writes may not be acknowledged yet (an entity
     /// re-activated right after a crash of its actor, a read-modify-write in a singleton).
     pub async fn caught_up(&self) -> Result<(), StoreError> {
+        if let Some(replicated) = self.inner.replicated.get() {
+            let seq = replicated.tracker.last();
+            return self.replicated_wait(replicated, seq, false).await;
+        }
+        self.local_caught_up().await
+    }
+
+    /// Resolves once everything written to the node's own log before is visible, replicated
+    /// writes still undecided aside: for the consensus layer, which applies them.
+    pub async fn local_caught_up(&self) -> Result<(), StoreError> {
         let (ack, waiter) = oneshot::channel();
         self.send(log::Request::Applied(ack))?;
         waiter.await.map_err(|_| StoreError::Closed)?;
@@ -552,14 +703,29 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
 /// which ends when the wait does: a trace shows how long a step waited for the disk.
 #[must_use = "a write is not acknowledged until it is durable"]
 pub struct Durable {
-    waiter: oneshot::Receiver<Result<(), StoreError>>,
+    wait: Wait,
     _span: tracing::Span,
+}
+
+/// What a [`Durable`] waits for.
+enum Wait {
+    /// The node's log writer's sync.
+    Log(oneshot::Receiver<Result<(), StoreError>>),
+    /// Replicated writes decided by their groups (see `persistence::replicated`).
+    Replicated(super::replicated::Wait),
 }
 
 impl Durable {
     fn new(waiter: oneshot::Receiver<Result<(), StoreError>>) -> Self {
         Self {
-            waiter,
+            wait: Wait::Log(waiter),
+            _span: tracing::info_span!("store.sync"),
+        }
+    }
+
+    fn replicated(wait: super::replicated::Wait) -> Self {
+        Self {
+            wait: Wait::Replicated(wait),
             _span: tracing::info_span!("store.sync"),
         }
     }
@@ -568,9 +734,12 @@ impl Durable {
 impl Future for Durable {
     type Output = Result<(), StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.waiter)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+        match &mut self.wait {
+            Wait::Log(waiter) => Pin::new(waiter)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(StoreError::Closed))),
+            Wait::Replicated(wait) => wait.as_mut().poll(cx),
+        }
     }
 }
 

@@ -393,8 +393,11 @@ operation!(AllOrders => Result<Vec<Order>, OrderError>, by orders: Orders, tag |
         .scan::<Order>(keys::ORDERS)
         .map(|r| r.map(|(_, o)| o))
         .filter(|r| {
-            r.as_ref()
-                .map_or(true, |o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending))
+            // Replicas and copies of other nodes' orders are theirs to list.
+            r.as_ref().map_or(true, |o| {
+                !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending)
+                    && orders.router.owns(o.id.tag())
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     list.sort_by_key(|o| std::cmp::Reverse(o.created_at));

@@ -6,12 +6,13 @@
 //! that reached the disk. A snapshot is every record of the partition, read from the store.
 
 use super::log_store::{decode, encode, read};
-use super::types::{Member, PartitionId, Replicated, keys, partition_of};
+use super::types::{Batch, Decisions, Member, PartitionId, Replicated, keys, partition_of};
 use crate::cluster::placement::tag_of_key;
 use crate::persistence::{Store, StoreError};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{Entry, EntryPayload, LogId, StorageError, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Cursor;
 use tokio::sync::watch;
 
@@ -72,6 +73,23 @@ impl StateMachine {
             .collect()
     }
 
+    /// Whether `batch` is written (`None`), or refused because its guard's record exists
+    /// (`Some` of that record; one written earlier in this apply reads as its own key).
+    fn decide(
+        &self,
+        batch: &Batch,
+        guarded: &HashMap<String, Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(guard) = &batch.guard else {
+            return Ok(None);
+        };
+        if let Some(value) = guarded.get(guard) {
+            // Written by an earlier batch of this apply, not yet in the store.
+            return Ok(Some(value.clone()));
+        }
+        self.store.get_raw(guard)
+    }
+
     /// The marker of what is applied, as a write.
     fn applied_op(&self) -> Result<(String, Option<Vec<u8>>), StoreError> {
         let key = keys::applied(self.partition);
@@ -118,23 +136,47 @@ impl RaftStateMachine<Replicated> for StateMachine {
         Ok((self.applied.log_id, self.applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, Error>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Decisions>, Error>
     where
         I: IntoIterator<Item = Entry<Replicated>> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
         let mut ops = Vec::new();
         let mut replies = Vec::new();
+        // Guards written by earlier batches of this apply (not in the store yet).
+        let mut guarded = HashMap::new();
         for entry in entries {
+            let mut decisions = Decisions::new();
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(records) => ops.extend(records.0),
+                EntryPayload::Normal(records) => {
+                    for batch in records.0 {
+                        let decision = self
+                            .decide(&batch, &guarded)
+                            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+                        if decision.is_none() {
+                            if let Some(guard) = batch.guard {
+                                let value = batch
+                                    .ops
+                                    .iter()
+                                    .rev()
+                                    .find(|(key, _)| *key == guard)
+                                    .and_then(|(_, value)| value.clone());
+                                if let Some(value) = value {
+                                    guarded.insert(guard, value);
+                                }
+                            }
+                            ops.extend(batch.ops);
+                        }
+                        decisions.push(decision);
+                    }
+                }
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
             }
             self.applied.log_id = Some(entry.log_id);
-            replies.push(());
+            replies.push(decisions);
         }
         if replies.is_empty() {
             return Ok(replies);
@@ -149,7 +191,7 @@ impl RaftStateMachine<Replicated> for StateMachine {
             .map_err(|e| failed(&e))?;
         self.written_up_to();
         // Visible to reads before the proposer hears back (not yet synced: the log is).
-        self.store.caught_up().await.map_err(|e| failed(&e))?;
+        self.store.local_caught_up().await.map_err(|e| failed(&e))?;
         Ok(replies)
     }
 

@@ -137,7 +137,10 @@ fn key_in(partition: PartitionId, partitions: u16) -> String {
 }
 
 fn write_of(key: &str) -> Records {
-    Records(vec![(key.to_owned(), Some(key.as_bytes().to_vec()))])
+    Records(vec![Batch {
+        ops: vec![(key.to_owned(), Some(key.as_bytes().to_vec()))],
+        guard: None,
+    }])
 }
 
 /// Proposes at the partition's leader until one acknowledges (leaders may change meanwhile).
@@ -149,7 +152,7 @@ async fn write(net: &Net, partition: PartitionId, key: &str) {
             continue;
         };
         match node.propose(partition, write_of(key)).await {
-            Ok(()) => return,
+            Ok(_) => return,
             Err(e) => assert!(Instant::now() < deadline, "{key} never committed: {e}"),
         }
         sleep(Duration::from_millis(20)).await;

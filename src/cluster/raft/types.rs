@@ -15,21 +15,36 @@ pub struct Member {
     pub addr: String,
 }
 
-/// What one log entry decides: records of one partition to write together (`None`: delete).
+/// What one log entry decides: batches of one partition's records, in order (the batches
+/// queued while the previous entry was being replicated travel as one entry).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Records(pub Vec<(String, Option<Vec<u8>>)>);
+pub struct Records(pub Vec<Batch>);
+
+/// Records written together (`None`: delete) — or, when guarded and the guard's key exists
+/// already, not at all (decided where the log is applied, so every replica decides alike).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The records, in order.
+    pub ops: Vec<(String, Option<Vec<u8>>)>,
+    /// Written only if this key does not exist yet.
+    pub guard: Option<String>,
+}
 
 impl std::fmt::Display for Records {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} records", self.0.len())
+        write!(f, "{} batches", self.0.len())
     }
 }
+
+/// What became of each batch of an entry: `None` written, `Some(existing)` refused by its
+/// guard, whose record holds `existing`.
+pub type Decisions = Vec<Option<Vec<u8>>>;
 
 openraft::declare_raft_types!(
     /// The type configuration of every partition's group.
     pub Replicated:
         D = Records,
-        R = (),
+        R = Decisions,
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<Replicated>,

@@ -1,0 +1,103 @@
+//! What a replicated node does as the leadership of its partitions moves. The leader of a
+//! partition hosts its entities: when this node becomes the leader (and has applied all the
+//! partition decided before), it activates what must run — flights with holds to release when
+//! they lapse, orders with holds to expire or saga steps to finish. When it stops being the
+//! leader, or a write of the partition is refused, it stops the partition's actors: their
+//! memory may hold changes the partition never decided, and the new leader serves them from
+//! what was.
+
+use super::Cluster;
+use super::placement::tag_of_key;
+use super::raft::{ServerState, partition_of};
+use crate::actors::services::Services;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long a new leader waits to have applied its predecessor's entries before it gives up
+/// activating (the next leadership change tries again).
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Follows every partition's leadership on this node, until aborted.
+pub(super) fn follow(cluster: &Cluster, services: &Services) -> Vec<JoinHandle<()>> {
+    let Some(replication) = cluster.replication() else {
+        return Vec::new();
+    };
+    (0..replication.partition_count())
+        .map(|partition| tokio::spawn(follow_one(cluster.clone(), services.clone(), partition)))
+        .collect()
+}
+
+async fn follow_one(cluster: Cluster, services: Services, partition: u16) {
+    let Some(mut changes) = cluster.replication().and_then(|r| r.changes(partition)) else {
+        return;
+    };
+    let me = super::raft::node_id(cluster.node());
+    // (leading, term) as last seen: a new term is a new leadership even if it is this node's.
+    let mut was: Option<u64> = None;
+    loop {
+        let now = {
+            let metrics = changes.borrow_and_update();
+            (metrics.state == ServerState::Leader && metrics.current_leader == Some(me))
+                .then_some(metrics.current_term)
+        };
+        if now != was {
+            if was.is_some() {
+                tracing::info!(partition, "no longer leading; its entities stop here");
+                stop_actors(&cluster, partition);
+            }
+            if let Some(term) = now {
+                tracing::info!(partition, term, "leading; activating its entities");
+                activate(&cluster, &services, partition).await;
+            }
+            was = now;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Activates `partition`'s entities that must run, once this node serves it.
+async fn activate(cluster: &Cluster, services: &Services, partition: u16) {
+    let Some(replication) = cluster.replication() else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while !replication.leads(partition) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                partition,
+                "leading, but not serving yet; entities not activated"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let partitions = replication.partition_count();
+    let mine = move |tag: &str| partition_of(tag, partitions) == partition;
+    let services = services.clone();
+    // Off the leadership loop: an activation calls actors, which may wait for the disk.
+    tokio::spawn(async move {
+        let flights = services.flights_with_holds_where(&mine);
+        services.recover_where(flights, &mine).await;
+    });
+}
+
+/// Stops this node's actors of `partition`'s entities (they load again from what the
+/// partition decided when next asked for, here or on its new leader).
+pub(super) fn stop_actors(cluster: &Cluster, partition: u16) {
+    let Some(replication) = cluster.replication() else {
+        return;
+    };
+    let partitions = replication.partition_count();
+    for name in ractor::registry::registered() {
+        let Some(tag) = tag_of_key(&name) else {
+            continue;
+        };
+        if partition_of(&tag, partitions) == partition
+            && let Some(actor) = ractor::registry::where_is(name)
+        {
+            actor.stop(Some("partition leadership moved".into()));
+        }
+    }
+}

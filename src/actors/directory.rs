@@ -73,7 +73,8 @@ impl<E: Entity> Directory<E> {
     ///
     /// On this node the answer comes as soon as the entity has committed its change: the store
     /// is one log, durable in commit order, so the caller's later write cannot become durable
-    /// without it. Another node's log is not covered, so there this node's log is made durable
+    /// without it (not so with replicated partitions, each with its own log: there the caller's
+    /// writes are made durable first, and the entity's change before it answers). Another node's log is not covered, so there this node's log is made durable
     /// first (the other node never keeps a change for something a crash here could lose), and
     /// that node answers once the change is durable on it.
     pub async fn call_in_saga(&self, id: &E::Id, cmd: E::Command) -> Result<E::Reply, CallError>
@@ -81,20 +82,34 @@ impl<E: Entity> Directory<E> {
         Request: From<EntityCall<E>>,
     {
         match self.router.route(id.tag()) {
+            // Replicated records of different entities live in different logs: like with
+            // another node, neither may become durable without what the saga wrote before.
+            Location::Here(serving) if self.store.replicated() => {
+                self.flushed().await?;
+                let reply = self.deliver(id, cmd).await?;
+                self.flushed().await?;
+                drop(serving);
+                Ok(reply)
+            }
             Location::Here(serving) => {
                 let reply = self.deliver(id, cmd).await;
                 drop(serving);
                 reply
             }
             Location::Elsewhere => {
-                self.store
-                    .flush()
-                    .await
-                    .map_err(|e| CallError::Unavailable(e.to_string()))?;
+                self.flushed().await?;
                 self.call(id, cmd).await
             }
             Location::Unavailable(why) => Err(CallError::Unavailable(why)),
         }
+    }
+
+    /// Waits until everything this node committed before is durable.
+    async fn flushed(&self) -> Result<(), CallError> {
+        self.store
+            .flush()
+            .await
+            .map_err(|e| CallError::Unavailable(e.to_string()))
     }
 
     /// Serves [`EntityCall`] on the node that owns the entity: delivers `cmd` to its actor and

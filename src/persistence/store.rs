@@ -354,6 +354,12 @@ impl Store {
         });
     }
 
+    /// Whether records are replicated through their partitions' logs (then writes of different
+    /// partitions become durable independently, not in one order).
+    pub fn replicated(&self) -> bool {
+        self.inner.replicated.get().is_some()
+    }
+
     /// Sends the partitions' records of `ops` to their groups (node-local ones to the log),
     /// guarded by `guard` if given: returns the last proposal's sequence number and, for a
     /// guarded write, what became of it.

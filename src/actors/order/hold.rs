@@ -23,54 +23,26 @@ use futures::future::join_all;
 
 impl OrderActor {
     /// Releases the order's seats on every flight (idempotent). A flight that cannot be reached
-    /// now is asked again in the background for a while (its node may be restarting, its
-    /// partition electing a leader); failing that, it keeps the hold until its deadline, when
-    /// the flight itself returns it to sale.
+    /// keeps the hold until its deadline, when the flight itself returns it to sale.
     pub(super) async fn release_all(&self, order: &Order) -> bool {
-        let all = release(&self.flights, order).await;
-        if !all {
-            let (flights, order) = (self.flights.clone(), order.clone());
-            tokio::spawn(async move {
-                let mut pause = RELEASE_RETRY_FIRST;
-                for _ in 0..RELEASE_RETRIES {
-                    tokio::time::sleep(pause).await;
-                    if release(&flights, &order).await {
-                        return;
-                    }
-                    pause = (pause * 2).min(RELEASE_RETRY_MAX);
-                }
-            });
+        let calls = order.segments.iter().map(|seg| {
+            self.flights.call_in_saga(
+                &seg.flight_id,
+                FlightCommand::Release {
+                    order: order.id.clone(),
+                },
+            )
+        });
+        let mut all = true;
+        for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
+            if !matches!(r, Ok(Ok(_))) {
+                all = false;
+                tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed");
+            }
         }
         all
     }
-}
 
-/// How often, and how far apart, a failed release is retried in the background.
-const RELEASE_RETRIES: usize = 8;
-const RELEASE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
-const RELEASE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Asks every flight of `order` to release its seats; whether all did.
-async fn release(flights: &crate::actors::flight::FlightDirectory, order: &Order) -> bool {
-    let calls = order.segments.iter().map(|seg| {
-        flights.call_in_saga(
-            &seg.flight_id,
-            FlightCommand::Release {
-                order: order.id.clone(),
-            },
-        )
-    });
-    let mut all = true;
-    for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
-        if !matches!(r, Ok(Ok(_))) {
-            all = false;
-            tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed");
-        }
-    }
-    all
-}
-
-impl OrderActor {
     pub(super) async fn place(&self, state: &mut OrderState) -> Result<Order, OrderError> {
         match state.order.status {
             OrderStatus::Pending => {}

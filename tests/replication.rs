@@ -6,11 +6,12 @@
 mod helpers;
 
 use contrail::cluster::raft::partition_of;
-use contrail_client::Client;
+use contrail_client::{Client, Faults};
 use helpers::cluster::{Member, cluster_with};
-use helpers::{aircraft, airport, economy, eventually, flight, flight_spec, status_of};
+use helpers::{TestApp, aircraft, airport, economy, eventually, flight, flight_spec, status_of};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,7 +151,6 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
             .into_iter()
             .map(|(_, c)| c)
             .collect();
-        let booked: Arc<Mutex<Vec<Booked>>> = Arc::default();
         let victim = leaders[usize::from(hot_partition)].clone();
         let index = nodes.iter().position(|n| n.name == victim).expect("victim");
         let survivors: Vec<String> = nodes
@@ -160,97 +160,12 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
             .collect();
 
         // Steady load through the survivors, before and after the kill.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-        let first_after: Arc<Mutex<Option<Instant>>> = Arc::default();
-        let load: Vec<_> = buyers
-            .iter()
-            .enumerate()
-            .map(|(i, buyer)| {
-                let api = helpers::client_of(&survivors[i % survivors.len()]).signed_as(buyer);
-                let (stop, booked, target) = (stop.clone(), booked.clone(), target.clone());
-                let (killed_at, first_after) = (killed_at.clone(), first_after.clone());
-                let buyer = buyer.clone();
-                tokio::spawn(async move {
-                    // Each booking retries with its idempotency key until it is answered:
-                    // a client cannot tell a write lost in a failover from one that landed.
-                    let mut attempt = 0;
-                    let mut key = format!("load-{round}-{i}-{attempt}");
-                    let mut unanswered = false;
-                    for _ in 0..400 {
-                        if stop.load(std::sync::atomic::Ordering::Acquire) {
-                            break;
-                        }
-                        let sent = Instant::now();
-                        match api.place_order(&economy(&[&target], 1), Some(&key)).await {
-                            Ok(placed) => {
-                                let seat = placed.order.segments[0].seats[0].clone();
-                                let how = format!(
-                                    "{} key {key} after {:?}, killed {:?}",
-                                    if placed.replayed {
-                                        "replayed"
-                                    } else {
-                                        "placed"
-                                    },
-                                    sent.elapsed(),
-                                    killed_at.lock().expect("lock").map(|k| k.elapsed())
-                                );
-                                booked.lock().expect("lock").push(Booked {
-                                    how,
-                                    order: placed.order.id.clone(),
-                                    customer: buyer.clone(),
-                                    seat,
-                                });
-                                let killed = *killed_at.lock().expect("lock");
-                                if killed.is_some_and(|k| sent > k) {
-                                    first_after
-                                        .lock()
-                                        .expect("lock")
-                                        .get_or_insert(Instant::now());
-                                }
-                                attempt += 1;
-                                key = format!("load-{round}-{i}-{attempt}");
-                                unanswered = false;
-                            }
-                            Err(e) if e.status() == Some(StatusCode::CONFLICT) => {
-                                unanswered = false;
-                                break;
-                            }
-                            Err(_) => {
-                                unanswered = true;
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        }
-                    }
-                    // An unanswered booking is settled by its retry, as a client would.
-                    if unanswered {
-                        for _ in 0..100 {
-                            match api.place_order(&economy(&[&target], 1), Some(&key)).await {
-                                Ok(placed) => {
-                                    if placed.order.status == "held" {
-                                        let seat = placed.order.segments[0].seats[0].clone();
-                                        booked.lock().expect("lock").push(Booked {
-                                            how: format!("settled key {key}"),
-                                            order: placed.order.id.clone(),
-                                            customer: buyer.clone(),
-                                            seat,
-                                        });
-                                    }
-                                    break;
-                                }
-                                Err(e) if e.status() == Some(StatusCode::CONFLICT) => break,
-                                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
+        let load = Load::start(&format!("kill-{round}"), &buyers, &survivors, &target);
         tokio::time::sleep(Duration::from_millis(700)).await;
         nodes[index].kill9();
-        *killed_at.lock().expect("lock") = Some(Instant::now());
+        load.mark();
         let recovered = eventually(Duration::from_secs(30), || async {
-            first_after.lock().expect("lock").is_some()
+            load.first_after_mark().is_some()
         })
         .await;
         assert!(
@@ -258,39 +173,12 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
             "round {round}: nothing booked after {victim} was killed"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        stop.store(true, std::sync::atomic::Ordering::Release);
-        for task in load {
-            task.await.expect("load task");
-        }
-        let killed = killed_at.lock().expect("lock").expect("killed");
-        let first = first_after.lock().expect("lock").expect("first");
-        failovers.push(first.duration_since(killed));
+        let (all, failover) = load.finish().await;
+        failovers.push(failover.expect("a booking after the kill"));
 
         // Every acknowledged booking is there, each seat once, read through a survivor.
         let reader = helpers::client_of(&survivors[0]);
-        let seats = reader.seat_statuses(&target).await;
-        let all = booked.lock().expect("lock").clone();
-        let mut seen = BTreeMap::new();
-        for b in &all {
-            if let Some(other) = seen.insert(b.seat.clone(), b.order.clone()) {
-                let first = all.iter().find(|x| x.order == other).expect("first");
-                let a = reader.signed_as(&first.customer).order(&other).await;
-                let z = reader.signed_as(&b.customer).order(&b.order).await;
-                panic!(
-                    "round {round}: seat {} acknowledged to {other} ({}) and {} ({}):\n{a:?}\n{z:?}",
-                    b.seat, first.how, b.order, b.how
-                );
-            }
-            assert_eq!(
-                seats.get(&b.seat).map(String::as_str),
-                Some("held"),
-                "{} lost",
-                b.seat
-            );
-            let order = reader.signed_as(&b.customer).order(&b.order).await;
-            let order = order.unwrap_or_else(|e| panic!("order {} lost: {e}", b.order));
-            assert_eq!(order.status, "held");
-        }
+        let seats = verify(&reader, &target, &all).await;
         // An order that failed in the failover may keep its seats until its hold lapses (its
         // compensation found no leader for the flight's partition): more may be held, never
         // fewer.
@@ -348,4 +236,338 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
         "{total} bookings acknowledged; {strays} seats held by orders that failed in a failover (they lapse at their deadline)"
     );
     assert!(total > 0);
+}
+
+/// Three replicated nodes with the catalog and a 360-seat aircraft; returns them, the admin
+/// and the aircraft.
+async fn three_nodes(root: &std::path::Path) -> (Vec<Member>, Client, String) {
+    let nodes = cluster_with(root, &NAMES, &ENV).await;
+    let admin = nodes[0].app.admin().await;
+    formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+    let a_admin = nodes[0].app.signed_as(&admin);
+    airport(&a_admin, "DEL").await;
+    airport(&a_admin, "BOM").await;
+    let big = aircraft(&a_admin, 60, "ABCDEF").await;
+    (nodes, admin, big)
+}
+
+/// A flight (of `aircraft`, through `admin`) whose partition `leaders` says `leader` leads.
+async fn flight_led_by(admin: &Client, aircraft: &str, leaders: &[String], leader: &str) -> String {
+    for i in 0..200 {
+        let spec = flight_spec(
+            aircraft,
+            "DEL",
+            "BOM",
+            "2031-04-01T08:00:00Z",
+            120,
+            9000 + i,
+        );
+        let id = flight(admin, &spec).await;
+        if leaders[usize::from(partition_of(tag_of(&id), PARTITIONS))] == leader {
+            return id;
+        }
+    }
+    panic!("no flight of 200 landed in a partition {leader} leads")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_node_accepts_no_write_and_the_majority_keeps_booking() {
+    let root = tempfile::tempdir().expect("dir");
+    let (nodes, admin, big) = three_nodes(root.path()).await;
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+    // The node that leads the admin's partition (so the admin's calls that inject the fault
+    // work on every node until the last one, the isolated node itself, is told).
+    let admin_tag = contrail::domain::ids::tag_for(helpers::ADMIN_EMAIL);
+    let lonely = leaders[usize::from(partition_of(&admin_tag, PARTITIONS))].clone();
+    let index = nodes.iter().position(|n| n.name == lonely).expect("lonely");
+    let a_admin = nodes[(index + 1) % 3].app.signed_as(&admin);
+    let its_flight = flight_led_by(&a_admin, &big, &leaders, &lonely).await;
+    let buyers: Vec<Client> = nodes[(index + 1) % 3]
+        .app
+        .customers(8)
+        .await
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+
+    // Cut it off from both others, at the transport, on all three nodes (itself last).
+    let cut = |blocked: Vec<String>| Faults {
+        blocked: blocked.into_iter().collect(),
+        for_ms: 10_000,
+    };
+    let order = (1..=3).map(|k| (index + k) % 3);
+    for i in order {
+        let node = &nodes[i];
+        let blocked = if i == index {
+            nodes
+                .iter()
+                .filter(|n| n.name != lonely)
+                .map(|n| n.name.clone())
+                .collect()
+        } else {
+            vec![lonely.clone()]
+        };
+        let injected = node
+            .app
+            .signed_as(&admin)
+            .inject_faults(&cut(blocked))
+            .await;
+        injected.unwrap_or_else(|e| panic!("faults on {}: {e}", node.name));
+    }
+    let cut_at = Instant::now();
+
+    // Through the isolated node, nothing is booked — not its own partitions' flights either.
+    let isolated = nodes[index].app.clone_client();
+    let mut refused = 0;
+    for buyer in &buyers {
+        let r = isolated
+            .signed_as(buyer)
+            .place_order(&economy(&[&its_flight], 1), None)
+            .await;
+        if cut_at.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        let status = r.as_ref().err().and_then(|e| e.status());
+        assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE), "{r:?}");
+        assert!(r.err().and_then(|e| e.retry_after()).is_some());
+        refused += 1;
+    }
+    assert!(refused > 0, "no attempt was made during the isolation");
+    // The majority elects a leader for the isolated node's partitions and books its flight.
+    let majority: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.name != lonely)
+        .map(|n| n.app.base.clone())
+        .collect();
+    let booked = eventually(Duration::from_secs(8), || async {
+        let api = helpers::client_of(&majority[0]).signed_as(&buyers[0]);
+        status_of(&api.place_order(&economy(&[&its_flight], 1), None).await) == StatusCode::CREATED
+    })
+    .await;
+    assert!(
+        booked,
+        "the majority did not take over the isolated node's flight"
+    );
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(10),
+        "the majority booked only after the fault healed"
+    );
+
+    // Healed, the node follows the majority: one seat map everywhere, with that booking.
+    formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+    let reader = nodes[index].app.clone_client();
+    let ok = eventually(Duration::from_secs(30), || async {
+        reader.api().seats(&its_flight).await.is_ok()
+    })
+    .await;
+    assert!(ok);
+    let held = reader.seat_statuses(&its_flight).await;
+    assert_eq!(
+        held.values().filter(|s| *s == "held").count(),
+        1,
+        "{held:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_no_booking() {
+    let root = tempfile::tempdir().expect("dir");
+    let (mut nodes, admin, big) = three_nodes(root.path()).await;
+    let a_admin = nodes[0].app.signed_as(&admin);
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+    let target = flight_led_by(&a_admin, &big, &leaders, &leaders[0]).await;
+    let buyers: Vec<Client> = nodes[0]
+        .app
+        .customers(30)
+        .await
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let mut all = Vec::new();
+    for i in 0..nodes.len() {
+        // Load through the two nodes that stay up while this one restarts.
+        let bases: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.app.base.clone())
+            .collect();
+        let group = &buyers[i * 10..(i + 1) * 10];
+        let load = Load::start(&format!("roll-{i}"), group, &bases, &target);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        nodes[i].kill9();
+        load.mark();
+        nodes[i].launch();
+        formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (booked, _) = load.finish().await;
+        assert!(
+            !booked.is_empty(),
+            "nothing was booked while {} restarted",
+            nodes[i].name
+        );
+        all.extend(booked);
+    }
+    let reader = nodes[0].app.clone_client();
+    let seats = verify(&reader, &target, &all).await;
+    let held = seats.values().filter(|s| *s == "held").count();
+    assert!(
+        held >= all.len(),
+        "{held} seats held, {} acknowledged",
+        all.len()
+    );
+    println!(
+        "rolling restart: {} bookings acknowledged, {} seats held",
+        all.len(),
+        held
+    );
+}
+
+/// Customers booking one seat at a time on one flight through some nodes, each booking retried
+/// with its idempotency key until it is answered (a client cannot tell a write lost in a
+/// failover from one that landed).
+struct Load {
+    stop: Arc<AtomicBool>,
+    booked: Arc<Mutex<Vec<Booked>>>,
+    /// When the fault under test was made, and the first booking sent after it that succeeded.
+    marked: Arc<Mutex<(Option<Instant>, Option<Instant>)>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(name: &str, buyers: &[Client], bases: &[String], target: &str) -> Self {
+        let load = Self {
+            stop: Arc::default(),
+            booked: Arc::default(),
+            marked: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let tasks = buyers
+            .iter()
+            .enumerate()
+            .map(|(i, buyer)| {
+                let api = helpers::client_of(&bases[i % bases.len()]).signed_as(buyer);
+                let prefix = format!("{name}-{i}");
+                let (stop, booked, marked) =
+                    (load.stop.clone(), load.booked.clone(), load.marked.clone());
+                let (buyer, target) = (buyer.clone(), target.to_owned());
+                tokio::spawn(async move {
+                    let record = |placed: &contrail_client::Placed, how: String| {
+                        booked.lock().expect("lock").push(Booked {
+                            how,
+                            order: placed.order.id.clone(),
+                            customer: buyer.clone(),
+                            seat: placed.order.segments[0].seats[0].clone(),
+                        });
+                    };
+                    let mut attempt = 0;
+                    let mut unanswered = false;
+                    for _ in 0..400 {
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let key = format!("{prefix}-{attempt}");
+                        let sent = Instant::now();
+                        match api.place_order(&economy(&[&target], 1), Some(&key)).await {
+                            Ok(placed) => {
+                                let mut marks = marked.lock().expect("lock");
+                                let how = format!(
+                                    "{} key {key} in {:?}, {:?} after the fault",
+                                    if placed.replayed {
+                                        "replayed"
+                                    } else {
+                                        "placed"
+                                    },
+                                    sent.elapsed(),
+                                    marks.0.map(|k| k.elapsed())
+                                );
+                                if marks.0.is_some_and(|k| sent > k) && marks.1.is_none() {
+                                    marks.1 = Some(Instant::now());
+                                }
+                                drop(marks);
+                                record(&placed, how);
+                                attempt += 1;
+                                unanswered = false;
+                            }
+                            Err(e) if e.status() == Some(StatusCode::CONFLICT) => {
+                                unanswered = false;
+                                break;
+                            }
+                            Err(_) => {
+                                unanswered = true;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    // An unanswered booking is settled by its retry, as a client would.
+                    let key = format!("{prefix}-{attempt}");
+                    for _ in 0..if unanswered { 100 } else { 0 } {
+                        match api.place_order(&economy(&[&target], 1), Some(&key)).await {
+                            Ok(placed) => {
+                                if placed.order.status == "held" {
+                                    record(&placed, format!("settled key {key}"));
+                                }
+                                break;
+                            }
+                            Err(e) if e.status() == Some(StatusCode::CONFLICT) => break,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { tasks, ..load }
+    }
+
+    /// Marks the moment of the fault.
+    fn mark(&self) {
+        self.marked.lock().expect("lock").0 = Some(Instant::now());
+    }
+
+    /// When the first booking sent after the mark succeeded.
+    fn first_after_mark(&self) -> Option<Instant> {
+        self.marked.lock().expect("lock").1
+    }
+
+    /// Stops the load (every booking answered) and returns what was acknowledged, with the
+    /// time from the mark to the first booking after it.
+    async fn finish(self) -> (Vec<Booked>, Option<Duration>) {
+        self.stop.store(true, Ordering::Release);
+        for task in self.tasks {
+            task.await.expect("load task");
+        }
+        let (mark, first) = *self.marked.lock().expect("lock");
+        let failover = mark.zip(first).map(|(m, f)| f.duration_since(m));
+        let booked = self.booked.lock().expect("lock").clone();
+        (booked, failover)
+    }
+}
+
+/// Checks that every acknowledged booking of `target` is held, each seat once, reading through
+/// `reader`; returns the flight's seat map.
+async fn verify(reader: &TestApp, target: &str, all: &[Booked]) -> BTreeMap<String, String> {
+    let seats = reader.seat_statuses(target).await;
+    let mut seen = BTreeMap::new();
+    for b in all {
+        if let Some(other) = seen.insert(b.seat.clone(), b.order.clone()) {
+            let first = all.iter().find(|x| x.order == other).expect("first");
+            let a = reader.signed_as(&first.customer).order(&other).await;
+            let z = reader.signed_as(&b.customer).order(&b.order).await;
+            panic!(
+                "seat {} acknowledged to {other} ({}) and {} ({}):\n{a:?}\n{z:?}",
+                b.seat, first.how, b.order, b.how
+            );
+        }
+        assert_eq!(
+            seats.get(&b.seat).map(String::as_str),
+            Some("held"),
+            "{} lost ({})",
+            b.seat,
+            b.how
+        );
+        let order = reader.signed_as(&b.customer).order(&b.order).await;
+        let order = order.unwrap_or_else(|e| panic!("order {} lost: {e}", b.order));
+        assert_eq!(order.status, "held");
+    }
+    seats
 }

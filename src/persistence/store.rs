@@ -510,13 +510,7 @@ impl Store {
         guard: &T,
         batch: WriteBatch,
     ) -> Result<Result<u64, T>, StoreError> {
-        let mut guarded = WriteBatch {
-            ops: Vec::with_capacity(batch.ops.len() + 1),
-            writer: batch.writer,
-        };
-        guarded.put(guard_key, guard)?;
-        guarded.ops.extend(batch.ops);
-        let ops = self.seal(guarded)?;
+        let ops = self.seal_guarded(guard_key, guard, batch)?;
         let (seq, decided) = self.replicate(replicated, ops, Some(guard_key))?;
         let (Some(seq), Some(decided)) = (seq, decided) else {
             return Err(StoreError::Closed);
@@ -527,6 +521,22 @@ impl Store {
         }
     }
 
+    /// `batch` behind its guard record, fenced and stamped.
+    fn seal_guarded<T: Serialize>(
+        &self,
+        guard_key: &str,
+        guard: &T,
+        batch: WriteBatch,
+    ) -> Result<Vec<log::Op>, StoreError> {
+        let mut guarded = WriteBatch {
+            ops: Vec::with_capacity(batch.ops.len() + 1),
+            writer: batch.writer,
+        };
+        guarded.put(guard_key, guard)?;
+        guarded.ops.extend(batch.ops);
+        self.seal(guarded)
+    }
+
     async fn write_if_absent<T: Serialize + DeserializeOwned>(
         &self,
         guard_key: &str,
@@ -534,13 +544,7 @@ impl Store {
         batch: WriteBatch,
         durable: Option<oneshot::Sender<Result<(), StoreError>>>,
     ) -> Result<Result<(), T>, StoreError> {
-        let mut guarded = WriteBatch {
-            ops: Vec::with_capacity(batch.ops.len() + 1),
-            writer: batch.writer,
-        };
-        guarded.put(guard_key, guard)?;
-        guarded.ops.extend(batch.ops);
-        let ops = self.seal(guarded)?;
+        let ops = self.seal_guarded(guard_key, guard, batch)?;
         let (decided, verdict) = oneshot::channel();
         self.send(log::Request::Write {
             ops,

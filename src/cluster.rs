@@ -322,10 +322,11 @@ impl Cluster {
         self.inner.replication.get()
     }
 
-    /// Starts this node's replicas of the partitions, talking through the cluster's gateways.
+    /// Starts this node's replicas of `partitions` partitions (up to `replicas` each), talking
+    /// through the cluster's gateways.
     pub async fn start_replication(
         &self,
-        partitions: u16,
+        (partitions, replicas): (u16, usize),
         timing: raft::Timing,
     ) -> Result<(), raft::ReplicationError> {
         let me = raft::Member {
@@ -333,8 +334,14 @@ impl Cluster {
             addr: self.inner.addr.clone(),
         };
         let transport = Arc::new(replicas::Gateways(Arc::downgrade(&self.inner)));
-        let replication =
-            raft::Replication::start(&self.inner.store, me, partitions, transport, timing).await?;
+        let replication = raft::Replication::start(
+            &self.inner.store,
+            me,
+            (partitions, replicas),
+            transport,
+            timing,
+        )
+        .await?;
         let weak = Arc::downgrade(&self.inner);
         let proposer = proposer::Proposer::start(&replication, move |partition| {
             if let Some(inner) = weak.upgrade() {

@@ -379,12 +379,15 @@ pub struct ClusterSettings {
     /// Allows a plaintext listener on an address other than loopback (a network the operator
     /// trusts completely). Off: such a node refuses to start without TLS.
     pub allow_plaintext: bool,
-    /// Runs the replicated partitions (openraft groups) beside the cluster's placement. In
-    /// progress: the groups form, elect and follow membership, but records are not yet
-    /// written through them (see README, Cluster).
+    /// Replicates records by consensus: each partition is an openraft group of up to three
+    /// replicas, every write goes through its partition's log, and the partition's leader
+    /// serves its entities (see README, Cluster). Every member must agree.
     pub replication: bool,
     /// How many partitions the placement tags map to (every member must agree).
     pub partitions: u16,
+    /// How many replicas each partition has (fewer only while the cluster is smaller): a
+    /// partition survives the loss of fewer than half of them (3: one; 5: two).
+    pub replicas: u8,
     /// Interval between a partition leader's heartbeats.
     pub raft_heartbeat_ms: u64,
     /// A replica that hears no leader for this long (up to 1.5×, at random) stands for election.
@@ -407,6 +410,7 @@ impl Default for ClusterSettings {
             allow_plaintext: false,
             replication: false,
             partitions: DEFAULT_PARTITIONS,
+            replicas: 3,
             raft_heartbeat_ms: DEFAULT_RAFT_HEARTBEAT_MS,
             election_timeout_ms: DEFAULT_ELECTION_TIMEOUT_MS,
         }
@@ -656,6 +660,9 @@ impl Settings {
             }
             if !(1..=1024).contains(&c.partitions) {
                 bail!("cluster.partitions must be 1-1024");
+            }
+            if !(1..=7).contains(&c.replicas) {
+                bail!("cluster.replicas must be 1-7");
             }
             if c.raft_heartbeat_ms == 0 || c.election_timeout_ms < 3 * c.raft_heartbeat_ms {
                 bail!(

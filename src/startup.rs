@@ -574,7 +574,7 @@ async fn open_cluster(
             propose_timeout: call_timeout,
         };
         cluster
-            .start_replication(c.partitions, timing)
+            .start_replication((c.partitions, usize::from(c.replicas)), timing)
             .await
             .context("starting the replicated partitions")?;
     }

@@ -408,6 +408,86 @@ async fn a_rolling_restart_under_load_loses_no_booking() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_with_five_replicas_book_everything_with_two_nodes_down() {
+    let root = tempfile::tempdir().expect("dir");
+    let names = ["node-a", "node-b", "node-c", "node-d", "node-e"];
+    let mut env = ENV.to_vec();
+    env.push(("CONTRAIL__CLUSTER__REPLICAS", "5"));
+    let mut nodes = cluster_with(root.path(), &names, &env).await;
+    let admin = nodes[0].app.admin().await;
+    formed(&nodes.iter().collect::<Vec<_>>(), &admin, 5).await;
+    let a_admin = nodes[0].app.signed_as(&admin);
+    airport(&a_admin, "DEL").await;
+    airport(&a_admin, "BOM").await;
+    let small = aircraft(&a_admin, 2, "AB").await;
+    // A flight in every partition, and a booking on each before the loss.
+    let mut by_partition = BTreeMap::new();
+    for i in 0..400 {
+        let spec = flight_spec(&small, "DEL", "BOM", "2031-05-01T08:00:00Z", 120, 3000 + i);
+        let id = flight(&a_admin, &spec).await;
+        by_partition
+            .entry(partition_of(tag_of(&id), PARTITIONS))
+            .or_insert(id);
+        if by_partition.len() == usize::from(PARTITIONS) {
+            break;
+        }
+    }
+    assert_eq!(by_partition.len(), usize::from(PARTITIONS));
+    let customers = nodes[1].app.customers(2).await;
+    let mut before = Vec::new();
+    for target in by_partition.values() {
+        let placed = customers[0]
+            .1
+            .place_order(&economy(&[target], 1), None)
+            .await;
+        let placed = placed.unwrap_or_else(|e| panic!("booking on {target}: {e}"));
+        before.push((target.clone(), placed.order.segments[0].seats[0].clone()));
+    }
+
+    // Two nodes down at once, one of them the leader of partition 0.
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 5).await;
+    let first = nodes
+        .iter()
+        .position(|n| n.name == leaders[0])
+        .expect("leader");
+    let second = (first + 2) % nodes.len();
+    nodes[first].kill9();
+    nodes[second].kill9();
+    let survivors: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first && *i != second)
+        .map(|(_, n)| n.app.base.clone())
+        .collect();
+
+    // Every partition's flight books again through the survivors, and keeps what it had.
+    for (i, target) in by_partition.values().enumerate() {
+        let api = helpers::client_of(&survivors[i % survivors.len()]).signed_as(&customers[1].1);
+        let booked = eventually(Duration::from_secs(30), || async {
+            let key = format!("after-loss-{target}");
+            let placed = api.place_order(&economy(&[target], 1), Some(&key)).await;
+            matches!(status_of(&placed), StatusCode::CREATED | StatusCode::OK)
+        })
+        .await;
+        assert!(booked, "{target} was not bookable with two nodes down");
+    }
+    let reader = helpers::client_of(&survivors[0]);
+    for (target, seat) in &before {
+        let seats = reader.seat_statuses(target).await;
+        assert_eq!(
+            seats.get(seat).map(String::as_str),
+            Some("held"),
+            "{target} {seat}"
+        );
+        assert_eq!(
+            seats.values().filter(|s| *s == "held").count(),
+            2,
+            "{seats:?}"
+        );
+    }
+}
+
 /// Customers booking one seat at a time on one flight through some nodes, each booking retried
 /// with its idempotency key until it is answered (a client cannot tell a write lost in a
 /// failover from one that landed).

@@ -40,7 +40,7 @@ pub use types::{
     Batch, Decisions, Member, PartitionId, Records, Replicated, node_id, partition_of,
 };
 
-/// How many replicas a partition has (fewer only when the cluster is smaller).
+/// How many replicas a partition has by default (fewer only when the cluster is smaller).
 pub const REPLICAS: usize = 3;
 /// How long a new replica may take to catch up before the change is retried.
 const CATCH_UP: Duration = Duration::from_secs(30);
@@ -97,9 +97,9 @@ impl From<StoreError> for ReplicationError {
     }
 }
 
-/// The replicas of `partition` among `members`: the [`REPLICAS`] members with the highest
+/// The replicas of `partition` among `members`: the `replicas` members with the highest
 /// rendezvous weight (all of them in a cluster of three or fewer).
-pub fn replicas_of(partition: PartitionId, members: &[Member]) -> Vec<Member> {
+pub fn replicas_of(partition: PartitionId, members: &[Member], replicas: usize) -> Vec<Member> {
     let weight = |m: &Member| {
         let mut bytes = m.name.as_bytes().to_vec();
         bytes.extend_from_slice(&partition.to_be_bytes());
@@ -107,7 +107,7 @@ pub fn replicas_of(partition: PartitionId, members: &[Member]) -> Vec<Member> {
     };
     let mut ranked: Vec<_> = members.to_vec();
     ranked.sort_by_key(|m| std::cmp::Reverse(weight(m)));
-    ranked.truncate(REPLICAS);
+    ranked.truncate(replicas.max(1));
     ranked
 }
 
@@ -144,15 +144,18 @@ struct Inner {
     /// One consensus group per partition, indexed by partition.
     groups: Vec<Raft<Replicated>>,
     timing: Timing,
+    /// How many replicas each partition has (fewer only when the cluster is smaller).
+    replicas: usize,
 }
 
 impl Replication {
-    /// Starts this node's replica of each of `partitions` partitions, with their logs and
-    /// state in `store`, talking to other replicas through `transport`.
+    /// Starts this node's replica of each of `partitions` partitions (each with up to
+    /// `replicas` replicas), with their logs and state in `store`, talking to other replicas
+    /// through `transport`.
     pub async fn start(
         store: &Store,
         me: Member,
-        partitions: u16,
+        (partitions, replicas): (u16, usize),
         transport: Arc<dyn Transport>,
         timing: Timing,
     ) -> Result<Self, ReplicationError> {
@@ -181,7 +184,12 @@ impl Replication {
             groups.push(raft);
         }
         Ok(Self {
-            inner: Arc::new(Inner { me, groups, timing }),
+            inner: Arc::new(Inner {
+                me,
+                groups,
+                timing,
+                replicas,
+            }),
         })
     }
 
@@ -191,7 +199,7 @@ impl Replication {
     /// keeps it.
     pub async fn bootstrap(&self, members: &[Member]) -> Result<(), ReplicationError> {
         for (partition, raft) in self.partitions() {
-            let replicas = replicas_of(partition, members);
+            let replicas = replicas_of(partition, members, self.inner.replicas);
             // A group with a log (or a vote) formed already: asking again only makes the
             // engine log its refusal.
             let formed = {
@@ -227,7 +235,7 @@ impl Replication {
             return Ok(false);
         }
         let raft = self.group(partition)?;
-        let desired = replicas_of(partition, members);
+        let desired = replicas_of(partition, members, self.inner.replicas);
         let wanted: BTreeSet<u64> = desired.iter().map(|m| node_id(&m.name)).collect();
         let (voters, known): (BTreeSet<u64>, BTreeSet<u64>) = {
             let metrics = raft.metrics();

@@ -87,7 +87,7 @@ async fn start(net: &Arc<Net>, dir: &Path, name: &str, names: &[&str], partition
         net: net.clone(),
         from: name.to_owned(),
     });
-    let node = Replication::start(&store, member(name), partitions, link, timing())
+    let node = Replication::start(&store, member(name), (partitions, REPLICAS), link, timing())
         .await
         .expect("start");
     let members: Vec<Member> = names.iter().map(|n| member(n)).collect();

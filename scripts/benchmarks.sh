@@ -2,9 +2,10 @@
 # Regenerates BENCHMARKS.md: builds in release, measures in one run the two yardsticks — the bare
 # warp route (examples/bare_warp.rs) and a PostgreSQL booking transaction (scripts/pg/bench.sh,
 # skipped if PostgreSQL is not installed) — then starts a node on loopback with its own data
-# directory, runs every loadgen scenario against it, runs the storage engine comparison and the
+# directory, runs every loadgen scenario against it, then `hold` against three replicated nodes,
+# runs the storage engine comparison and the
 # criterion benches, and writes the figures, their ratios and the machine they came from.
-# Takes about 20 minutes on 2 cores.
+# Takes about 25 minutes on 2 cores.
 #   scripts/benchmarks.sh            # everything
 #   QUICK=1 scripts/benchmarks.sh    # shorter runs, no cargo benches: a smoke test of the script
 # USERS (64): connections of the bare route, baseline, browse, book and hold runs and of pgbench
@@ -16,11 +17,11 @@ secs=${QUICK:+3}; secs=${secs:-15}
 users=${USERS:-64}
 work=$(mktemp -d)
 # Every process started here that may still run, by PID: stopped on exit, whatever happens.
-bare= node= current=
+bare= node= current= members=
 cleanup() {
   set +e
-  for p in $current $bare $node; do kill "$p" 2> /dev/null || true; done
-  for p in $current $bare $node; do wait "$p" 2> /dev/null || true; done
+  for p in $current $bare $node $members; do kill "$p" 2> /dev/null || true; done
+  for p in $current $bare $node $members; do wait "$p" 2> /dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,6 +75,39 @@ lg rush --users "${RUSH_BUYERS:-10000}" --seats 150 --rush-accounts 200 > "$work
 # The web pages, one request at a time, on the data the runs above left (the shipped admin).
 tracked python3 scripts/pages.py "http://127.0.0.1:$port" admin@contrail.local change-me-admin > "$work/pages.json"
 kill "$node"; wait "$node" 2> /dev/null || true; node= # the benches get the machine to themselves
+
+# The same `hold` run against three replicated nodes on this machine (cluster.replication: every
+# booking decided by a majority of its partitions' replicas, each fsync'd), users spread over the
+# three HTTP ports (requests for a partition another node leads are forwarded to its leader).
+partitions=${PARTITIONS:-64}
+member() { # name http-port cluster-port [seed-port]
+  local seeds=()
+  [ -n "${4:-}" ] && seeds=("CONTRAIL__CLUSTER__SEEDS=127.0.0.1:$4")
+  env CONTRAIL__HTTP__USER_RPS=1000000 CONTRAIL__HTTP__USER_BURST=1000000 CONTRAIL__LOG__FILTER=warn \
+    CONTRAIL__STORAGE__PATH="$work/$1" CONTRAIL__HTTP__BIND="127.0.0.1:$2" \
+    CONTRAIL__CLUSTER__NODE_ID="$1" CONTRAIL__CLUSTER__LISTEN="127.0.0.1:$3" \
+    CONTRAIL__CLUSTER__COOKIE=bench-cookie "${seeds[@]}" \
+    CONTRAIL__CLUSTER__REPLICATION=true CONTRAIL__CLUSTER__PARTITIONS="$partitions" \
+    ./target/release/contrail serve --config config.toml > "$work/$1.log" 2>&1 &
+  members="$members $!"
+  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$2/readyz" > /dev/null && return 0; sleep 0.1; done
+  echo "$1 did not become ready; see $work/$1.log" >&2; return 1
+}
+led() { # partitions led and serving, over the three nodes
+  for p in 18381 18382 18383; do curl -sf "http://127.0.0.1:$p/metrics" || true; done |
+    grep -c '^contrail_partition_leader{[^}]*} 1' || true
+}
+if member node-a 18381 17101 && member node-b 18382 17102 17101 && member node-c 18383 17103 17101; then
+  for _ in $(seq 1 300); do [ "$(led)" -ge "$partitions" ] && break; sleep 0.2; done
+  echo "replicated cluster: $(led) of $partitions partitions led" >&2
+  tracked ./target/release/contrail-loadgen --quiet --scenario hold --no-audit \
+    --target http://127.0.0.1:18381 --target http://127.0.0.1:18382 --target http://127.0.0.1:18383 \
+    --users "$users" --duration-secs "$secs" --flights "$hold_flights" \
+    --out "$work/hold-replicated.json" --plot "$work/hold-replicated.svg" > "$work/hold-replicated.txt" ||
+    echo "the replicated run failed; see $work/node-*.log" >&2
+fi
+for p in $members; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done; members=
+
 cp "$work"/*.svg docs/benchmarks/ 2>/dev/null || { mkdir -p docs/benchmarks && cp "$work"/*.svg docs/benchmarks/; }
 
 if [ -z "${QUICK:-}" ]; then

@@ -39,7 +39,8 @@ def sh(cmd):
 
 # Loadgen runs, in the order they are shown; the bare warp route first.
 SCENARIOS = [("bare", "bare warp route"), ("baseline", "baseline"), ("browse", "browse"),
-             ("book", "book"), ("hold", "hold"), ("rush", "rush")]
+             ("book", "book"), ("hold", "hold"), ("rush", "rush"),
+             ("hold-replicated", "hold, 3 replicated nodes")]
 runs = {name: r for name, r in ((n, load(n)) for n, _ in SCENARIOS) if r}
 label = dict(SCENARIOS)
 pg = last_json_line("pg.json", "{")
@@ -192,6 +193,29 @@ if memory:
           f"{yes(memory['rss_active_mib'] <= 1024)} |")
 else:
     print(f"| 1 M flights, 10 k active actors, RSS ≤ 1 GiB | {NOT_MEASURED} in this run | — |")
+print()
+
+# --- Replication --------------------------------------------------------------------------
+print("## Replication (three nodes on this machine, `cluster.replication = true`)\n")
+single, replicated = endpoint("hold", HOLD), endpoint("hold-replicated", HOLD)
+if single and replicated:
+    one = per_sec("hold", answered(single, 200, 299))
+    three = per_sec("hold-replicated", answered(replicated, 200, 299))
+    print("The same `hold` run against three replicated nodes (every booking decided by a majority of "
+          "its partitions' replicas, each on its own fsync'd disk — here one disk for all three), the "
+          "users spread over the three HTTP ports; a request for a partition another node leads is "
+          "forwarded to that leader.\n")
+    print("| run | bookings/s | p50 ms | p99 ms | ratio |")
+    print("|---|---|---|---|---|")
+    print(f"| one node | {num(one)} | {ms(single['p50_ms'])} | {ms(single['p99_ms'])} | 1 |")
+    ratio = f"{three / one:.2f}" if one and three else "—"
+    print(f"| three replicated nodes | {num(three)} | {ms(replicated['p50_ms'])} | {ms(replicated['p99_ms'])} | {ratio} |")
+    print()
+    print("Failover is measured by `tests/replication.rs` (kill -9 of a partition's leader under load; "
+          "`FAILOVER_ROUNDS=20 cargo test --release --test replication -- --nocapture killed` prints "
+          "p50/p99 from the kill to the first booking acknowledged on one of its flights).")
+else:
+    print(f"{NOT_MEASURED} in this run")
 print()
 
 # --- Load generator -----------------------------------------------------------------------

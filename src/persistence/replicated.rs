@@ -181,8 +181,21 @@ pub(super) type Wait = BoxFuture<'static, Result<(), StoreError>>;
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     /// Decides every proposal as the test says, by partition.
     struct Scripted(Mutex<Vec<(u16, oneshot::Sender<Verdict>)>>);
+
+    impl Scripted {
+        /// The answer port of the latest proposal.
+        fn last(&self) -> Result<oneshot::Sender<Verdict>, Box<dyn std::error::Error>> {
+            let mut pending = self.0.lock().map_err(|e| e.to_string())?;
+            pending
+                .pop()
+                .map(|(_, tx)| tx)
+                .ok_or_else(|| "no proposal".into())
+        }
+    }
 
     impl Replicate for Scripted {
         fn partition_of(&self, key: &str) -> Option<u16> {
@@ -190,7 +203,9 @@ mod tests {
         }
         fn submit(&self, partition: u16, _: Proposal) -> Decided {
             let (tx, rx) = oneshot::channel();
-            self.0.lock().expect("lock").push((partition, tx));
+            if let Ok(mut pending) = self.0.lock() {
+                pending.push((partition, tx));
+            }
             rx
         }
     }
@@ -202,37 +217,40 @@ mod tests {
         }
     }
 
+    fn decide(tx: oneshot::Sender<Verdict>, verdict: Verdict) -> TestResult {
+        tx.send(verdict)
+            .map_err(|_| "the tracker stopped listening".into())
+    }
+
     #[tokio::test]
-    async fn a_barrier_waits_for_every_earlier_proposal_and_fails_if_one_was_refused() {
+    async fn a_barrier_waits_for_every_earlier_proposal_and_fails_if_one_was_refused() -> TestResult
+    {
         let tracker = Arc::new(Tracker::new(Duration::from_secs(60)));
         let script = Scripted(Mutex::new(Vec::new()));
-        let (first, _) = tracker.submit(&script, 1, proposal()).expect("submit");
-        let (second, _) = tracker.submit(&script, 2, proposal()).expect("submit");
+        let (first, _) = tracker.submit(&script, 1, proposal())?;
+        let (second, _) = tracker.submit(&script, 2, proposal())?;
         let mut lenient = Box::pin(tracker.barrier(second, false));
-        let mut strict = Box::pin(tracker.barrier(second, true));
+        let strict = tracker.barrier(second, true);
         let only_first = tracker.barrier(first, true);
-        let mut pending = std::mem::take(&mut *script.0.lock().expect("lock"));
-        let (_, second_tx) = pending.pop().expect("second");
-        let (_, first_tx) = pending.pop().expect("first");
-        second_tx.send(Ok(None)).expect("send");
+        let second_tx = script.last()?;
+        let first_tx = script.last()?;
+        decide(second_tx, Ok(None))?;
         tokio::task::yield_now().await;
         assert!(
             futures::poll!(lenient.as_mut()).is_pending(),
             "the first proposal is still open"
         );
-        first_tx.send(Ok(None)).expect("send");
+        decide(first_tx, Ok(None))?;
         assert_eq!(only_first.await, Ok(()));
         assert_eq!(lenient.await, Ok(()));
-        assert_eq!(strict.as_mut().await, Ok(()));
+        assert_eq!(strict.await, Ok(()));
 
-        let (third, _) = tracker.submit(&script, 1, proposal()).expect("submit");
-        let (_, third_tx) = script.0.lock().expect("lock").pop().expect("third");
-        third_tx
-            .send(Err(StoreError::Fenced {
-                key: "1/a".into(),
-                why: "not the leader".into(),
-            }))
-            .expect("send");
+        let (third, _) = tracker.submit(&script, 1, proposal())?;
+        let refusal = StoreError::Fenced {
+            key: "1/a".into(),
+            why: "not the leader".into(),
+        };
+        decide(script.last()?, Err(refusal))?;
         assert!(matches!(
             tracker.barrier(third, true).await,
             Err(StoreError::Fenced { .. })
@@ -243,17 +261,18 @@ mod tests {
             Ok(()),
             "older proposals were fine"
         );
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_refusal_stops_counting_after_the_window() {
+    async fn a_refusal_stops_counting_after_the_window() -> TestResult {
         let tracker = Arc::new(Tracker::new(Duration::from_millis(30)));
         let script = Scripted(Mutex::new(Vec::new()));
-        let (seq, _) = tracker.submit(&script, 1, proposal()).expect("submit");
-        let (_, tx) = script.0.lock().expect("lock").pop().expect("one");
-        tx.send(Err(StoreError::Closed)).expect("send");
+        let (seq, _) = tracker.submit(&script, 1, proposal())?;
+        decide(script.last()?, Err(StoreError::Closed))?;
         assert!(tracker.barrier(seq, true).await.is_err());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(tracker.barrier(seq, true).await, Ok(()));
+        Ok(())
     }
 }

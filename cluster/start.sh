@@ -3,6 +3,10 @@
 #
 #   cluster/start.sh              build (release) and start node-a, node-b, node-c
 #   cluster/start.sh add node-d   start one more node; it joins through node-a
+#   cluster/start.sh kill node-b  kill -9 one node started here (to watch a failover)
+#   cluster/start.sh remove node-b
+#                                 take a dead node out for good (replicated clusters): its
+#                                 replicas are rebuilt on the others; its data dir is deleted
 #   cluster/start.sh stop         stop every node started here (SIGTERM, by PID)
 #
 # Logs go to cluster/logs/<node>.log, PIDs to cluster/pids/<node>.pid, data to cluster/data/.
@@ -45,6 +49,34 @@ start)
 add)
     start_node "${2:?usage: cluster/start.sh add node-d}"
     ;;
+kill)
+    node=${2:?usage: cluster/start.sh kill node-b}
+    kill -KILL "$(cat "cluster/pids/$node.pid")"
+    rm -f "cluster/pids/$node.pid"
+    echo "$node killed"
+    ;;
+remove)
+    node=${2:?usage: cluster/start.sh remove node-b}
+    if [[ -f cluster/pids/$node.pid ]] && kill -0 "$(cat "cluster/pids/$node.pid")" 2>/dev/null; then
+        echo "$node is running: drain it instead (POST /api/v1/cluster/drain)" >&2
+        exit 1
+    fi
+    # Any member that answers coordinates the removal (the dev admin of the shipped configs).
+    for config in cluster/node-*.toml; do
+        port=$(sed -n 's/^bind = "127.0.0.1:\([0-9]*\)"/\1/p' "$config")
+        token=$(curl -fs -H 'content-type: application/json' \
+            -d '{"email":"admin@contrail.local","password":"change-me-admin"}' \
+            "http://127.0.0.1:$port/api/v1/auth/signin" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p') || continue
+        [[ -n $token ]] || continue
+        curl -sS --fail-with-body -H "authorization: Bearer $token" -H 'content-type: application/json' \
+            -d "{\"node_id\":\"$node\"}" "http://127.0.0.1:$port/api/v1/cluster/remove" >/dev/null
+        rm -rf "cluster/data/$node"
+        echo "$node removed; its replicas are rebuilt on the others (GET /api/v1/cluster shows them)"
+        exit 0
+    done
+    echo "no member answered" >&2
+    exit 1
+    ;;
 stop)
     for pidfile in cluster/pids/*.pid; do
         [[ -e $pidfile ]] || continue
@@ -54,7 +86,7 @@ stop)
     echo "stopped"
     ;;
 *)
-    echo "usage: cluster/start.sh [start | add <node> | stop]" >&2
+    echo "usage: cluster/start.sh [start | add <node> | kill <node> | remove <node> | stop]" >&2
     exit 2
     ;;
 esac

@@ -165,6 +165,15 @@ async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_wri
     assert_eq!(r.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{r}");
     assert!(r.retry_after().is_some());
     book(&customer, &[&on_home], 1).await;
+    // Without replication its records exist only on its disk: it cannot be removed for good.
+    let removal = s.signed_as(&admin).remove_node(&victim).await;
+    assert!(
+        removal
+            .as_ref()
+            .is_err_and(|e| e.status() == Some(StatusCode::CONFLICT)
+                && e.to_string().contains("not_replicated")),
+        "{removal:?}"
+    );
 
     // It returns with its disk: every acknowledged booking is there.
     nodes[index(&victim)].launch();

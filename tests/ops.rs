@@ -68,6 +68,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/disabled", "put"),
         ("/api/v1/cluster", "get"),
         ("/api/v1/cluster/drain", "post"),
+        ("/api/v1/cluster/remove", "post"),
         ("/api/v1/cluster/faults", "post"),
         ("/api/v1/admin/outbox", "get"),
         ("/api/v1/admin/outbox/{id}/retry", "post"),

@@ -36,10 +36,9 @@ async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Option<V
     for node in nodes {
         let view = node.app.signed_as(admin).cluster().await.ok()?;
         let complete = view.partitions.len() == usize::from(PARTITIONS)
-            && view
-                .partitions
-                .iter()
-                .all(|p| p.leader.is_some() && p.replicas.len() == replicas);
+            && view.partitions.iter().all(|p| {
+                p.leader.is_some() && p.replicas.len() == replicas && p.learners.is_empty()
+            });
         if !complete {
             return None;
         }
@@ -422,18 +421,7 @@ async fn five_nodes_with_five_replicas_book_everything_with_two_nodes_down() {
     airport(&a_admin, "BOM").await;
     let small = aircraft(&a_admin, 2, "AB").await;
     // A flight in every partition, and a booking on each before the loss.
-    let mut by_partition = BTreeMap::new();
-    for i in 0..400 {
-        let spec = flight_spec(&small, "DEL", "BOM", "2031-05-01T08:00:00Z", 120, 3000 + i);
-        let id = flight(&a_admin, &spec).await;
-        by_partition
-            .entry(partition_of(tag_of(&id), PARTITIONS))
-            .or_insert(id);
-        if by_partition.len() == usize::from(PARTITIONS) {
-            break;
-        }
-    }
-    assert_eq!(by_partition.len(), usize::from(PARTITIONS));
+    let by_partition = a_flight_per_partition(&a_admin, &small).await;
     let customers = nodes[1].app.customers(2).await;
     let mut before = Vec::new();
     for target in by_partition.values() {
@@ -485,6 +473,147 @@ async fn five_nodes_with_five_replicas_book_everything_with_two_nodes_down() {
             2,
             "{seats:?}"
         );
+    }
+}
+
+/// A flight of `aircraft` in every partition, created through `admin`.
+async fn a_flight_per_partition(admin: &Client, aircraft: &str) -> BTreeMap<u16, String> {
+    let mut by_partition = BTreeMap::new();
+    for i in 0..400 {
+        let spec = flight_spec(
+            aircraft,
+            "DEL",
+            "BOM",
+            "2031-05-01T08:00:00Z",
+            120,
+            3000 + i,
+        );
+        let id = flight(admin, &spec).await;
+        by_partition
+            .entry(partition_of(tag_of(&id), PARTITIONS))
+            .or_insert(id);
+        if by_partition.len() == usize::from(PARTITIONS) {
+            return by_partition;
+        }
+    }
+    panic!("400 flights did not cover every partition")
+}
+
+/// Books one seat on every flight through `via` (idempotent retries until answered).
+async fn book_each(
+    via: &TestApp,
+    customer: &Client,
+    flights: &BTreeMap<u16, String>,
+    round: &str,
+) -> Vec<(String, String)> {
+    let api = via.signed_as(customer);
+    let mut booked = Vec::new();
+    for target in flights.values() {
+        let key = format!("{round}-{target}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seat = loop {
+            match api.place_order(&economy(&[target], 1), Some(&key)).await {
+                Ok(placed) => break placed.order.segments[0].seats[0].clone(),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "{target} was not bookable ({round}): {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        booked.push((target.clone(), seat));
+    }
+    booked
+}
+
+/// Every booking in `booked` holds its seat, as `reader` sees it.
+async fn all_held(reader: &TestApp, booked: &[(String, String)]) {
+    for (target, seat) in booked {
+        let seats = reader.seat_statuses(target).await;
+        assert_eq!(
+            seats.get(seat).map(String::as_str),
+            Some("held"),
+            "{target} {seat}: {seats:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_removed_for_good_has_its_replicas_rebuilt_and_loses_no_booking() {
+    let root = tempfile::tempdir().expect("dir");
+    let (mut nodes, admin, _) = three_nodes(root.path()).await;
+    let a_admin = nodes[0].app.signed_as(&admin);
+    let small = aircraft(&a_admin, 4, "AB").await;
+    let flights = a_flight_per_partition(&a_admin, &small).await;
+    let customer = nodes[1].app.customers(1).await.remove(0).1;
+    let mut booked = book_each(&nodes[1].app, &customer, &flights, "before").await;
+
+    // A member that answers is drained, not removed; an unknown one is not found.
+    let up = a_admin.remove_node("node-c").await;
+    assert!(
+        up.as_ref()
+            .is_err_and(|e| e.to_string().contains("node_up")),
+        "{up:?}"
+    );
+    let unknown = a_admin.remove_node("node-x").await;
+    assert!(
+        unknown
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not_found")),
+        "{unknown:?}"
+    );
+
+    // node-c is gone for good: killed, its disk lost.
+    nodes[2].kill9();
+    std::fs::remove_dir_all(&nodes[2].data).expect("delete node-c's data");
+    let removed = eventually(Duration::from_secs(30), || async {
+        a_admin.remove_node("node-c").await.is_ok()
+    })
+    .await;
+    assert!(removed, "node-c could not be removed");
+    let view = a_admin.cluster().await.expect("view");
+    assert_eq!(
+        view.members
+            .iter()
+            .map(|m| m.node_id.as_str())
+            .collect::<Vec<_>>(),
+        ["node-a", "node-b"]
+    );
+    // Every partition shrinks to the two members left, and keeps every booking.
+    let two: Vec<&Member> = nodes[..2].iter().collect();
+    formed(&two, &admin, 2).await;
+    all_held(&nodes[0].app, &booked).await;
+    booked.extend(book_each(&nodes[0].app, &customer, &flights, "after-removal").await);
+
+    // A new member joins: every partition gets its third replica back, caught up.
+    let seed = nodes[0].port;
+    nodes.push(Member::start_with("node-d", root.path(), &[seed], &ENV));
+    let live: Vec<&Member> = [&nodes[0], &nodes[1], &nodes[3]].into_iter().collect();
+    helpers::cluster::settled(&live, 3).await;
+    formed(&live, &admin, 3).await;
+    let view = nodes[3]
+        .app
+        .signed_as(&admin)
+        .cluster()
+        .await
+        .expect("view");
+    assert!(
+        view.partitions
+            .iter()
+            .all(|p| p.replicas.iter().any(|r| r == "node-d")),
+        "{:?}",
+        view.partitions
+    );
+
+    // With node-a down too, node-b and node-d are a majority of every partition: node-d's
+    // replicas hold everything, and every partition books again.
+    nodes[0].kill9();
+    let after = book_each(&nodes[3].app, &customer, &flights, "after-rebuild").await;
+    all_held(&nodes[3].app, &booked).await;
+    all_held(&nodes[1].app, &after).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for (target, seat) in booked.iter().chain(&after) {
+        assert!(seen.insert((target, seat)), "{target} {seat} booked twice");
     }
 }
 

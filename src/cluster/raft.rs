@@ -124,12 +124,17 @@ pub struct PartitionStatus {
     pub last_log_index: Option<u64>,
     /// The last index this node applied.
     pub last_applied: Option<u64>,
-    /// Its replicas.
+    /// Its replicas that vote (count toward its majorities).
     pub replicas: Vec<String>,
+    /// Replicas still catching up (they vote once they have).
+    pub learners: Vec<String>,
     /// Whether this node leads it and may serve it ([`Replication::leads`]).
     pub serving: bool,
     /// On the leader: log entries the slowest replica lacks.
     pub lag: Option<u64>,
+    /// The last index known committed (on the leader: on disk at a majority of the replicas;
+    /// elsewhere: the last applied).
+    pub committed: Option<u64>,
 }
 
 /// This node's replicas of every partition; cheap to clone.
@@ -397,14 +402,28 @@ impl Replication {
                 let metrics = raft.metrics();
                 let metrics = metrics.borrow();
                 let membership = metrics.membership_config.membership();
+                let last = metrics.last_log_index.unwrap_or(0);
                 let lag = metrics.replication.as_ref().map(|followers| {
-                    let last = metrics.last_log_index.unwrap_or(0);
                     followers
                         .values()
                         .map(|matched| last.saturating_sub(matched.map_or(0, |m| m.index)))
                         .max()
                         .unwrap_or(0)
                 });
+                let committed = match &metrics.replication {
+                    Some(followers) => {
+                        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+                        let mut matched: Vec<u64> = followers
+                            .iter()
+                            .filter(|(id, _)| voters.contains(id) && **id != metrics.id)
+                            .map(|(_, m)| m.map_or(0, |m| m.index))
+                            .chain(std::iter::once(last))
+                            .collect();
+                        matched.sort_unstable_by(|a, b| b.cmp(a));
+                        matched.get(voters.len() / 2).copied()
+                    }
+                    None => metrics.last_applied.map(|l| l.index),
+                };
                 PartitionStatus {
                     partition,
                     leader: metrics
@@ -414,9 +433,19 @@ impl Replication {
                     term: metrics.current_term,
                     last_log_index: metrics.last_log_index,
                     last_applied: metrics.last_applied.map(|l| l.index),
-                    replicas: membership.nodes().map(|(_, m)| m.name.clone()).collect(),
+                    replicas: membership
+                        .voter_ids()
+                        .filter_map(|id| membership.get_node(&id))
+                        .map(|m| m.name.clone())
+                        .collect(),
+                    learners: membership
+                        .learner_ids()
+                        .filter_map(|id| membership.get_node(&id))
+                        .map(|m| m.name.clone())
+                        .collect(),
                     serving,
                     lag,
+                    committed,
                 }
             })
             .collect()

@@ -1,4 +1,5 @@
-//! `/api/v1/cluster` (admin): the operator's view of membership, draining a node, and (only
+//! `/api/v1/cluster` (admin): the operator's view of membership, draining a node, removing a
+//! dead one, and (only
 //! with `cluster.fault_injection`) cutting links for partition tests.
 
 use super::auth::with_role;
@@ -30,7 +31,7 @@ pub(super) struct MemberView {
 /// One replicated partition as the answering node knows it.
 #[derive(Serialize, ToSchema)]
 pub(super) struct PartitionView {
-    pub(super) partition: u16,
+    pub(super) id: u16,
     /// Its leader (absent while none is known).
     pub(super) leader: Option<String>,
     /// The consensus term.
@@ -39,8 +40,15 @@ pub(super) struct PartitionView {
     pub(super) last_log_index: Option<u64>,
     /// The last index the answering node applied.
     pub(super) last_applied: Option<u64>,
-    /// The members holding a replica.
+    /// The last index known committed: on the leader the highest one a majority of the
+    /// replicas has on disk; elsewhere the last applied.
+    pub(super) commit_index: Option<u64>,
+    /// On the leader: log entries the slowest replica lacks (absent elsewhere).
+    pub(super) lag: Option<u64>,
+    /// The members holding a voting replica.
     pub(super) replicas: Vec<String>,
+    /// Members whose new replica is still catching up (it votes once it has).
+    pub(super) learners: Vec<String>,
 }
 
 /// The operator's view of the cluster.
@@ -55,11 +63,11 @@ pub(super) struct ClusterView {
     pub(super) partitions: Vec<PartitionView>,
 }
 
-/// `{"node_id": "node-b"}`
+/// `{"node_id": "node-b"}`: the member to drain or remove.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"node_id": "node-b"}))]
-pub(super) struct DrainRequest {
+pub(super) struct NodeRequest {
     node_id: String,
 }
 
@@ -89,13 +97,19 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         .and(with(ctx.clone()))
         .and(body::json())
         .and_then(drain);
+    let remove = warp::path!("api" / "v1" / "cluster" / "remove")
+        .and(warp::post())
+        .and(with_role(ctx.clone(), Role::Admin))
+        .and(with(ctx.clone()))
+        .and(body::json())
+        .and_then(remove);
     let faults = warp::path!("api" / "v1" / "cluster" / "faults")
         .and(warp::post())
         .and(with_role(ctx.clone(), Role::Admin))
         .and(with(ctx))
         .and(body::json())
         .and_then(faults);
-    view.or(drain).unify().or(faults).unify()
+    view.or(drain).unify().or(remove).unify().or(faults).unify()
 }
 
 /// The cluster's members with status, epoch and entity counts (admin).
@@ -136,12 +150,15 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
         .unwrap_or_default()
         .into_iter()
         .map(|p| PartitionView {
-            partition: p.partition,
+            id: p.partition,
             leader: p.leader,
             term: p.term,
             last_log_index: p.last_log_index,
             last_applied: p.last_applied,
+            commit_index: p.committed,
+            lag: p.lag,
             replicas: p.replicas,
+            learners: p.learners,
         })
         .collect();
     ClusterView {
@@ -156,9 +173,9 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
 /// Moves a member's entities to the others and removes it from the cluster (admin); the
 /// drained node can then be stopped with nothing lost. 503 while any member is down.
 #[utoipa::path(post, path = "/api/v1/cluster/drain", operation_id = "drain_node", tag = "ops", security(("bearer" = [])),
-    request_body = DrainRequest, responses((status = 200, body = ClusterView), (status = 403),
+    request_body = NodeRequest, responses((status = 200, body = ClusterView), (status = 403),
         (status = 404, description = "`not_found`: no such member"), (status = 409, description = "`last_member`: the only member cannot be drained"), (status = 503)))]
-async fn drain(admin: User, ctx: Ctx, req: DrainRequest) -> Handled {
+async fn drain(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
     drain_node(&ctx, &req.node_id).await?;
     view(admin, ctx).await
 }
@@ -182,6 +199,38 @@ pub(super) async fn drain_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError>
             .map_err(ApiError::Unavailable)?;
     tracing::info!(node = ?node_id, epoch = next.epoch, "node drained");
     Ok(())
+}
+
+/// Takes a member that is gone for good (down, its disk lost) out of the cluster (admin): every
+/// partition it held a replica of gets one on another member, caught up from the others. Only
+/// with replicated partitions, only while it is down, and only while the other members are up
+/// and a majority.
+#[utoipa::path(post, path = "/api/v1/cluster/remove", operation_id = "remove_node", tag = "ops", security(("bearer" = [])),
+    request_body = NodeRequest, responses((status = 200, body = ClusterView), (status = 403),
+        (status = 404, description = "`not_found`: no such member"),
+        (status = 409, description = "`node_up`: the node answers (drain it instead); `not_replicated`: its records exist only on its disk"),
+        (status = 503, description = "the other members are not all up, or not a majority")))]
+async fn remove(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
+    remove_node(&ctx, &req.node_id).await?;
+    view(admin, ctx).await
+}
+
+/// Removes a dead member (see [`remove`]).
+pub(super) async fn remove_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError> {
+    use crate::cluster::handoff::{RemoveError, remove_dead};
+    match remove_dead(&ctx.cluster, &ctx.services, node_id).await {
+        Ok(_) => Ok(()),
+        Err(RemoveError::NotMember(_)) => Err(ApiError::NotFound),
+        Err(e @ RemoveError::Up(_)) => Err(ApiError::Conflict {
+            code: "node_up",
+            message: e.to_string(),
+        }),
+        Err(e @ RemoveError::NotReplicated(_)) => Err(ApiError::Conflict {
+            code: "not_replicated",
+            message: e.to_string(),
+        }),
+        Err(RemoveError::Unavailable(why)) => Err(ApiError::Unavailable(why)),
+    }
 }
 
 /// Drops all traffic with the given peers (admin; 404 unless `cluster.fault_injection`).

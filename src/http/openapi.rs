@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::orders::create, super::orders::list, super::orders::get, super::orders::pay,
         super::orders::cancel, super::orders::tickets, super::orders::ticket, super::orders::notifications,
         super::ops::healthz, super::ops::readyz, super::ops::metrics_doc, super::ops::openapi_doc,
-        super::cluster::view, super::cluster::drain, super::cluster::faults,
+        super::cluster::view, super::cluster::drain, super::cluster::remove, super::cluster::faults,
         super::outbox::list, super::outbox::retry,
     ),
     components(schemas(SortOrder)),

@@ -414,6 +414,13 @@ impl Client {
         self.post("/api/v1/cluster/drain", &body).await
     }
 
+    /// Takes a member that is gone for good out of the cluster; its replicas are rebuilt on
+    /// the others (admin; replicated clusters only).
+    pub async fn remove_node(&self, node_id: &str) -> Result<ClusterView> {
+        let body = serde_json::json!({ "node_id": node_id });
+        self.post("/api/v1/cluster/remove", &body).await
+    }
+
     /// Drops traffic with some peers for a while (fault injection, when enabled).
     pub async fn inject_faults(&self, faults: &Faults) -> Result<()> {
         self.post::<serde_json::Value>("/api/v1/cluster/faults", faults)

@@ -391,7 +391,7 @@ pub struct ClusterView {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Partition {
     /// Its number.
-    pub partition: u16,
+    pub id: u16,
     /// Its leader, if known.
     pub leader: Option<String>,
     /// The consensus term.
@@ -400,8 +400,15 @@ pub struct Partition {
     pub last_log_index: Option<u64>,
     /// The answering node's last applied index.
     pub last_applied: Option<u64>,
-    /// The members holding a replica.
+    /// The last index known committed (on the leader: at a majority; elsewhere: applied).
+    pub commit_index: Option<u64>,
+    /// On the leader: entries the slowest replica lacks.
+    pub lag: Option<u64>,
+    /// The members holding a voting replica.
     pub replicas: Vec<String>,
+    /// Members whose new replica is still catching up.
+    #[serde(default)]
+    pub learners: Vec<String>,
 }
 
 /// `POST /api/v1/cluster/faults`: drop traffic with these peers for a while.

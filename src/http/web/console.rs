@@ -3,7 +3,7 @@
 
 use super::super::aircraft::{AircraftRequest, CabinRequest, aircraft_list, create_aircraft};
 use super::super::airports::{AirportRequest, airport_list, create_airport};
-use super::super::cluster::{cluster_view, drain_node};
+use super::super::cluster::{cluster_view, drain_node, remove_node};
 use super::super::error::ApiError;
 use super::super::flights::{FlightRequest, cancel_flight, create_flight, search_page};
 use super::super::outbox::{delivery_list, retry_delivery};
@@ -102,19 +102,10 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         });
     let drain = warp::path!("admin" / "cluster" / "drain")
         .and(post(ctx.clone()))
-        .and_then(|v: Visitor, ctx: Ctx, form: Form| async move {
-            check_csrf(&v, form.get("csrf"))?;
-            let outcome = async {
-                allowed(&v, Role::Admin)?;
-                let node = form.get("node_id").unwrap_or_default();
-                match drain_node(&ctx, node).await {
-                    Ok(()) => Ok(redirect("/admin/cluster")),
-                    Err(e) => cluster_page(&v, &ctx, Some(e)).await,
-                }
-            }
-            .await;
-            Ok::<Response, Rejection>(finish(&v, outcome))
-        });
+        .and_then(|v: Visitor, ctx: Ctx, form: Form| member_action(v, ctx, form, drain_node));
+    let remove = warp::path!("admin" / "cluster" / "remove")
+        .and(post(ctx.clone()))
+        .and_then(|v: Visitor, ctx: Ctx, form: Form| member_action(v, ctx, form, remove_node));
     let outbox = warp::path!("admin" / "outbox")
         .and(page(ctx.clone()))
         .and(super::form::query())
@@ -147,10 +138,32 @@ pub(super) fn routes(ctx: Ctx) -> impl Filter<Extract = (Response,), Error = Rej
         .unify()
         .or(drain)
         .unify()
+        .or(remove)
+        .unify()
         .or(outbox)
         .unify()
         .or(retry)
         .unify()
+}
+
+/// A cluster form's action (drain, remove) on its `node_id`, then back to the cluster page.
+async fn member_action(
+    v: Visitor,
+    ctx: Ctx,
+    form: Form,
+    act: impl AsyncFnOnce(&Ctx, &str) -> Result<(), ApiError>,
+) -> Result<Response, Rejection> {
+    check_csrf(&v, form.get("csrf"))?;
+    let outcome = async {
+        allowed(&v, Role::Admin)?;
+        let node = form.get("node_id").unwrap_or_default();
+        match act(&ctx, node).await {
+            Ok(()) => Ok(redirect("/admin/cluster")),
+            Err(e) => cluster_page(&v, &ctx, Some(e)).await,
+        }
+    }
+    .await;
+    Ok(finish(&v, outcome))
 }
 
 /// The signed-in user if they have `role`.

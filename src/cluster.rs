@@ -37,6 +37,7 @@ pub mod placement;
 mod proposer;
 pub mod raft;
 mod replicas;
+pub mod roster;
 mod routing;
 mod tls;
 pub mod view;

@@ -15,3 +15,9 @@ mod store;
 
 pub use replicated::{Decided, Proposal, Replicate, Verdict};
 pub use store::{DEFAULT_CACHE_BYTES, Durable, Fence, Store, StoreError, WriteBatch};
+
+/// Encodes a record as the store writes it (for records written through a consensus log
+/// rather than a [`WriteBatch`]).
+pub fn encode_record<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(key, value)
+}

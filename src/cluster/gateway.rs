@@ -6,7 +6,7 @@
 use super::wire::{
     Answer, Call, CallBody, Cast, GatewayMessage, Request, WireError, decode, encode,
 };
-use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff};
+use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff, roster};
 use crate::actors::services::Services;
 use crate::actors::stateless::Stateless;
 use ractor::ActorRef;
@@ -110,6 +110,14 @@ async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answe
         ) => served(request.serve(services).await),
         CallBody::Gather(request) => {
             Answer::Unavailable(format!("{request:?} is not a node-wide read"))
+        }
+        CallBody::Join { node, addr } if cluster.replicated() => {
+            let edit = roster::Edit::Join { node, addr };
+            change_answer(roster::change(cluster, services, edit).await)
+        }
+        CallBody::Drain { node } if cluster.replicated() => {
+            let edit = roster::Edit::Leave { node };
+            change_answer(roster::change(cluster, services, edit).await)
         }
         CallBody::Join { node, addr } => {
             let view = cluster.view();

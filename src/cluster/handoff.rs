@@ -43,77 +43,9 @@ type Records = Vec<(String, Vec<u8>)>;
 /// Serializes the changes this node coordinates (held for the whole change).
 static CHANGING: Mutex<()> = Mutex::const_new(());
 
-/// Why a dead member could not be removed.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoveError {
-    /// It is not a member.
-    #[error("{0} is not a member")]
-    NotMember(String),
-    /// It answers: drain it instead, which moves its entities first.
-    #[error("{0} is up; drain it instead")]
-    Up(String),
-    /// Without replicated partitions its records exist only on its own disk.
-    #[error(
-        "{0}'s records exist only on its own disk (cluster.replication is off): bring it back, then drain it"
-    )]
-    NotReplicated(String),
-    /// Without it, the members up are not a majority, or the change failed; retry.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// Takes `gone`, a member that is down for good (its disk lost, say), out of the cluster.
-/// Only with replicated partitions: every record it held has replicas on other members, and
-/// each partition's leader then replaces it with another member (a membership change of the
-/// partition's consensus group, the new replica catching up from a snapshot and the log). The
-/// other members must be up and a majority of the current view.
-pub async fn remove_dead(
-    cluster: &Cluster,
-    services: &Services,
-    gone: &str,
-) -> Result<View, RemoveError> {
-    let current = cluster.view();
-    if !current.contains(gone) {
-        return Err(RemoveError::NotMember(gone.to_owned()));
-    }
-    if !cluster.replicated() {
-        return Err(RemoveError::NotReplicated(gone.to_owned()));
-    }
-    if cluster.is_up(gone) {
-        return Err(RemoveError::Up(gone.to_owned()));
-    }
-    let remaining = current.members.len() - 1;
-    if remaining < current.majority() {
-        return Err(RemoveError::Unavailable(format!(
-            "removing {gone} leaves {remaining} of {} members, not a majority",
-            current.members.len()
-        )));
-    }
-    let next = change_without(cluster, services, current.without(gone), Some(gone))
-        .await
-        .map_err(RemoveError::Unavailable)?;
-    metrics::counter!("contrail_cluster_removals_total").increment(1);
-    tracing::warn!(
-        node = gone,
-        epoch = next.epoch,
-        "dead node removed from the cluster"
-    );
-    Ok(next)
-}
-
-/// Coordinates a change of membership from the current view to `next`.
+/// Coordinates a change of membership from the current view to `next` (without replicated
+/// partitions; with them, the member list's group decides: [`super::roster`]).
 pub async fn change(cluster: &Cluster, services: &Services, next: View) -> Result<View, String> {
-    change_without(cluster, services, next, None).await
-}
-
-/// [`change`], where `gone` (a member of the current view, not of `next`) is dead and takes
-/// no part.
-async fn change_without(
-    cluster: &Cluster,
-    services: &Services,
-    next: View,
-    gone: Option<&str>,
-) -> Result<View, String> {
     let _one_at_a_time = CHANGING.lock().await;
     let current = cluster.view();
     if next.epoch != current.epoch + 1 {
@@ -123,7 +55,6 @@ async fn change_without(
         .members
         .keys()
         .chain(next.members.keys())
-        .filter(|n| Some(n.as_str()) != gone)
         .cloned()
         .collect();
     nodes.sort();

@@ -32,6 +32,10 @@ pub fn spawn(
     ];
     if cluster.replication().is_some() {
         loops.push(tokio::spawn(super::replicas::follow_view(cluster.clone())));
+        loops.push(tokio::spawn(super::roster::follow(
+            cluster.clone(),
+            services.clone(),
+        )));
         loops.extend(super::leadership::follow(&cluster, &services));
     }
     loops.push(tokio::spawn(join(cluster)));

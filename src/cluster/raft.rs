@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 pub use types::{
-    Batch, Decisions, Member, PartitionId, Records, Replicated, node_id, partition_of,
+    Batch, Decisions, MEMBERS, Member, PartitionId, Records, Replicated, node_id, partition_of,
 };
 
 /// How many replicas a partition has by default (fewer only when the cluster is smaller).
@@ -148,6 +148,9 @@ struct Inner {
     me: Member,
     /// One consensus group per partition, indexed by partition.
     groups: Vec<Raft<Replicated>>,
+    /// The group that decides the member list (numbered after the partitions): its voters are
+    /// chosen like a partition's, every other member follows it as a learner.
+    members: Raft<Replicated>,
     timing: Timing,
     /// How many replicas each partition has (fewer only when the cluster is smaller).
     replicas: usize,
@@ -178,8 +181,9 @@ impl Replication {
         .map_err(|e| ReplicationError::Failed(e.to_string()))?;
         let config = Arc::new(config);
         let id = node_id(&me.name);
-        let mut groups = Vec::with_capacity(usize::from(partitions));
-        for partition in 0..partitions {
+        let mut groups = Vec::with_capacity(usize::from(partitions) + 1);
+        // The member list's group last: numbered `partitions`.
+        for partition in 0..=partitions {
             let (machine, written) = StateMachine::open(store.clone(), partition, partitions)?;
             let log = LogStore::open(store.clone(), partition, written)?;
             let network = Network::new(transport.clone(), partition);
@@ -188,10 +192,14 @@ impl Replication {
                 .map_err(|e| ReplicationError::Failed(e.to_string()))?;
             groups.push(raft);
         }
+        let members = groups
+            .pop()
+            .ok_or_else(|| ReplicationError::Failed("no member list group".into()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 me,
                 groups,
+                members,
                 timing,
                 replicas,
             }),
@@ -203,7 +211,7 @@ impl Replication {
     /// this with the same members (the engine allows that); a node that has a log already
     /// keeps it.
     pub async fn bootstrap(&self, members: &[Member]) -> Result<(), ReplicationError> {
-        for (partition, raft) in self.partitions() {
+        for (partition, raft) in self.all_groups() {
             let replicas = replicas_of(partition, members, self.inner.replicas);
             // A group with a log (or a vote) formed already: asking again only makes the
             // engine log its refusal.
@@ -229,33 +237,63 @@ impl Replication {
 
     /// Makes `partition`'s replicas the ones `members` call for ([`replicas_of`]), if this
     /// node leads it: new replicas join as learners and catch up first (at most
-    /// `CATCH_UP`), then the voters change in one step of the engine's joint consensus.
+    /// `CATCH_UP`), then the voters change in one step of the engine's joint consensus. The
+    /// member list's group is chosen the same way and keeps every other member as a learner.
     /// Returns whether anything changed.
     pub async fn reconcile(
         &self,
         partition: PartitionId,
         members: &[Member],
     ) -> Result<bool, ReplicationError> {
+        let voters = replicas_of(partition, members, self.inner.replicas);
+        // Every member follows the member list; partitions have no learners to keep.
+        let learners: Vec<Member> = if partition == self.members_group() {
+            members
+                .iter()
+                .filter(|m| !voters.contains(m))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.reconcile_group(partition, &voters, &learners).await
+    }
+
+    /// Makes the group's voters `voters` and its learners `learners`, if this node leads it.
+    async fn reconcile_group(
+        &self,
+        partition: PartitionId,
+        voters: &[Member],
+        learners: &[Member],
+    ) -> Result<bool, ReplicationError> {
         if !self.leads(partition) {
             return Ok(false);
         }
         let raft = self.group(partition)?;
-        let desired = replicas_of(partition, members, self.inner.replicas);
-        let wanted: BTreeSet<u64> = desired.iter().map(|m| node_id(&m.name)).collect();
-        let (voters, known): (BTreeSet<u64>, BTreeSet<u64>) = {
+        let wanted: BTreeSet<u64> = voters.iter().map(|m| node_id(&m.name)).collect();
+        let everyone: BTreeSet<u64> = voters
+            .iter()
+            .chain(learners)
+            .map(|m| node_id(&m.name))
+            .collect();
+        let membership = || {
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
             let membership = metrics.membership_config.membership();
             (
-                membership.voter_ids().collect(),
-                membership.nodes().map(|(id, _)| *id).collect(),
+                membership.voter_ids().collect::<BTreeSet<u64>>(),
+                membership
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect::<BTreeSet<u64>>(),
             )
         };
-        if voters == wanted && known == wanted {
+        let (current, known) = membership();
+        if current == wanted && known == everyone {
             return Ok(false);
         }
         let failed = |e: String| ReplicationError::Failed(format!("partition {partition}: {e}"));
-        for member in &desired {
+        for member in voters.iter().chain(learners) {
             let id = node_id(&member.name);
             if known.contains(&id) {
                 continue;
@@ -265,10 +303,24 @@ impl Replication {
                 .map_err(|_| failed(format!("{} did not catch up in time", member.name)))?
                 .map_err(|e| failed(e.to_string()))?;
         }
-        raft.change_membership(wanted, false)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tracing::info!(partition, replicas = ?desired.iter().map(|m| &m.name).collect::<Vec<_>>(), "partition replicas changed");
+        if current != wanted {
+            raft.change_membership(wanted, false)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        let (_, known) = membership();
+        let stale: BTreeSet<u64> = known.difference(&everyone).copied().collect();
+        if !stale.is_empty() {
+            raft.change_membership(openraft::ChangeMembers::RemoveNodes(stale), false)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        tracing::info!(
+            partition,
+            voters = ?voters.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            learners = ?learners.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            "group members changed"
+        );
         Ok(true)
     }
 
@@ -276,11 +328,27 @@ impl Replication {
         (0..).zip(self.inner.groups.iter())
     }
 
+    /// The group of `partition` (or of the member list: [`Replication::members_group`]).
     fn group(&self, partition: PartitionId) -> Result<&Raft<Replicated>, ReplicationError> {
+        if partition == self.members_group() {
+            return Ok(&self.inner.members);
+        }
         self.inner
             .groups
             .get(usize::from(partition))
             .ok_or_else(|| ReplicationError::Failed(format!("no partition {partition}")))
+    }
+
+    /// The number of the group that decides the member list (after the partitions'):
+    /// propose to it, watch it and ask whether this node leads it like a partition.
+    pub fn members_group(&self) -> PartitionId {
+        self.partition_count()
+    }
+
+    /// The groups this node runs: every partition, then the member list's.
+    fn all_groups(&self) -> impl Iterator<Item = (PartitionId, &Raft<Replicated>)> {
+        self.partitions()
+            .chain(std::iter::once((self.members_group(), &self.inner.members)))
     }
 
     /// How many partitions there are.
@@ -453,7 +521,7 @@ impl Replication {
 
     /// Stops every group (this node's replicas go quiet; the others elect new leaders).
     pub async fn shutdown(&self) {
-        for raft in &self.inner.groups {
+        for (_, raft) in self.all_groups() {
             let _ = raft.shutdown().await;
         }
     }

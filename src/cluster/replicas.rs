@@ -1,8 +1,9 @@
 //! The replicated partitions inside the cluster: their messages ride the nodes' gateways
-//! (authenticated, and encrypted when TLS is configured), and their replicas follow the view:
-//! the leader of each partition adds the members the view calls for (as learners that catch
-//! up first) and drops the ones it no longer names, as membership changes of the partition's
-//! own consensus group.
+//! (authenticated, and encrypted when TLS is configured), and their replicas follow the view
+//! (which the member list's group decides: [`super::roster`]): the leader of each partition,
+//! and of the member list's group, adds the members the view calls for (as learners that
+//! catch up first) and drops the ones it no longer names, as membership changes of the
+//! group's own consensus.
 
 use super::raft::{Member, PartitionStatus, Transport, Undelivered};
 use super::wire::CallBody;
@@ -63,7 +64,8 @@ pub(super) async fn follow_view(cluster: Cluster) {
             return;
         };
         let view = cluster.view();
-        if !view.contains(cluster.node()) {
+        // Not a member yet (a drained member still hands over the groups it leads).
+        if view.epoch == 0 {
             continue;
         }
         let members: Vec<Member> = view
@@ -82,7 +84,7 @@ pub(super) async fn follow_view(cluster: Cluster) {
             tracing::warn!(error = %e, "could not start the partitions' groups");
             continue;
         }
-        for partition in 0..replication.partition_count() {
+        for partition in 0..=replication.members_group() {
             if let Err(e) = replication.reconcile(partition, &members).await {
                 tracing::info!(partition, error = %e, "partition replicas not changed yet; retrying");
             }

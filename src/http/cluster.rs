@@ -193,10 +193,15 @@ pub(super) async fn drain_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError>
             message: "the last member cannot be drained".into(),
         });
     }
-    let next: View =
-        crate::cluster::handoff::change(cluster, &ctx.services, current.without(node_id))
-            .await
-            .map_err(ApiError::Unavailable)?;
+    let next: View = if cluster.replicated() {
+        let edit = crate::cluster::roster::Edit::Leave {
+            node: node_id.to_owned(),
+        };
+        crate::cluster::roster::change(cluster, &ctx.services, edit).await
+    } else {
+        crate::cluster::handoff::change(cluster, &ctx.services, current.without(node_id)).await
+    }
+    .map_err(ApiError::Unavailable)?;
     tracing::info!(node = ?node_id, epoch = next.epoch, "node drained");
     Ok(())
 }
@@ -217,7 +222,7 @@ async fn remove(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
 
 /// Removes a dead member (see [`remove`]).
 pub(super) async fn remove_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError> {
-    use crate::cluster::handoff::{RemoveError, remove_dead};
+    use crate::cluster::roster::{RemoveError, remove_dead};
     match remove_dead(&ctx.cluster, &ctx.services, node_id).await {
         Ok(_) => Ok(()),
         Err(RemoveError::NotMember(_)) => Err(ApiError::NotFound),

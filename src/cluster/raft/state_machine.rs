@@ -6,7 +6,9 @@
 //! that reached the disk. A snapshot is every record of the partition, read from the store.
 
 use super::log_store::{decode, encode, read};
-use super::types::{Batch, Decisions, Member, PartitionId, Replicated, keys, partition_of};
+use super::types::{
+    Batch, Decisions, MEMBERS, Member, PartitionId, Replicated, keys, partition_of,
+};
 use crate::cluster::placement::tag_of_key;
 use crate::persistence::{Store, StoreError};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
@@ -60,8 +62,12 @@ impl StateMachine {
             .send_replace(self.applied.log_id.map(|l| l.index));
     }
 
-    /// Whether `key` is one of this partition's records.
+    /// Whether `key` is one of this partition's records (the member list's group, numbered
+    /// after the partitions, holds the member list).
     fn owns(&self, key: &str) -> bool {
+        if self.partition == self.partitions {
+            return key.starts_with(MEMBERS);
+        }
         tag_of_key(key).is_some_and(|tag| partition_of(&tag, self.partitions) == self.partition)
     }
 

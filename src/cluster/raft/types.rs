@@ -65,6 +65,9 @@ pub fn partition_of(tag: &str, partitions: u16) -> PartitionId {
     (hash % u64::from(partitions.max(1))) as PartitionId
 }
 
+/// The prefix of the member list's records (kept by the member list's own group).
+pub const MEMBERS: &str = "cluster/members/";
+
 /// Keys of a partition's consensus state in the node's store (node-local: never replicated).
 pub(super) mod keys {
     use super::PartitionId;

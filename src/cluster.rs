@@ -24,6 +24,9 @@
 //!   current view, while it reaches a majority of members *at its epoch*, and never over a
 //!   record stamped with a later epoch. A node that missed a change therefore cannot write,
 //!   even through a path that skipped routing (a timer, a recovery).
+//! * With replicated partitions (`raft`) none of the above decides who writes: each
+//!   partition's leader serves it, terms fence stale leaders, and the member list itself is
+//!   decided by a consensus group (`roster`); the view's epoch only numbers its versions.
 //! * A node without `[cluster]` keeps a cluster of one (its view, its store fence) but routes
 //!   with [`Alone`](crate::actors::router::Alone): it owns every tag.
 

@@ -623,6 +623,17 @@ async fn a_node_removed_for_good_has_its_replicas_rebuilt_and_loses_no_booking()
         "{:?}",
         view.partitions
     );
+    // The member list's own group followed: its voters are the three members left.
+    let listed = eventually(Duration::from_secs(30), || async {
+        let view = nodes[3].app.signed_as(&admin).cluster().await;
+        view.ok().and_then(|v| v.member_list).is_some_and(|list| {
+            let mut voters = list.replicas.clone();
+            voters.sort();
+            list.leader.is_some() && voters == ["node-a", "node-b", "node-d"]
+        })
+    })
+    .await;
+    assert!(listed, "the member list's group did not follow the removal");
     all_held(&nodes[3].app, &booked).await;
     booked.extend(book_each(&nodes[3].app, &customer, &flights, "after-removal").await);
 

@@ -465,58 +465,65 @@ impl Replication {
     /// What this node knows of every partition.
     pub fn status(&self) -> Vec<PartitionStatus> {
         self.partitions()
-            .map(|(partition, raft)| {
-                let serving = self.leads(partition);
-                let metrics = raft.metrics();
-                let metrics = metrics.borrow();
-                let membership = metrics.membership_config.membership();
-                let last = metrics.last_log_index.unwrap_or(0);
-                let lag = metrics.replication.as_ref().map(|followers| {
-                    followers
-                        .values()
-                        .map(|matched| last.saturating_sub(matched.map_or(0, |m| m.index)))
-                        .max()
-                        .unwrap_or(0)
-                });
-                let committed = match &metrics.replication {
-                    Some(followers) => {
-                        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-                        let mut matched: Vec<u64> = followers
-                            .iter()
-                            .filter(|(id, _)| voters.contains(id) && **id != metrics.id)
-                            .map(|(_, m)| m.map_or(0, |m| m.index))
-                            .chain(std::iter::once(last))
-                            .collect();
-                        matched.sort_unstable_by(|a, b| b.cmp(a));
-                        matched.get(voters.len() / 2).copied()
-                    }
-                    None => metrics.last_applied.map(|l| l.index),
-                };
-                PartitionStatus {
-                    partition,
-                    leader: metrics
-                        .current_leader
-                        .and_then(|id| membership.get_node(&id))
-                        .map(|m| m.name.clone()),
-                    term: metrics.current_term,
-                    last_log_index: metrics.last_log_index,
-                    last_applied: metrics.last_applied.map(|l| l.index),
-                    replicas: membership
-                        .voter_ids()
-                        .filter_map(|id| membership.get_node(&id))
-                        .map(|m| m.name.clone())
-                        .collect(),
-                    learners: membership
-                        .learner_ids()
-                        .filter_map(|id| membership.get_node(&id))
-                        .map(|m| m.name.clone())
-                        .collect(),
-                    serving,
-                    lag,
-                    committed,
-                }
-            })
+            .map(|(partition, raft)| self.status_of(partition, raft))
             .collect()
+    }
+
+    /// What this node knows of the member list's group.
+    pub fn member_list_status(&self) -> PartitionStatus {
+        self.status_of(self.members_group(), &self.inner.members)
+    }
+
+    fn status_of(&self, partition: PartitionId, raft: &Raft<Replicated>) -> PartitionStatus {
+        let serving = self.leads(partition);
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let lag = metrics.replication.as_ref().map(|followers| {
+            followers
+                .values()
+                .map(|matched| last.saturating_sub(matched.map_or(0, |m| m.index)))
+                .max()
+                .unwrap_or(0)
+        });
+        let committed = match &metrics.replication {
+            Some(followers) => {
+                let voters: BTreeSet<u64> = membership.voter_ids().collect();
+                let mut matched: Vec<u64> = followers
+                    .iter()
+                    .filter(|(id, _)| voters.contains(id) && **id != metrics.id)
+                    .map(|(_, m)| m.map_or(0, |m| m.index))
+                    .chain(std::iter::once(last))
+                    .collect();
+                matched.sort_unstable_by(|a, b| b.cmp(a));
+                matched.get(voters.len() / 2).copied()
+            }
+            None => metrics.last_applied.map(|l| l.index),
+        };
+        PartitionStatus {
+            partition,
+            leader: metrics
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|m| m.name.clone()),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index,
+            last_applied: metrics.last_applied.map(|l| l.index),
+            replicas: membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id))
+                .map(|m| m.name.clone())
+                .collect(),
+            learners: membership
+                .learner_ids()
+                .filter_map(|id| membership.get_node(&id))
+                .map(|m| m.name.clone())
+                .collect(),
+            serving,
+            lag,
+            committed,
+        }
     }
 
     /// Stops every group (this node's replicas go quiet; the others elect new leaders).

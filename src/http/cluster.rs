@@ -61,6 +61,25 @@ pub(super) struct ClusterView {
     pub(super) members: Vec<MemberView>,
     /// The replicated partitions (empty unless `cluster.replication` is on).
     pub(super) partitions: Vec<PartitionView>,
+    /// The consensus group that decides the member list (with replication; its `id` follows
+    /// the partitions').
+    pub(super) member_list: Option<PartitionView>,
+}
+
+impl From<crate::cluster::raft::PartitionStatus> for PartitionView {
+    fn from(p: crate::cluster::raft::PartitionStatus) -> Self {
+        Self {
+            id: p.partition,
+            leader: p.leader,
+            term: p.term,
+            last_log_index: p.last_log_index,
+            last_applied: p.last_applied,
+            commit_index: p.committed,
+            lag: p.lag,
+            replicas: p.replicas,
+            learners: p.learners,
+        }
+    }
 }
 
 /// `{"node_id": "node-b"}`: the member to drain or remove.
@@ -144,29 +163,21 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
             entities,
         });
     }
-    let partitions = cluster
-        .replication()
+    let replication = cluster.replication();
+    let partitions = replication
         .map(|r| r.status())
         .unwrap_or_default()
         .into_iter()
-        .map(|p| PartitionView {
-            id: p.partition,
-            leader: p.leader,
-            term: p.term,
-            last_log_index: p.last_log_index,
-            last_applied: p.last_applied,
-            commit_index: p.committed,
-            lag: p.lag,
-            replicas: p.replicas,
-            learners: p.learners,
-        })
+        .map(PartitionView::from)
         .collect();
+    let member_list = replication.map(|r| PartitionView::from(r.member_list_status()));
     ClusterView {
         node_id: cluster.node().to_owned(),
         epoch: current.epoch,
         serving: cluster.serving(),
         members,
         partitions,
+        member_list,
     }
 }
 

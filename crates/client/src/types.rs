@@ -385,6 +385,9 @@ pub struct ClusterView {
     /// The replicated partitions (empty unless the cluster replicates).
     #[serde(default)]
     pub partitions: Vec<Partition>,
+    /// The consensus group that decides the member list (with replication).
+    #[serde(default)]
+    pub member_list: Option<Partition>,
 }
 
 /// One replicated partition in [`ClusterView`].

@@ -694,6 +694,61 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
     let _ = admin.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_removes_a_dead_node_of_a_replicated_cluster_in_the_console() {
+    let root = tempfile::tempdir().expect("root");
+    let env = [
+        ("CONTRAIL__CLUSTER__REPLICATION", "true"),
+        ("CONTRAIL__CLUSTER__PARTITIONS", "4"),
+        ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
+        ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
+    ];
+    let names = ["node-a", "node-b", "node-c"];
+    let mut members = helpers::cluster::cluster_with(root.path(), &names, &env).await;
+    let base = members[0].app.base.clone();
+    let driver = Driver::start().await;
+    let admin = driver.browser(DESKTOP.0, DESKTOP.1).await;
+    admin.goto(&format!("{base}/signin")).await.expect("signin");
+    fill(&admin, "input[name=email]", ADMIN_EMAIL).await;
+    fill(&admin, "input[name=password]", ADMIN_PASSWORD).await;
+    click(&admin, "form.account button[type=submit]").await;
+    click(&admin, "header a[href='/admin']").await;
+    wait_text(&admin, "the traffic page", |t| {
+        t.contains("Booking traffic")
+    })
+    .await;
+
+    // Every member up: each can be drained, none removed.
+    admin
+        .goto(&format!("{base}/admin/cluster"))
+        .await
+        .expect("cluster");
+    wait_text(&admin, "three members", |t| t.matches(" up").count() >= 3).await;
+    let remove = "form[action='/admin/cluster/remove'] button";
+    assert!(admin.find(Locator::Css(remove)).await.is_err());
+
+    // node-c dies for good: once it shows as down (after a reload) it can be removed.
+    members[2].kill9();
+    std::fs::remove_dir_all(&members[2].data).expect("node-c's data");
+    let shown = helpers::eventually(std::time::Duration::from_secs(30), || async {
+        admin.goto(&format!("{base}/admin/cluster")).await.is_ok()
+            && admin.find(Locator::Css(remove)).await.is_ok()
+    })
+    .await;
+    assert!(shown, "no Remove button for the dead node");
+    screenshot(&admin, "console-cluster-remove").await;
+    click(&admin, remove).await;
+    admin.accept_alert().await.expect("the confirmation");
+    let after = wait_text(&admin, "two members", |t| !t.contains("node-c")).await;
+    assert!(
+        after.contains("node-a") && after.contains("node-b"),
+        "{after}"
+    );
+    let view = members[0].app.admin().await.cluster().await.expect("view");
+    assert_eq!(view.members.len(), 2, "{:?}", view.members);
+    let _ = admin.close().await;
+}
+
 #[tokio::test]
 async fn behind_an_https_proxy_the_cookies_are_secure() {
     let app = helpers::spawn_app_with(|s| s.http.secure_cookies = true).await;

@@ -332,6 +332,13 @@ pub const METRICS: &[Metric] = &[
         PLAIN,
     ),
     metric(
+        "contrail_cluster_removals_total",
+        Counter,
+        Unit::Count,
+        "Dead members removed from the cluster for good (their replicas rebuilt elsewhere).",
+        PLAIN,
+    ),
+    metric(
         "contrail_cluster_handoffs_total",
         Counter,
         Unit::Count,

@@ -194,7 +194,6 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
         // Every acknowledged booking is there, each seat once, read through a survivor.
         let reader = helpers::client_of(&survivors[0]);
         let held = verify(&reader, &target, &all).await;
-        strays += held - all.len();
 
         // It returns with its disk and catches up; the next round may kill another node.
         nodes[index].launch();
@@ -220,11 +219,22 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
             maps.values().all(|m| *m == first),
             "nodes disagree on the seat map"
         );
-        assert_eq!(
-            first.values().filter(|s| *s == "held").count(),
-            held,
-            "round {round}: the seat map changed after the load"
+        // Every acknowledged booking still holds its seat; the only change allowed since the
+        // load stopped is a failed order's seats being released on retry.
+        for b in &all {
+            assert_eq!(
+                first.get(&b.seat).map(String::as_str),
+                Some("held"),
+                "round {round}: {} lost after the load",
+                b.seat
+            );
+        }
+        let now_held = first.values().filter(|s| *s == "held").count();
+        assert!(
+            now_held <= held,
+            "round {round}: seats were held after the load stopped"
         );
+        strays += now_held - all.len();
         total += all.len();
     }
     let mut sorted = failovers.clone();
@@ -239,7 +249,7 @@ async fn a_killed_leader_loses_no_acknowledged_booking_and_its_partitions_book_a
         sorted[sorted.len() - 1]
     );
     println!(
-        "{total} bookings acknowledged; {strays} seats held by orders that failed in a failover (they lapse at their deadline)"
+        "{total} bookings acknowledged; {strays} seats still held by orders that failed in a failover, summed over the rounds, once the round's victim is back (released on retry, or at their deadline)"
     );
     assert!(total > 0);
 }

@@ -9,6 +9,7 @@ use super::hold_failure;
 use super::step;
 use crate::actors::CallError;
 use crate::actors::flight::FlightCommand;
+use crate::actors::flight::FlightDirectory;
 use crate::actors::flight::FlightReply;
 use crate::actors::notification::NotificationKind;
 use crate::domain::flight::Currency;
@@ -20,27 +21,55 @@ use crate::domain::seat_map::Holder;
 use crate::persistence::WriteBatch;
 use chrono::Utc;
 use futures::future::join_all;
+use std::time::Duration;
+
+/// First and longest wait between retries of a failed order's release.
+const RELEASE_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
+
+/// Releases `order`'s seats on every flight; whether every flight answered.
+async fn release_segments(flights: &FlightDirectory, order: &Order) -> bool {
+    let calls = order.segments.iter().map(|seg| {
+        flights.call_in_saga(
+            &seg.flight_id,
+            FlightCommand::Release {
+                order: order.id.clone(),
+            },
+        )
+    });
+    let mut all = true;
+    for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
+        if !matches!(r, Ok(Ok(_))) {
+            all = false;
+            tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed");
+        }
+    }
+    all
+}
 
 impl OrderActor {
     /// Releases the order's seats on every flight (idempotent). A flight that cannot be reached
     /// keeps the hold until its deadline, when the flight itself returns it to sale.
     pub(super) async fn release_all(&self, order: &Order) -> bool {
-        let calls = order.segments.iter().map(|seg| {
-            self.flights.call_in_saga(
-                &seg.flight_id,
-                FlightCommand::Release {
-                    order: order.id.clone(),
-                },
-            )
-        });
-        let mut all = true;
-        for (seg, r) in order.segments.iter().zip(join_all(calls).await) {
-            if !matches!(r, Ok(Ok(_))) {
-                all = false;
-                tracing::warn!(order = %order.id, flight = %seg.flight_id, outcome = ?r, "release failed");
+        release_segments(&self.flights, order).await
+    }
+
+    /// Keeps releasing the seats of `order`, which failed or ended durably while a flight could
+    /// not be reached (a failover, say), until every flight has let them go or the hold lapses
+    /// by itself. Safe only because the end is on disk: such an order never holds again (a
+    /// retry of a failed request makes a new order), so no later hold can be undone by mistake.
+    fn release_later(&self, order: Order) {
+        let flights = self.flights.clone();
+        tokio::spawn(async move {
+            let mut wait = RELEASE_RETRY.0;
+            while Utc::now() < order.expires_at {
+                tokio::time::sleep(wait).await;
+                if release_segments(&flights, &order).await {
+                    tracing::info!(order = %order.id, "seats of a failed order released on retry");
+                    return;
+                }
+                wait = (wait * 2).min(RELEASE_RETRY.1);
             }
-        }
-        all
+        });
     }
 
     pub(super) async fn place(&self, state: &mut OrderState) -> Result<Order, OrderError> {
@@ -142,7 +171,7 @@ impl OrderActor {
         held: &Order,
         failure: HoldFailure,
     ) -> OrderError {
-        step(&held.id, "compensate", self.release_all(held)).await;
+        let released = step(&held.id, "compensate", self.release_all(held)).await;
         let reason = match &failure {
             HoldFailure::SeatsUnavailable(_) => "seats_unavailable",
             HoldFailure::HoldLimit(_) => "hold_limit",
@@ -154,20 +183,32 @@ impl OrderActor {
         if let (HoldFailure::Unavailable(_), Some(key)) = (&failure, state.key.take()) {
             extra.delete(&key);
         }
-        let recorded = Self::after(&state.order, OrderEvent::HoldFailed).and_then(|mut failed| {
+        let failed = Self::after(&state.order, OrderEvent::HoldFailed).map(|mut failed| {
             failed.failure = Some(failure.clone());
-            self.record(state, Change::to(failed).with(extra))
+            Change::to(failed).with(extra)
         });
+        let recorded = match failed {
+            // Nothing left held: the failure need not wait for the disk.
+            Ok(change) if released => self.record(state, change),
+            // Seats left held: the failure must be durable before they are released later.
+            Ok(change) => self.save(state, change).await,
+            Err(e) => Err(e),
+        };
         match recorded {
-            Ok(()) => failure.into(),
+            Ok(()) => {
+                if !released {
+                    self.release_later(held.clone());
+                }
+                failure.into()
+            }
             Err(e) => e,
         }
     }
 
     /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
     /// have taken is refunded, the seats are released, then the end is saved (which makes the
-    /// releases durable with it). A release that fails lapses at the hold's deadline, when the
-    /// flight frees the seats itself.
+    /// releases durable with it). A release that fails is retried once the end is saved, until
+    /// the hold's deadline, when the flight frees the seats itself.
     pub(super) async fn end_hold(
         &self,
         state: &mut OrderState,
@@ -175,9 +216,15 @@ impl OrderActor {
         note: NotificationKind,
     ) -> Result<(), OrderError> {
         self.refund(&state.order).await?;
-        step(&state.order.id, "release", self.release_all(&state.order)).await;
+        let released = step(&state.order.id, "release", self.release_all(&state.order)).await;
+        let ended = state.order.clone();
         let next = Self::after(&state.order, event)?;
-        self.save(state, Change::to(next).noting(note)).await
+        self.save(state, Change::to(next).noting(note)).await?;
+        if !released {
+            // Ended on disk: the order never holds again, so a later release is safe.
+            self.release_later(ended);
+        }
+        Ok(())
     }
 
     pub(super) async fn expire(&self, state: &mut OrderState) -> Result<(), OrderError> {

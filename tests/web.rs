@@ -537,12 +537,8 @@ async fn the_session_is_an_httponly_cookie_and_a_form_without_its_csrf_token_cha
     assert!(map.len() < 50 * 1024, "{} bytes", map.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_down() {
-    let root = tempfile::tempdir().expect("root");
-    let mut members = helpers::cluster::cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
-    let base = members[0].app.base.clone();
-    let driver = Driver::start().await;
+/// A desktop browser signed in as the admin, on the console's first page.
+async fn console(driver: &Driver, base: &str) -> fantoccini::Client {
     let admin = driver.browser(DESKTOP.0, DESKTOP.1).await;
     admin.goto(&format!("{base}/signin")).await.expect("signin");
     fill(&admin, "input[name=email]", ADMIN_EMAIL).await;
@@ -553,6 +549,16 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
         t.contains("Booking traffic")
     })
     .await;
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_down() {
+    let root = tempfile::tempdir().expect("root");
+    let mut members = helpers::cluster::cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
+    let base = members[0].app.base.clone();
+    let driver = Driver::start().await;
+    let admin = console(&driver, &base).await;
     screenshot(&admin, "console-traffic").await;
 
     // Airports, an aircraft with two cabins, a flight.
@@ -707,16 +713,7 @@ async fn an_admin_removes_a_dead_node_of_a_replicated_cluster_in_the_console() {
     let mut members = helpers::cluster::cluster_with(root.path(), &names, &env).await;
     let base = members[0].app.base.clone();
     let driver = Driver::start().await;
-    let admin = driver.browser(DESKTOP.0, DESKTOP.1).await;
-    admin.goto(&format!("{base}/signin")).await.expect("signin");
-    fill(&admin, "input[name=email]", ADMIN_EMAIL).await;
-    fill(&admin, "input[name=password]", ADMIN_PASSWORD).await;
-    click(&admin, "form.account button[type=submit]").await;
-    click(&admin, "header a[href='/admin']").await;
-    wait_text(&admin, "the traffic page", |t| {
-        t.contains("Booking traffic")
-    })
-    .await;
+    let admin = console(&driver, &base).await;
 
     // Every member up: each can be drained, none removed.
     admin

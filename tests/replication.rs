@@ -659,6 +659,78 @@ async fn a_node_removed_for_good_has_its_replicas_rebuilt_and_loses_no_booking()
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_its_replicas_over_before_it_is_stopped() {
+    let root = tempfile::tempdir().expect("dir");
+    let names = ["node-a", "node-b", "node-c", "node-d"];
+    let mut nodes = cluster_with(root.path(), &names, &ENV).await;
+    let admin = nodes[0].app.admin().await;
+    // Each group has three replicas of four nodes; every group's leader reports it.
+    let all: Vec<&Member> = nodes.iter().collect();
+    let settled = |without: Option<&'static str>| {
+        let (all, admin) = (all.clone(), admin.clone());
+        async move {
+            let groups = groups_by_leader(&all, &admin).await;
+            groups.iter().all(|g| {
+                g.as_ref().is_some_and(|g| {
+                    g.replicas.len() == 3
+                        && g.learners.is_empty()
+                        && without.is_none_or(|gone| !g.replicas.iter().any(|r| r == gone))
+                })
+            })
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || settled(None)).await,
+        "the groups did not form"
+    );
+    let a_admin = nodes[0].app.signed_as(&admin);
+    airport(&a_admin, "DEL").await;
+    airport(&a_admin, "BOM").await;
+    let small = aircraft(&a_admin, 4, "AB").await;
+    let flights = a_flight_per_partition(&a_admin, &small).await;
+    let customer = nodes[1].app.customers(1).await.remove(0).1;
+    let booked = book_each(&nodes[1].app, &customer, &flights, "before").await;
+
+    // Drain node-d (through node-a): it leaves the member list at once, and every group it
+    // had a replica in gets one elsewhere, caught up, before it is let go.
+    let drained = a_admin.drain("node-d").await.expect("drain");
+    assert!(drained.members.iter().all(|m| m.node_id != "node-d"));
+    let handed_over = eventually(Duration::from_secs(60), || settled(Some("node-d"))).await;
+    assert!(handed_over, "node-d's replicas were not handed over");
+
+    // Stopped, and another node lost too: every partition still has a majority on the two
+    // left, which hold every booking.
+    drop(all);
+    nodes[3].kill9();
+    nodes[2].kill9();
+    let after = book_each(&nodes[0].app, &customer, &flights, "after-drain").await;
+    all_held(&nodes[1].app, &booked).await;
+    all_held(&nodes[1].app, &after).await;
+}
+
+/// Each group (the partitions, then the member list's) as its leader reports it (`None` while
+/// no node says it leads the group): a node that holds no replica of a group knows nothing of it.
+async fn groups_by_leader(
+    nodes: &[&Member],
+    admin: &Client,
+) -> Vec<Option<contrail_client::Partition>> {
+    let mut found = vec![None; usize::from(PARTITIONS) + 1];
+    for node in nodes {
+        let Ok(view) = node.app.signed_as(admin).cluster().await else {
+            continue;
+        };
+        for group in view.partitions.iter().chain(&view.member_list) {
+            if group.leader.as_deref() == Some(node.name.as_str())
+                && let Some(slot) = found.get_mut(usize::from(group.id))
+            {
+                *slot = Some(group.clone());
+            }
+        }
+    }
+    found
+}
+
 /// Customers booking one seat at a time on one flight through some nodes, each booking retried
 /// with its idempotency key until it is answered (a client cannot tell a write lost in a
 /// failover from one that landed).

@@ -690,7 +690,22 @@ async fn a_drained_node_hands_its_replicas_over_before_it_is_stopped() {
     let small = aircraft(&a_admin, 4, "AB").await;
     let flights = a_flight_per_partition(&a_admin, &small).await;
     let customer = nodes[1].app.customers(1).await.remove(0).1;
-    let booked = book_each(&nodes[1].app, &customer, &flights, "before").await;
+    // Every node, each holding no replica of some partitions, reads every flight: it finds the
+    // leaders of groups it is not in from the leaders' heartbeats.
+    for node in &nodes {
+        for target in flights.values() {
+            let read = eventually(Duration::from_secs(5), || async {
+                node.app.api().seats(target).await.is_ok()
+            })
+            .await;
+            assert!(read, "{} cannot reach the leader of {target}", node.name);
+        }
+    }
+    let mut booked = Vec::new();
+    for node in &nodes {
+        let round = format!("before-via-{}", node.name);
+        booked.extend(book_each(&node.app, &customer, &flights, &round).await);
+    }
 
     // Drain node-d (through node-a): it leaves the member list at once, and every group it
     // had a replica in gets one elsewhere, caught up, before it is let go.

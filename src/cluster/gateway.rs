@@ -49,7 +49,15 @@ impl Stateless for GatewayActor {
                 });
             }
             GatewayMessage::Cast(bytes) => match decode::<Cast>(&bytes) {
-                Ok(Cast::Heartbeat { from, addr, view }) if !self.cluster.blocks(&from) => {
+                Ok(Cast::Heartbeat {
+                    from,
+                    addr,
+                    view,
+                    leads,
+                }) if !self.cluster.blocks(&from) => {
+                    if let Some(replication) = self.cluster.replication() {
+                        replication.heard_leads(&from, &addr, &leads);
+                    }
                     // A newer view first: the peer counts toward this node's majority only at
                     // the same epoch.
                     let epoch = view.epoch;

@@ -58,6 +58,10 @@ pub fn announce(cluster: &Cluster) {
             from: cluster.node().to_owned(),
             addr: cluster.addr().to_owned(),
             view: cluster.view(),
+            leads: cluster
+                .replication()
+                .map(super::raft::Replication::led_here)
+                .unwrap_or_default(),
         },
     );
 }

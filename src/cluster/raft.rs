@@ -154,6 +154,9 @@ struct Inner {
     timing: Timing,
     /// How many replicas each partition has (fewer only when the cluster is smaller).
     replicas: usize,
+    /// Leaders other members say they are (group → term, member): how this node routes to a
+    /// group it holds no replica of. Only a hint: the leader itself checks that it leads.
+    hints: std::sync::Mutex<std::collections::HashMap<PartitionId, (u64, Member)>>,
 }
 
 impl Replication {
@@ -202,6 +205,7 @@ impl Replication {
                 members,
                 timing,
                 replicas,
+                hints: std::sync::Mutex::default(),
             }),
         })
     }
@@ -372,14 +376,59 @@ impl Replication {
     /// The leader of `partition` as this node knows it.
     pub fn leader(&self, partition: PartitionId) -> Option<Member> {
         let raft = self.group(partition).ok()?;
-        let metrics = raft.metrics();
-        let metrics = metrics.borrow();
-        let leader = metrics.current_leader?;
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
+        let known = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.current_leader.and_then(|leader| {
+                let member = metrics.membership_config.membership().get_node(&leader)?;
+                Some((metrics.current_term, member.clone()))
+            })
+        };
+        // A member that holds no replica (or no longer does) learns of leaders from their
+        // heartbeats; the newer term wins.
+        let hint = self.hints().get(&partition).cloned();
+        match (known, hint) {
+            (Some((term, _)), Some((hinted, other))) if hinted > term => Some(other),
+            (Some((_, member)), _) => Some(member),
+            (None, hint) => hint.map(|(_, member)| member),
+        }
+    }
+
+    /// The groups this node leads now, with their terms (for its heartbeats).
+    pub fn led_here(&self) -> Vec<(PartitionId, u64)> {
+        self.all_groups()
+            .filter_map(|(partition, raft)| {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                (metrics.state == ServerState::Leader).then_some((partition, metrics.current_term))
+            })
+            .collect()
+    }
+
+    /// Notes that member `name` (at `addr`) leads `leads` (group, term).
+    pub fn heard_leads(&self, name: &str, addr: &str, leads: &[(PartitionId, u64)]) {
+        let mut hints = self.hints();
+        for &(partition, term) in leads {
+            if hints
+                .get(&partition)
+                .is_none_or(|(known, _)| *known <= term)
+            {
+                let member = Member {
+                    name: name.to_owned(),
+                    addr: addr.to_owned(),
+                };
+                hints.insert(partition, (term, member));
+            }
+        }
+    }
+
+    fn hints(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, (u64, Member)>> {
+        self.inner
+            .hints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether this node leads `partition`, has applied every entry committed before its term

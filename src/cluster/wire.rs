@@ -134,6 +134,9 @@ pub enum Cast {
         addr: String,
         /// Its view.
         view: View,
+        /// The replicated groups it leads, with their terms (how members that hold no replica
+        /// of a group find its leader).
+        leads: Vec<(u16, u64)>,
     },
     /// Search read-model updates for flights the sender owns.
     Index(Vec<Listing>),

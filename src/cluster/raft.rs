@@ -525,6 +525,9 @@ impl Replication {
 
     fn status_of(&self, partition: PartitionId, raft: &Raft<Replicated>) -> PartitionStatus {
         let serving = self.leads(partition);
+        // As routing knows it (a group without a replica here: from its leader's heartbeats);
+        // read before the metrics are borrowed below.
+        let leader = self.leader(partition).map(|m| m.name);
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         let membership = metrics.membership_config.membership();
@@ -552,10 +555,7 @@ impl Replication {
         };
         PartitionStatus {
             partition,
-            leader: metrics
-                .current_leader
-                .and_then(|id| membership.get_node(&id))
-                .map(|m| m.name.clone()),
+            leader,
             term: metrics.current_term,
             last_log_index: metrics.last_log_index,
             last_applied: metrics.last_applied.map(|l| l.index),

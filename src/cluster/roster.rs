@@ -16,7 +16,7 @@
 //! partition's leader then moves the partition's replicas to match the view
 //! ([`super::replicas`]); records never move by hand.
 
-use super::raft::{Batch, MEMBERS, Records};
+use super::raft::{Batch, MEMBERS, PartitionId, Records};
 use super::wire::{CallBody, decode};
 use super::{Cluster, View};
 use crate::actors::services::Services;
@@ -132,7 +132,7 @@ pub async fn change(cluster: &Cluster, services: &Services, edit: Edit) -> Resul
     let group = replication.members_group();
     for _ in 0..ATTEMPTS {
         if !replication.leads(group) {
-            return forward(cluster, &edit).await;
+            return forward(cluster, group, &edit).await;
         }
         let current = decided(cluster)?;
         let Some(next) = edit.apply(&current) else {
@@ -170,21 +170,12 @@ fn decided(cluster: &Cluster) -> Result<View, String> {
 }
 
 /// Sends `edit` to the leader of the member list.
-async fn forward(cluster: &Cluster, edit: &Edit) -> Result<View, String> {
-    let replication = cluster
-        .replication()
-        .ok_or("this node runs no replicated partitions")?;
-    let leader = replication
-        .leader(replication.members_group())
-        .ok_or("the member list has no leader yet; retry")?;
-    if leader.name == cluster.node() {
+async fn forward(cluster: &Cluster, group: PartitionId, edit: &Edit) -> Result<View, String> {
+    let Some((leader, gateway)) = cluster.group_leader(group)? else {
         return Err("this node is taking over the member list; retry".into());
-    }
-    let gateway = cluster
-        .peer_gateway(&leader.name)
-        .ok_or_else(|| format!("{} (the member list's leader) is unreachable", leader.name))?;
+    };
     let answer = cluster
-        .call(&leader.name, &gateway, edit.call())
+        .call(&leader, &gateway, edit.call())
         .await
         .map_err(|e| e.to_string())?;
     decode(&answer).map_err(|e| e.to_string())
@@ -198,13 +189,19 @@ pub(super) async fn follow(cluster: Cluster, services: Services) {
     else {
         return;
     };
+    // The group's metrics change with every heartbeat; the list only when it applies an entry.
+    let mut read_at = None;
     loop {
-        match decided(&cluster) {
-            Ok(view) if view.epoch > cluster.epoch() => {
-                super::handoff::apply(&cluster, &services, view);
+        let applied = changes.borrow_and_update().last_applied;
+        if read_at != Some(applied) {
+            read_at = Some(applied);
+            match decided(&cluster) {
+                Ok(view) if view.epoch > cluster.epoch() => {
+                    super::handoff::apply(&cluster, &services, view);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the member list could not be read"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "the member list could not be read"),
         }
         if changes.changed().await.is_err() {
             return;

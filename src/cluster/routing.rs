@@ -86,26 +86,38 @@ impl Cluster {
         let Some(replication) = self.replication() else {
             return Route::Unavailable("this node runs no replicated partitions".into());
         };
-        let partition = replication.partition_of(tag);
-        if replication.leads(partition) {
-            return Route::Local(InFlight::start(&self.inner, tag));
+        match self.group_leader(replication.partition_of(tag)) {
+            Ok(None) => Route::Local(InFlight::start(&self.inner, tag)),
+            Ok(Some((node, gateway))) => Route::Remote { node, gateway },
+            Err(why) => Route::Unavailable(why),
         }
-        match replication.leader(partition) {
-            Some(leader) if leader.name == self.inner.node => Route::Unavailable(format!(
-                "partition {partition} is changing leaders; retry shortly"
+    }
+
+    /// Who serves replicated group `group` (a partition, or the member list's): `None` if this
+    /// node leads it, else its leader's id and gateway; why nobody can now.
+    pub(crate) fn group_leader(
+        &self,
+        group: u16,
+    ) -> Result<Option<(String, ActorRef<GatewayMessage>)>, String> {
+        let Some(replication) = self.replication() else {
+            return Err("this node runs no replicated partitions".into());
+        };
+        if replication.leads(group) {
+            return Ok(None);
+        }
+        match replication.leader(group) {
+            Some(leader) if leader.name == self.inner.node => Err(format!(
+                "partition {group} is changing leaders; retry shortly"
             )),
             Some(leader) => match self.peer_gateway(&leader.name) {
-                Some(gateway) => Route::Remote {
-                    node: leader.name,
-                    gateway,
-                },
-                None => Route::Unavailable(format!(
-                    "node {} leads partition {partition} and is unreachable; retry shortly",
+                Some(gateway) => Ok(Some((leader.name, gateway))),
+                None => Err(format!(
+                    "node {} leads partition {group} and is unreachable; retry shortly",
                     leader.name
                 )),
             },
-            None => Route::Unavailable(format!(
-                "partition {partition} has no leader right now; retry shortly"
+            None => Err(format!(
+                "partition {group} has no leader right now; retry shortly"
             )),
         }
     }

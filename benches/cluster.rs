@@ -1,7 +1,8 @@
 //! One cross-node call, measured through the API of a real 2-node cluster on loopback (two
 //! `contrail` processes, as operators run them): the same request through node-a for an entity
-//! node-a owns and for one node-b owns. The difference is the cost of the cross-node call
-//! (placement, one `ractor_cluster` round trip to node-b's gateway, node-b's local work).
+//! whose partition node-a leads and for one node-b leads. The difference is the cost of the
+//! cross-node call (routing, one `ractor_cluster` round trip to node-b's gateway, node-b's
+//! local work); both replicate every write to the other node.
 //!
 //! * `get_flight`: `GET /api/v1/flights/{id}` (the flight actor's live seat counts).
 //! * `hold_then_cancel`: a customer whose orders live on node-a holds one seat and cancels: the
@@ -15,7 +16,7 @@
 mod binary;
 
 use binary::{Server, free_port};
-use contrail::cluster::placement;
+use contrail::cluster::raft::partition_of;
 use contrail::domain::ids::FlightId;
 use contrail::domain::user::Email;
 use contrail_client::{Client, NewOrder, Passenger, SegmentRequest, Signup, seed};
@@ -26,6 +27,8 @@ use std::time::{Duration, Instant};
 const ADMIN_EMAIL: &str = "admin@bench.local";
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const NODES: [&str; 2] = ["node-a", "node-b"];
+/// Partitions of the bench's cluster (every member must agree).
+const PARTITIONS: u16 = 16;
 
 /// Starts `name` listening for nodes on `port`, joining through `seed` if given.
 fn node(name: &str, data: &std::path::Path, port: u16, seed: Option<u16>) -> Server {
@@ -35,6 +38,7 @@ fn node(name: &str, data: &std::path::Path, port: u16, seed: Option<u16>) -> Ser
         ("CONTRAIL__CLUSTER__NODE_ID", name),
         ("CONTRAIL__CLUSTER__LISTEN", listen.as_str()),
         ("CONTRAIL__CLUSTER__COOKIE", "bench-cookie"),
+        ("CONTRAIL__CLUSTER__PARTITIONS", "16"),
         ("CONTRAIL__HTTP__USER_RPS", "1000000"),
         ("CONTRAIL__HTTP__USER_BURST", "1000000"),
         ("CONTRAIL__HTTP__ANONYMOUS_RPS", "1000000"),
@@ -46,17 +50,28 @@ fn node(name: &str, data: &std::path::Path, port: u16, seed: Option<u16>) -> Ser
     Server::start_with(&data.join(name), &env)
 }
 
-/// Waits (bounded) until `node` is ready and sees both nodes up; an admin client of it.
-async fn settled(node: &Client) -> Client {
+/// Waits (bounded) until `node` is ready, sees both nodes up and every partition led by one of
+/// them, each leading some; an admin client of it and the leader of each partition.
+async fn settled(node: &Client) -> (Client, Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
         if let Ok(token) = node.signin(ADMIN_EMAIL, ADMIN_PASSWORD).await {
             let admin = node.with_token(&token.token);
-            let up = admin.cluster().await.map_or(0, |view| {
-                view.members.iter().filter(|m| m.status == "up").count()
-            });
-            if up == NODES.len() && node.ready().await.is_ok() {
-                return admin;
+            if let Ok(view) = admin.cluster().await {
+                let up = view.members.iter().filter(|m| m.status == "up").count();
+                let leaders: Vec<String> = view
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.leader.clone())
+                    .collect();
+                let spread = NODES.iter().all(|n| leaders.iter().any(|l| l == n));
+                if up == NODES.len()
+                    && leaders.len() == usize::from(PARTITIONS)
+                    && spread
+                    && node.ready().await.is_ok()
+                {
+                    return (admin, leaders);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -64,8 +79,9 @@ async fn settled(node: &Client) -> Client {
     panic!("{} did not see the cluster settle", node.base());
 }
 
-fn owner(tag: &str) -> &'static str {
-    placement::owner(NODES, tag).expect("owner")
+/// The leader of `tag`'s partition.
+fn owner<'a>(leaders: &'a [String], tag: &str) -> &'a str {
+    &leaders[usize::from(partition_of(tag, PARTITIONS))]
 }
 
 fn cross_node(c: &mut Criterion) {
@@ -76,23 +92,23 @@ fn cross_node(c: &mut Criterion) {
     let b = node("node-b", dir.path(), free_port(), Some(a_port));
     let api = Client::new(&a.base);
     let (customer, flights) = rt.block_on(async {
-        let admin = settled(&api).await;
+        let (admin, leaders) = settled(&api).await;
         settled(&Client::new(&b.base)).await;
         let plan = seed::Plan {
             letters: "ABCDEFGHJK".into(),
             ..seed::Plan::new(16, 100)
         };
         let catalog = seed::catalog(&admin, &plan).await.expect("catalog");
-        // One flight owned by each node.
+        // One flight led by each node.
         let mut flights: [Option<String>; 2] = [None, None];
         for id in catalog.flights {
             let tag = FlightId::parse(&id).expect("id").tag().to_owned();
-            flights[usize::from(owner(&tag) == "node-b")].get_or_insert(id);
+            flights[usize::from(owner(&leaders, &tag) == "node-b")].get_or_insert(id);
         }
-        // A customer whose orders live on node-a (the node the requests go to).
+        // A customer whose orders node-a leads (the node the requests go to).
         let email = (0..)
             .map(|i| format!("buyer{i}@bench.local"))
-            .find(|e| Email::parse(e).is_ok_and(|e| owner(&e.tag()) == "node-a"))
+            .find(|e| Email::parse(e).is_ok_and(|e| owner(&leaders, &e.tag()) == "node-a"))
             .expect("email");
         let signup = Signup {
             email,

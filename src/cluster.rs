@@ -1,6 +1,6 @@
-//! The cluster layer: placement, forwarding, membership and handoff, built on `ractor_cluster`
-//! (which gives authenticated node connections, process groups and remote calls, and nothing
-//! more).
+//! The cluster layer: membership, replicated partitions and forwarding, built on
+//! `ractor_cluster` (which gives authenticated node connections, process groups and remote
+//! calls, and nothing more) and openraft (which decides everything that needs a majority).
 //!
 //! The cluster is the actors' [`Router`](crate::actors::router::Router) on a clustered node:
 //!
@@ -8,31 +8,25 @@
 //! HTTP handler ─► facade (Directory, Orders, Accounts, Catalog)
 //!                   │ RouterRef::ask(operation)  →  Cluster::route(tag)
 //!                   ├─ Here ──────────────► the operation's handler on this node
-//!                   ├─ Elsewhere(owner) ──► owner's GatewayActor ─► Request::serve ─► the same handler
+//!                   ├─ Elsewhere(leader) ─► leader's GatewayActor ─► Request::serve ─► the same handler
 //!                   └─ Unavailable(why) ──► 503 + Retry-After
 //! ```
 //!
-//! * Every record belongs to a placement tag (`domain::ids`); the owner of a tag is chosen by
-//!   rendezvous hashing over *all* members of the current [`View`], up or down. Only a change of
-//!   view (join, drain) moves ownership, and it moves it with the records (`handoff`).
-//! * A node serves its own tags only while it reaches a majority of the members; a member that
-//!   is unreachable keeps its tags (they answer 503) until it returns.
-//! * A forwarded request carries the sender's epoch; the owner refuses work routed by another
-//!   epoch, so no node acts on a stale view.
-//! * The store is fenced by the view (`fencing`): every record is stamped with the epoch
-//!   under which its owner wrote it, and a write is applied only by the tag's owner under the
-//!   current view, while it reaches a majority of members *at its epoch*, and never over a
-//!   record stamped with a later epoch. A node that missed a change therefore cannot write,
-//!   even through a path that skipped routing (a timer, a recovery).
-//! * With replicated partitions (`raft`) none of the above decides who writes: each
-//!   partition's leader serves it, terms fence stale leaders, and the member list itself is
-//!   decided by a consensus group (`roster`); the view's epoch only numbers its versions.
-//! * A node without `[cluster]` keeps a cluster of one (its view, its store fence) but routes
+//! * Every record belongs to a placement tag (`domain::ids`); a tag maps to one of a fixed
+//!   number of partitions, each an openraft group of up to `cluster.replicas` replicas
+//!   ([`raft`]). Its leader serves the tag's entities and is the only node whose writes to them
+//!   commit: terms and log positions fence a stale leader, whatever it believes.
+//! * The member list is the state of one more openraft group ([`roster`]): join, drain and
+//!   removal are guarded writes to it, and each partition's leader then moves the partition's
+//!   replicas to match it (learners catch up first, then the voters change: [`replicas`]).
+//! * What is hand-written is only what the engine does not do: heartbeats for failure
+//!   detection and connections ([`membership`]), gossip of the decided member list and of who
+//!   leads which group ([`view`]), and forwarding to a leader ([`routing`]).
+//! * A node without `[cluster]` keeps a cluster of one (no replication, no peers) and routes
 //!   with [`Alone`](crate::actors::router::Alone): it owns every tag.
 
 mod fencing;
 pub mod gateway;
-pub mod handoff;
 mod leadership;
 pub mod membership;
 mod peers;
@@ -50,10 +44,10 @@ use crate::persistence::{Store, StoreError, WriteBatch};
 use fencing::Fencing;
 use peers::Peer;
 use ractor::ActorRef;
+pub use routing::Route;
 pub(crate) use routing::done;
-pub use routing::{InFlight, Route};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 pub use tls::{Tls, Transport};
 use tokio::time::Instant;
@@ -86,15 +80,8 @@ pub struct Timing {
 /// Mutable membership state.
 #[derive(Debug, Default)]
 struct State {
-    /// The adopted view.
+    /// The adopted view (the member list as decided by its group, or gossiped).
     view: View,
-    /// A prepared change: tags whose owner differs under it are frozen until it commits.
-    moving: Option<View>,
-    /// Whether the prepared change's requests in progress have finished: from then on the
-    /// store refuses writes to its moving tags (their records are being handed over).
-    sealed: bool,
-    /// Counts prepares, so a timer of one prepare never acts on a later one of an equal view.
-    move_generation: u64,
     /// Peers heard from (by node id).
     peers: HashMap<String, Peer>,
     /// Peers whose traffic is dropped (fault injection for partition tests).
@@ -123,8 +110,6 @@ struct Inner {
     timing: Timing,
     store: Store,
     state: RwLock<State>,
-    /// Tags with a locally served request in progress (a change waits for its tags to drain).
-    in_flight: Mutex<HashMap<String, usize>>,
     /// The node's own gateway, once started.
     gateway: RwLock<Option<ActorRef<GatewayMessage>>>,
     /// The node's replicas of the partitions, when `cluster.replication` is on.
@@ -164,7 +149,6 @@ impl Cluster {
                 view,
                 ..State::default()
             }),
-            in_flight: Mutex::new(HashMap::new()),
             gateway: RwLock::new(None),
             replication: std::sync::OnceLock::new(),
         });
@@ -214,7 +198,7 @@ impl Cluster {
     }
 
     /// Adopts `view` if it is newer than the adopted one (and persists it). Only through
-    /// `handoff::apply`, which settles the local store to the new view.
+    /// `roster::adopt`, which also announces it.
     pub(crate) fn adopt(&self, view: View) -> bool {
         {
             let state = self.read();
@@ -231,14 +215,6 @@ impl Cluster {
             return false;
         }
         tracing::info!(epoch = view.epoch, members = ?view.members.keys().collect::<Vec<_>>(), "adopted cluster view");
-        if state
-            .moving
-            .as_ref()
-            .is_some_and(|next| next.epoch <= view.epoch)
-        {
-            state.moving = None;
-            state.sealed = false;
-        }
         state.view = view;
         metrics::gauge!("contrail_cluster_epoch").set(state.view.epoch as f64);
         true
@@ -247,64 +223,9 @@ impl Cluster {
     fn persist(&self, view: &View) -> Result<(), StoreError> {
         let mut batch = WriteBatch::new();
         batch.put(VIEW_KEY, view)?;
-        // Adopting a view is rare; its durability is awaited by the handoff that caused it.
+        // Adopting a view is rare, and the member list's group has it durably already.
         self.inner.store.record(batch)?;
         Ok(())
-    }
-
-    /// Freezes the tags that move under `next` (false if another change is prepared).
-    pub(crate) fn begin_move(&self, next: View) -> bool {
-        let mut state = self.write();
-        match &state.moving {
-            Some(prepared) if *prepared != next => false,
-            _ => {
-                state.moving = Some(next);
-                state.move_generation += 1;
-                true
-            }
-        }
-    }
-
-    /// Refuses writes to the tags that move under the prepared change `next` (once its
-    /// requests in progress have finished; false if `next` is not the prepared change).
-    pub(crate) fn seal_move(&self, next: &View) -> bool {
-        let mut state = self.write();
-        if state.moving.as_ref() == Some(next) {
-            state.sealed = true;
-            return true;
-        }
-        false
-    }
-
-    /// Gives up the prepared change `next` (false if it was not the prepared one).
-    pub(crate) fn end_move(&self, next: &View) -> bool {
-        let mut state = self.write();
-        if state.moving.as_ref() == Some(next) {
-            state.moving = None;
-            state.sealed = false;
-            return true;
-        }
-        false
-    }
-
-    /// Which prepare is the latest (see [`State::move_generation`]).
-    pub(crate) fn move_generation(&self) -> u64 {
-        self.read().move_generation
-    }
-
-    /// Whether `next` is the prepared change.
-    pub(crate) fn is_moving_to(&self, next: &View) -> bool {
-        self.read().moving.as_ref() == Some(next)
-    }
-
-    /// Whether a request is still in progress on a tag that moves from `current` to `next`.
-    pub(crate) fn busy_moving(&self, current: &View, next: &View) -> bool {
-        let map = self
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.keys().any(|tag| current.moves(next, tag))
     }
 
     pub(crate) fn set_gateway(&self, gateway: ActorRef<GatewayMessage>) {
@@ -381,7 +302,3 @@ impl Cluster {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
-
-#[cfg(test)]
-#[path = "cluster/fence_tests.rs"]
-mod fence_tests;

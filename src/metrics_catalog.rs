@@ -300,6 +300,13 @@ pub const METRICS: &[Metric] = &[
         LATER,
     ),
     metric(
+        "contrail_partition_handovers_total",
+        Counter,
+        Unit::Count,
+        "Partitions this node handed to their preferred leader (spreading leaders over members), by result.",
+        &[&[("result", "moved")], &[("result", "not_moved")]],
+    ),
+    metric(
         "contrail_partition_commit_seconds",
         Histogram,
         Unit::Seconds,
@@ -337,13 +344,6 @@ pub const METRICS: &[Metric] = &[
         Unit::Count,
         "Dead members removed from the cluster for good (their replicas rebuilt elsewhere).",
         PLAIN,
-    ),
-    metric(
-        "contrail_cluster_handoffs_total",
-        Counter,
-        Unit::Count,
-        "Ownership handoffs between nodes, by result.",
-        &[&[("result", "committed")], &[("result", "aborted")]],
     ),
 ];
 

@@ -379,10 +379,11 @@ pub struct ClusterSettings {
     /// Allows a plaintext listener on an address other than loopback (a network the operator
     /// trusts completely). Off: such a node refuses to start without TLS.
     pub allow_plaintext: bool,
-    /// Replicates records by consensus: each partition is an openraft group of up to three
-    /// replicas, every write goes through its partition's log, and the partition's leader
-    /// serves its entities (see README, Cluster). Every member must agree.
-    pub replication: bool,
+    /// Left from releases where replication was optional: a clustered node always replicates
+    /// its records by consensus now (each partition an openraft group of up to `replicas`
+    /// replicas). `true` changes nothing; `false` is refused, so a node configured for the
+    /// removed non-replicated mode does not start as something else silently.
+    pub replication: Option<bool>,
     /// How many partitions the placement tags map to (every member must agree).
     pub partitions: u16,
     /// How many replicas each partition has (fewer only while the cluster is smaller): a
@@ -408,7 +409,7 @@ impl Default for ClusterSettings {
             tls_key: None,
             tls_ca: None,
             allow_plaintext: false,
-            replication: false,
+            replication: None,
             partitions: DEFAULT_PARTITIONS,
             replicas: 3,
             raft_heartbeat_ms: DEFAULT_RAFT_HEARTBEAT_MS,
@@ -657,6 +658,13 @@ impl Settings {
             }
             if c.heartbeat_ms == 0 || c.down_after_ms <= c.heartbeat_ms {
                 bail!("cluster.down_after_ms must exceed cluster.heartbeat_ms (> 0)");
+            }
+            if c.replication == Some(false) {
+                bail!(
+                    "cluster.replication = false is no longer supported: every clustered node \
+                     replicates its records by consensus (remove the setting; a data directory \
+                     of a non-replicated cluster is refused at start-up, see the README)"
+                );
             }
             if !(1..=1024).contains(&c.partitions) {
                 bail!("cluster.partitions must be 1-1024");

@@ -540,6 +540,16 @@ async fn open_cluster(
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("cluster.listen {listen}"))?;
+    let legacy = store.legacy_cluster_epoch()?;
+    if legacy > 1 {
+        anyhow::bail!(
+            "{} was written by a member of a cluster without replication (at epoch {legacy}), a \
+             mode this release no longer runs: its records are on this disk only, and starting \
+             it in a replicated cluster would hide them. With the previous release, drain every \
+             other member into one node; see the README (Cluster, upgrading)",
+            settings.storage.path.display()
+        );
+    }
     let cluster = Cluster::open(
         node,
         listen,
@@ -564,20 +574,18 @@ async fn open_cluster(
     let (server, _) = Actor::spawn(None, server, ())
         .await
         .context("starting the cluster transport")?;
-    if c.replication {
-        let timing = crate::cluster::raft::Timing {
-            heartbeat: Duration::from_millis(c.raft_heartbeat_ms),
-            election: (
-                Duration::from_millis(c.election_timeout_ms),
-                Duration::from_millis(c.election_timeout_ms * 3 / 2),
-            ),
-            propose_timeout: call_timeout,
-        };
-        cluster
-            .start_replication((c.partitions, usize::from(c.replicas)), timing)
-            .await
-            .context("starting the replicated partitions")?;
-    }
+    let timing = crate::cluster::raft::Timing {
+        heartbeat: Duration::from_millis(c.raft_heartbeat_ms),
+        election: (
+            Duration::from_millis(c.election_timeout_ms),
+            Duration::from_millis(c.election_timeout_ms * 3 / 2),
+        ),
+        propose_timeout: call_timeout,
+    };
+    cluster
+        .start_replication((c.partitions, usize::from(c.replicas)), timing)
+        .await
+        .context("starting the replicated partitions")?;
     let view = cluster.view();
     tracing::info!(node = %node, cluster_addr = %listen, epoch = view.epoch, member = view.contains(node), tls = tls.is_some(), "cluster transport listening");
     Ok((cluster, Some(Transport { server, tls })))

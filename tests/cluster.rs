@@ -1,14 +1,14 @@
-//! Multi-node clusters of real `contrail` processes on loopback: placement and forwarding,
-//! cross-node sagas, node loss and return, partitions, join under load, drain.
+//! Multi-node clusters of real `contrail` processes on loopback: forwarding to partition
+//! leaders, cross-node sagas, join under load, drain, node-to-node TLS, and the partitions'
+//! consensus groups forming, failing over and taking a returning node back. (Failover under
+//! load, isolation, rolling restarts and removal: `tests/replication.rs`.)
 
 mod helpers;
 
-use contrail::cluster::placement;
-use contrail_client::{Client, Faults, Order};
-use helpers::cluster::{Member, cluster, flights_owned_by, owner_of, settled};
+use contrail_client::{Client, Order};
+use helpers::cluster::{Member, balanced, cluster, flights_owned_by, formed, settled};
 use helpers::{
-    ADMIN_EMAIL, TestApp, aircraft, airport, book, economy, eventually, flight, flight_spec,
-    status_of,
+    TestApp, aircraft, airport, book, economy, eventually, flight, flight_spec, status_of,
 };
 use reqwest::StatusCode;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,15 +33,25 @@ fn seats_by_order(orders: &[Order]) -> BTreeMap<(String, String), String> {
     taken
 }
 
+/// Every order, as a client honouring Retry-After gets them: the list is refused (503), never
+/// partial, while a partition changes leaders.
 async fn all_orders(admin: &Client) -> Vec<Order> {
-    admin.orders().await.expect("every order")
+    for _ in 0..60 {
+        match admin.orders().await {
+            Ok(orders) => return orders,
+            Err(e) if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("every order: {e:?}"),
+        }
+    }
+    panic!("the order list stayed unavailable for 30 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
+async fn three_nodes_share_the_catalog_and_run_sagas_across_partition_leaders() {
     let root = tempfile::tempdir().expect("dir");
     let nodes = cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
-    let names = ["node-a", "node-b", "node-c"];
     let (a, b, c) = (&nodes[0].app, &nodes[1].app, &nodes[2].app);
     let admin = a.admin().await;
     // The catalog is written through one node and read through another.
@@ -50,38 +60,11 @@ async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
     let airports = a.api().airports().await.expect("airports");
     assert_eq!(airports.len(), 2);
     let fifty = aircraft(&b.signed_as(&admin), 10, "ABCDE").await;
-    let flight = flight(
-        &c.signed_as(&admin),
-        &flight_spec(&fifty, "DEL", "BOM", "2031-03-01T08:00:00Z", 120, 5000),
-    )
-    .await;
 
-    // 300 concurrent buyers spread over the three nodes' HTTP ports.
-    let customers = a.customers(300).await;
-    let apps = [a, b, c];
-    let one_seat = economy(&[&flight], 1);
-    let attempts = customers.iter().enumerate().map(|(i, (_, customer))| {
-        let buyer = apps[i % 3].signed_as(customer);
-        let one_seat = &one_seat;
-        async move { status_of(&buyer.place_order(one_seat, None).await) }
-    });
-    let statuses = futures::future::join_all(attempts).await;
-    let won = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let lost = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((won, lost), (50, 250), "{statuses:?}");
-    let taken = seats_by_order(&all_orders(&b.signed_as(&admin)).await);
-    assert_eq!(taken.len(), 50);
-    let map = c.seat_statuses(&flight).await;
-    assert_eq!(map.values().filter(|s| *s == "held").count(), 50);
-
-    // A two-segment order whose flights live on different nodes confirms.
-    let by_owner = flights_owned_by(&admin, &fifty, &names, &["node-b", "node-c"]).await;
+    // A two-segment order whose flights are led by two other nodes confirms, paid through a
+    // third.
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
+    let by_owner = flights_owned_by(&admin, &fifty, &leaders, &["node-b", "node-c"]).await;
     let (f1, f2) = (&by_owner["node-b"], &by_owner["node-c"]);
     let (_, customer) = a.customer().await;
     let id = book(&customer, &[f1, f2], 2).await.id;
@@ -89,10 +72,12 @@ async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
     let paid = paid.expect("paid through another node");
     assert_eq!(paid.status, "confirmed");
     assert_eq!(paid.tickets.len(), 4);
+    let taken = seats_by_order(&all_orders(&b.signed_as(&admin)).await);
+    assert_eq!(taken.len(), 4, "{taken:?}");
 
     // One whose second flight (another node's) is full leaves the first untouched.
     let tiny = aircraft(&admin, 1, "A").await;
-    let full = flights_owned_by(&admin, &tiny, &names, &["node-a"]).await["node-a"].clone();
+    let full = flights_owned_by(&admin, &tiny, &leaders, &["node-a"]).await["node-a"].clone();
     let (_, other) = b.customer().await;
     book(&other, &[&full], 1).await;
     let before = b.seat_statuses(f1).await;
@@ -104,139 +89,6 @@ async fn three_nodes_sell_each_seat_once_and_run_cross_node_sagas() {
     assert_eq!(refused.status(), Some(StatusCode::CONFLICT), "{refused}");
     assert_eq!(refused.code(), Some("seats_unavailable"));
     assert_eq!(a.seat_statuses(f1).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_node_answers_503_keeps_its_bookings_and_a_cut_off_node_stops_writing() {
-    let root = tempfile::tempdir().expect("dir");
-    let mut nodes = cluster(root.path(), &["node-a", "node-b", "node-c"]).await;
-    let names = ["node-a", "node-b", "node-c"];
-    let index = |name: &str| names.iter().position(|n| *n == name).expect("member");
-    // The admin account lives on one node: that one is cut off later (its own admin calls work
-    // without the others); another one is killed.
-    let admin_home = placement::owner(names, &contrail::domain::ids::tag_for(ADMIN_EMAIL))
-        .expect("owner")
-        .to_owned();
-    let victim = names
-        .iter()
-        .find(|n| **n != admin_home)
-        .expect("victim")
-        .to_string();
-    let survivor = names
-        .iter()
-        .find(|n| **n != admin_home && **n != victim)
-        .expect("survivor")
-        .to_string();
-    let admin = nodes[0].app.admin().await;
-    let s = nodes[index(&survivor)].app.clone_client();
-    let s_admin = s.signed_as(&admin);
-    airport(&s_admin, "DEL").await;
-    airport(&s_admin, "BOM").await;
-    let aircraft = aircraft(&s_admin, 10, "ABCDE").await;
-    let flights = flights_owned_by(&s_admin, &aircraft, &names, &[&victim, &admin_home]).await;
-    let (on_victim, on_home) = (flights[&victim].clone(), flights[&admin_home].clone());
-    let customer = loop {
-        let (id, customer) = s.customer().await;
-        if owner_of(&id, &names) != victim {
-            break customer;
-        }
-    };
-    let mut booked = Vec::new();
-    for _ in 0..3 {
-        let order = book(&customer, &[&on_victim], 1).await;
-        booked.push(order.segments[0].seats[0].clone());
-    }
-
-    // kill -9 the victim: its flight answers 503 with Retry-After, the rest keeps booking.
-    nodes[index(&victim)].kill9();
-    let seats_status = || async {
-        match s.api().seats(&on_victim).await {
-            Ok(_) => Some(StatusCode::OK),
-            Err(e) => e.status(),
-        }
-    };
-    let gone = eventually(Duration::from_secs(20), || async {
-        seats_status().await == Some(StatusCode::SERVICE_UNAVAILABLE)
-    })
-    .await;
-    assert!(gone, "a dead owner's flight did not answer 503");
-    let r = customer.place_order(&economy(&[&on_victim], 1), None).await;
-    let r = r.expect_err("booked a dead owner's flight");
-    assert_eq!(r.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{r}");
-    assert!(r.retry_after().is_some());
-    book(&customer, &[&on_home], 1).await;
-    // Without replication its records exist only on its disk: it cannot be removed for good.
-    let removal = s.signed_as(&admin).remove_node(&victim).await;
-    assert!(
-        removal
-            .as_ref()
-            .is_err_and(|e| e.status() == Some(StatusCode::CONFLICT)
-                && e.to_string().contains("not_replicated")),
-        "{removal:?}"
-    );
-
-    // It returns with its disk: every acknowledged booking is there.
-    nodes[index(&victim)].launch();
-    let back = eventually(Duration::from_secs(60), || async {
-        seats_status().await == Some(StatusCode::OK)
-    })
-    .await;
-    assert!(back, "the returning owner's flight did not come back");
-    let seats = s.seat_statuses(&on_victim).await;
-    for seat in &booked {
-        assert_eq!(seats[seat], "held", "{seat} lost after kill -9");
-    }
-    settled(&nodes.iter().collect::<Vec<_>>(), 3).await;
-
-    // Cut the admin's node off from both others for a while: it has no majority, so it stops
-    // serving its flight, and the others cannot reach it: nobody accepts a write for it.
-    let cut = |blocked: &[&str]| Faults {
-        blocked: blocked.iter().map(|n| (*n).to_owned()).collect(),
-        for_ms: 8000,
-    };
-    for other in names.iter().filter(|n| **n != admin_home) {
-        let faults = cut(&[admin_home.as_str()]);
-        let injected = nodes[index(other)]
-            .app
-            .signed_as(&admin)
-            .inject_faults(&faults)
-            .await;
-        injected.unwrap_or_else(|e| panic!("faults on {other}: {e}"));
-    }
-    let others: Vec<&str> = names.iter().copied().filter(|n| *n != admin_home).collect();
-    let home = nodes[index(&admin_home)].app.clone_client();
-    let injected = home.signed_as(&admin).inject_faults(&cut(&others)).await;
-    injected.unwrap_or_else(|e| panic!("faults on {admin_home}: {e}"));
-    let cut = eventually(Duration::from_secs(5), || async {
-        home.api().ready().await.err().and_then(|e| e.status())
-            == Some(StatusCode::SERVICE_UNAVAILABLE)
-    })
-    .await;
-    assert!(cut, "a node cut off from the majority still reports ready");
-    for m in &nodes {
-        let r = m
-            .app
-            .signed_as(&customer)
-            .place_order(&economy(&[&on_home], 1), None)
-            .await;
-        let status = r.as_ref().err().and_then(|e| e.status());
-        assert_eq!(
-            status,
-            Some(StatusCode::SERVICE_UNAVAILABLE),
-            "{}: {r:?}",
-            m.name
-        );
-    }
-    let majority = s.api().seats(&on_victim).await;
-    assert!(majority.is_ok(), "the majority side keeps serving");
-
-    // The fault heals by itself: the flight takes writes again.
-    let healed = eventually(Duration::from_secs(30), || async {
-        let r = customer.place_order(&economy(&[&on_home], 1), None).await;
-        status_of(&r) == StatusCode::CREATED
-    })
-    .await;
-    assert!(healed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,15 +163,8 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
         acknowledged.extend(ids);
     }
     assert!(!acknowledged.is_empty());
-    let view_d = nodes[3].app.signed_as(&admin).cluster().await;
-    let view_d = view_d.expect("the cluster as node-d sees it");
-    let owned_by_d = view_d
-        .members
-        .iter()
-        .find(|m| m.node_id == "node-d")
-        .and_then(|m| m.entities)
-        .map_or(0, |e| e.flights + e.users);
-    assert!(owned_by_d > 0, "node-d took over nothing: {view_d:?}");
+    // node-d gets replicas and, once they caught up, leads its share of the partitions.
+    balanced(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
 
     let check = |admin: Client, acknowledged: Vec<String>| async move {
         let orders = all_orders(&admin).await;
@@ -336,10 +181,23 @@ async fn a_node_joins_under_load_and_a_drained_node_leaves_with_nothing_lost() {
     )
     .await;
 
-    // Drain node-b, stop it: nothing is lost.
+    // Drain node-b; once no group keeps a replica on it, stop it: nothing is lost.
     let view = nodes[0].app.signed_as(&admin).drain("node-b").await;
     let view = view.expect("drained");
     assert_eq!(view.members.len(), 3);
+    let moved = eventually(Duration::from_secs(90), || async {
+        let Ok(view) = nodes[0].app.signed_as(&admin).cluster().await else {
+            return false;
+        };
+        view.partitions.iter().all(|p| {
+            p.leader.as_deref().is_some_and(|l| l != "node-b")
+                && p.replicas.len() == 3
+                && p.learners.is_empty()
+                && !p.replicas.iter().any(|r| r == "node-b")
+        })
+    })
+    .await;
+    assert!(moved, "node-b's replicas did not move to the others");
     nodes[1].kill9();
     let after = check(nodes[2].app.clone_client().signed_as(&admin), acknowledged).await;
     assert_eq!(before, after);
@@ -430,13 +288,13 @@ async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_
     let b = Member::start_with("node-b", root.path(), &[a.port], &env_refs(&b_env));
     settled(&[&a, &b], 2).await;
 
-    // Requests travel between the two over TLS: a booking on a flight the other node owns.
-    let names = ["node-a", "node-b"];
+    // Requests travel between the two over TLS: a booking on a flight the other node leads.
     let admin = a.app.admin().await;
     airport(&admin, "DEL").await;
     airport(&admin, "BOM").await;
     let plane = aircraft(&admin, 2, "AB").await;
-    let on_b = flights_owned_by(&admin, &plane, &names, &["node-b"]).await;
+    let leaders = balanced(&[&a, &b], &admin, 2).await;
+    let on_b = flights_owned_by(&admin, &plane, &leaders, &["node-b"]).await;
     let (_, customer) = a.app.customer().await;
     let order = book(&customer, &[&on_b["node-b"]], 1).await;
     assert_eq!(order.status, "held");
@@ -467,49 +325,15 @@ async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicated_partitions_form_over_the_gateways_and_fail_over_when_a_leader_is_killed() {
+async fn partitions_form_over_the_gateways_fail_over_when_a_leader_is_killed_and_take_it_back() {
     let root = tempfile::tempdir().expect("dir");
-    let env = [
-        ("CONTRAIL__CLUSTER__REPLICATION", "true"),
-        ("CONTRAIL__CLUSTER__PARTITIONS", "8"),
-        ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
-        ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
-    ];
     let names = ["node-a", "node-b", "node-c"];
-    let mut nodes = helpers::cluster::cluster_with(root.path(), &names, &env).await;
+    // Every partition gets a leader and all three members as replicas, the three nodes agree
+    // on who leads what (the groups' messages travel through the gateways), and each node
+    // leads some.
+    let mut nodes = cluster(root.path(), &names).await;
     let admin = nodes[0].app.admin().await;
     let view_of = |m: &Member| m.app.signed_as(&admin);
-
-    // Every partition gets a leader and all three members as replicas, and the three nodes
-    // agree on who leads what (the groups' messages travel through the gateways).
-    let formed = eventually(Duration::from_secs(60), || async {
-        let mut leaders = Vec::new();
-        for node in &nodes {
-            let Ok(view) = view_of(node).cluster().await else {
-                return false;
-            };
-            let complete = view.partitions.len() == 8
-                && view
-                    .partitions
-                    .iter()
-                    .all(|p| p.leader.is_some() && p.replicas.len() == 3);
-            if !complete {
-                return false;
-            }
-            leaders.push(
-                view.partitions
-                    .iter()
-                    .map(|p| p.leader.clone())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        leaders.windows(2).all(|pair| pair[0] == pair[1])
-    })
-    .await;
-    assert!(
-        formed,
-        "the partitions' groups did not form over three nodes"
-    );
 
     // Kill -9 the leader of partition 0: for every partition, one of the other two becomes a
     // serving leader (read from /metrics: the dead node may hold the admin's account).
@@ -551,6 +375,8 @@ async fn replicated_partitions_form_over_the_gateways_and_fail_over_when_a_leade
     })
     .await;
     assert!(caught_up, "{victim} did not catch up after its return");
+    // And leads its share again.
+    balanced(&nodes.iter().collect::<Vec<_>>(), &admin, 3).await;
 }
 
 /// The partitions `node` leads and serves, from its /metrics.

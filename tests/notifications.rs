@@ -377,7 +377,7 @@ async fn pending_deliveries_survive_kill_9_and_arrive_once_their_receivers_are_u
 /// refuses) is taken up by node-a once node-b is drained, and arrives there with its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
-    use helpers::cluster::{cluster_with, customer_on, flights_owned_by};
+    use helpers::cluster::{cluster_with, customer_on, flights_owned_by, formed};
     let receiver = Receiver::http().await;
     receiver.accepting.store(false, Ordering::SeqCst);
     let hook = receiver.url();
@@ -396,8 +396,9 @@ async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
     helpers::airport(&admin, "DEL").await;
     helpers::airport(&admin, "BOM").await;
     let craft = helpers::aircraft(&admin, 5, "AB").await;
-    let flight = flights_owned_by(&admin, &craft, &names, &["node-a"]).await["node-a"].clone();
-    let customer = customer_on(&a, &names, "node-b").await;
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 2).await;
+    let flight = flights_owned_by(&admin, &craft, &leaders, &["node-a"]).await["node-a"].clone();
+    let customer = customer_on(&a, &leaders, "node-b").await;
     let id = book(&customer, &[&flight], 1).await.id;
     customer.pay(&id, "tok_visa", None).await.expect("paid");
     let retrying = eventually(Duration::from_secs(30), || async {

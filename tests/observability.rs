@@ -291,7 +291,7 @@ fn names(spans: &[&Received]) -> Vec<String> {
 /// the notification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
-    use helpers::cluster::{cluster_with, customer_on, flights_owned_by};
+    use helpers::cluster::{cluster_with, customer_on, flights_owned_by, formed};
     use reqwest::Method;
 
     let (collector, spans) = otlp_receiver().await;
@@ -316,9 +316,10 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
     helpers::airport(&admin, "DEL").await;
     helpers::airport(&admin, "BOM").await;
     let craft = helpers::aircraft(&admin, 5, "AB").await;
-    let flights = flights_owned_by(&admin, &craft, &names_of_nodes, &["node-b"]).await;
+    let leaders = formed(&nodes.iter().collect::<Vec<_>>(), &admin, 2).await;
+    let flights = flights_owned_by(&admin, &craft, &leaders, &["node-b"]).await;
     let flight = &flights["node-b"];
-    let customer = customer_on(a, &names_of_nodes, "node-a").await;
+    let customer = customer_on(a, &leaders, "node-a").await;
 
     // The client's own trace and span: the node continues it.
     let trace = uuid::Uuid::new_v4().simple().to_string();

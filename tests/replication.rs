@@ -1,4 +1,4 @@
-//! Replicated partitions (`cluster.replication`) with real `contrail` processes on loopback:
+//! Replicated partitions with real `contrail` processes on loopback:
 //! every write is decided by a majority of its partition's replicas, a partition's leader
 //! serves its entities, and when a leader is killed another replica takes over with
 //! everything that was acknowledged.
@@ -7,7 +7,7 @@ mod helpers;
 
 use contrail::cluster::raft::partition_of;
 use contrail_client::{Client, Faults};
-use helpers::cluster::{Member, cluster_with};
+use helpers::cluster::{Member, PARTITIONS, cluster_with, formed, tag_of};
 use helpers::{TestApp, aircraft, airport, economy, eventually, flight, flight_spec, status_of};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -15,58 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PARTITIONS: u16 = 8;
-const ENV: [(&str, &str); 4] = [
-    ("CONTRAIL__CLUSTER__REPLICATION", "true"),
-    ("CONTRAIL__CLUSTER__PARTITIONS", "8"),
-    ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
-    ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
-];
+/// Nothing beyond the test cluster's own settings.
+const ENV: [(&str, &str); 0] = [];
 const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
-
-/// The placement tag of an entity id (`flt_<tag><rest>`).
-fn tag_of(id: &str) -> &str {
-    &id[4..20]
-}
-
-/// The leader of every partition if every one of `nodes` reports one for each, with
-/// `replicas` replicas, and they all agree.
-async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Option<Vec<String>> {
-    let mut seen = Vec::new();
-    for node in nodes {
-        let view = node.app.signed_as(admin).cluster().await.ok()?;
-        let complete = view.partitions.len() == usize::from(PARTITIONS)
-            && view.partitions.iter().all(|p| {
-                p.leader.is_some() && p.replicas.len() == replicas && p.learners.is_empty()
-            });
-        if !complete {
-            return None;
-        }
-        seen.push(
-            view.partitions
-                .iter()
-                .map(|p| p.leader.clone().unwrap_or_default())
-                .collect::<Vec<_>>(),
-        );
-    }
-    let same = seen.windows(2).all(|pair| pair[0] == pair[1]);
-    if same { seen.pop() } else { None }
-}
-
-/// Waits (bounded) until [`leaders`] answers.
-async fn formed(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(found) = leaders(nodes, admin, replicas).await {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the partitions' groups did not form"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// An acknowledged booking: its order, the customer who made it, and its seat.
 #[derive(Clone)]

@@ -703,14 +703,8 @@ async fn an_admin_builds_the_catalog_in_the_console_and_sees_a_killed_node_go_do
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_removes_a_dead_node_of_a_replicated_cluster_in_the_console() {
     let root = tempfile::tempdir().expect("root");
-    let env = [
-        ("CONTRAIL__CLUSTER__REPLICATION", "true"),
-        ("CONTRAIL__CLUSTER__PARTITIONS", "4"),
-        ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
-        ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
-    ];
     let names = ["node-a", "node-b", "node-c"];
-    let mut members = helpers::cluster::cluster_with(root.path(), &names, &env).await;
+    let mut members = helpers::cluster::cluster(root.path(), &names).await;
     let base = members[0].app.base.clone();
     let driver = Driver::start().await;
     let admin = console(&driver, &base).await;

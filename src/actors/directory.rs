@@ -84,18 +84,13 @@ impl<E: Entity> Directory<E> {
         match self.router.route(id.tag()) {
             // Replicated records of different entities live in different logs: like with
             // another node, neither may become durable without what the saga wrote before.
-            Location::Here(serving) if self.store.replicated() => {
+            Location::Here if self.store.replicated() => {
                 self.flushed().await?;
                 let reply = self.deliver(id, cmd).await?;
                 self.flushed().await?;
-                drop(serving);
                 Ok(reply)
             }
-            Location::Here(serving) => {
-                let reply = self.deliver(id, cmd).await;
-                drop(serving);
-                reply
-            }
+            Location::Here => self.deliver(id, cmd).await,
             Location::Elsewhere => {
                 self.flushed().await?;
                 self.call(id, cmd).await

@@ -15,8 +15,8 @@ use super::CallError;
 use super::request::{Request, decode};
 use super::services::Services;
 use futures::future::BoxFuture;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -75,28 +75,12 @@ pub(crate) use operation;
 
 /// Where a request for a placement tag is served right now.
 pub enum Location {
-    /// On this node. Keep the guard until the request is served: a membership change waits
-    /// for the requests in progress on the tags it moves.
-    Here(Serving),
+    /// On this node.
+    Here,
     /// On another node: [`Router::forward`] takes it there.
     Elsewhere,
     /// Nowhere right now (why): the caller answers 503 + Retry-After.
     Unavailable(String),
-}
-
-/// Marks a request as in progress on this node until dropped (see [`Location::Here`]).
-pub struct Serving(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
-
-impl Serving {
-    /// A request nobody needs to wait for.
-    pub fn untracked() -> Self {
-        Self(None)
-    }
-
-    /// A request tracked by `guard` (dropped when the request is done).
-    pub fn tracked(guard: impl Send + Sync + 'static) -> Self {
-        Self(Some(Box::new(guard)))
-    }
 }
 
 /// What the actors need from placement and transport.
@@ -122,6 +106,23 @@ pub trait Router: Send + Sync + 'static {
     /// Asks every other member for its share of a node-wide read and returns their encoded
     /// answers; fails if any member does not answer (a partial answer would look complete).
     fn gather(&self, request: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>>;
+
+    /// How many shards the tags fall into (a cluster's partitions), and the shard of `tag`.
+    fn shard_of(&self, tag: &str) -> (u16, u16);
+
+    /// The shards this node serves right now: a node-wide read is complete when the nodes'
+    /// [`Share`]s together cover every shard.
+    fn serving(&self) -> Vec<u16>;
+}
+
+/// One node's share of a node-wide read: the items of the shards it serves (see
+/// [`RouterRef::share`] and [`RouterRef::join`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Share<T> {
+    /// The shards whose items these are, all of them.
+    pub shards: Vec<u16>,
+    /// The items.
+    pub items: Vec<T>,
 }
 
 /// A shared router; cheap to clone.
@@ -152,13 +153,9 @@ impl RouterRef {
     /// Serves `op` where its tag belongs: with `here` on this node, or on its owner.
     pub async fn ask<O: Operation>(&self, op: O, here: &O::Handler) -> Result<O::Reply, CallError> {
         match self.0.route(&op.tag()) {
-            Location::Here(serving) => {
-                // Boxed: handlers nest (an order's placement calls its actor), and unboxed
-                // nested futures grow with every level.
-                let reply = Box::pin(op.handle(here)).await;
-                drop(serving);
-                Ok(reply)
-            }
+            // Boxed: handlers nest (an order's placement calls its actor), and unboxed nested
+            // futures grow with every level.
+            Location::Here => Ok(Box::pin(op.handle(here)).await),
             Location::Elsewhere => {
                 let tag = op.tag().into_owned();
                 let bytes = self.0.forward(&tag, op.into()).await?;
@@ -176,6 +173,52 @@ impl RouterRef {
         E: From<CallError>,
     {
         self.ask(op, here).await.unwrap_or_else(|e| Err(E::from(e)))
+    }
+
+    /// This node's share of a node-wide read: those of `items` (tagged by `tag`) in the shards
+    /// it serves, which may change at any time, so they are read once for both.
+    pub fn share<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        tag: impl Fn(&T) -> &str,
+    ) -> Share<T> {
+        let shards = self.0.serving();
+        let items = items
+            .into_iter()
+            .filter(|item| shards.contains(&self.0.shard_of(tag(item)).1))
+            .collect();
+        Share { shards, items }
+    }
+
+    /// The items of the nodes' `shares`, each shard's from one node; fails if some shard has
+    /// no share (its leader is changing: a partial list would look complete).
+    pub fn join<T>(
+        &self,
+        shares: Vec<Share<T>>,
+        tag: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, CallError> {
+        let mut covered = std::collections::BTreeSet::new();
+        let mut items = Vec::new();
+        for share in shares {
+            let fresh: Vec<u16> = share
+                .shards
+                .into_iter()
+                .filter(|shard| covered.insert(*shard))
+                .collect();
+            items.extend(
+                share
+                    .items
+                    .into_iter()
+                    .filter(|item| fresh.contains(&self.0.shard_of(tag(item)).1)),
+            );
+        }
+        let count = self.0.shard_of("").0;
+        match (0..count).find(|shard| !covered.contains(shard)) {
+            None => Ok(items),
+            Some(missing) => Err(CallError::Unavailable(format!(
+                "partition {missing} is changing leaders; retry shortly"
+            ))),
+        }
     }
 
     /// Every node's answer to `op` (this node's by `here`), for reads that span the cluster.
@@ -210,7 +253,7 @@ impl Router for Alone {
     }
 
     fn route(&self, _: &str) -> Location {
-        Location::Here(Serving::untracked())
+        Location::Here
     }
 
     fn forward(&self, _: &str, _: Request) -> BoxFuture<'static, Result<Vec<u8>, CallError>> {
@@ -219,5 +262,13 @@ impl Router for Alone {
 
     fn gather(&self, _: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn shard_of(&self, _: &str) -> (u16, u16) {
+        (1, 0)
+    }
+
+    fn serving(&self) -> Vec<u16> {
+        vec![0]
     }
 }

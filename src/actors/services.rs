@@ -48,7 +48,7 @@ pub struct Services {
 
 /// A count of the node's entities is reused for this long: counting scans every key, and an
 /// operator's console polls every member every 2 s. Short enough that a count asked for a
-/// second after a handoff sees it.
+/// second after a change of leaders sees it.
 const COUNTS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many entities a node owns, by kind.

@@ -1,12 +1,13 @@
 //! GatewayActor: the one cluster-capable actor of a node. Peers send it requests for the
-//! entities this node owns; it checks ownership and epoch, hands the request to the local
-//! actor or store through the same facades HTTP uses, and sends the reply back. Each call is
+//! entities of the partitions this node leads, consensus messages for its replicas and
+//! membership requests; it checks that it still leads the partition, hands the request to the
+//! local actor or store through the same facades HTTP uses, and sends the reply back. Each call is
 //! served on its own task, so a slow saga never blocks the gateway's mailbox.
 
 use super::wire::{
     Answer, Call, CallBody, Cast, GatewayMessage, Request, WireError, decode, encode,
 };
-use super::{Cluster, GATEWAYS, Route, done, gateway_group, handoff, roster};
+use super::{Cluster, GATEWAYS, Route, done, gateway_group, roster};
 use crate::actors::services::Services;
 use crate::actors::stateless::Stateless;
 use ractor::ActorRef;
@@ -58,11 +59,9 @@ impl Stateless for GatewayActor {
                     if let Some(replication) = self.cluster.replication() {
                         replication.heard_leads(&from, &addr, &leads);
                     }
-                    // A newer view first: the peer counts toward this node's majority only at
-                    // the same epoch.
-                    let epoch = view.epoch;
-                    handoff::apply(&self.cluster, &services, view);
-                    self.cluster.heard(&from, &addr, epoch);
+                    // Gossip of the member list its group decided (a newer one is adopted).
+                    roster::adopt(&self.cluster, view);
+                    self.cluster.heard(&from, &addr);
                 }
                 Ok(Cast::Index(listings)) => services.index.insert(listings),
                 Ok(Cast::Heartbeat { .. }) => {}
@@ -92,26 +91,11 @@ async fn answer(cluster: &Cluster, services: &Services, bytes: &[u8]) -> Answer 
 
 async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answer {
     match call.body {
-        CallBody::Serve { tag, request } => {
-            let epoch = cluster.epoch();
-            // A replicated partition's leadership, not the view, says who serves it.
-            let by_view = !cluster.replicated();
-            if by_view && call.epoch < epoch {
-                return Answer::NotOwner(cluster.view());
-            }
-            if by_view && call.epoch > epoch {
-                return Answer::Unavailable("the owner is catching up with the cluster".into());
-            }
-            match cluster.route(&tag) {
-                Route::Local(in_flight) => {
-                    let answer = served(request.serve(services).await);
-                    drop(in_flight);
-                    answer
-                }
-                Route::Remote { .. } => Answer::NotOwner(cluster.view()),
-                Route::Unavailable(why) => Answer::Unavailable(why),
-            }
-        }
+        CallBody::Serve { tag, request } => match cluster.route(&tag) {
+            Route::Local => served(request.serve(services).await),
+            Route::Remote { .. } => Answer::NotOwner,
+            Route::Unavailable(why) => Answer::Unavailable(why),
+        },
         // Node-wide reads only: anything else must be routed to its owner (and checked there).
         CallBody::Gather(
             request @ (Request::AllOrders(_) | Request::Counts(_) | Request::OutboxList(_)),
@@ -119,33 +103,18 @@ async fn serve_call(cluster: &Cluster, services: &Services, call: Call) -> Answe
         CallBody::Gather(request) => {
             Answer::Unavailable(format!("{request:?} is not a node-wide read"))
         }
-        CallBody::Join { node, addr } if cluster.replicated() => {
-            let edit = roster::Edit::Join { node, addr };
-            change_answer(roster::change(cluster, services, edit).await)
-        }
-        CallBody::Drain { node } if cluster.replicated() => {
-            let edit = roster::Edit::Leave { node };
-            change_answer(roster::change(cluster, services, edit).await)
-        }
         CallBody::Join { node, addr } => {
-            let view = cluster.view();
-            if view.members.get(&node) == Some(&addr) {
-                return done(&view);
-            }
-            change_answer(handoff::change(cluster, services, view.with(&node, &addr)).await)
+            let edit = roster::Edit::Join { node, addr };
+            change_answer(roster::change(cluster, edit).await)
         }
         CallBody::Drain { node } => {
-            let view = cluster.view();
-            if !view.contains(&node) || view.members.len() < 2 {
-                return Answer::Unavailable(format!("{node} cannot be drained"));
-            }
-            change_answer(handoff::change(cluster, services, view.without(&node)).await)
+            let edit = roster::Edit::Leave { node };
+            change_answer(roster::change(cluster, edit).await)
         }
         CallBody::Raft { partition, message } => match cluster.replication() {
             Some(replication) => Answer::Done(replication.serve(partition, &message).await),
             None => Answer::Unavailable("this node runs no replicated partitions".into()),
         },
-        phase => handoff::handle(cluster, services, &call.from, phase).await,
     }
 }
 

@@ -28,7 +28,10 @@ pub(super) fn follow(cluster: &Cluster, services: &Services) -> Vec<JoinHandle<(
 }
 
 async fn follow_one(cluster: Cluster, services: Services, partition: u16) {
-    let Some(mut changes) = cluster.replication().and_then(|r| r.changes(partition)) else {
+    let Some(replication) = cluster.replication().cloned() else {
+        return;
+    };
+    let Some(mut changes) = replication.changes(partition) else {
         return;
     };
     let me = super::raft::node_id(cluster.node());
@@ -51,8 +54,22 @@ async fn follow_one(cluster: Cluster, services: Services, partition: u16) {
             }
             was = now;
         }
-        if changes.changed().await.is_err() {
-            return;
+        let resumed = tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                false
+            }
+            () = replication.resumed(partition) => true,
+        };
+        if resumed && was.is_some() {
+            // A handover that did not move the partition stopped its entities: they run again.
+            tracing::info!(
+                partition,
+                "still leading after a handover; activating again"
+            );
+            activate(&cluster, &services, partition).await;
         }
     }
 }
@@ -63,7 +80,7 @@ async fn activate(cluster: &Cluster, services: &Services, partition: u16) {
         return;
     };
     let deadline = tokio::time::Instant::now() + SETTLE;
-    while !replication.leads(partition) {
+    while !replication.serves(partition) {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(
                 partition,
@@ -86,18 +103,28 @@ async fn activate(cluster: &Cluster, services: &Services, partition: u16) {
 /// Stops this node's actors of `partition`'s entities (they load again from what the
 /// partition decided when next asked for, here or on its new leader).
 pub(super) fn stop_actors(cluster: &Cluster, partition: u16) {
-    let Some(replication) = cluster.replication() else {
-        return;
-    };
-    let partitions = replication.partition_count();
-    for name in ractor::registry::registered() {
-        let Some(tag) = tag_of_key(&name) else {
-            continue;
-        };
-        if partition_of(&tag, partitions) == partition
-            && let Some(actor) = ractor::registry::where_is(name)
-        {
-            actor.stop(Some("partition leadership moved".into()));
-        }
+    if let Some(replication) = cluster.replication() {
+        stop_partition_actors(partition, replication.partition_count());
     }
+}
+
+/// Asks this node's actors of `partition`'s entities (of `partitions`) to stop once they have
+/// handled the message in hand; how many were asked.
+pub(super) fn stop_partition_actors(partition: u16, partitions: u16) -> usize {
+    let running = partition_actors(partition, partitions);
+    for actor in &running {
+        actor.stop(Some("partition leadership moved".into()));
+    }
+    running.len()
+}
+
+/// This node's running actors of `partition`'s entities (of `partitions`).
+pub(super) fn partition_actors(partition: u16, partitions: u16) -> Vec<ractor::ActorCell> {
+    ractor::registry::registered()
+        .into_iter()
+        .filter(|name| {
+            tag_of_key(name).is_some_and(|tag| partition_of(&tag, partitions) == partition)
+        })
+        .filter_map(ractor::registry::where_is)
+        .collect()
 }

@@ -27,17 +27,12 @@ pub fn spawn(
     services: Services,
 ) -> Vec<JoinHandle<()>> {
     let mut loops = vec![
-        tokio::spawn(heartbeats(cluster.clone(), services.clone())),
+        tokio::spawn(heartbeats(cluster.clone(), services.index.clone())),
         tokio::spawn(connections(cluster.clone(), transport, seeds)),
+        tokio::spawn(super::replicas::follow_view(cluster.clone())),
+        tokio::spawn(super::roster::follow(cluster.clone())),
     ];
-    if cluster.replication().is_some() {
-        loops.push(tokio::spawn(super::replicas::follow_view(cluster.clone())));
-        loops.push(tokio::spawn(super::roster::follow(
-            cluster.clone(),
-            services.clone(),
-        )));
-        loops.extend(super::leadership::follow(&cluster, &services));
-    }
+    loops.extend(super::leadership::follow(&cluster, &services));
     loops.push(tokio::spawn(join(cluster)));
     loops
 }
@@ -87,12 +82,10 @@ fn peer_gateways(cluster: &Cluster) -> Vec<ActorRef<GatewayMessage>> {
         .collect()
 }
 
-async fn heartbeats(cluster: Cluster, services: Services) {
+async fn heartbeats(cluster: Cluster, index: SharedIndex) {
     let mut every = tokio::time::interval(cluster.timing().heartbeat);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    // Start-up recovered what it could; only a later gain of the majority needs another pass.
-    let mut serving = cluster.serving();
     loop {
         every.tick().await;
         announce(&cluster);
@@ -100,34 +93,21 @@ async fn heartbeats(cluster: Cluster, services: Services) {
         // for its search read model; later changes follow as they happen.
         let up: BTreeSet<String> = cluster.peers_up().into_iter().collect();
         if up.iter().any(|p| !seen.contains(p)) {
-            publish_owned(&cluster, &services.index);
+            publish_owned(&cluster, &index);
         }
-        // On regaining a majority (or reaching it after start-up) the entities that must run
-        // (live holds, unfinished sagas) are activated: while cut off they could not be.
-        // (After a change of view, `handoff::settle` recovers once the majority at the new epoch
-        // is back; should that take long, this edge catches it.)
-        let now_serving = cluster.serving();
-        if now_serving && !serving {
-            let services = services.clone();
-            tokio::spawn(async move {
-                let flights = services.flights_with_holds();
-                services.recover(flights).await;
-            });
-        }
-        serving = now_serving;
         metrics::gauge!("contrail_cluster_members_up")
             .set(cluster.members().iter().filter(|(_, _, up)| *up).count() as f64);
         seen = up;
     }
 }
 
-/// Sends the listings of the flights this node owns to every peer.
+/// Sends the listings of the flights whose partitions this node leads to every peer.
 pub fn publish_owned(cluster: &Cluster, index: &SharedIndex) {
-    let view = cluster.view();
+    use crate::actors::router::Router;
     let owned: Vec<_> = index
         .read()
         .all()
-        .filter(|l| view.owner(l.id().tag()) == Some(cluster.node()))
+        .filter(|l| cluster.owns(l.id().tag()))
         .cloned()
         .collect();
     for chunk in owned.chunks(INDEX_CHUNK) {

@@ -1,6 +1,6 @@
 //! What this node knows of its peers: who was heard from lately (heartbeats), whether it
-//! reaches a majority of the view at its own epoch, how to reach a peer's gateway, and the
-//! injected link faults of partition tests.
+//! reaches a majority of the members, how to reach a peer's gateway, and the injected link
+//! faults of partition tests.
 
 use super::wire::GatewayMessage;
 use super::{Cluster, State, gateway_group};
@@ -14,19 +14,27 @@ use tokio::time::Instant;
 pub(super) struct Peer {
     pub(super) addr: String,
     pub(super) last_heard: Instant,
-    /// The epoch of the view in its last heartbeat.
-    pub(super) epoch: u64,
 }
 
 impl Cluster {
-    /// Whether this node is a member and reaches a majority (what `/readyz` reports).
+    /// Whether this node is a member and reaches a majority of the members (what `/readyz`
+    /// reports; what a node may serve is decided per partition by its leadership).
     pub fn serving(&self) -> bool {
         let state = self.read();
-        state.view.contains(&self.inner.node) && self.quorum(&state)
+        if !state.view.contains(&self.inner.node) {
+            return false;
+        }
+        let up = state
+            .view
+            .members
+            .keys()
+            .filter(|m| **m == self.inner.node || self.peer_up(&state, m))
+            .count();
+        up >= state.view.majority()
     }
 
-    /// Records that `node` (at `addr`, with a view at `epoch`) was heard from now.
-    pub fn heard(&self, node: &str, addr: &str, epoch: u64) {
+    /// Records that `node` (at `addr`) was heard from now.
+    pub fn heard(&self, node: &str, addr: &str) {
         if node == self.inner.node {
             return;
         }
@@ -46,7 +54,6 @@ impl Cluster {
             Peer {
                 addr: addr.to_owned(),
                 last_heard: Instant::now(),
-                epoch,
             },
         );
     }
@@ -62,26 +69,6 @@ impl Cluster {
                 .peers
                 .get(node)
                 .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after)
-    }
-
-    /// Whether the members this node reaches at its own epoch (itself included) are a
-    /// majority of its view. A member heard at another epoch does not count: a node behind
-    /// the cluster (one that missed a change) must not serve, and while a change commits, the
-    /// majorities of the old and the new view cannot both be formed (they share a member,
-    /// which is at one epoch or the other).
-    pub(super) fn quorum(&self, state: &State) -> bool {
-        let epoch = state.view.epoch;
-        let up = state
-            .view
-            .members
-            .keys()
-            .filter(|m| {
-                **m == self.inner.node
-                    || (self.peer_up(state, m)
-                        && state.peers.get(*m).is_some_and(|p| p.epoch == epoch))
-            })
-            .count();
-        up >= state.view.majority()
     }
 
     /// The gateway of a peer that is up.

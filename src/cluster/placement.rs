@@ -1,26 +1,8 @@
-//! Where a record lives: rendezvous (highest random weight) hashing of a placement tag over the
-//! cluster's members. Adding a member moves only the tags the new member wins; removing one
-//! moves only the tags it held. Pure functions, property-tested below.
+//! Which placement tag a stored record belongs to (and so which partition: `raft::partition_of`).
+//! Pure functions, tested below.
 
 pub use crate::domain::ids::CATALOG_TAG;
 use crate::domain::ids::{tag_for, tag_of};
-use xxhash_rust::xxh3::xxh3_64;
-
-/// The weight of `member` for `tag`; the member with the highest weight owns the tag.
-fn weight(member: &str, tag: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(member.len() + tag.len() + 1);
-    bytes.extend_from_slice(member.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(tag.as_bytes());
-    xxh3_64(&bytes)
-}
-
-/// The owner of `tag` among `members` (`None` only when there are no members).
-pub fn owner<'a>(members: impl IntoIterator<Item = &'a str>, tag: &str) -> Option<&'a str> {
-    members
-        .into_iter()
-        .max_by_key(|member| (weight(member, tag), *member))
-}
 
 /// The placement tag of a stored record, from its key; `None` for node-local records (such as
 /// the node's own view of the cluster), which never move.
@@ -49,11 +31,6 @@ mod tests {
     use crate::domain::ids::{FlightId, OrderId, TicketId, UserId};
     use crate::domain::user::Email;
     use crate::persistence::keys;
-    use proptest::prelude::*;
-
-    fn members(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("node-{i}")).collect()
-    }
 
     #[test]
     fn every_record_of_a_user_shares_the_users_tag() {
@@ -101,54 +78,5 @@ mod tests {
         assert_eq!(tag_of_key(&seat).as_deref(), Some(flight.tag()));
         assert_eq!(tag_of_key("airport/LHR").as_deref(), Some(CATALOG_TAG));
         assert_eq!(tag_of_key("cluster/view"), None);
-    }
-
-    proptest! {
-        #[test]
-        fn every_member_agrees_on_the_owner(tag in "[0-9a-f]{16}", n in 1usize..8, rot in 0usize..8) {
-            let ms = members(n);
-            let mut rotated = ms.clone();
-            rotated.rotate_left(rot % n);
-            prop_assert_eq!(
-                owner(ms.iter().map(String::as_str), &tag),
-                owner(rotated.iter().map(String::as_str), &tag)
-            );
-        }
-
-        #[test]
-        fn a_join_moves_only_tags_to_the_new_member(tags in proptest::collection::vec("[0-9a-f]{16}", 1..200), n in 1usize..6) {
-            let before = members(n);
-            let mut after = before.clone();
-            after.push("joiner".into());
-            for tag in &tags {
-                let old = owner(before.iter().map(String::as_str), tag);
-                let new = owner(after.iter().map(String::as_str), tag);
-                prop_assert!(new == old || new == Some("joiner"));
-            }
-        }
-
-        #[test]
-        fn a_removal_moves_only_the_removed_members_tags(tags in proptest::collection::vec("[0-9a-f]{16}", 1..200), n in 2usize..7, gone in 0usize..7) {
-            let before = members(n);
-            let gone = before[gone % n].clone();
-            let after: Vec<String> = before.iter().filter(|m| **m != gone).cloned().collect();
-            for tag in &tags {
-                let old = owner(before.iter().map(String::as_str), tag);
-                let new = owner(after.iter().map(String::as_str), tag);
-                prop_assert!(old == new || old == Some(gone.as_str()));
-            }
-        }
-    }
-
-    #[test]
-    fn tags_spread_over_members() {
-        let ms = members(3);
-        let mut counts = [0usize; 3];
-        for _ in 0..3000 {
-            let id = FlightId::generate();
-            let who = owner(ms.iter().map(String::as_str), id.tag()).expect("owner");
-            counts[ms.iter().position(|m| m == who).expect("member")] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
     }
 }

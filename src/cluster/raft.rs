@@ -18,6 +18,7 @@
 //! * The engine's messages travel through a [`Transport`] (the cluster's authenticated
 //!   node-to-node connections).
 
+mod balance;
 mod log_store;
 mod network;
 mod state_machine;
@@ -157,6 +158,16 @@ struct Inner {
     /// Leaders other members say they are (group → term, member): how this node routes to a
     /// group it holds no replica of. Only a hint: the leader itself checks that it leads.
     hints: std::sync::Mutex<std::collections::HashMap<PartitionId, (u64, Member)>>,
+    /// How consensus messages reach the other members (also for a handover's request).
+    transport: Arc<dyn Transport>,
+    /// The partitions this node is handing to their preferred leaders, and how far
+    /// ([`balance`]).
+    moving: std::sync::Mutex<std::collections::HashMap<PartitionId, balance::Handover>>,
+    /// Per partition: a handover ended with this node still leading ([`balance`]).
+    resumed: Vec<tokio::sync::Notify>,
+    /// Since when this node leads each partition it leads, at which term ([`balance`]).
+    leading_since:
+        std::sync::Mutex<std::collections::HashMap<PartitionId, (u64, std::time::Instant)>>,
 }
 
 impl Replication {
@@ -198,6 +209,7 @@ impl Replication {
         let members = groups
             .pop()
             .ok_or_else(|| ReplicationError::Failed("no member list group".into()))?;
+        let resumed = groups.iter().map(|_| tokio::sync::Notify::new()).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 me,
@@ -206,6 +218,10 @@ impl Replication {
                 timing,
                 replicas,
                 hints: std::sync::Mutex::default(),
+                transport,
+                moving: std::sync::Mutex::default(),
+                resumed,
+                leading_since: std::sync::Mutex::default(),
             }),
         })
     }
@@ -270,7 +286,7 @@ impl Replication {
         voters: &[Member],
         learners: &[Member],
     ) -> Result<bool, ReplicationError> {
-        if !self.leads(partition) {
+        if !self.serves(partition) {
             return Ok(false);
         }
         let raft = self.group(partition)?;
@@ -438,10 +454,16 @@ impl Replication {
     ///
     /// A leader cut off from its majority keeps calling itself leader; without the lease it
     /// would keep serving reads the majority has moved past. Its writes fail either way.
+    ///
+    /// This is what the store's fence asks: a leader handing the partition over still leads
+    /// (its entities finish what they are doing) until it seals the partition.
     pub fn leads(&self, partition: PartitionId) -> bool {
         let Ok(raft) = self.group(partition) else {
             return false;
         };
+        if self.sealed(partition) {
+            return false;
+        }
         let lease = millis(self.inner.timing.election.0);
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
@@ -450,6 +472,21 @@ impl Replication {
                 .last_applied
                 .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
             && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
+    }
+
+    /// Whether this node [`leads`](Self::leads) `partition` and takes new requests for it (it
+    /// is not handing it over): what routing asks.
+    pub fn serves(&self, partition: PartitionId) -> bool {
+        !self.handing_over(partition) && self.leads(partition)
+    }
+
+    /// Completes when a handover of `partition` ended with this node still leading it (its
+    /// entities were stopped and must be activated again).
+    pub async fn resumed(&self, partition: PartitionId) {
+        match self.inner.resumed.get(usize::from(partition)) {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Writes `records` to `partition` and returns once a majority of its replicas has them
@@ -505,6 +542,10 @@ impl Replication {
             (Ok(raft), Ok(Message::Snapshot(rpc))) => {
                 Answer::Snapshot(raft.install_snapshot(rpc).await)
             }
+            (Ok(raft), Ok(Message::TakeLead)) => match raft.trigger().elect().await {
+                Ok(()) => Answer::Standing,
+                Err(e) => Answer::Refused(e.to_string()),
+            },
         };
         // Encoding our own enum into a Vec cannot fail; an empty answer would read as
         // unreadable on the other side.
@@ -524,7 +565,7 @@ impl Replication {
     }
 
     fn status_of(&self, partition: PartitionId, raft: &Raft<Replicated>) -> PartitionStatus {
-        let serving = self.leads(partition);
+        let serving = self.serves(partition);
         // As routing knows it (a group without a replica here: from its leader's heartbeats);
         // read before the metrics are borrowed below.
         let leader = self.leader(partition).map(|m| m.name);
@@ -585,4 +626,50 @@ impl Replication {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn members(n: usize) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                name: format!("node-{i}"),
+                addr: format!("127.0.0.1:{}", 7100 + i),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn every_member_agrees_on_the_replicas(partition: u16, n in 1usize..8, rot in 0usize..8) {
+            let ms = members(n);
+            let mut rotated = ms.clone();
+            rotated.rotate_left(rot % n);
+            prop_assert_eq!(replicas_of(partition, &ms, 3), replicas_of(partition, &rotated, 3));
+        }
+
+        #[test]
+        fn a_join_only_brings_the_joiner_in(partition: u16, n in 1usize..7) {
+            let before = members(n);
+            let mut after = before.clone();
+            after.push(Member { name: "joiner".into(), addr: "127.0.0.1:1".into() });
+            let (old, new) = (replicas_of(partition, &before, 3), replicas_of(partition, &after, 3));
+            // Every new replica is an old one or the joiner; at most one old one leaves.
+            prop_assert!(new.iter().all(|m| old.contains(m) || m.name == "joiner"));
+            prop_assert!(old.iter().filter(|m| !new.contains(m)).count() <= 1);
+        }
+
+        #[test]
+        fn a_removal_only_replaces_the_removed_member(partition: u16, n in 2usize..8, gone in 0usize..8) {
+            let before = members(n);
+            let gone = before[gone % n].clone();
+            let after: Vec<Member> = before.iter().filter(|m| **m != gone).cloned().collect();
+            let (old, new) = (replicas_of(partition, &before, 3), replicas_of(partition, &after, 3));
+            prop_assert!(old.iter().filter(|m| **m != gone).all(|m| new.contains(m)));
+            prop_assert_eq!(new.len(), old.len().min(after.len()));
+        }
+    }
 }

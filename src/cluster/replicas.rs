@@ -89,6 +89,7 @@ pub(super) async fn follow_view(cluster: Cluster) {
                 tracing::info!(partition, error = %e, "partition replicas not changed yet; retrying");
             }
         }
+        replication.balance(&members, |name| cluster.is_up(name));
         publish(&replication.status(), &mut leaders);
     }
 }

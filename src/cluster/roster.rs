@@ -1,7 +1,7 @@
-//! The member list of a replicated cluster, decided by consensus.
+//! The member list of the cluster, decided by consensus.
 //!
-//! With replicated partitions the view (who the members are, numbered by an epoch) is the
-//! state of one more consensus group, the member list's, whose voters are chosen like a
+//! The view (who the members are, numbered by an epoch) is the state of one more consensus
+//! group, the member list's, whose voters are chosen like a
 //! partition's and which every other member follows as a learner. A join, a drain or the
 //! removal of a dead node is one write to that group, made by its leader (any member forwards
 //! the request there):
@@ -19,7 +19,6 @@
 use super::raft::{Batch, MEMBERS, PartitionId, Records};
 use super::wire::{CallBody, decode};
 use super::{Cluster, View};
-use crate::actors::services::Services;
 use crate::persistence::encode_record;
 use std::time::Duration;
 
@@ -78,32 +77,19 @@ pub enum RemoveError {
     /// It answers: drain it instead, which moves its entities first.
     #[error("{0} is up; drain it instead")]
     Up(String),
-    /// Without replicated partitions its records exist only on its own disk.
-    #[error(
-        "{0}'s records exist only on its own disk (cluster.replication is off): bring it back, then drain it"
-    )]
-    NotReplicated(String),
     /// Without it, the members up are not a majority, or the change failed; retry.
     #[error("{0}")]
     Unavailable(String),
 }
 
 /// Takes `gone`, a member that is down for good (its disk lost, say), out of the cluster.
-/// Only with replicated partitions: every record it held has replicas on other members; the
-/// member list's group decides the change (so a majority of its voters must be up), and each
+/// Every record it held has replicas on other members; the member list's group decides the change (so a majority of its voters must be up), and each
 /// partition's leader then replaces it with another member (a membership change of the
 /// partition's consensus group, the new replica catching up from a snapshot and the log).
-pub async fn remove_dead(
-    cluster: &Cluster,
-    services: &Services,
-    gone: &str,
-) -> Result<View, RemoveError> {
+pub async fn remove_dead(cluster: &Cluster, gone: &str) -> Result<View, RemoveError> {
     let current = cluster.view();
     if !current.contains(gone) {
         return Err(RemoveError::NotMember(gone.to_owned()));
-    }
-    if !cluster.replicated() {
-        return Err(RemoveError::NotReplicated(gone.to_owned()));
     }
     if cluster.is_up(gone) {
         return Err(RemoveError::Up(gone.to_owned()));
@@ -111,7 +97,7 @@ pub async fn remove_dead(
     let edit = Edit::Leave {
         node: gone.to_owned(),
     };
-    let next = change(cluster, services, edit)
+    let next = change(cluster, edit)
         .await
         .map_err(RemoveError::Unavailable)?;
     metrics::counter!("contrail_cluster_removals_total").increment(1);
@@ -125,7 +111,7 @@ pub async fn remove_dead(
 
 /// Makes `edit` through the member list's group: here if this node leads it, else by its
 /// leader. Returns the view that has it.
-pub async fn change(cluster: &Cluster, services: &Services, edit: Edit) -> Result<View, String> {
+pub async fn change(cluster: &Cluster, edit: Edit) -> Result<View, String> {
     let Some(replication) = cluster.replication() else {
         return Err("this node runs no replicated partitions".into());
     };
@@ -138,6 +124,9 @@ pub async fn change(cluster: &Cluster, services: &Services, edit: Edit) -> Resul
         let Some(next) = edit.apply(&current) else {
             return Ok(current);
         };
+        if next.members.is_empty() {
+            return Err("the last member cannot leave the cluster".into());
+        }
         let claim = epoch_key(next.epoch);
         let encode = |key: &str| encode_record(key, &next).map_err(|e| e.to_string());
         let batch = Batch {
@@ -153,7 +142,7 @@ pub async fn change(cluster: &Cluster, services: &Services, edit: Edit) -> Resul
             .map_err(|e| e.to_string())?;
         if decisions.first().is_some_and(Option::is_none) {
             tracing::info!(epoch = next.epoch, members = ?next.members.keys().collect::<Vec<_>>(), "member list changed");
-            super::handoff::apply(cluster, services, next.clone());
+            adopt(cluster, next.clone());
             return Ok(next);
         }
         // Another change took this epoch first: start again from the list it made.
@@ -182,7 +171,7 @@ async fn forward(cluster: &Cluster, group: PartitionId, edit: &Edit) -> Result<V
 }
 
 /// Adopts every member list the group decides, as this node applies it (until aborted).
-pub(super) async fn follow(cluster: Cluster, services: Services) {
+pub(super) async fn follow(cluster: Cluster) {
     let Some(mut changes) = cluster
         .replication()
         .and_then(|r| r.changes(r.members_group()))
@@ -197,7 +186,7 @@ pub(super) async fn follow(cluster: Cluster, services: Services) {
             read_at = Some(applied);
             match decided(&cluster) {
                 Ok(view) if view.epoch > cluster.epoch() => {
-                    super::handoff::apply(&cluster, &services, view);
+                    adopt(&cluster, view);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "the member list could not be read"),
@@ -206,5 +195,13 @@ pub(super) async fn follow(cluster: Cluster, services: Services) {
         if changes.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Adopts `view` (decided by the member list's group, here or gossiped by a peer's heartbeat)
+/// if it is newer than this node's, and tells the peers at once.
+pub fn adopt(cluster: &Cluster, view: View) {
+    if cluster.adopt(view) {
+        super::membership::announce(cluster);
     }
 }

@@ -1,26 +1,24 @@
-//! Where a request goes: this node's side of the actors' router. A tag is served by its
-//! owner under the adopted view, only while that owner reaches a majority and the tag is not
-//! moving; a request for a tag this node owns is counted in flight, so a membership change
-//! waits for it.
+//! Where a request goes: this node's side of the actors' router. A tag is served by the
+//! leader of its partition, and only while that leader holds its lease; a node without
+//! `[cluster]` serves every tag.
 
+use super::Cluster;
 use super::wire::{Answer, Call, CallBody, GatewayMessage, Request, decode, encode};
-use super::{Cluster, Inner};
 use crate::actors::CallError;
-use crate::actors::router::{Location, Router, Serving};
+use crate::actors::router::{Location, Router};
 use futures::future::BoxFuture;
 use ractor::ActorRef;
 use serde::Serialize;
-use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Where a request for a placement tag goes.
 pub enum Route {
-    /// This node owns the tag and may serve it.
-    Local(InFlight),
-    /// Another node owns it and is reachable.
+    /// This node leads the tag's partition (or is alone) and may serve it.
+    Local,
+    /// Another node leads it and is reachable.
     Remote {
-        /// The owner.
+        /// The leader.
         node: String,
         /// Its gateway.
         gateway: ActorRef<GatewayMessage>,
@@ -30,64 +28,27 @@ pub enum Route {
 }
 
 impl Cluster {
-    /// Whether another node owns `tag` under the adopted view (leads its partition, when
-    /// replicated).
+    /// Whether another node leads `tag`'s partition.
     pub fn is_remote(&self, tag: &str) -> bool {
-        if let Some(replication) = self.replication() {
-            let partition = replication.partition_of(tag);
-            return replication
-                .leader(partition)
-                .is_some_and(|leader| leader.name != self.inner.node);
-        }
-        self.inner.clustered
-            && self
-                .read()
-                .view
-                .owner(tag)
-                .is_some_and(|owner| owner != self.inner.node)
+        self.replication().is_some_and(|replication| {
+            replication
+                .leader(replication.partition_of(tag))
+                .is_some_and(|leader| leader.name != self.inner.node)
+        })
     }
 
-    /// Where a request for `tag` goes.
+    /// Where a request for `tag` goes: to the leader of its partition, which serves it only
+    /// while it holds its lease; nowhere while the partition has none.
     pub fn route(&self, tag: &str) -> Route {
-        if self.replication().is_some() {
-            return self.route_replicated(tag);
-        }
-        let state = self.read();
-        let Some(owner) = state.view.owner(tag) else {
-            return Route::Unavailable("this node has not joined a cluster yet".into());
-        };
-        if let Some(next) = &state.moving
-            && next.owner(tag) != Some(owner)
-        {
-            return Route::Unavailable("moving to another node; retry shortly".into());
-        }
-        if owner == self.inner.node {
-            if !self.quorum(&state) {
-                return Route::Unavailable(
-                    "this node is cut off from the majority of the cluster".into(),
-                );
-            }
-            return Route::Local(InFlight::start(&self.inner, tag));
-        }
-        let owner = owner.to_owned();
-        drop(state);
-        match self.peer_gateway(&owner) {
-            Some(gateway) => Route::Remote {
-                node: owner,
-                gateway,
-            },
-            None => Route::Unavailable(format!("node {owner} is unreachable")),
-        }
-    }
-
-    /// Where a request for `tag` goes on a replicated node: to the leader of its partition,
-    /// which serves it only while it holds its lease; nowhere while the partition has none.
-    fn route_replicated(&self, tag: &str) -> Route {
         let Some(replication) = self.replication() else {
-            return Route::Unavailable("this node runs no replicated partitions".into());
+            return if self.inner.clustered {
+                Route::Unavailable("this node is still starting its partitions".into())
+            } else {
+                Route::Local
+            };
         };
         match self.group_leader(replication.partition_of(tag)) {
-            Ok(None) => Route::Local(InFlight::start(&self.inner, tag)),
+            Ok(None) => Route::Local,
             Ok(Some((node, gateway))) => Route::Remote { node, gateway },
             Err(why) => Route::Unavailable(why),
         }
@@ -102,7 +63,7 @@ impl Cluster {
         let Some(replication) = self.replication() else {
             return Err("this node runs no replicated partitions".into());
         };
-        if replication.leads(group) {
+        if replication.serves(group) {
             return Ok(None);
         }
         match replication.leader(group) {
@@ -123,7 +84,7 @@ impl Cluster {
     }
 
     /// Sends `body` to `node`'s gateway and returns the encoded reply (a `NotOwner` answer is a
-    /// 503: the retry routes by the newer view, which the next heartbeat brings).
+    /// 503: the retry routes to the partition's new leader).
     pub async fn call(
         &self,
         node: &str,
@@ -139,7 +100,6 @@ impl Cluster {
         );
         let call = Call {
             from: self.inner.node.clone(),
-            epoch: self.epoch(),
             trace: crate::telemetry::traceparent(&span),
             body,
         };
@@ -165,10 +125,8 @@ impl Cluster {
         })?;
         match decode::<Answer>(&answer) {
             Ok(Answer::Done(reply)) => Ok(reply),
-            // The newer view arrives with the next heartbeat (adopting it here would skip the
-            // handoff's settling of the local store).
-            Ok(Answer::NotOwner(_)) => Err(CallError::Unavailable(
-                "ownership changed; retry shortly".into(),
+            Ok(Answer::NotOwner) => Err(CallError::Unavailable(
+                "the partition's leader changed; retry shortly".into(),
             )),
             Ok(Answer::Unavailable(why)) => Err(CallError::Unavailable(why)),
             Err(e) => Err(CallError::Unavailable(format!("node {node}: {e}"))),
@@ -201,48 +159,13 @@ pub(crate) fn done<T: Serialize>(value: &T) -> Answer {
     }
 }
 
-/// Marks a locally served request for a tag as in progress until dropped, so a membership
-/// change can wait for the requests on the tags it moves. A cluster of one never changes
-/// membership, so its requests skip the bookkeeping.
-pub struct InFlight(Option<(Arc<Inner>, String)>);
-
-impl InFlight {
-    fn start(inner: &Arc<Inner>, tag: &str) -> Self {
-        if !inner.clustered {
-            return Self(None);
-        }
-        let mut map = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry(tag.to_owned()).or_default() += 1;
-        Self(Some((inner.clone(), tag.to_owned())))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some((inner, tag)) = &self.0 else { return };
-        let mut map = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = map.get_mut(tag) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(tag);
-            }
-        }
-    }
-}
-
-/// The cluster as the actors' router: a tag is served by its owner under the adopted view.
+/// The cluster as the actors' router: a tag is served by the leader of its partition.
 impl Router for Cluster {
     fn owns(&self, tag: &str) -> bool {
-        if let Some(replication) = self.replication() {
-            return replication.leads(replication.partition_of(tag));
+        match self.replication() {
+            Some(replication) => replication.serves(replication.partition_of(tag)),
+            None => !self.inner.clustered,
         }
-        !self.inner.clustered || self.read().view.owner(tag) == Some(self.inner.node.as_str())
     }
 
     fn member(&self) -> bool {
@@ -251,7 +174,7 @@ impl Router for Cluster {
 
     fn route(&self, tag: &str) -> Location {
         match Cluster::route(self, tag) {
-            Route::Local(in_flight) => Location::Here(Serving::tracked(in_flight)),
+            Route::Local => Location::Here,
             Route::Remote { .. } => Location::Elsewhere,
             Route::Unavailable(why) => Location::Unavailable(why),
         }
@@ -270,8 +193,8 @@ impl Router for Cluster {
                     let body = CallBody::Serve { tag, request };
                     cluster.call(&node, &gateway, body).await
                 }
-                // The owner changed since the request was routed; the retry routes afresh.
-                Route::Local(_) => Err(CallError::Unavailable(
+                // The leader changed since the request was routed; the retry routes afresh.
+                Route::Local => Err(CallError::Unavailable(
                     "ownership changed; retry shortly".into(),
                 )),
                 Route::Unavailable(why) => Err(CallError::Unavailable(why)),
@@ -282,5 +205,23 @@ impl Router for Cluster {
     fn gather(&self, request: Request) -> BoxFuture<'static, Result<Vec<Vec<u8>>, CallError>> {
         let cluster = self.clone();
         Box::pin(async move { cluster.gather(|| CallBody::Gather(request.clone())).await })
+    }
+
+    fn shard_of(&self, tag: &str) -> (u16, u16) {
+        match self.replication() {
+            Some(replication) => (replication.partition_count(), replication.partition_of(tag)),
+            // Nothing is served until the partitions run: one shard nobody covers.
+            None => (1, 0),
+        }
+    }
+
+    fn serving(&self) -> Vec<u16> {
+        match self.replication() {
+            Some(replication) => (0..replication.partition_count())
+                .filter(|partition| replication.serves(*partition))
+                .collect(),
+            None if !self.inner.clustered => vec![0],
+            None => Vec::new(),
+        }
     }
 }

@@ -1,8 +1,7 @@
 //! The membership view: who the members are, and the epoch that numbers this version of the
-//! list. Every change of membership (a join, a drain) makes a new view with the next epoch;
-//! ownership of every entity follows from the view alone.
+//! list. The member list's consensus group decides every change (a join, a drain, a removal:
+//! `roster`), each a new view with the next epoch; heartbeats gossip it.
 
-use super::placement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -22,11 +21,6 @@ impl View {
             epoch: 1,
             members: [(node.to_owned(), addr.to_owned())].into(),
         }
-    }
-
-    /// The member that owns `tag`.
-    pub fn owner(&self, tag: &str) -> Option<&str> {
-        placement::owner(self.members.keys().map(String::as_str), tag)
     }
 
     /// Whether `node` is a member.
@@ -54,11 +48,6 @@ impl View {
         next.members.remove(node);
         next
     }
-
-    /// Whether `tag` changes owner between this view and `next`.
-    pub fn moves(&self, next: &View, tag: &str) -> bool {
-        self.owner(tag) != next.owner(tag)
-    }
 }
 
 #[cfg(test)]
@@ -73,15 +62,5 @@ mod tests {
         assert_eq!((three.epoch, three.majority()), (3, 2));
         assert_eq!(three.with("d", "x:4").majority(), 3);
         assert_eq!(three.without("c").members.len(), 2);
-    }
-
-    #[test]
-    fn a_join_moves_some_tags_to_the_joiner() {
-        let before = View::founding("a", "x:1").with("b", "x:2");
-        let after = before.with("c", "x:3");
-        let tags: Vec<String> = (0..300).map(|i| format!("{i:016x}")).collect();
-        let moved: Vec<&String> = tags.iter().filter(|t| before.moves(&after, t)).collect();
-        assert!(!moved.is_empty());
-        assert!(moved.iter().all(|t| after.owner(t) == Some("c")));
     }
 }

@@ -33,8 +33,6 @@ impl crate::actors::root::InjectPanic for GatewayMessage {
 pub struct Call {
     /// The sender's node id.
     pub from: String,
-    /// The epoch of the sender's view: the receiver refuses work routed by another epoch.
-    pub epoch: u64,
     /// The W3C `traceparent` of the sender's span, when traces are on: the receiver's spans
     /// join the sender's trace.
     pub trace: Option<String>,
@@ -45,7 +43,8 @@ pub struct Call {
 /// What a node asks another.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum CallBody {
-    /// Serve a request for the placement group `tag`, which the sender believes this node owns.
+    /// Serve a request for the placement group `tag`, whose partition the sender believes this
+    /// node leads.
     Serve {
         /// The placement tag the request belongs to.
         tag: String,
@@ -54,36 +53,19 @@ pub enum CallBody {
     },
     /// Answer with this node's share of a cluster-wide read (served whatever the tags).
     Gather(Request),
-    /// A node asks to become a member (sent to any member, which coordinates the change).
+    /// A node asks to become a member (sent to any member, which forwards it to the member
+    /// list's leader).
     Join {
         /// The joiner's node id.
         node: String,
         /// The joiner's node-to-node address.
         addr: String,
     },
-    /// Remove a member after moving its entities to the others.
+    /// Remove a member from the member list (its replicas then move to the others).
     Drain {
         /// The member to drain.
         node: String,
     },
-    /// Phase 1 of a membership change: stop serving the entities that move under `next`.
-    Prepare(View),
-    /// Phase 2: send the records of moving entities to their new owners.
-    Transfer(View),
-    /// Records handed over for `next` (key, encoded value).
-    Records {
-        /// The view they are handed over for.
-        next: View,
-        /// Raw records.
-        records: Vec<(String, Vec<u8>)>,
-    },
-    /// Phase 3: adopt `next`.
-    Commit(View),
-    /// Give up a prepared change.
-    Abort(View),
-    /// Asked of a change's coordinator by a node whose prepare for `next` has waited long: what
-    /// became of it (answered with a [`Resolution`]).
-    Resolve(View),
     /// A consensus message for one partition's replica on the receiving node.
     Raft {
         /// The partition.
@@ -101,26 +83,9 @@ impl CallBody {
             Self::Gather(_) => "Gather",
             Self::Join { .. } => "Join",
             Self::Drain { .. } => "Drain",
-            Self::Prepare(_) => "Prepare",
-            Self::Transfer(_) => "Transfer",
-            Self::Records { .. } => "Records",
-            Self::Commit(_) => "Commit",
-            Self::Abort(_) => "Abort",
-            Self::Resolve(_) => "Resolve",
             Self::Raft { .. } => "Raft",
         }
     }
-}
-
-/// What became of a prepared change, as its coordinator knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Resolution {
-    /// The coordinator is still running a change: keep waiting.
-    InProgress,
-    /// The coordinator has adopted this view (it commits itself first): adopt it.
-    Committed(View),
-    /// The coordinator runs no change and has not adopted it, so nobody has: give it up.
-    Abandoned,
 }
 
 /// A one-way message between nodes.
@@ -147,8 +112,8 @@ pub enum Cast {
 pub enum Answer {
     /// Served: the encoded reply.
     Done(Vec<u8>),
-    /// Not served: the receiver does not own the group under its view (which it sends along).
-    NotOwner(View),
-    /// Not served right now (moving, no quorum, refused change): retry later.
+    /// Not served: the receiver does not lead the tag's partition (any more).
+    NotOwner,
+    /// Not served right now (no leader, no majority, refused change): retry later.
     Unavailable(String),
 }

@@ -181,8 +181,10 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
     }
 }
 
-/// Moves a member's entities to the others and removes it from the cluster (admin); the
-/// drained node can then be stopped with nothing lost. 503 while any member is down.
+/// Takes a member out of the member list (admin); each partition's leader then moves its
+/// replicas to the others (new replicas catch up before the drained one leaves the group), so
+/// the node can be stopped with nothing lost once `GET /api/v1/cluster` shows no replica on it.
+/// 503 while the member list's group has no majority.
 #[utoipa::path(post, path = "/api/v1/cluster/drain", operation_id = "drain_node", tag = "ops", security(("bearer" = [])),
     request_body = NodeRequest, responses((status = 200, body = ClusterView), (status = 403),
         (status = 404, description = "`not_found`: no such member"), (status = 409, description = "`last_member`: the only member cannot be drained"), (status = 503)))]
@@ -191,7 +193,7 @@ async fn drain(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
     view(admin, ctx).await
 }
 
-/// Moves everything a member owns to the others and takes it out of the cluster.
+/// Takes a member out of the member list (its replicas then move to the others).
 pub(super) async fn drain_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError> {
     let cluster = &ctx.cluster;
     let current = cluster.view();
@@ -204,28 +206,24 @@ pub(super) async fn drain_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError>
             message: "the last member cannot be drained".into(),
         });
     }
-    let next: View = if cluster.replicated() {
-        let edit = crate::cluster::roster::Edit::Leave {
-            node: node_id.to_owned(),
-        };
-        crate::cluster::roster::change(cluster, &ctx.services, edit).await
-    } else {
-        crate::cluster::handoff::change(cluster, &ctx.services, current.without(node_id)).await
-    }
-    .map_err(ApiError::Unavailable)?;
+    let edit = crate::cluster::roster::Edit::Leave {
+        node: node_id.to_owned(),
+    };
+    let next: View = crate::cluster::roster::change(cluster, edit)
+        .await
+        .map_err(ApiError::Unavailable)?;
     tracing::info!(node = ?node_id, epoch = next.epoch, "node drained");
     Ok(())
 }
 
 /// Takes a member that is gone for good (down, its disk lost) out of the cluster (admin): every
 /// partition it held a replica of gets one on another member, caught up from the others. Only
-/// with replicated partitions, only while it is down, and only while the other members are up
-/// and a majority.
+/// while it is down, and only while the member list's group has a majority.
 #[utoipa::path(post, path = "/api/v1/cluster/remove", operation_id = "remove_node", tag = "ops", security(("bearer" = [])),
     request_body = NodeRequest, responses((status = 200, body = ClusterView), (status = 403),
         (status = 404, description = "`not_found`: no such member"),
-        (status = 409, description = "`node_up`: the node answers (drain it instead); `not_replicated`: its records exist only on its disk"),
-        (status = 503, description = "the other members are not all up, or not a majority")))]
+        (status = 409, description = "`node_up`: the node answers (drain it instead)"),
+        (status = 503, description = "the member list's group has no majority, or no leader yet")))]
 async fn remove(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
     remove_node(&ctx, &req.node_id).await?;
     view(admin, ctx).await
@@ -234,15 +232,11 @@ async fn remove(admin: User, ctx: Ctx, req: NodeRequest) -> Handled {
 /// Removes a dead member (see [`remove`]).
 pub(super) async fn remove_node(ctx: &Ctx, node_id: &str) -> Result<(), ApiError> {
     use crate::cluster::roster::{RemoveError, remove_dead};
-    match remove_dead(&ctx.cluster, &ctx.services, node_id).await {
+    match remove_dead(&ctx.cluster, node_id).await {
         Ok(_) => Ok(()),
         Err(RemoveError::NotMember(_)) => Err(ApiError::NotFound),
         Err(e @ RemoveError::Up(_)) => Err(ApiError::Conflict {
             code: "node_up",
-            message: e.to_string(),
-        }),
-        Err(e @ RemoveError::NotReplicated(_)) => Err(ApiError::Conflict {
-            code: "not_replicated",
             message: e.to_string(),
         }),
         Err(RemoveError::Unavailable(why)) => Err(ApiError::Unavailable(why)),

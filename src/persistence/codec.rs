@@ -1,27 +1,24 @@
-//! Record encoding: one format byte, the epoch that wrote the record, then postcard.
+//! Record encoding: one format byte, then postcard.
 //!
 //! postcard is a maintained, compact serde format (bincode's last release is a deliberate
 //! compile error). The leading byte lets a later release change the encoding without guessing.
-//! The epoch (8 bytes, little endian) is the cluster epoch under which the writing node owned
-//! the record; the store stamps it when the record is committed (see [`super::Fence`]).
 
 use super::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The first encoding: postcard without an epoch (records written before epochs were stamped;
-/// read as epoch 0).
+/// The encoding every record is written with: postcard.
 const FORMAT_V1: u8 = 1;
-/// The encoding every record is written with today: the epoch, then postcard.
+/// Written by releases that fenced non-replicated clusters by epoch: 8 bytes of the cluster
+/// epoch that wrote the record (little endian), then postcard. Still read; never written.
 const FORMAT_V2: u8 = 2;
 /// Bytes before the postcard body in a V2 record.
 const V2_HEADER: usize = 1 + 8;
 
-/// Encodes a record (stamped with epoch 0 until the store commits it).
+/// Encodes a record.
 pub(super) fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(64);
-    out.push(FORMAT_V2);
-    out.extend_from_slice(&0u64.to_le_bytes());
+    out.push(FORMAT_V1);
     postcard::to_io(value, &mut out).map_err(|e| StoreError::Encode {
         key: key.to_owned(),
         reason: e.to_string(),
@@ -46,35 +43,6 @@ pub(super) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, 
     }
 }
 
-/// The epoch that wrote an encoded record (0 for records from before epochs, or unreadable).
-pub(super) fn epoch_of(bytes: &[u8]) -> u64 {
-    match bytes.get(..V2_HEADER) {
-        Some([FORMAT_V2, epoch @ ..]) => {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(epoch);
-            u64::from_le_bytes(le)
-        }
-        _ => 0,
-    }
-}
-
-/// Stamps an encoded record with the epoch that writes it (a V1 record gains the V2 header;
-/// anything unreadable is left as it is, for `decode` to report).
-pub(super) fn stamp(bytes: &mut Vec<u8>, epoch: u64) {
-    match bytes.first() {
-        Some(&FORMAT_V2) if bytes.len() >= V2_HEADER => {
-            bytes[1..V2_HEADER].copy_from_slice(&epoch.to_le_bytes());
-        }
-        Some(&FORMAT_V1) => {
-            let mut header = Vec::with_capacity(V2_HEADER);
-            header.push(FORMAT_V2);
-            header.extend_from_slice(&epoch.to_le_bytes());
-            bytes.splice(..1, header);
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,38 +55,24 @@ mod tests {
             decode::<(String, u32)>("k", &bytes),
             Ok(("hello".into(), 42))
         );
-        let err = decode::<(String, u32)>("k", &bytes[..V2_HEADER + 3]);
+        let err = decode::<(String, u32)>("k", &bytes[..4]);
         assert!(matches!(err, Err(StoreError::Corrupt { ref key, .. }) if key == "k"));
-        assert!(decode::<u32>("k", &bytes[..4]).is_err());
+        assert!(decode::<u32>("k", &[FORMAT_V2, 1, 2]).is_err());
         assert!(decode::<u32>("k", &[9, 1]).is_err());
         assert!(decode::<u32>("k", &[]).is_err());
         Ok(())
     }
 
-    #[test]
-    fn records_from_before_epochs_read_as_epoch_zero_and_can_be_stamped() -> Result<(), StoreError>
-    {
-        let mut v1 = vec![FORMAT_V1];
-        v1.extend(postcard::to_allocvec(&7u32).map_err(|e| StoreError::Io(e.to_string()))?);
-        assert_eq!((decode::<u32>("k", &v1)?, epoch_of(&v1)), (7, 0));
-        stamp(&mut v1, 5);
-        assert_eq!((decode::<u32>("k", &v1)?, epoch_of(&v1)), (7, 5));
-        let mut junk = vec![9, 9];
-        stamp(&mut junk, 3);
-        assert_eq!((junk, epoch_of(&[])), (vec![9, 9], 0));
-        Ok(())
-    }
-
     proptest! {
         #[test]
-        fn stamping_keeps_the_value_and_records_the_epoch(value: (String, u64, Vec<u8>), epoch: u64, again: u64) {
-            let mut bytes = encode("k", &value).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(epoch_of(&bytes), 0);
-            stamp(&mut bytes, epoch);
-            prop_assert_eq!(epoch_of(&bytes), epoch);
-            stamp(&mut bytes, again);
-            prop_assert_eq!(epoch_of(&bytes), again);
-            prop_assert_eq!(decode::<(String, u64, Vec<u8>)>("k", &bytes).ok(), Some(value));
+        fn records_round_trip_and_epoch_stamped_ones_still_read(value: (String, u64, Vec<u8>), epoch: u64) {
+            let bytes = encode("k", &value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(decode::<(String, u64, Vec<u8>)>("k", &bytes).ok(), Some(value.clone()));
+            // The same record as an older release stamped it.
+            let mut v2 = vec![FORMAT_V2];
+            v2.extend_from_slice(&epoch.to_le_bytes());
+            v2.extend_from_slice(&bytes[1..]);
+            prop_assert_eq!(decode::<(String, u64, Vec<u8>)>("k", &v2).ok(), Some(value));
         }
     }
 }

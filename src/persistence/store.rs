@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -49,8 +49,7 @@ pub enum StoreError {
     /// A flush failed earlier; writes are refused until the node restarts.
     #[error("storage failed earlier; writes are refused until the node restarts")]
     Failed,
-    /// This node may not write the record now: it does not own it under the current cluster
-    /// epoch, is cut off from the majority, or is behind the epoch that last wrote it.
+    /// This node may not write the record now: it does not lead the record's partition.
     #[error("this node may not write {key} now: {why}")]
     Fenced {
         /// The record's key.
@@ -60,60 +59,28 @@ pub enum StoreError {
     },
 }
 
-/// Decides whether this node may write a record now, and under which epoch (the cluster layer
-/// implements it; a store without a fence stamps epoch 0 and refuses nothing).
+/// Decides whether this node may write a record now (the cluster layer implements it; a store
+/// without a fence refuses nothing).
 pub trait Fence: Send + Sync + 'static {
-    /// The epoch to stamp a write of `key` with, or why this node may not write it now.
-    fn admit(&self, key: &str) -> Result<u64, String>;
+    /// Whether this node may write `key` now, or why not.
+    fn admit(&self, key: &str) -> Result<(), String>;
 }
 
-/// Where the store keeps the latest epoch any of its records was written under.
-const MAX_EPOCH_KEY: &str = "store/max_epoch";
-
-/// Who writes a batch, which decides how it is fenced and stamped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Writer {
-    /// The node as the owner of the records: every key is admitted by the fence and stamped
-    /// with its epoch, and no record written under a later epoch is overwritten.
-    #[default]
-    Owner,
-    /// Records received in a handoff: the new owner persists them under the new epoch, before
-    /// it owns them (the change commits only once they are durable).
-    HandedOver(u64),
-    /// Deletion of records this node no longer owns, after a handoff.
-    Release,
-}
+/// Where releases that fenced non-replicated clusters kept the latest cluster epoch any record
+/// was written under (read only to recognise such a data directory).
+const LEGACY_MAX_EPOCH_KEY: &str = "store/max_epoch";
 
 /// Records to write together: all of them become visible at once, or none.
-///
-/// A batch is written as the records' owner ([`WriteBatch::new`]) unless made for a handoff.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     /// Keys with their encoded value (`None`: delete), in order.
     ops: Vec<(String, Option<Vec<u8>>)>,
-    writer: Writer,
 }
 
 impl WriteBatch {
-    /// An empty batch, written as the owner of its records.
+    /// An empty batch.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// An empty batch of records received in a handoff, persisted under the new `epoch`.
-    pub fn handed_over(epoch: u64) -> Self {
-        Self {
-            ops: Vec::new(),
-            writer: Writer::HandedOver(epoch),
-        }
-    }
-
-    /// An empty batch that deletes records this node has handed over (and no longer owns).
-    pub fn release() -> Self {
-        Self {
-            ops: Vec::new(),
-            writer: Writer::Release,
-        }
     }
 
     /// Adds (or replaces) a record.
@@ -123,7 +90,7 @@ impl WriteBatch {
         Ok(self)
     }
 
-    /// Adds (or replaces) a record already encoded (records handed over between nodes).
+    /// Adds (or replaces) a record already encoded.
     pub fn put_raw(&mut self, key: &str, value: Vec<u8>) -> &mut Self {
         self.ops.push((key.to_owned(), Some(value)));
         self
@@ -160,10 +127,6 @@ struct Inner {
     stats: Arc<LogStats>,
     /// Set once by the cluster layer (see [`Store::set_fence`]).
     fence: OnceLock<Box<dyn Fence>>,
-    /// The latest epoch any record was stamped with (persisted at [`MAX_EPOCH_KEY`]). A write
-    /// at this epoch or later cannot meet a newer record, so only writes under an older epoch
-    /// read what they overwrite (see [`Store::seal`]).
-    max_epoch: AtomicU64,
     /// Set once by the cluster layer when its records are replicated (see
     /// [`Store::set_replication`]).
     replicated: OnceLock<Replicated>,
@@ -221,10 +184,6 @@ impl Store {
 
     fn start(engine: Engine, sync: log::Sync, max_unsynced: Duration) -> Result<Self, StoreError> {
         let stats = Arc::new(LogStats::default());
-        let max_epoch = match engine.get(MAX_EPOCH_KEY)? {
-            Some(bytes) => codec::decode(MAX_EPOCH_KEY, &bytes)?,
-            None => 0,
-        };
         let (log, writer) = log::spawn(engine.clone(), sync, max_unsynced, stats.clone())
             .map_err(|e| StoreError::Io(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
@@ -234,7 +193,6 @@ impl Store {
                 writer: Some(writer),
                 stats,
                 fence: OnceLock::new(),
-                max_epoch: AtomicU64::new(max_epoch),
                 replicated: OnceLock::new(),
             }),
         })
@@ -312,7 +270,7 @@ impl Store {
         })
     }
 
-    /// Writes records exactly as given, past the fence and without stamping them: for the
+    /// Writes records exactly as given, past the fence: for the
     /// consensus layer, whose log already decided that they are written (its own log entries,
     /// and the entries it applies). With `durable`, returns the wait for the sync covering
     /// them; otherwise a later sync does.
@@ -427,8 +385,7 @@ impl Store {
     /// committed before it, and returns a future that resolves once it is on disk (fsync'd).
     ///
     /// Refused with [`StoreError::Fenced`] (and nothing written) when the fence does not admit
-    /// one of the batch's keys, or when one of them was written under a later epoch than this
-    /// node's: a node without the current epoch cannot apply a write.
+    /// one of the batch's keys.
     pub fn commit(&self, batch: WriteBatch) -> Result<Durable, StoreError> {
         let ops = self.seal(batch)?;
         if let Some(replicated) = self.inner.replicated.get() {
@@ -521,7 +478,7 @@ impl Store {
         }
     }
 
-    /// `batch` behind its guard record, fenced and stamped.
+    /// `batch` behind its guard record, fenced.
     fn seal_guarded<T: Serialize>(
         &self,
         guard_key: &str,
@@ -530,7 +487,6 @@ impl Store {
     ) -> Result<Vec<log::Op>, StoreError> {
         let mut guarded = WriteBatch {
             ops: Vec::with_capacity(batch.ops.len() + 1),
-            writer: batch.writer,
         };
         guarded.put(guard_key, guard)?;
         guarded.ops.extend(batch.ops);
@@ -607,71 +563,27 @@ impl Store {
         self.inner.log.send(request).map_err(|_| StoreError::Closed)
     }
 
-    /// Fences and stamps `batch` for its writer.
+    /// Checks every key of `batch` against the fence.
     fn seal(&self, batch: WriteBatch) -> Result<Vec<log::Op>, StoreError> {
-        let fence = self.inner.fence.get();
-        let mut ops = Vec::with_capacity(batch.ops.len() + 1);
-        let mut newest = 0;
-        for (key, value) in batch.ops {
-            let epoch = match (batch.writer, fence) {
-                (Writer::Owner, None) | (Writer::Release, _) => 0,
-                (Writer::Owner, Some(fence)) => {
-                    let epoch = fence.admit(&key).map_err(|why| StoreError::Fenced {
-                        key: key.clone(),
-                        why,
-                    })?;
-                    self.refuse_if_newer(&key, epoch)?;
-                    epoch
-                }
-                (Writer::HandedOver(epoch), _) => {
-                    self.refuse_if_newer(&key, epoch)?;
-                    epoch
-                }
-            };
-            newest = newest.max(epoch);
-            let value = value.map(|mut bytes| {
-                codec::stamp(&mut bytes, epoch);
-                bytes
-            });
-            ops.push((key, value));
+        if let Some(fence) = self.inner.fence.get() {
+            for (key, _) in &batch.ops {
+                fence.admit(key).map_err(|why| StoreError::Fenced {
+                    key: key.clone(),
+                    why,
+                })?;
+            }
         }
-        // The first write under a new epoch records it, atomically with itself.
-        if newest > self.inner.max_epoch.fetch_max(newest, Ordering::AcqRel) {
-            ops.push((
-                MAX_EPOCH_KEY.to_owned(),
-                Some(codec::encode(MAX_EPOCH_KEY, &newest)?),
-            ));
-        }
-        Ok(ops)
+        Ok(batch.ops)
     }
 
-    /// Refuses a write at `epoch` over a record written under a later one. Only a node behind
-    /// the store's latest epoch reads the record to find out (every other write would pay a
-    /// read per key for nothing).
-    fn refuse_if_newer(&self, key: &str, epoch: u64) -> Result<(), StoreError> {
-        if self.inner.max_epoch.load(Ordering::Acquire) <= epoch {
-            return Ok(());
+    /// The latest cluster epoch a release that fenced non-replicated clusters recorded in this
+    /// store (0 if none): above 1, the data directory belongs to such a cluster, whose records
+    /// are on no other node's disk.
+    pub fn legacy_cluster_epoch(&self) -> Result<u64, StoreError> {
+        match self.inner.engine.get(LEGACY_MAX_EPOCH_KEY)? {
+            Some(bytes) => codec::decode(LEGACY_MAX_EPOCH_KEY, &bytes),
+            None => Ok(0),
         }
-        match self.inner.engine.get(key)? {
-            Some(existing) if codec::epoch_of(&existing) > epoch => Err(StoreError::Fenced {
-                key: key.to_owned(),
-                why: format!(
-                    "it was written under cluster epoch {}, and this node is at epoch {epoch}",
-                    codec::epoch_of(&existing)
-                ),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The epoch that last wrote `key` (0 if it does not exist or predates epochs).
-    #[cfg(test)]
-    pub(crate) fn epoch_of(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .inner
-            .engine
-            .get(key)?
-            .map_or(0, |bytes| codec::epoch_of(&bytes)))
     }
 
     /// Whether the store accepts writes (false after a failed write or sync).
@@ -759,33 +671,25 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    /// A fence at a settable epoch that refuses keys under `refused/`.
-    struct TestFence(Arc<std::sync::atomic::AtomicU64>);
+    /// A fence that refuses keys under `refused/`.
+    struct TestFence;
 
     impl Fence for TestFence {
-        fn admit(&self, key: &str) -> Result<u64, String> {
+        fn admit(&self, key: &str) -> Result<(), String> {
             if key.starts_with("refused/") {
-                return Err("not the owner".into());
+                return Err("not the leader".into());
             }
-            Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+            Ok(())
         }
     }
 
-    fn fenced_at(epoch: u64) -> Result<(Store, Arc<std::sync::atomic::AtomicU64>), StoreError> {
-        let store = Store::temporary()?;
-        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(epoch));
-        store.set_fence(TestFence(epoch.clone()));
-        Ok((store, epoch))
-    }
-
     #[tokio::test]
-    async fn owner_writes_are_stamped_with_the_fence_epoch_and_refused_writes_leave_nothing()
-    -> TestResult {
-        let (store, _) = fenced_at(3)?;
+    async fn a_batch_with_a_refused_key_leaves_nothing() -> TestResult {
+        let store = Store::temporary()?;
+        store.set_fence(TestFence);
         let mut batch = WriteBatch::new();
         batch.put("a/1", &1u32)?;
         store.commit(batch)?.await?;
-        assert_eq!(store.epoch_of("a/1")?, 3);
 
         let mut batch = WriteBatch::new();
         batch
@@ -811,53 +715,6 @@ mod tests {
             Err(StoreError::Fenced { .. })
         ));
         assert_eq!(store.get::<u32>("a/guard")?, None);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_node_behind_the_epoch_that_wrote_a_record_cannot_overwrite_it() -> TestResult {
-        let (store, epoch) = fenced_at(4)?;
-        let mut received = WriteBatch::handed_over(5);
-        received.put("a/1", &1u32)?;
-        store.commit(received)?.await?;
-        assert_eq!(store.epoch_of("a/1")?, 5);
-
-        let mut stale = WriteBatch::new();
-        stale.put("a/1", &2u32)?;
-        assert!(matches!(
-            store.commit(stale),
-            Err(StoreError::Fenced { .. })
-        ));
-        let mut stale_delete = WriteBatch::new();
-        stale_delete.delete("a/1");
-        assert!(matches!(
-            store.commit(stale_delete),
-            Err(StoreError::Fenced { .. })
-        ));
-        assert_eq!(store.get::<u32>("a/1")?, Some(1));
-
-        // Once the node has the epoch, it writes (and stamps) as the owner.
-        epoch.store(5, std::sync::atomic::Ordering::SeqCst);
-        let mut current = WriteBatch::new();
-        current.put("a/1", &3u32)?;
-        store.commit(current)?.await?;
-        assert_eq!(
-            (store.get::<u32>("a/1")?, store.epoch_of("a/1")?),
-            (Some(3), 5)
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn released_records_are_deleted_whatever_the_fence_says() -> TestResult {
-        let (store, _) = fenced_at(2)?;
-        let mut received = WriteBatch::handed_over(2);
-        received.put("refused/1", &1u32)?;
-        store.commit(received)?.await?;
-        let mut release = WriteBatch::release();
-        release.delete("refused/1");
-        store.commit(release)?.await?;
-        assert_eq!(store.get::<u32>("refused/1")?, None);
         Ok(())
     }
 

@@ -1,16 +1,19 @@
 //! Clusters of real `contrail` processes on loopback: members with their own data dirs and
-//! ports, started one after the other and waited for until every member sees them all up.
+//! ports, started one after the other and waited for until every member sees them all up and
+//! the partitions' leaders are spread over them.
 #![allow(dead_code, unreachable_pub)]
 
 use super::binary::{Server, free_port};
 use super::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, client_of, eventually, flight, flight_spec};
-use contrail::cluster::placement;
+use contrail::cluster::raft::partition_of;
 use contrail_client::Client;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const COOKIE: &str = "cluster-test-cookie";
+/// Partitions of every test cluster (few: each is a consensus group on a 2-core machine).
+pub const PARTITIONS: u16 = 8;
 
 /// One node of a test cluster: its process, data directory and cluster address.
 pub struct Member {
@@ -65,6 +68,9 @@ impl Member {
             ("CONTRAIL__CLUSTER__DOWN_AFTER_MS", "1200"),
             ("CONTRAIL__CLUSTER__FAULT_INJECTION", "true"),
             ("CONTRAIL__ACTORS__CALL_TIMEOUT_MS", "3000"),
+            ("CONTRAIL__CLUSTER__PARTITIONS", "8"),
+            ("CONTRAIL__CLUSTER__RAFT_HEARTBEAT_MS", "100"),
+            ("CONTRAIL__CLUSTER__ELECTION_TIMEOUT_MS", "600"),
         ];
         if !seeds.is_empty() {
             env.push(("CONTRAIL__CLUSTER__SEEDS", seeds.as_str()));
@@ -105,7 +111,8 @@ pub async fn cluster(root: &Path, names: &[&str]) -> Vec<Member> {
     cluster_with(root, names, &[]).await
 }
 
-/// Like [`cluster`], with extra variables for every member's process.
+/// Like [`cluster`], with extra variables for every member's process; returns once every
+/// partition has its replicas and the leaders are spread over the members.
 pub async fn cluster_with(root: &Path, names: &[&str], env: &[(&str, &str)]) -> Vec<Member> {
     let first = Member::start_with(names[0], root, &[], env);
     let seed = first.port;
@@ -116,33 +123,144 @@ pub async fn cluster_with(root: &Path, names: &[&str], env: &[(&str, &str)]) -> 
         let n = members.len();
         settled(&members.iter().collect::<Vec<_>>(), n).await;
     }
+    let replicas = env
+        .iter()
+        .find(|(k, _)| *k == "CONTRAIL__CLUSTER__REPLICAS")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(3)
+        .min(names.len());
+    let admin = members[0].app.admin().await;
+    balanced(&members.iter().collect::<Vec<_>>(), &admin, replicas).await;
     members
 }
 
-/// The owner of an entity id under a member list.
-pub fn owner_of(id: &str, members: &[&str]) -> String {
-    let tag = &id[4..20];
-    placement::owner(members.iter().copied(), tag)
-        .expect("owner")
-        .to_owned()
+/// The placement tag of an entity id (`flt_<tag><rest>`).
+pub fn tag_of(id: &str) -> &str {
+    &id[4..20]
 }
 
-/// A new customer (signed up through `app`) whose records live on `node` of `members`.
-pub async fn customer_on(app: &TestApp, members: &[&str], node: &str) -> Client {
+/// The partition of an entity id.
+pub fn partition_of_id(id: &str) -> usize {
+    usize::from(partition_of(tag_of(id), PARTITIONS))
+}
+
+/// The leader of every partition, if each of `nodes` names one for it, they all name the same,
+/// and that leader reports `replicas` voting replicas and no learner (a member that holds no
+/// replica of a partition knows only who leads it, so each partition is read from its leader).
+pub async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Option<Vec<String>> {
+    let mut views = Vec::new();
+    for node in nodes {
+        let view = node.app.signed_as(admin).cluster().await.ok()?;
+        if view.partitions.len() != usize::from(PARTITIONS) {
+            return None;
+        }
+        views.push((node.name.clone(), view));
+    }
+    let mut found = Vec::with_capacity(usize::from(PARTITIONS));
+    for p in 0..usize::from(PARTITIONS) {
+        let named: Vec<Option<&String>> = views
+            .iter()
+            .map(|(_, v)| v.partitions[p].leader.as_ref())
+            .collect();
+        let leader = named.first().copied().flatten()?;
+        if named.iter().any(|n| *n != Some(leader)) {
+            return None;
+        }
+        let (_, own) = views.iter().find(|(name, _)| name == leader)?;
+        let group = &own.partitions[p];
+        if group.replicas.len() != replicas || !group.learners.is_empty() {
+            return None;
+        }
+        found.push(leader.clone());
+    }
+    Some(found)
+}
+
+/// Waits (bounded) until [`leaders`] answers, and `also` holds of what it answers.
+async fn leaders_until(
+    nodes: &[&Member],
+    admin: &Client,
+    replicas: usize,
+    also: impl Fn(&[String]) -> bool,
+) -> Option<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(found) = leaders(nodes, admin, replicas).await
+            && also(&found)
+        {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Waits (bounded) until [`leaders`] answers.
+pub async fn formed(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<String> {
+    match leaders_until(nodes, admin, replicas, |_| true).await {
+        Some(found) => found,
+        None => panic!(
+            "the partitions' groups did not form:\n{}",
+            describe(nodes, admin).await
+        ),
+    }
+}
+
+/// Waits (bounded) until the groups are formed and every one of `nodes` leads a partition
+/// (the leaders hand partitions to their preferred replicas a few seconds after forming).
+pub async fn balanced(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<String> {
+    let everyone_leads = |found: &[String]| nodes.iter().all(|n| found.contains(&n.name));
+    match leaders_until(nodes, admin, replicas, everyone_leads).await {
+        Some(found) => found,
+        None => panic!(
+            "the partitions' leaders did not spread over the members:\n{}",
+            describe(nodes, admin).await
+        ),
+    }
+}
+
+/// Every node's view of every partition (leader, voters, learners), for a failure's report.
+pub async fn describe(nodes: &[&Member], admin: &Client) -> String {
+    let mut out = String::new();
+    for node in nodes {
+        match node.app.signed_as(admin).cluster().await {
+            Ok(view) => {
+                out.push_str(&format!("{}:", node.name));
+                for p in &view.partitions {
+                    out.push_str(&format!(
+                        " [{} {:?} {:?} {:?}]",
+                        p.id, p.leader, p.replicas, p.learners
+                    ));
+                }
+                out.push('\n');
+            }
+            Err(e) => out.push_str(&format!("{}: {e}\n", node.name)),
+        }
+    }
+    out
+}
+
+/// The node that leads an entity's partition, by `leaders` (from [`formed`]).
+pub fn owner_of(id: &str, leaders: &[String]) -> String {
+    leaders[partition_of_id(id)].clone()
+}
+
+/// A new customer (signed up through `app`) whose partition `node` leads.
+pub async fn customer_on(app: &TestApp, leaders: &[String], node: &str) -> Client {
     for _ in 0..40 {
         let (id, client) = app.customer().await;
-        if owner_of(&id, members) == node {
+        if owner_of(&id, leaders) == node {
             return client;
         }
     }
     panic!("no customer of 40 landed on {node}")
 }
 
-/// Creates flights (as `admin`) until each of `wanted` owners has one; returns them.
+/// Creates flights (as `admin`) until each of `wanted` leads one's partition; returns them.
 pub async fn flights_owned_by(
     admin: &Client,
     aircraft: &str,
-    members: &[&str],
+    leaders: &[String],
     wanted: &[&str],
 ) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
@@ -156,7 +274,7 @@ pub async fn flights_owned_by(
             5000 + i,
         );
         let id = flight(admin, &spec).await;
-        let owner = owner_of(&id, members);
+        let owner = owner_of(&id, leaders);
         if wanted.contains(&owner.as_str()) {
             found.entry(owner).or_insert(id);
         }

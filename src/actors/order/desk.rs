@@ -6,7 +6,7 @@ use super::{KeyRecord, OrderCommand, OrderDirectory, OrderError, OrderStart};
 use crate::actors::CallError;
 use crate::actors::deadlines::Deadlines;
 use crate::actors::notification::{self, Notification};
-use crate::actors::router::{RouterRef, operation};
+use crate::actors::router::{RouterRef, Share, operation};
 use crate::actors::sold_out::SoldOut;
 use crate::domain::ids::TicketId;
 use crate::domain::ids::{FlightId, OrderId, UserId};
@@ -273,10 +273,8 @@ impl Orders {
     /// Every order of every user on every node, newest first (for admins), at most `limit`.
     pub async fn list_all(&self, limit: usize) -> Result<Vec<Order>, OrderError> {
         let shares = self.router.gather(AllOrders { limit }, self).await?;
-        let mut orders = Vec::new();
-        for share in shares {
-            orders.extend(share?);
-        }
+        let shares = shares.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut orders = self.router.join(shares, |o: &Order| o.id.tag())?;
         orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
         orders.truncate(limit);
         Ok(orders)
@@ -381,28 +379,28 @@ operation!(OrdersOf => Result<Vec<Order>, OrderError>, by orders: Orders, tag |r
     Ok(list)
 });
 
-/// The newest orders a node stores, at most `limit` (each node's share of an admin's list).
+/// The newest orders of the partitions a node serves, at most `limit` (each node's share of an
+/// admin's list).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AllOrders {
     /// At most this many.
     pub limit: usize,
 }
-operation!(AllOrders => Result<Vec<Order>, OrderError>, by orders: Orders, tag |_r| "", |r| {
-    let mut list = orders
+operation!(AllOrders => Result<Share<Order>, OrderError>, by orders: Orders, tag |_r| "", |r| {
+    let stored = orders
         .store
         .scan::<Order>(keys::ORDERS)
         .map(|r| r.map(|(_, o)| o))
         .filter(|r| {
-            // Replicas and copies of other nodes' orders are theirs to list.
-            r.as_ref().map_or(true, |o| {
-                !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending)
-                    && orders.router.owns(o.id.tag())
-            })
+            r.as_ref()
+                .map_or(true, |o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    list.sort_by_key(|o| std::cmp::Reverse(o.created_at));
-    list.truncate(r.limit);
-    Ok(list)
+    // Replicas of partitions other nodes lead are theirs to list.
+    let mut share = orders.router.share(stored, |o| o.id.tag());
+    share.items.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+    share.items.truncate(r.limit);
+    Ok(share)
 });
 
 /// One ticket.

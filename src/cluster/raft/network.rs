@@ -49,6 +49,8 @@ pub enum Message {
     Vote(VoteRequest<u64>),
     /// One chunk of a snapshot.
     Snapshot(InstallSnapshotRequest<Replicated>),
+    /// From the leader handing the group over: stand for election now (see `balance`).
+    TakeLead,
 }
 
 /// The answer to a [`Message`].
@@ -62,6 +64,8 @@ pub enum Answer {
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// The receiver has no replica of the partition (or could not read the message).
     Refused(String),
+    /// To [`Message::TakeLead`]: the receiver stands for election.
+    Standing,
 }
 
 /// Makes a partition's connections to its replicas.

@@ -7,7 +7,7 @@ mod helpers;
 
 use contrail::cluster::raft::partition_of;
 use contrail_client::{Client, Faults};
-use helpers::cluster::{Member, PARTITIONS, cluster_with, formed, tag_of};
+use helpers::cluster::{Member, PARTITIONS, cluster_with, describe, formed, tag_of};
 use helpers::{TestApp, aircraft, airport, economy, eventually, flight, flight_spec, status_of};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -503,10 +503,23 @@ async fn book_each(
     booked
 }
 
-/// Every booking in `booked` holds its seat, as `reader` sees it.
+/// Every booking in `booked` holds its seat, as `reader` sees it (a read answered 503 while a
+/// partition elects a new leader is retried, as a client honouring Retry-After does).
 async fn all_held(reader: &TestApp, booked: &[(String, String)]) {
     for (target, seat) in booked {
-        let seats = reader.seat_statuses(target).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seats = loop {
+            match reader.api().seats(target).await {
+                Ok(seats) => break seats,
+                Err(e) if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                    assert!(Instant::now() < deadline, "{target} unreadable: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("seats of {target}: {e}"),
+            }
+        };
+        let seats: BTreeMap<String, String> =
+            seats.into_iter().map(|s| (s.seat, s.status)).collect();
         assert_eq!(
             seats.get(seat).map(String::as_str),
             Some("held"),
@@ -622,18 +635,24 @@ async fn a_drained_node_hands_its_replicas_over_before_it_is_stopped() {
         let (all, admin) = (all.clone(), admin.clone());
         async move {
             let groups = groups_by_leader(&all, &admin).await;
+            // The member list's group (numbered after the partitions) has the members it
+            // does not keep as voters as learners.
             groups.iter().all(|g| {
                 g.as_ref().is_some_and(|g| {
                     g.replicas.len() == 3
-                        && g.learners.is_empty()
-                        && without.is_none_or(|gone| !g.replicas.iter().any(|r| r == gone))
+                        && (g.id == PARTITIONS || g.learners.is_empty())
+                        && without.is_none_or(|gone| {
+                            !g.replicas.iter().chain(&g.learners).any(|r| r == gone)
+                        })
                 })
             })
         }
     };
     assert!(
         eventually(Duration::from_secs(60), || settled(None)).await,
-        "the groups did not form"
+        "the groups did not form:\n{}\n{:?}",
+        describe(&all, &admin).await,
+        view_of_member_list(&all, &admin).await,
     );
     let a_admin = nodes[0].app.signed_as(&admin);
     airport(&a_admin, "DEL").await;
@@ -673,6 +692,16 @@ async fn a_drained_node_hands_its_replicas_over_before_it_is_stopped() {
     let after = book_each(&nodes[0].app, &customer, &flights, "after-drain").await;
     all_held(&nodes[1].app, &booked).await;
     all_held(&nodes[1].app, &after).await;
+}
+
+async fn view_of_member_list(nodes: &[&Member], admin: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for node in nodes {
+        if let Ok(view) = node.app.signed_as(admin).cluster().await {
+            out.push(format!("{}: {:?}", node.name, view.member_list));
+        }
+    }
+    out
 }
 
 /// Each group (the partitions, then the member list's) as its leader reports it (`None` while

@@ -49,6 +49,10 @@ pub(super) struct PartitionView {
     pub(super) replicas: Vec<String>,
     /// Members whose new replica is still catching up (it votes once it has).
     pub(super) learners: Vec<String>,
+    /// The replica that should lead it, so that every member leads its share: a leader that
+    /// is not hands the partition over once that replica has caught up (absent for the member
+    /// list's group, whose leader serves no requests).
+    pub(super) preferred_leader: Option<String>,
 }
 
 /// The operator's view of the cluster.
@@ -59,10 +63,10 @@ pub(super) struct ClusterView {
     /// Whether the answering node is a member and reaches a majority.
     pub(super) serving: bool,
     pub(super) members: Vec<MemberView>,
-    /// The replicated partitions (empty unless `cluster.replication` is on).
+    /// The replicated partitions (empty on a node without a cluster).
     pub(super) partitions: Vec<PartitionView>,
-    /// The consensus group that decides the member list (with replication; its `id` follows
-    /// the partitions').
+    /// The consensus group that decides the member list (in a cluster; its `id` follows the
+    /// partitions').
     pub(super) member_list: Option<PartitionView>,
 }
 
@@ -78,6 +82,7 @@ impl From<crate::cluster::raft::PartitionStatus> for PartitionView {
             lag: p.lag,
             replicas: p.replicas,
             learners: p.learners,
+            preferred_leader: None,
         }
     }
 }
@@ -164,11 +169,23 @@ pub(super) async fn cluster_view(ctx: &Ctx) -> ClusterView {
         });
     }
     let replication = cluster.replication();
+    let preferred = replication
+        .map(|r| r.preferred_leaders(&current.members))
+        .unwrap_or_default();
     let partitions = replication
         .map(|r| r.status())
         .unwrap_or_default()
         .into_iter()
-        .map(PartitionView::from)
+        .map(|status| {
+            let wanted = preferred
+                .get(usize::from(status.partition))
+                .cloned()
+                .flatten();
+            PartitionView {
+                preferred_leader: wanted,
+                ..PartitionView::from(status)
+            }
+        })
         .collect();
     let member_list = replication.map(|r| PartitionView::from(r.member_list_status()));
     ClusterView {

@@ -148,6 +148,17 @@ pub fn partition_of_id(id: &str) -> usize {
 /// and that leader reports `replicas` voting replicas and no learner (a member that holds no
 /// replica of a partition knows only who leads it, so each partition is read from its leader).
 pub async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Option<Vec<String>> {
+    leaders_where(nodes, admin, replicas, false).await
+}
+
+/// [`leaders`], and if `preferred`, only once every partition is led by its preferred leader
+/// (as its leader reports it).
+async fn leaders_where(
+    nodes: &[&Member],
+    admin: &Client,
+    replicas: usize,
+    preferred: bool,
+) -> Option<Vec<String>> {
     let mut views = Vec::new();
     for node in nodes {
         let view = node.app.signed_as(admin).cluster().await.ok()?;
@@ -168,7 +179,10 @@ pub async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Opti
         }
         let (_, own) = views.iter().find(|(name, _)| name == leader)?;
         let group = &own.partitions[p];
-        if group.replicas.len() != replicas || !group.learners.is_empty() {
+        if group.replicas.len() != replicas
+            || !group.learners.is_empty()
+            || (preferred && group.preferred_leader.as_ref() != Some(leader))
+        {
             return None;
         }
         found.push(leader.clone());
@@ -176,18 +190,16 @@ pub async fn leaders(nodes: &[&Member], admin: &Client, replicas: usize) -> Opti
     Some(found)
 }
 
-/// Waits (bounded) until [`leaders`] answers, and `also` holds of what it answers.
+/// Waits (bounded) until [`leaders_where`] answers.
 async fn leaders_until(
     nodes: &[&Member],
     admin: &Client,
     replicas: usize,
-    also: impl Fn(&[String]) -> bool,
+    preferred: bool,
 ) -> Option<Vec<String>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while tokio::time::Instant::now() < deadline {
-        if let Some(found) = leaders(nodes, admin, replicas).await
-            && also(&found)
-        {
+        if let Some(found) = leaders_where(nodes, admin, replicas, preferred).await {
             return Some(found);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -197,7 +209,7 @@ async fn leaders_until(
 
 /// Waits (bounded) until [`leaders`] answers.
 pub async fn formed(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<String> {
-    match leaders_until(nodes, admin, replicas, |_| true).await {
+    match leaders_until(nodes, admin, replicas, false).await {
         Some(found) => found,
         None => panic!(
             "the partitions' groups did not form:\n{}",
@@ -206,14 +218,14 @@ pub async fn formed(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<S
     }
 }
 
-/// Waits (bounded) until the groups are formed and every one of `nodes` leads a partition
-/// (the leaders hand partitions to their preferred replicas a few seconds after forming).
+/// Waits (bounded) until the groups are formed and every partition is led by its preferred
+/// leader (the leaders hand partitions to their preferred replicas a few seconds after forming;
+/// each handover makes the partition answer 503 for a moment, which is over then).
 pub async fn balanced(nodes: &[&Member], admin: &Client, replicas: usize) -> Vec<String> {
-    let everyone_leads = |found: &[String]| nodes.iter().all(|n| found.contains(&n.name));
-    match leaders_until(nodes, admin, replicas, everyone_leads).await {
-        Some(found) => found,
-        None => panic!(
-            "the partitions' leaders did not spread over the members:\n{}",
+    match leaders_until(nodes, admin, replicas, true).await {
+        Some(found) if nodes.iter().all(|n| found.contains(&n.name)) => found,
+        found => panic!(
+            "the partitions' leaders did not spread over the members ({found:?}):\n{}",
             describe(nodes, admin).await
         ),
     }
@@ -228,8 +240,8 @@ pub async fn describe(nodes: &[&Member], admin: &Client) -> String {
                 out.push_str(&format!("{}:", node.name));
                 for p in &view.partitions {
                     out.push_str(&format!(
-                        " [{} {:?} {:?} {:?}]",
-                        p.id, p.leader, p.replicas, p.learners
+                        " [{} {:?} (preferred {:?}) {:?} {:?}]",
+                        p.id, p.leader, p.preferred_leader, p.replicas, p.learners
                     ));
                 }
                 out.push('\n');

@@ -412,6 +412,9 @@ pub struct Partition {
     /// Members whose new replica is still catching up.
     #[serde(default)]
     pub learners: Vec<String>,
+    /// The replica that should lead it (its leader hands it over once that one caught up).
+    #[serde(default)]
+    pub preferred_leader: Option<String>,
 }
 
 /// `POST /api/v1/cluster/faults`: drop traffic with these peers for a while.

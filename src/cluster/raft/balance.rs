@@ -68,6 +68,24 @@ fn preferred_leaders(partitions: u16, members: &[Member], replicas: usize) -> Ve
 }
 
 impl Replication {
+    /// The member of the view's `members` (name → address) that should lead each partition.
+    pub fn preferred_leaders(
+        &self,
+        members: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Option<String>> {
+        let members: Vec<Member> = members
+            .iter()
+            .map(|(name, addr)| Member {
+                name: name.clone(),
+                addr: addr.clone(),
+            })
+            .collect();
+        preferred_leaders(self.partition_count(), &members, self.inner.replicas)
+            .into_iter()
+            .map(|m| m.map(|m| m.name))
+            .collect()
+    }
+
     /// Hands the partitions this node leads that are due to their preferred leaders among
     /// `members` (those `up` says are reachable); returns at once, the handovers run on their
     /// own.

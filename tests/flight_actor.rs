@@ -273,3 +273,126 @@ async fn a_hold_that_lapses_while_the_flight_is_idle_returns_to_sale() {
     assert!(back, "the lapsed hold never returned to sale");
     assert!(held_seats(&app, &flight).await.is_empty());
 }
+
+/// Refuses writes of flight records while switched on (what a node's fence does while it does
+/// not lead the flight's partition, or seals it to hand it over).
+struct Switch(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl contrail::persistence::Fence for Switch {
+    fn admit(&self, key: &str) -> Result<(), String> {
+        let on = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if on && key.starts_with(keys::FLIGHTS) {
+            Err("this node does not lead the flight's partition".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A flight actor over `store` for the flight `id`.
+async fn flight_actor(
+    store: &Store,
+    id: &FlightId,
+) -> (ractor::ActorRef<FlightMessage>, tokio::task::JoinHandle<()>) {
+    use contrail::actors::search_index::{SearchIndexActor, SharedIndex};
+    let (index, _) = ractor::Actor::spawn(
+        None,
+        SearchIndexActor { listings: None },
+        SharedIndex::default(),
+    )
+    .await
+    .expect("index");
+    let actor = contrail::actors::flight::FlightActor {
+        store: store.clone(),
+        index: contrail::actors::root::Slot::of(index),
+        passivate_after: Duration::from_secs(3600),
+        hold_cap: None,
+        sold_out: Default::default(),
+    };
+    ractor::Actor::spawn(None, actor, id.clone())
+        .await
+        .expect("flight actor")
+}
+
+async fn ask(
+    flight: &ractor::ActorRef<FlightMessage>,
+    cmd: FlightCommand,
+) -> Result<FlightReply, FlightError> {
+    let answer = flight
+        .call(
+            |port| FlightMessage::Command(cmd, port, tracing::Span::none()),
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .expect("delivered");
+    match answer {
+        ractor::rpc::CallResult::Success(reply) => reply,
+        other => panic!("no answer: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_fence_refuses_is_unavailable_changes_nothing_and_the_actor_steps_down() {
+    use contrail::domain::aircraft::Layout;
+    use contrail::domain::flight::{Flight, FlightDraft};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(dir.path()).expect("store");
+    let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store.set_fence(Switch(refusing.clone()));
+    let layout = Layout::new(vec![(Cabin::Economy, [1, 4], "AB".into())]).expect("layout");
+    let departs = Utc::now() + ChronoDuration::days(30);
+    let draft = FlightDraft {
+        flight_number: "AI101".into(),
+        aircraft_id: contrail::domain::ids::AircraftId::generate(),
+        origin: "DEL".into(),
+        destination: "BOM".into(),
+        departs_at: departs,
+        arrives_at: departs + ChronoDuration::hours(2),
+        fares: [(Cabin::Economy, 5_000)].into_iter().collect(),
+        currency: "USD".into(),
+    };
+    let id = FlightId::generate();
+    let flight = Flight::new(id.clone(), draft, layout, Utc::now()).expect("flight");
+    let mut batch = WriteBatch::new();
+    batch.put(&keys::flight(&id), &flight).expect("put");
+    store.commit(batch).expect("commit").await.expect("durable");
+    let stored = || {
+        let record: Option<Flight> = store.get(&keys::flight(&id)).expect("read");
+        record.expect("stored")
+    };
+
+    let (actor, stopped) = flight_actor(&store, &id).await;
+    assert!(matches!(
+        ask(&actor, economy_hold(1)).await,
+        Ok(FlightReply::Held { .. })
+    ));
+    refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = ask(&actor, FlightCommand::Cancel).await;
+    assert!(
+        matches!(&refused, Err(FlightError::Unavailable(why)) if why.contains("does not lead")),
+        "{refused:?}"
+    );
+    // Nothing changed on disk, and the actor stopped (normally: no fault to count toward
+    // quarantine) rather than keep a change its store refused in memory.
+    assert_eq!(stored(), flight);
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the actor stepped down")
+        .expect("stopped without a fault");
+
+    // Activated again from disk once the node may write: one seat held (the first hold), the
+    // flight still scheduled, and it serves holds as before.
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (actor, _) = flight_actor(&store, &id).await;
+    assert!(matches!(
+        ask(&actor, economy_hold(2)).await,
+        Ok(FlightReply::Held { .. })
+    ));
+    let seats = ask(&actor, FlightCommand::Seats).await;
+    let Ok(FlightReply::Seats(seats)) = seats else {
+        panic!("{seats:?}");
+    };
+    assert_eq!(seats.iter().filter(|s| s.status == "held").count(), 3);
+    assert_eq!(stored().status, flight.status);
+    actor.stop(None);
+}

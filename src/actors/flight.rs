@@ -116,8 +116,8 @@ pub enum FlightError {
     /// The change could not be made durable.
     #[error("storage failed: {0}")]
     Storage(String),
-    /// This node may not change the flight now (it is being handed over, or the node does not
-    /// have the cluster's current epoch); retrying is safe.
+    /// This node may not change the flight now (it does not lead the flight's partition, or
+    /// is handing it over); retrying is safe.
     #[error("{0}")]
     Unavailable(String),
 }
@@ -324,7 +324,7 @@ impl FlightActor {
     /// fail, the store refuses every later write and whoever waits for durability is told).
     ///
     /// A write the store refuses because this node may not make it now (the flight is being
-    /// handed over, or the node lacks the cluster's current epoch) comes back as `Unavailable`
+    /// handed over, or this node no longer leads its partition) comes back as `Unavailable`
     /// for the caller, and the actor stops: its memory holds the refused change. That is not a
     /// fault, so it does not count toward quarantine; the next request activates the flight
     /// from disk, wherever it then lives. Any other refusal is a fault: the actor crashes and

@@ -22,7 +22,7 @@ pub(super) struct MemberView {
     pub(super) addr: String,
     /// `up` or `down` as seen from the answering node.
     pub(super) status: &'static str,
-    /// The epoch of the view under which the member owns its entities.
+    /// The epoch of the member list (each join, drain or removal makes the next).
     pub(super) epoch: u64,
     /// What the member stores (absent when it cannot be asked).
     pub(super) entities: Option<EntityCounts>,

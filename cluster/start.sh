@@ -5,7 +5,7 @@
 #   cluster/start.sh add node-d   start one more node; it joins through node-a
 #   cluster/start.sh kill node-b  kill -9 one node started here (to watch a failover)
 #   cluster/start.sh remove node-b
-#                                 take a dead node out for good (replicated clusters): its
+#                                 take a dead node out for good: its
 #                                 replicas are rebuilt on the others; its data dir is deleted
 #   cluster/start.sh stop         stop every node started here (SIGTERM, by PID)
 #

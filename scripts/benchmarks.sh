@@ -76,7 +76,7 @@ lg rush --users "${RUSH_BUYERS:-10000}" --seats 150 --rush-accounts 200 > "$work
 tracked python3 scripts/pages.py "http://127.0.0.1:$port" admin@contrail.local change-me-admin > "$work/pages.json"
 kill "$node"; wait "$node" 2> /dev/null || true; node= # the benches get the machine to themselves
 
-# The same `hold` run against three replicated nodes on this machine (cluster.replication: every
+# The same `hold` run against a cluster of three nodes on this machine (replicated: every
 # booking decided by a majority of its partitions' replicas, each fsync'd), users spread over the
 # three HTTP ports (requests for a partition another node leads are forwarded to its leader).
 partitions=${PARTITIONS:-64}
@@ -87,7 +87,7 @@ member() { # name http-port cluster-port [seed-port]
     CONTRAIL__STORAGE__PATH="$work/$1" CONTRAIL__HTTP__BIND="127.0.0.1:$2" \
     CONTRAIL__CLUSTER__NODE_ID="$1" CONTRAIL__CLUSTER__LISTEN="127.0.0.1:$3" \
     CONTRAIL__CLUSTER__COOKIE=bench-cookie "${seeds[@]}" \
-    CONTRAIL__CLUSTER__REPLICATION=true CONTRAIL__CLUSTER__PARTITIONS="$partitions" \
+    CONTRAIL__CLUSTER__PARTITIONS="$partitions" \
     ./target/release/contrail serve --config config.toml > "$work/$1.log" 2>&1 &
   members="$members $!"
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$2/readyz" > /dev/null && return 0; sleep 0.1; done
@@ -97,9 +97,23 @@ led() { # partitions led and serving, over the three nodes
   for p in 18381 18382 18383; do curl -sf "http://127.0.0.1:$p/metrics" || true; done |
     grep -c '^contrail_partition_leader{[^}]*} 1' || true
 }
+handovers() { # leaderships handed to preferred replicas so far, over the three nodes
+  for p in 18381 18382 18383; do curl -sf "http://127.0.0.1:$p/metrics" || true; done |
+    awk '/^contrail_partition_handovers_total/ { n += $NF } END { print n + 0 }'
+}
+settled() { # the leaders have spread over the members: no handover for 5 s (at most 90 s)
+  local last=-1 still=0
+  for _ in $(seq 1 90); do
+    local now; now=$(handovers)
+    if [ "$now" = "$last" ]; then still=$((still + 1)); else still=0; last=$now; fi
+    [ "$still" -ge 5 ] && return 0
+    sleep 1
+  done
+}
 if member node-a 18381 17101 && member node-b 18382 17102 17101 && member node-c 18383 17103 17101; then
   for _ in $(seq 1 300); do [ "$(led)" -ge "$partitions" ] && break; sleep 0.2; done
-  echo "replicated cluster: $(led) of $partitions partitions led" >&2
+  settled
+  echo "replicated cluster: $(led) of $partitions partitions led, $(handovers) handed over" >&2
   tracked ./target/release/contrail-loadgen --quiet --scenario hold --no-audit \
     --target http://127.0.0.1:18381 --target http://127.0.0.1:18382 --target http://127.0.0.1:18383 \
     --users "$users" --duration-secs "$secs" --flights "$hold_flights" \

@@ -196,7 +196,7 @@ else:
 print()
 
 # --- Replication --------------------------------------------------------------------------
-print("## Replication (three nodes on this machine, `cluster.replication = true`)\n")
+print("## Replication (a cluster of three nodes on this machine)\n")
 single, replicated = endpoint("hold", HOLD), endpoint("hold-replicated", HOLD)
 if single and replicated:
     one = per_sec("hold", answered(single, 200, 299))

@@ -127,7 +127,11 @@ impl Cluster {
         founding: bool,
         clustered: bool,
     ) -> Result<Self, StoreError> {
-        let view = match store.get::<View>(VIEW_KEY)? {
+        // A node that ran alone founds a cluster on its data as if it were new.
+        let stored = store
+            .get::<View>(VIEW_KEY)?
+            .filter(|view| !(clustered && ran_alone(view)));
+        let view = match stored {
             Some(view) => view,
             None if founding => {
                 let view = View::founding(node, addr);
@@ -155,6 +159,13 @@ impl Cluster {
         // Weak: the store must not keep the cluster (and with it, itself) alive.
         store.set_fence(Fencing(Arc::downgrade(&inner)));
         Ok(Self { inner })
+    }
+
+    /// Whether `store` holds the data of a node that ran alone (without `[cluster]`).
+    pub fn ran_alone_on(store: &Store) -> Result<bool, StoreError> {
+        Ok(store
+            .get::<View>(VIEW_KEY)?
+            .is_some_and(|view| ran_alone(&view)))
     }
 
     /// A cluster of one on `store`, as for a node without `[cluster]`.
@@ -301,4 +312,13 @@ impl Cluster {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Whether `view` is the one a node without `[cluster]` keeps (itself alone, with no address).
+fn ran_alone(view: &View) -> bool {
+    view.members.len() == 1
+        && view
+            .members
+            .get(SINGLE_NODE)
+            .is_some_and(|addr| addr.is_empty())
 }

@@ -545,8 +545,17 @@ async fn open_cluster(
         anyhow::bail!(
             "{} was written by a member of a cluster without replication (at epoch {legacy}), a \
              mode this release no longer runs: its records are on this disk only, and starting \
-             it in a replicated cluster would hide them. With the previous release, drain every \
-             other member into one node; see the README (Cluster, upgrading)",
+             it in a replicated cluster would hide them. Export them through the API with the \
+             previous release and import them into a new cluster; see the README (Cluster, \
+             upgrading from a cluster without replication)",
+            settings.storage.path.display()
+        );
+    }
+    if !c.seeds.is_empty() && Cluster::ran_alone_on(store)? {
+        anyhow::bail!(
+            "{} holds the data of a node that ran alone: it may found a cluster (start it \
+             without cluster.seeds; the others then join it) but not join one, whose replicas \
+             would replace its records",
             settings.storage.path.display()
         );
     }

@@ -882,3 +882,55 @@ async fn verify(reader: &TestApp, target: &str, all: &[Booked]) -> usize {
     );
     held
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_ran_alone_founds_a_cluster_and_its_records_reach_every_replica() {
+    let root = tempfile::tempdir().expect("dir");
+    // node-a runs alone first: a catalog, customers and bookings only on its disk.
+    let alone = helpers::binary::Server::start(&root.path().join("node-a"));
+    let app = helpers::client_of(&alone.base);
+    let admin = app.admin().await;
+    let a_admin = app.signed_as(&admin);
+    airport(&a_admin, "DEL").await;
+    airport(&a_admin, "BOM").await;
+    let small = aircraft(&a_admin, 4, "AB").await;
+    let flights = a_flight_per_partition(&a_admin, &small).await;
+    let (_, customer) = app.customers(1).await.remove(0);
+    let booked = book_each(&app, &customer, &flights, "alone").await;
+    alone.kill9();
+
+    // It founds a cluster on the same data directory; two nodes join.
+    let mut nodes = vec![Member::start("node-a", root.path(), &[])];
+    let seed = nodes[0].port;
+    for name in ["node-b", "node-c"] {
+        nodes.push(Member::start(name, root.path(), &[seed]));
+    }
+    let all: Vec<&Member> = nodes.iter().collect();
+    helpers::cluster::settled(&all, 3).await;
+    helpers::cluster::balanced(&all, &admin, 3).await;
+    drop(all);
+
+    // node-a is lost for good: what it had before the cluster is on the others.
+    nodes[0].kill9();
+    std::fs::remove_dir_all(&nodes[0].data).expect("delete node-a's data");
+    all_held(&nodes[1].app, &booked).await;
+    let orders = eventually(Duration::from_secs(30), || async {
+        nodes[2]
+            .app
+            .clone_client()
+            .signed_as(&customer)
+            .orders()
+            .await
+            .is_ok_and(|orders| orders.len() == booked.len())
+    })
+    .await;
+    assert!(orders, "the customer's orders did not survive node-a");
+    let signin = nodes[1]
+        .app
+        .api()
+        .signin(helpers::ADMIN_EMAIL, helpers::ADMIN_PASSWORD)
+        .await;
+    assert!(signin.is_ok(), "{signin:?}");
+    let more = book_each(&nodes[2].app, &customer, &flights, "after").await;
+    assert_eq!(more.len(), flights.len());
+}

@@ -170,6 +170,52 @@ struct Inner {
         std::sync::Mutex<std::collections::HashMap<PartitionId, (u64, std::time::Instant)>>,
 }
 
+/// How long one chunk of a snapshot may take to install on a replica.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a new group may take to elect its first leader before its founding state is
+/// snapshotted anyway (see [`snapshot_founding_state`]).
+const FORMING: Duration = Duration::from_secs(60);
+
+/// Snapshots a group this node has just formed and purges its log up to the snapshot. A node
+/// that ran alone before it founded a cluster has records in its store that no log entry
+/// carries; without this, the replicas that join would replay the log from its start and never
+/// receive them. With it, each starts from the snapshot, which holds every record of the
+/// partition in the store.
+async fn snapshot_founding_state(raft: Raft<Replicated>, partition: PartitionId) {
+    let formed = raft
+        .wait(Some(FORMING))
+        .metrics(
+            |m| m.last_applied.is_some() && m.current_leader.is_some(),
+            "formed",
+        )
+        .await;
+    let Some(applied) = formed.ok().and_then(|m| m.last_applied) else {
+        tracing::warn!(
+            partition,
+            "the group has not elected a leader; its founding state is not snapshotted"
+        );
+        return;
+    };
+    if raft.trigger().snapshot().await.is_err() {
+        return;
+    }
+    let taken = raft
+        .wait(Some(FORMING))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
+            "founding snapshot",
+        )
+        .await;
+    if taken.is_ok() && raft.trigger().purge_log(applied.index).await.is_ok() {
+        tracing::debug!(
+            partition,
+            index = applied.index,
+            "founding state snapshotted"
+        );
+    }
+}
+
 impl Replication {
     /// Starts this node's replica of each of `partitions` partitions (each with up to
     /// `replicas` replicas), with their logs and state in `store`, talking to other replicas
@@ -189,6 +235,10 @@ impl Replication {
             // A snapshot reads the partition's records from the store: rare enough.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 2_000,
+            // Per chunk of a snapshot (3 MiB at most); its last chunk replaces the partition's
+            // records and syncs them. The engine's 200 ms default is less than that takes
+            // when several partitions catch up at once on a busy node.
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -248,7 +298,10 @@ impl Replication {
                 .map(|m| (node_id(&m.name), m))
                 .collect();
             match raft.initialize(nodes).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Ok(()) => {
+                    tokio::spawn(snapshot_founding_state(raft.clone(), partition));
+                }
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(ReplicationError::Failed(e.to_string())),
             }
         }

@@ -121,7 +121,7 @@ impl Cluster {
             .record(started.elapsed().as_secs_f64());
         let answer = answer.map_err(|e| match e {
             CallError::Timeout => CallError::Timeout,
-            _ => CallError::Unavailable(format!("node {node} is unreachable")),
+            other => CallError::Unavailable(format!("node {node} is unreachable ({other})")),
         })?;
         match decode::<Answer>(&answer) {
             Ok(Answer::Done(reply)) => Ok(reply),

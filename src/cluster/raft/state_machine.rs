@@ -235,11 +235,14 @@ impl RaftStateMachine<Replicated> for StateMachine {
             membership: meta.last_membership.clone(),
         };
         ops.push(self.applied_op().map_err(|e| failed(&e))?);
-        if let Some(durable) = self
+        let durable = self
             .store
             .write_decided(ops, true)
-            .map_err(|e| failed(&e))?
-        {
+            .map_err(|e| failed(&e))?;
+        // Queued: the log may now purge what the snapshot covers (the engine purges it as soon
+        // as the snapshot is installed, and waits for that until it answers the leader).
+        self.written_up_to();
+        if let Some(durable) = durable {
             durable.await.map_err(|e| failed(&e))?;
         }
         Ok(())

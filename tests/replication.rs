@@ -577,6 +577,22 @@ async fn a_node_removed_for_good_has_its_replicas_rebuilt_and_loses_no_booking()
     let live: Vec<&Member> = [&nodes[0], &nodes[1], &nodes[3]].into_iter().collect();
     helpers::cluster::settled(&live, 3).await;
     formed(&live, &admin, 3).await;
+    // Every group, as its leader reports it, has its three replicas on the members left.
+    let rebuilt = eventually(Duration::from_secs(60), || async {
+        let groups = groups_by_leader(&live, &admin).await;
+        groups.iter().all(|g| {
+            g.as_ref().is_some_and(|g| {
+                g.replicas.len() == 3
+                    && !g.replicas.iter().chain(&g.learners).any(|r| r == "node-c")
+            })
+        })
+    })
+    .await;
+    assert!(
+        rebuilt,
+        "node-c's replicas were not rebuilt:\n{}",
+        describe(&live, &admin).await
+    );
     let view = nodes[3]
         .app
         .signed_as(&admin)

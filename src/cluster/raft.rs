@@ -45,6 +45,9 @@ pub use types::{
 pub const REPLICAS: usize = 3;
 /// How long a new replica may take to catch up before the change is retried.
 const CATCH_UP: Duration = Duration::from_secs(30);
+/// How many entries behind its leader's log a learner may be and still count as caught up
+/// (under load the log grows while it catches up; a few entries arrive with the next beat).
+const CAUGHT_UP_WITHIN: u64 = 64;
 
 /// Timing of the consensus groups.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +175,18 @@ struct Inner {
 
 /// How long one chunk of a snapshot may take to install on a replica.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+
+/// Whether replica `id` of the group `raft` leads has (nearly) every entry of its log.
+fn caught_up(raft: &Raft<Replicated>, id: u64) -> bool {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let last = metrics.last_log_index.unwrap_or(0);
+    metrics.replication.as_ref().is_some_and(|followers| {
+        followers
+            .get(&id)
+            .is_some_and(|matched| matched.is_some_and(|m| m.index + CAUGHT_UP_WITHIN >= last))
+    })
+}
 
 /// How long a new group may take to elect its first leader before its founding state is
 /// snapshotted anyway (see [`snapshot_founding_state`]).
@@ -377,6 +392,20 @@ impl Replication {
                 .map_err(|e| failed(e.to_string()))?;
         }
         if current != wanted {
+            // The engine promotes a learner however far behind it is: only one that has
+            // caught up (one whose catching up timed out in an earlier round may not have)
+            // may vote, or a majority could be short of what was committed.
+            let lagging: Vec<&str> = voters
+                .iter()
+                .filter(|m| {
+                    let id = node_id(&m.name);
+                    !current.contains(&id) && !caught_up(raft, id)
+                })
+                .map(|m| m.name.as_str())
+                .collect();
+            if !lagging.is_empty() {
+                return Err(failed(format!("{lagging:?} still catching up")));
+            }
             raft.change_membership(wanted, false)
                 .await
                 .map_err(|e| failed(e.to_string()))?;

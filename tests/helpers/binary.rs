@@ -65,7 +65,7 @@ impl Server {
             .env("CONTRAIL__AUTH__ADMIN_EMAIL", ADMIN_EMAIL)
             .env("CONTRAIL__AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("CONTRAIL__LOG__FORMAT", "json")
-            .env("RUST_LOG", "warn,contrail=info")
+            .env("RUST_LOG", "warn,contrail=info,warp::filters::trace=off")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

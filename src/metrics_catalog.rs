@@ -272,6 +272,13 @@ pub const METRICS: &[Metric] = &[
         LATER,
     ),
     metric(
+        "contrail_partitions_leaderless",
+        Gauge,
+        Unit::Count,
+        "Partitions for which this node knows no leader (their entities answer 503); 0 on a node without a cluster.",
+        PLAIN,
+    ),
+    metric(
         "contrail_partition_term",
         Gauge,
         Unit::Count,

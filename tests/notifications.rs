@@ -417,6 +417,8 @@ async fn an_open_delivery_moves_with_its_customer_when_the_node_is_drained() {
         .to_owned();
 
     admin.drain("node-b").await.expect("drained");
+    // Stopped once every group has let it go (the operator's rule): node-a alone leads all.
+    formed(&[&nodes[0]], &admin, 1).await;
     nodes[1].kill9();
     receiver.accepting.store(true, Ordering::SeqCst);
     let arrived = eventually(Duration::from_secs(60), || async {

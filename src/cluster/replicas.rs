@@ -96,6 +96,8 @@ pub(super) async fn follow_view(cluster: Cluster) {
 
 /// Exports what this node knows of every partition as metrics.
 fn publish(status: &[PartitionStatus], leaders: &mut HashMap<u16, Option<String>>) {
+    let leaderless = status.iter().filter(|p| p.leader.is_none()).count();
+    metrics::gauge!("contrail_partitions_leaderless").set(leaderless as f64);
     for p in status {
         let label = [("partition", p.partition.to_string())];
         metrics::gauge!("contrail_partition_leader", &label).set(f64::from(u8::from(p.serving)));

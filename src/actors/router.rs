@@ -175,19 +175,21 @@ impl RouterRef {
         self.ask(op, here).await.unwrap_or_else(|e| Err(E::from(e)))
     }
 
-    /// This node's share of a node-wide read: those of `items` (tagged by `tag`) in the shards
-    /// it serves, which may change at any time, so they are read once for both.
-    pub fn share<T>(
+    /// This node's share of a node-wide read: those of the items `scan` reads (tagged by
+    /// `tag`) in the shards it serves. Which shards it serves may change at any time: they are
+    /// read once, before the scan (a shard this node came to serve has everything its
+    /// predecessors decided applied by then).
+    pub fn share<T, E>(
         &self,
-        items: impl IntoIterator<Item = T>,
+        scan: impl FnOnce() -> Result<Vec<T>, E>,
         tag: impl Fn(&T) -> &str,
-    ) -> Share<T> {
+    ) -> Result<Share<T>, E> {
         let shards = self.0.serving();
-        let items = items
+        let items = scan()?
             .into_iter()
             .filter(|item| shards.contains(&self.0.shard_of(tag(item)).1))
             .collect();
-        Share { shards, items }
+        Ok(Share { shards, items })
     }
 
     /// The items of the nodes' `shares`, each shard's from one node; fails if some shard has

@@ -119,7 +119,7 @@ pub(super) fn stop_partition_actors(partition: u16, partitions: u16) -> usize {
 }
 
 /// This node's running actors of `partition`'s entities (of `partitions`).
-pub(super) fn partition_actors(partition: u16, partitions: u16) -> Vec<ractor::ActorCell> {
+fn partition_actors(partition: u16, partitions: u16) -> Vec<ractor::ActorCell> {
     ractor::registry::registered()
         .into_iter()
         .filter(|name| {

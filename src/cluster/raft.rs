@@ -177,7 +177,7 @@ struct Inner {
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
 
 /// Whether replica `id` of the group `raft` leads has (nearly) every entry of its log.
-fn caught_up(raft: &Raft<Replicated>, id: u64) -> bool {
+pub(super) fn caught_up(raft: &Raft<Replicated>, id: u64) -> bool {
     let metrics = raft.metrics();
     let metrics = metrics.borrow();
     let last = metrics.last_log_index.unwrap_or(0);
@@ -394,7 +394,7 @@ impl Replication {
         if current != wanted {
             // The engine promotes a learner however far behind it is: only one that has
             // caught up (one whose catching up timed out in an earlier round may not have)
-            // may vote, or a majority could be short of what was committed.
+            // may vote, or the group's writes would stall until it has.
             let lagging: Vec<&str> = voters
                 .iter()
                 .filter(|m| {

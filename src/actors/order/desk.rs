@@ -387,17 +387,20 @@ pub struct AllOrders {
     pub limit: usize,
 }
 operation!(AllOrders => Result<Share<Order>, OrderError>, by orders: Orders, tag |_r| "", |r| {
-    let stored = orders
-        .store
-        .scan::<Order>(keys::ORDERS)
-        .map(|r| r.map(|(_, o)| o))
-        .filter(|r| {
-            r.as_ref()
-                .map_or(true, |o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let stored = || {
+        orders
+            .store
+            .scan::<Order>(keys::ORDERS)
+            .map(|r| r.map(|(_, o)| o))
+            .filter(|r| {
+                r.as_ref().map_or(true, |o| {
+                    !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
     // Replicas of partitions other nodes lead are theirs to list.
-    let mut share = orders.router.share(stored, |o| o.id.tag());
+    let mut share = orders.router.share(stored, |o: &Order| o.id.tag())?;
     share.items.sort_by_key(|o| std::cmp::Reverse(o.created_at));
     share.items.truncate(r.limit);
     Ok(share)

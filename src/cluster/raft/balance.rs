@@ -7,8 +7,9 @@
 //! voter:
 //!
 //! 1. it takes no new requests for the partition (they get 503 + Retry-After) and stops the
-//!    partition's entity actors once they have finished what they are doing (at most
-//!    [`DRAIN`]: a saga step is not cut off between its flight's hold and its own record);
+//!    partition's entity actors once they have finished the message in hand (at most
+//!    [`DRAIN`]: a saga step is not cut off between its flight's hold and its own record;
+//!    requests queued behind it fail and are retried);
 //! 2. it seals the partition (writes are refused at the store's fence) and stops its
 //!    heartbeats for that group;
 //! 3. once the followers' leader lease has lapsed (they refuse to vote while it runs), it asks
@@ -22,9 +23,9 @@
 //! A partition answers 503 for about one election timeout while it moves, so a leader hands
 //! over only after leading for [`STEADY`], and at most [`AT_ONCE`] groups at a time.
 
-use super::super::leadership::{partition_actors, stop_partition_actors};
-use super::network::Message;
-use super::{Member, PartitionId, Replication, ServerState, node_id, replicas_of};
+use super::super::leadership::stop_partition_actors;
+use super::network::{Answer, Message};
+use super::{Member, PartitionId, Replication, ServerState, caught_up, node_id, replicas_of};
 use std::time::{Duration, Instant};
 
 /// How long a node leads a group before it hands it to the preferred replica.
@@ -90,19 +91,28 @@ impl Replication {
     /// `members` (those `up` says are reachable); returns at once, the handovers run on their
     /// own.
     pub fn balance(&self, members: &[Member], up: impl Fn(&str) -> bool) {
+        let due = self.due(members, &up);
         let mut moving = self.moving();
         let room = AT_ONCE.saturating_sub(moving.len());
-        for (partition, to) in self.due(members, &up).into_iter().take(room) {
-            if moving.contains_key(&partition) {
-                continue;
-            }
+        let fresh: Vec<_> = due
+            .into_iter()
+            .filter(|(partition, _)| !moving.contains_key(partition))
+            .take(room)
+            .collect();
+        for (partition, to) in fresh {
             moving.insert(partition, Handover::Draining);
             let this = self.clone();
             tokio::spawn(async move {
                 let kept = this.hand_over(partition, &to).await;
                 this.moving().remove(&partition);
-                if kept && let Some(resumed) = this.inner.resumed.get(usize::from(partition)) {
-                    resumed.notify_one();
+                if let Some(term) = kept {
+                    // Not again before another steady spell (a preferred replica that keeps
+                    // losing its election would otherwise cost a 503 spell every second).
+                    this.leading_since()
+                        .insert(partition, (term, Instant::now()));
+                    if let Some(resumed) = this.inner.resumed.get(usize::from(partition)) {
+                        resumed.notify_one();
+                    }
                 }
             });
         }
@@ -118,6 +128,15 @@ impl Replication {
         self.moving().get(&partition) == Some(&Handover::Sealed)
     }
 
+    fn leading_since(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, (u64, Instant)>> {
+        self.inner
+            .leading_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn moving(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, Handover>> {
@@ -131,78 +150,78 @@ impl Replication {
     /// a voter and caught up with the leader's log.
     fn due(&self, members: &[Member], up: &impl Fn(&str) -> bool) -> Vec<(PartitionId, Member)> {
         let now = Instant::now();
-        let mut since = self
-            .inner
-            .leading_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut since = self.leading_since();
         let preferred = preferred_leaders(self.partition_count(), members, self.inner.replicas);
         let mut found = Vec::new();
         for (partition, raft) in self.partitions() {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            if metrics.state != ServerState::Leader {
+            let wanted = replicas_of(partition, members, self.inner.replicas);
+            let (term, leading, settled) = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                let membership = metrics.membership_config.membership();
+                let voters: Vec<u64> = membership.voter_ids().collect();
+                let settled = voters.len() == wanted.len()
+                    && wanted.iter().all(|m| voters.contains(&node_id(&m.name)))
+                    && membership.learner_ids().next().is_none();
+                (
+                    metrics.current_term,
+                    metrics.state == ServerState::Leader,
+                    settled,
+                )
+            };
+            if !leading {
                 since.remove(&partition);
                 continue;
             }
-            let (term, from) = *since
-                .entry(partition)
-                .or_insert((metrics.current_term, now));
-            if term != metrics.current_term {
-                since.insert(partition, (metrics.current_term, now));
+            let (since_term, from) = *since.entry(partition).or_insert((term, now));
+            if since_term != term {
+                since.insert(partition, (term, now));
                 continue;
             }
             if now.duration_since(from) < STEADY {
                 continue;
             }
-            let wanted = replicas_of(partition, members, self.inner.replicas);
             let Some(Some(preferred)) = preferred.get(usize::from(partition)) else {
                 continue;
             };
-            let membership = metrics.membership_config.membership();
-            let voters: Vec<u64> = membership.voter_ids().collect();
-            let settled = voters.len() == wanted.len()
-                && wanted.iter().all(|m| voters.contains(&node_id(&m.name)))
-                && membership.learner_ids().next().is_none();
-            let last = metrics.last_log_index;
-            let caught_up = metrics.replication.as_ref().is_some_and(|followers| {
-                followers
-                    .get(&node_id(&preferred.name))
-                    .is_some_and(|matched| matched.map(|m| m.index) == last)
-            });
-            if preferred.name != self.inner.me.name && settled && caught_up && up(&preferred.name) {
+            // (The metrics are not borrowed any more: `caught_up` borrows them again.)
+            if preferred.name != self.inner.me.name
+                && settled
+                && up(&preferred.name)
+                && caught_up(raft, node_id(&preferred.name))
+            {
                 found.push((partition, preferred.clone()));
             }
         }
         found
     }
 
-    /// Hands `partition` to `to` (see the module's documentation); whether this node still
-    /// leads it in the same term afterwards.
-    async fn hand_over(&self, partition: PartitionId, to: &Member) -> bool {
+    /// Hands `partition` to `to` (see the module's documentation); the term this node still
+    /// leads it in afterwards, if it still does in the term it started in.
+    async fn hand_over(&self, partition: PartitionId, to: &Member) -> Option<u64> {
         let Ok(raft) = self.group(partition) else {
-            return false;
+            return None;
         };
         let term = raft.metrics().borrow().current_term;
+        let still_leading = || {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.state == ServerState::Leader && metrics.current_term == term
+        };
         tracing::info!(partition, to = %to.name, "handing the partition's leadership over");
         self.drain(partition).await;
+        if !still_leading() {
+            // The group moved on by itself meanwhile: nothing to hand over.
+            return None;
+        }
         self.moving().insert(partition, Handover::Sealed);
         raft.runtime_config().heartbeat(false);
         // The followers' lease (the engine's is the longest election timeout) runs from the
         // last message of this leader; writes already on their way may still extend it.
         let lease = self.inner.timing.election.1 + 2 * self.inner.timing.heartbeat;
         tokio::time::sleep(lease).await;
-        let asked = match postcard::to_allocvec(&Message::TakeLead) {
-            Ok(message) => {
-                self.inner
-                    .transport
-                    .call(to, partition, message, self.inner.timing.election.1)
-                    .await
-            }
-            Err(e) => Err(super::Undelivered::Unreachable(e.to_string())),
-        };
-        if let Err(e) = &asked {
-            tracing::info!(partition, to = %to.name, error = ?e, "handover not taken; the group elects a leader as usual");
+        if still_leading() {
+            self.ask_to_stand(partition, to).await;
         }
         // Until a leader of a newer term is heard from, or the group would elect one anyway.
         let deadline = tokio::time::Instant::now() + 2 * self.inner.timing.election.1;
@@ -216,27 +235,46 @@ impl Replication {
             }
         }
         raft.runtime_config().heartbeat(true);
-        let (leader, kept) = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            let kept = metrics.state == ServerState::Leader && metrics.current_term == term;
-            (metrics.current_leader, kept)
-        };
+        let leader = raft.metrics().borrow().current_leader;
         metrics::counter!("contrail_partition_handovers_total",
             "result" => if leader == Some(node_id(&to.name)) { "moved" } else { "not_moved" })
         .increment(1);
-        kept
+        still_leading().then_some(term)
+    }
+
+    /// Asks `to` to stand for election in `partition`'s group (logged if it does not).
+    async fn ask_to_stand(&self, partition: PartitionId, to: &Member) {
+        let asked = match postcard::to_allocvec(&Message::TakeLead) {
+            Ok(message) => self
+                .inner
+                .transport
+                .call(to, partition, message, self.inner.timing.election.1)
+                .await
+                .map_err(|e| format!("{e:?}"))
+                .and_then(|reply| match postcard::from_bytes::<Answer>(&reply) {
+                    Ok(Answer::Standing) => Ok(()),
+                    Ok(Answer::Refused(why)) => Err(why),
+                    Ok(_) => Err("an answer to another message".into()),
+                    Err(e) => Err(e.to_string()),
+                }),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = asked {
+            tracing::info!(partition, to = %to.name, %why, "handover not taken; the group elects a leader as usual");
+        }
     }
 
     /// Stops `partition`'s entity actors on this node and waits (at most [`DRAIN`]) until they
-    /// have finished the message in hand; no new request reaches them meanwhile.
+    /// have finished the message in hand (messages queued behind it fail, and their callers
+    /// retry); no new request reaches them meanwhile, but a recovery or a timer may start one
+    /// again, so each look stops what runs.
     async fn drain(&self, partition: PartitionId) {
         let partitions = self.partition_count();
         if stop_partition_actors(partition, partitions) == 0 {
             return;
         }
         let deadline = tokio::time::Instant::now() + DRAIN;
-        while !partition_actors(partition, partitions).is_empty() {
+        while stop_partition_actors(partition, partitions) > 0 {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(
                     partition,

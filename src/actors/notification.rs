@@ -5,7 +5,7 @@
 //! restart. Publishers only `cast`, so a slow or dead receiver never blocks a booking.
 
 use super::flight::{FlightCommand, FlightReply};
-use super::router::RouterRef;
+use super::router::{RouterRef, Share};
 use super::services::Services;
 use super::stateless::Stateless;
 use crate::channels::Channels;
@@ -443,12 +443,19 @@ impl Dispatch {
         Ok(Some(delivery))
     }
 
-    /// This node's deliveries in `state` (any, if `None`), newest first, at most `limit`.
+    /// This node's share of the deliveries in `state` (any, if `None`): those of the partitions
+    /// it serves, newest first, at most `limit`.
     pub fn list(
         &self,
         state: Option<DeliveryState>,
         limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Result<Share<Delivery>, StoreError> {
+        if !self.router.member() {
+            return Ok(Share {
+                shards: Vec::new(),
+                items: Vec::new(),
+            });
+        }
         let prefixes = match state {
             Some(s) => vec![keys::outbox(s)],
             None => vec![
@@ -457,22 +464,25 @@ impl Dispatch {
                 keys::OUTBOX_DELIVERED,
             ],
         };
-        let mut found = Vec::new();
-        if !self.router.member() {
-            return Ok(found);
-        }
-        for prefix in prefixes {
-            for item in self.store.scan::<Delivery>(prefix) {
-                let (_, d) = item?;
-                // Replicas of other nodes' deliveries are theirs to list.
-                if state.is_none_or(|s| s == d.state) && self.router.owns(d.tag()) {
-                    found.push(d);
+        let scan = || {
+            let mut found = Vec::new();
+            for prefix in prefixes {
+                for item in self.store.scan::<Delivery>(prefix) {
+                    let (_, d) = item?;
+                    if state.is_none_or(|s| s == d.state) {
+                        found.push(d);
+                    }
                 }
             }
-        }
-        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        found.truncate(limit);
-        Ok(found)
+            Ok::<_, StoreError>(found)
+        };
+        // Replicas of partitions other nodes lead are theirs to list.
+        let mut share = self.router.share(scan, |d: &Delivery| d.tag())?;
+        share
+            .items
+            .sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        share.items.truncate(limit);
+        Ok(share)
     }
 }
 
@@ -560,7 +570,7 @@ pub struct OutboxList {
     /// At most this many.
     pub limit: usize,
 }
-super::router::operation!(OutboxList => Result<Vec<Delivery>, String>, by outbox: Arc<Dispatch>,
+super::router::operation!(OutboxList => Result<Share<Delivery>, String>, by outbox: Arc<Dispatch>,
     tag |_r| "", |r| outbox.list(r.state, r.limit).map_err(|e| e.to_string()));
 
 /// An operator retries a failed delivery (served by the node that owns it: its customer's).
@@ -598,10 +608,12 @@ pub async fn list_all(
         .router
         .gather(OutboxList { state, limit }, outbox)
         .await?;
-    let mut all = Vec::new();
-    for share in shares {
-        all.extend(share.map_err(super::CallError::Unavailable)?);
-    }
+    let shares = shares
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(super::CallError::Unavailable)?;
+    // Refused (503) rather than partial while a partition changes leaders.
+    let mut all = outbox.router.join(shares, |d: &Delivery| d.tag())?;
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     all.truncate(limit);
     Ok(all)

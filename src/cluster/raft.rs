@@ -37,6 +37,7 @@ use state_machine::StateMachine;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use types::keys;
 pub use types::{
     Batch, Decisions, MEMBERS, Member, PartitionId, Records, Replicated, node_id, partition_of,
 };
@@ -163,6 +164,8 @@ struct Inner {
     hints: std::sync::Mutex<std::collections::HashMap<PartitionId, (u64, Member)>>,
     /// How consensus messages reach the other members (also for a handover's request).
     transport: Arc<dyn Transport>,
+    /// The node's store (for this node's own bookkeeping of its groups).
+    store: Store,
     /// The partitions this node is handing to their preferred leaders, and how far
     /// ([`balance`]).
     moving: std::sync::Mutex<std::collections::HashMap<PartitionId, balance::Handover>>,
@@ -197,7 +200,10 @@ const FORMING: Duration = Duration::from_secs(60);
 /// carries; without this, the replicas that join would replay the log from its start and never
 /// receive them. With it, each starts from the snapshot, which holds every record of the
 /// partition in the store.
-async fn snapshot_founding_state(raft: Raft<Replicated>, partition: PartitionId) {
+///
+/// Until it is taken (a durable marker says so, and a restart retries), the group adds no
+/// replica.
+async fn snapshot_founding_state(raft: Raft<Replicated>, partition: PartitionId, store: Store) {
     let formed = raft
         .wait(Some(FORMING))
         .metrics(
@@ -222,12 +228,26 @@ async fn snapshot_founding_state(raft: Raft<Replicated>, partition: PartitionId)
             "founding snapshot",
         )
         .await;
-    if taken.is_ok() && raft.trigger().purge_log(applied.index).await.is_ok() {
-        tracing::debug!(
+    if taken.is_err() || raft.trigger().purge_log(applied.index).await.is_err() {
+        return;
+    }
+    let purged = raft
+        .wait(Some(FORMING))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= applied.index),
+            "founding log purged",
+        )
+        .await;
+    if purged.is_err() {
+        return;
+    }
+    match store.write_decided(vec![(keys::founding(partition), None)], true) {
+        Ok(_) => tracing::debug!(
             partition,
             index = applied.index,
             "founding state snapshotted"
-        );
+        ),
+        Err(e) => tracing::warn!(partition, error = %e, "founding snapshot taken, not noted"),
     }
 }
 
@@ -275,7 +295,7 @@ impl Replication {
             .pop()
             .ok_or_else(|| ReplicationError::Failed("no member list group".into()))?;
         let resumed = groups.iter().map(|_| tokio::sync::Notify::new()).collect();
-        Ok(Self {
+        let this = Self {
             inner: Arc::new(Inner {
                 me,
                 groups,
@@ -284,11 +304,31 @@ impl Replication {
                 replicas,
                 hints: std::sync::Mutex::default(),
                 transport,
+                store: store.clone(),
                 moving: std::sync::Mutex::default(),
                 resumed,
                 leading_since: std::sync::Mutex::default(),
             }),
-        })
+        };
+        // A founding snapshot a crash interrupted is taken now.
+        for (partition, raft) in this.all_groups() {
+            if this.founding(partition) {
+                tokio::spawn(snapshot_founding_state(
+                    raft.clone(),
+                    partition,
+                    this.inner.store.clone(),
+                ));
+            }
+        }
+        Ok(this)
+    }
+
+    /// Whether the founding snapshot of `partition`'s group is still to be taken here.
+    fn founding(&self, partition: PartitionId) -> bool {
+        self.inner
+            .store
+            .get_raw(&keys::founding(partition))
+            .map_or(true, |marker| marker.is_some())
     }
 
     /// Forms the groups of a new cluster of `members`: every partition this node replicates
@@ -314,7 +354,21 @@ impl Replication {
                 .collect();
             match raft.initialize(nodes).await {
                 Ok(()) => {
-                    tokio::spawn(snapshot_founding_state(raft.clone(), partition));
+                    // Durably noted first: a crash before the snapshot is taken retries it.
+                    let marker = vec![(keys::founding(partition), Some(vec![1]))];
+                    let noted = self.inner.store.write_decided(marker, true);
+                    if let Some(durable) =
+                        noted.map_err(|e| ReplicationError::Failed(e.to_string()))?
+                    {
+                        durable
+                            .await
+                            .map_err(|e| ReplicationError::Failed(e.to_string()))?;
+                    }
+                    tokio::spawn(snapshot_founding_state(
+                        raft.clone(),
+                        partition,
+                        self.inner.store.clone(),
+                    ));
                 }
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(ReplicationError::Failed(e.to_string())),
@@ -381,6 +435,11 @@ impl Replication {
             return Ok(false);
         }
         let failed = |e: String| ReplicationError::Failed(format!("partition {partition}: {e}"));
+        if self.founding(partition) {
+            // A replica added now would replay the log from its start and miss what the
+            // founding snapshot is about to hold.
+            return Err(failed("its founding snapshot is not taken yet".into()));
+        }
         for member in voters.iter().chain(learners) {
             let id = node_id(&member.name);
             if known.contains(&id) {

@@ -87,6 +87,11 @@ pub(super) mod keys {
         format!("raft/{p:05}/purged")
     }
 
+    /// Present while the founding snapshot of a group this node formed is still to be taken.
+    pub(in crate::cluster::raft) fn founding(p: PartitionId) -> String {
+        format!("raft/{p:05}/founding")
+    }
+
     /// The last log id applied to the state machine, with the membership then.
     pub(in crate::cluster::raft) fn applied(p: PartitionId) -> String {
         format!("raft/{p:05}/applied")

@@ -79,16 +79,12 @@ async fn activate(cluster: &Cluster, services: &Services, partition: u16) {
     let Some(replication) = cluster.replication() else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    while !replication.serves(partition) {
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                partition,
-                "leading, but not serving yet; entities not activated"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !within(SETTLE, || replication.serves(partition)).await {
+        tracing::warn!(
+            partition,
+            "leading, but not serving yet; entities not activated"
+        );
+        return;
     }
     let partitions = replication.partition_count();
     let mine = move |tag: &str| partition_of(tag, partitions) == partition;
@@ -127,4 +123,16 @@ fn partition_actors(partition: u16, partitions: u16) -> Vec<ractor::ActorCell> {
         })
         .filter_map(ractor::registry::where_is)
         .collect()
+}
+
+/// Whether `ready` holds within `limit`, looked at every 10 ms.
+pub(super) async fn within(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
 }

@@ -221,22 +221,17 @@ async fn snapshot_founding_state(raft: Raft<Replicated>, partition: PartitionId,
     if raft.trigger().snapshot().await.is_err() {
         return;
     }
+    let covers = |id: Option<openraft::LogId<u64>>| id.is_some_and(|id| id.index >= applied.index);
     let taken = raft
         .wait(Some(FORMING))
-        .metrics(
-            |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
-            "founding snapshot",
-        )
+        .metrics(|m| covers(m.snapshot), "founding snapshot")
         .await;
     if taken.is_err() || raft.trigger().purge_log(applied.index).await.is_err() {
         return;
     }
     let purged = raft
         .wait(Some(FORMING))
-        .metrics(
-            |m| m.purged.is_some_and(|p| p.index >= applied.index),
-            "founding log purged",
-        )
+        .metrics(|m| covers(m.purged), "founding log purged")
         .await;
     if purged.is_err() {
         return;
@@ -582,10 +577,7 @@ impl Replication {
     fn hints(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, (u64, Member)>> {
-        self.inner
-            .hints
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.inner.hints)
     }
 
     /// Whether this node leads `partition`, has applied every entry committed before its term
@@ -599,12 +591,20 @@ impl Replication {
     /// This is what the store's fence asks: a leader handing the partition over still leads
     /// (its entities finish what they are doing) until it seals the partition.
     pub fn leads(&self, partition: PartitionId) -> bool {
+        !self.sealed(partition) && self.holds_lease(partition)
+    }
+
+    /// Whether this node [`leads`](Self::leads) `partition` and takes new requests for it (it
+    /// is not handing it over): what routing asks, on every request.
+    pub fn serves(&self, partition: PartitionId) -> bool {
+        !self.handing_over(partition) && self.holds_lease(partition)
+    }
+
+    /// [`Replication::leads`], handovers aside.
+    fn holds_lease(&self, partition: PartitionId) -> bool {
         let Ok(raft) = self.group(partition) else {
             return false;
         };
-        if self.sealed(partition) {
-            return false;
-        }
         let lease = millis(self.inner.timing.election.0);
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
@@ -613,12 +613,6 @@ impl Replication {
                 .last_applied
                 .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
             && metrics.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
-    }
-
-    /// Whether this node [`leads`](Self::leads) `partition` and takes new requests for it (it
-    /// is not handing it over): what routing asks.
-    pub fn serves(&self, partition: PartitionId) -> bool {
-        !self.handing_over(partition) && self.leads(partition)
     }
 
     /// Completes when a handover of `partition` ended with this node still leading it (its
@@ -813,4 +807,12 @@ mod placement_tests {
             prop_assert_eq!(new.len(), old.len().min(after.len()));
         }
     }
+}
+
+/// `mutex`'s guard, also after a panic while it was held (what it guards stays consistent:
+/// each holder makes one change).
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -23,9 +23,11 @@
 //! A partition answers 503 for about one election timeout while it moves, so a leader hands
 //! over only after leading for [`STEADY`], and at most [`AT_ONCE`] groups at a time.
 
-use super::super::leadership::stop_partition_actors;
+use super::super::leadership::{stop_partition_actors, within};
 use super::network::{Answer, Message};
-use super::{Member, PartitionId, Replication, ServerState, caught_up, node_id, replicas_of};
+use super::{
+    Member, PartitionId, Replication, ServerState, caught_up, locked, node_id, replicas_of,
+};
 use std::time::{Duration, Instant};
 
 /// How long a node leads a group before it hands it to the preferred replica.
@@ -131,19 +133,13 @@ impl Replication {
     fn leading_since(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, (u64, Instant)>> {
-        self.inner
-            .leading_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.inner.leading_since)
     }
 
     fn moving(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PartitionId, Handover>> {
-        self.inner
-            .moving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.inner.moving)
     }
 
     /// The partitions this node has led steadily whose preferred leader is another member, up,
@@ -273,16 +269,11 @@ impl Replication {
         if stop_partition_actors(partition, partitions) == 0 {
             return;
         }
-        let deadline = tokio::time::Instant::now() + DRAIN;
-        while stop_partition_actors(partition, partitions) > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    partition,
-                    "entities still busy; sealing the partition anyway"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        if !within(DRAIN, || stop_partition_actors(partition, partitions) == 0).await {
+            tracing::warn!(
+                partition,
+                "entities still busy; sealing the partition anyway"
+            );
         }
     }
 }

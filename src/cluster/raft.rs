@@ -191,6 +191,14 @@ pub(super) fn caught_up(raft: &Raft<Replicated>, id: u64) -> bool {
     })
 }
 
+/// `mutex`'s guard, also after a panic while it was held (what it guards stays consistent:
+/// each holder makes one change).
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long a new group may take to elect its first leader before its founding state is
 /// snapshotted anyway (see [`snapshot_founding_state`]).
 const FORMING: Duration = Duration::from_secs(60);
@@ -807,12 +815,4 @@ mod placement_tests {
             prop_assert_eq!(new.len(), old.len().min(after.len()));
         }
     }
-}
-
-/// `mutex`'s guard, also after a panic while it was held (what it guards stays consistent:
-/// each holder makes one change).
-fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,9 +7,10 @@
 //! Every step is committed before the next, and the store is one log that becomes durable in
 //! commit order, so what survives a crash is always a prefix of the steps: a `pending` order
 //! found at start-up releases whatever it may hold, a `held` one re-arms its expiry timer, a
-//! `paying` one (charged) finishes confirming. That is why a step's own write needs no wait:
-//! the saga waits for durability once, before it answers its caller — one group commit per
-//! booking and per payment. (A participant on another node is not covered by this node's log;
+//! `paying` one (charged) finishes confirming, and an ended one whose seats a flight could not
+//! be told to release (a reminder is written with the end) releases them again. That is why a
+//! step's own write needs no wait: the saga waits for durability once, before it answers its
+//! caller — one group commit per booking and per payment. (A participant on another node is not covered by this node's log;
 //! see [`Directory::call_in_saga`](super::directory::Directory::call_in_saga).) The actor talks
 //! to flights, payment, tickets and notifications only by messages.
 
@@ -139,6 +140,9 @@ pub struct OrderState {
     key: Option<String>,
     /// A change was adopted whose durability nobody has waited for yet.
     unsynced: bool,
+    /// The order ended while a flight could not be reached: its seats are released again until
+    /// every flight let them go (a reminder on disk says so, see `keys::release`).
+    unreleased: bool,
 }
 
 impl Entity for OrderActor {
@@ -291,7 +295,9 @@ impl OrderActor {
             // The store refused a write: reload from disk.
             return Err(format!("order storage failed: {e}").into());
         }
-        if state.order.status == OrderStatus::Failed || state.unwritten.is_some() {
+        if (state.order.status == OrderStatus::Failed && !state.unreleased)
+            || state.unwritten.is_some()
+        {
             // Nothing more will happen to it; a later request loads it again.
             myself.stop(None);
             return Ok(());
@@ -381,15 +387,20 @@ impl OrderActor {
     /// Finishes a saga step that was interrupted (by a crash, or a participant that could not
     /// be reached).
     async fn recover(&self, state: &mut OrderState) -> Result<Order, OrderError> {
+        if state.unreleased {
+            self.release_again(state).await?;
+        }
         match state.order.status {
             OrderStatus::Pending => {
                 tracing::warn!(order = %state.order.id, "compensating an interrupted hold");
-                self.release_all(&state.order).await;
+                let released = self.release_all(&state.order).await;
                 let mut failed = Self::after(&state.order, OrderEvent::HoldFailed)?;
                 failed.failure = Some(HoldFailure::Unavailable(
                     "the booking was interrupted; nothing is held".into(),
                 ));
-                self.save(state, Change::to(failed)).await?;
+                let extra = hold::reminder(&failed.id, released)?;
+                self.save(state, Change::to(failed).with(extra)).await?;
+                state.unreleased = !released;
                 Ok(state.order.clone())
             }
             OrderStatus::Paying => self.finish_payment(state).await,
@@ -413,8 +424,8 @@ impl Actor for OrderActor {
         myself: ActorRef<Self::Msg>,
         start: OrderStart,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (order, unwritten) = match start {
-            OrderStart::New(order, key) => (*order, Some(key)),
+        let (order, unwritten, unreleased) = match start {
+            OrderStart::New(order, key) => (*order, Some(key), false),
             OrderStart::Load(id) => {
                 // A previous incarnation's last writes may still be on their way to the engine.
                 self.store.caught_up().await?;
@@ -422,7 +433,8 @@ impl Actor for OrderActor {
                     .store
                     .get(&keys::order(&id))?
                     .ok_or_else(|| format!("order {id} does not exist"))?;
-                (order, None)
+                let unreleased = self.store.contains(&keys::release(&id))?;
+                (order, None, unreleased)
             }
         };
         if order.status == OrderStatus::Held {
@@ -433,10 +445,11 @@ impl Actor for OrderActor {
         // that activated it is handled first (one message at a time), after which `Resume`
         // finds nothing to do. A new order has nothing unfinished.
         let unfinished = unwritten.is_none()
-            && matches!(
-                order.status,
-                OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
-            );
+            && (unreleased
+                || matches!(
+                    order.status,
+                    OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding
+                ));
         if unfinished {
             myself.send_after(RESUME_AFTER, || OrderMessage::Resume);
         }
@@ -448,6 +461,7 @@ impl Actor for OrderActor {
             unwritten,
             key: None,
             unsynced: false,
+            unreleased,
         };
         self.idle_later(&myself, &mut state, self.idle_time());
         Ok(state)

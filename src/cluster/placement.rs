@@ -17,7 +17,7 @@ pub fn tag_of_key(key: &str) -> Option<String> {
     match kind {
         "airport" | "aircraft" => Some(CATALOG_TAG.to_owned()),
         "email" => Some(tag_for(rest)),
-        "user" | "flight" | "seat" | "order" | "ticket" | "charge" | "user_order"
+        "user" | "flight" | "seat" | "order" | "release" | "ticket" | "charge" | "user_order"
         | "user_ticket" | "idem" | "notification" | "outbox_open" | "outbox_failed"
         | "outbox_delivered" => id_tag(first),
         _ => None,
@@ -63,6 +63,7 @@ mod tests {
             keys::ticket(&ticket),
             keys::ticket_of(&user, &ticket),
             keys::charge(&order),
+            keys::release(&order),
             keys::idempotency(&user, "order", "k-1"),
             keys::notification(&user, 7, "n"),
         ] {

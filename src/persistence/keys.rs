@@ -86,6 +86,16 @@ pub fn ticket_of(user: &UserId, id: &TicketId) -> String {
     format!("user_ticket/{user}/{id}")
 }
 
+/// Prefix of the reminders that an ended order's seats may still be held on a flight that
+/// could not be reached (`release/{order}`): the order's actor, wherever its partition is led,
+/// releases them again until every flight has let them go.
+pub const RELEASES: &str = "release/";
+
+/// The reminder that `order`'s seats are still to be released.
+pub fn release(order: &OrderId) -> String {
+    format!("{RELEASES}{order}")
+}
+
 /// The charge taken for an order (at most one per order, ever).
 pub fn charge(order: &OrderId) -> String {
     format!("charge/{order}")

@@ -280,10 +280,15 @@ impl Orders {
         Ok(orders)
     }
 
-    /// Orders with an unfinished saga step or a live hold, with their hold deadline: at
-    /// start-up held orders' deadlines are registered, and the others activated so interrupted
-    /// holds are released and paid orders confirmed.
+    /// Orders with an unfinished saga step, seats still to be released or a live hold, with
+    /// their hold deadline: at start-up held orders' deadlines are registered, and the others
+    /// activated so interrupted holds are released and paid orders confirmed.
     pub fn unsettled(&self) -> Result<Vec<(OrderId, OrderStatus, DateTime<Utc>)>, StoreError> {
+        let unreleased = self
+            .store
+            .scan::<()>(keys::RELEASES)
+            .map(|r| r.map(|(key, ())| key))
+            .collect::<Result<std::collections::HashSet<String>, _>>()?;
         self.store
             .scan::<Order>(keys::ORDERS)
             .filter_map(|r| match r {
@@ -294,7 +299,7 @@ impl Orders {
                             | OrderStatus::Held
                             | OrderStatus::Paying
                             | OrderStatus::Refunding
-                    ) =>
+                    ) || unreleased.contains(o.id.as_str()) =>
                 {
                     Some(Ok((o.id, o.status, o.expires_at)))
                 }

@@ -13,18 +13,26 @@ use crate::actors::flight::FlightDirectory;
 use crate::actors::flight::FlightReply;
 use crate::actors::notification::NotificationKind;
 use crate::domain::flight::Currency;
+use crate::domain::ids::OrderId;
 use crate::domain::order::HoldFailure;
 use crate::domain::order::Order;
 use crate::domain::order::OrderEvent;
 use crate::domain::order::OrderStatus;
 use crate::domain::seat_map::Holder;
 use crate::persistence::WriteBatch;
+use crate::persistence::keys;
 use chrono::Utc;
 use futures::future::join_all;
-use std::time::Duration;
 
-/// First and longest wait between retries of a failed order's release.
-const RELEASE_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
+/// The reminder an order that ended with seats perhaps still held writes with its end (nothing
+/// when every flight let them go).
+pub(super) fn reminder(order: &OrderId, released: bool) -> Result<WriteBatch, OrderError> {
+    let mut batch = WriteBatch::new();
+    if !released {
+        batch.put(&keys::release(order), &())?;
+    }
+    Ok(batch)
+}
 
 /// Releases `order`'s seats on every flight; whether every flight answered.
 async fn release_segments(flights: &FlightDirectory, order: &Order) -> bool {
@@ -47,29 +55,33 @@ async fn release_segments(flights: &FlightDirectory, order: &Order) -> bool {
 }
 
 impl OrderActor {
-    /// Releases the order's seats on every flight (idempotent). A flight that cannot be reached
-    /// keeps the hold until its deadline, when the flight itself returns it to sale.
+    /// Releases the order's seats on every flight (idempotent); whether every flight answered.
+    /// A flight that cannot be reached keeps the hold until a retry or its deadline, when the
+    /// flight itself returns it to sale.
     pub(super) async fn release_all(&self, order: &Order) -> bool {
         release_segments(&self.flights, order).await
     }
 
-    /// Keeps releasing the seats of `order`, which failed or ended durably while a flight could
-    /// not be reached (a failover, say), until every flight has let them go or the hold lapses
-    /// by itself. Safe only because the end is on disk: such an order never holds again (a
-    /// retry of a failed request makes a new order), so no later hold can be undone by mistake.
-    fn release_later(&self, order: Order) {
-        let flights = self.flights.clone();
-        tokio::spawn(async move {
-            let mut wait = RELEASE_RETRY.0;
-            while Utc::now() < order.expires_at {
-                tokio::time::sleep(wait).await;
-                if release_segments(&flights, &order).await {
-                    tracing::info!(order = %order.id, "seats of a failed order released on retry");
-                    return;
-                }
-                wait = (wait * 2).min(RELEASE_RETRY.1);
-            }
-        });
+    /// Releases the seats of an order that ended while a flight could not be reached (its
+    /// reminder, [`keys::release`], says so), then drops the reminder. A hold whose deadline
+    /// has passed needs no call: the flight has let it go by itself. Safe only because the end
+    /// is on disk: such an order never holds again (a retry of a failed request makes a new
+    /// order), so no later hold can be undone by mistake.
+    pub(super) async fn release_again(&self, state: &mut OrderState) -> Result<(), OrderError> {
+        let lapsed = Utc::now() >= state.order.expires_at;
+        if !lapsed && !step(&state.order.id, "release", self.release_all(&state.order)).await {
+            return Err(OrderError::Unavailable(
+                "a flight could not be reached yet; releasing the seats resumes automatically"
+                    .into(),
+            ));
+        }
+        let mut done = WriteBatch::new();
+        done.delete(&keys::release(&state.order.id));
+        // Lost in a crash, the reminder only makes the (idempotent) release run once more.
+        self.store.record(done)?;
+        state.unreleased = false;
+        tracing::info!(order = %state.order.id, "seats of an ended order released on retry");
+        Ok(())
     }
 
     pub(super) async fn place(&self, state: &mut OrderState) -> Result<Order, OrderError> {
@@ -179,26 +191,29 @@ impl OrderActor {
             HoldFailure::Unavailable(_) => "unavailable",
         };
         metrics::counter!("contrail_bookings_failed_total", "reason" => reason).increment(1);
-        let mut extra = WriteBatch::new();
-        if let (HoldFailure::Unavailable(_), Some(key)) = (&failure, state.key.take()) {
-            extra.delete(&key);
-        }
-        let failed = Self::after(&state.order, OrderEvent::HoldFailed).map(|mut failed| {
+        let key = match (&failure, state.key.take()) {
+            (HoldFailure::Unavailable(_), Some(key)) => Some(key),
+            _ => None,
+        };
+        let failed = Self::after(&state.order, OrderEvent::HoldFailed).and_then(|mut failed| {
             failed.failure = Some(failure.clone());
-            Change::to(failed).with(extra)
+            let mut extra = reminder(&failed.id, released)?;
+            if let Some(key) = &key {
+                extra.delete(key);
+            }
+            Ok(Change::to(failed).with(extra))
         });
         let recorded = match failed {
             // Nothing left held: the failure need not wait for the disk.
             Ok(change) if released => self.record(state, change),
-            // Seats left held: the failure must be durable before they are released later.
+            // Seats left held: the failure and its reminder must be durable before the
+            // release is retried.
             Ok(change) => self.save(state, change).await,
             Err(e) => Err(e),
         };
         match recorded {
             Ok(()) => {
-                if !released {
-                    self.release_later(held.clone());
-                }
+                state.unreleased = !released;
                 failure.into()
             }
             Err(e) => e,
@@ -207,8 +222,8 @@ impl OrderActor {
 
     /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
     /// have taken is refunded, the seats are released, then the end is saved (which makes the
-    /// releases durable with it). A release that fails is retried once the end is saved, until
-    /// the hold's deadline, when the flight frees the seats itself.
+    /// releases durable with it). A release that fails is retried once the end is saved (see
+    /// [`OrderActor::release_again`]).
     pub(super) async fn end_hold(
         &self,
         state: &mut OrderState,
@@ -217,13 +232,11 @@ impl OrderActor {
     ) -> Result<(), OrderError> {
         self.refund(&state.order).await?;
         let released = step(&state.order.id, "release", self.release_all(&state.order)).await;
-        let ended = state.order.clone();
         let next = Self::after(&state.order, event)?;
-        self.save(state, Change::to(next).noting(note)).await?;
-        if !released {
-            // Ended on disk: the order never holds again, so a later release is safe.
-            self.release_later(ended);
-        }
+        let extra = reminder(&next.id, released)?;
+        self.save(state, Change::to(next).noting(note).with(extra))
+            .await?;
+        state.unreleased = !released;
         Ok(())
     }
 

@@ -8,8 +8,8 @@ use crate::domain::order::OrderStatus;
 use ractor::ActorRef;
 use std::time::Duration;
 
-/// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way)
-/// is retried when a participant could not be reached.
+/// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way,
+/// seats still to be released) is retried when a participant could not be reached.
 pub(super) const RESUME_AFTER: Duration = Duration::from_secs(2);
 /// How long an order's actor stays after its last command (at most `passivate_after`).
 const ORDER_IDLE: Duration = Duration::from_secs(1);
@@ -17,10 +17,11 @@ const ORDER_IDLE: Duration = Duration::from_secs(1);
 impl OrderActor {
     /// Schedules a retry of an unfinished saga step, once.
     pub(super) fn resume_later(&self, myself: &ActorRef<OrderMessage>, state: &mut OrderState) {
-        let unfinished = matches!(
-            state.order.status,
-            OrderStatus::Paying | OrderStatus::Refunding
-        );
+        let unfinished = state.unreleased
+            || matches!(
+                state.order.status,
+                OrderStatus::Paying | OrderStatus::Refunding
+            );
         if unfinished && !state.resume_armed {
             state.resume_armed = true;
             myself.send_after(RESUME_AFTER, || OrderMessage::Resume);

@@ -3,9 +3,9 @@
 # warp route (examples/bare_warp.rs) and a PostgreSQL booking transaction (scripts/pg/bench.sh,
 # skipped if PostgreSQL is not installed) — then starts a node on loopback with its own data
 # directory, runs every loadgen scenario against it, then `hold` against three replicated nodes,
-# runs the storage engine comparison and the
-# criterion benches, and writes the figures, their ratios and the machine they came from.
-# Takes about 25 minutes on 2 cores.
+# runs the storage engine comparison, the criterion benches and the failover test (20 kills of a
+# partition leader), and writes the figures, their ratios and the machine they came from.
+# Takes about 30 minutes on 2 cores.
 #   scripts/benchmarks.sh            # everything
 #   QUICK=1 scripts/benchmarks.sh    # shorter runs, no cargo benches: a smoke test of the script
 # USERS (64): connections of the bare route, baseline, browse, book and hold runs and of pgbench
@@ -131,6 +131,9 @@ if [ -z "${QUICK:-}" ]; then
   cargo bench --locked --bench http -- --warm-up-time 1 > "$work/criterion-http.txt"
   cargo bench --locked --bench cluster -- --warm-up-time 1 > "$work/criterion-cluster.txt"
   cargo bench --locked --bench memory > "$work/memory.txt"
+  # Failover: kill -9 of a partition leader under load, 20 rounds (the test prints the figures).
+  FAILOVER_ROUNDS=20 cargo test --release --locked --test replication a_killed_leader -- --nocapture \
+    > "$work/failover.txt" 2>&1 || echo "the failover test failed; its output is in BENCHMARKS.md's figures" >&2
 fi
 
 python3 scripts/benchmarks_md.py "$work" "$users" "$secs" > BENCHMARKS.md

@@ -5,7 +5,7 @@ Usage: benchmarks_md.py WORK USERS SECS, WORK holding what the script wrote: <sc
 storage.json (benches/storage.rs) and memory.txt (benches/memory.rs). Any of them may be missing:
 its figures then read "not measured".
 """
-import glob, json, os, platform, subprocess, sys
+import glob, json, os, platform, re, subprocess, sys
 
 work, users, secs = sys.argv[1], sys.argv[2], sys.argv[3]
 NOT_MEASURED = "not measured"
@@ -196,6 +196,47 @@ else:
 print()
 
 # --- Replication --------------------------------------------------------------------------
+def seconds(text):
+    """A Rust `Duration` as `Debug` prints it (`1.32s`, `870.2ms`), in seconds."""
+    m = re.fullmatch(r"([0-9.]+)(s|ms|µs|us|ns)", text.strip())
+    if not m:
+        return None
+    scale = {"s": 1, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def failover_section():
+    """Failover figures from `tests/replication.rs` run by the script (`failover.txt`)."""
+    command = ("`FAILOVER_ROUNDS=20 cargo test --release --locked --test replication "
+               "a_killed_leader -- --nocapture`")
+    head = ("**Failover** (`tests/replication.rs`, three nodes, release build): kill -9 of the leader "
+            "of a hot partition under booking load, round after round; each figure is the time from "
+            "the kill to the first booking acknowledged on one of its flights. Each round the killed "
+            f"node comes back, catches up and leads its share again before the next. Command: {command}.")
+    path = os.path.join(work, "failover.txt")
+    if not os.path.exists(path):
+        return head + f"\n\n{NOT_MEASURED} in this run"
+    text = open(path, encoding="utf-8").read()
+    rounds = re.search(r"failover of each round: \[([^\]]*)\]", text)
+    summary = re.search(r"failover over (\d+) kills[^:]*: p50 (\S+), p99 (\S+), max (\S+)", text)
+    booked = re.search(r"(\d+) bookings acknowledged; (\d+) seats", text)
+    passed = re.search(r"test result: ok", text) is not None
+    if not (rounds and summary):
+        return head + f"\n\n{NOT_MEASURED} in this run (the test did not finish; see its output)"
+    each = [seconds(x) for x in rounds.group(1).split(",") if x.strip()]
+    lines = [head, "",
+             "| kills | p50 s | p99 s | max s | bookings acknowledged | lost | test |",
+             "|---|---|---|---|---|---|---|"]
+    lost = "0" if passed else "see output"
+    lines.append(f"| {summary.group(1)} | {seconds(summary.group(2)):.2f} | {seconds(summary.group(3)):.2f} | "
+                 f"{seconds(summary.group(4)):.2f} | {booked.group(1) if booked else '—'} | {lost} | "
+                 f"{'passed' if passed else 'FAILED'} |")
+    lines.append("")
+    lines.append("Each round, in seconds: " + ", ".join(f"{x:.2f}" for x in each if x is not None) + ".")
+    return "\n".join(lines)
+
+
+
 print("## Replication (a cluster of three nodes on this machine)\n")
 single, replicated = endpoint("hold", HOLD), endpoint("hold-replicated", HOLD)
 if single and replicated:
@@ -211,11 +252,10 @@ if single and replicated:
     ratio = f"{three / one:.2f}" if one and three else "—"
     print(f"| three replicated nodes | {num(three)} | {ms(replicated['p50_ms'])} | {ms(replicated['p99_ms'])} | {ratio} |")
     print()
-    print("Failover is measured by `tests/replication.rs` (kill -9 of a partition's leader under load; "
-          "`FAILOVER_ROUNDS=20 cargo test --release --test replication -- --nocapture killed` prints "
-          "p50/p99 from the kill to the first booking acknowledged on one of its flights).")
 else:
     print(f"{NOT_MEASURED} in this run")
+print()
+print(failover_section())
 print()
 
 # --- Load generator -----------------------------------------------------------------------

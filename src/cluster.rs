@@ -36,6 +36,8 @@ pub mod raft;
 mod replicas;
 pub mod roster;
 mod routing;
+mod sessions;
+pub use sessions::Sessions;
 mod tls;
 pub mod view;
 pub mod wire;

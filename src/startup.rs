@@ -38,8 +38,8 @@ use crate::persistence::{Store, keys};
 use crate::settings::Settings;
 use anyhow::Context;
 use ractor::{Actor, ActorCell, ActorRef, OutputPort};
-use ractor_cluster::NodeServer;
 use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{NodeServer, NodeServerMessage};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -583,6 +583,13 @@ async fn open_cluster(
     let (server, _) = Actor::spawn(None, server, ())
         .await
         .context("starting the cluster transport")?;
+    // A peer's session closing starts the elections of the groups it led (`raft::takeover`).
+    server
+        .cast(NodeServerMessage::SubscribeToEvents {
+            id: "sessions".into(),
+            subscription: Box::new(crate::cluster::Sessions(cluster.clone())),
+        })
+        .context("subscribing to the transport's sessions")?;
     let timing = crate::cluster::raft::Timing {
         heartbeat: Duration::from_millis(c.raft_heartbeat_ms),
         election: (

@@ -63,6 +63,11 @@ impl Cluster {
         node == self.inner.node || self.peer_up(&self.read(), node)
     }
 
+    /// When `node` was last heard from, if ever.
+    pub fn last_heard(&self, node: &str) -> Option<Instant> {
+        self.read().peers.get(node).map(|p| p.last_heard)
+    }
+
     pub(super) fn peer_up(&self, state: &State, node: &str) -> bool {
         !state.blocks(node)
             && state

@@ -22,6 +22,7 @@ mod balance;
 mod log_store;
 mod network;
 mod state_machine;
+mod takeover;
 #[cfg(test)]
 mod tests;
 mod types;

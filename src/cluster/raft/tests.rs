@@ -287,3 +287,42 @@ async fn a_leader_cut_off_from_the_others_commits_nothing_and_the_majority_goes_
         stop(&net, name).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivors_elect_a_leader_once_they_learn_it_is_gone_without_waiting_for_timers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let names = ["a", "b", "c"];
+    let partitions = 2;
+    let net = Arc::new(Net::default());
+    for name in names {
+        start(&net, dir.path(), name, &names, partitions).await;
+    }
+    let before = key_in(0, partitions);
+    write(&net, 0, &before).await;
+    let dead = leader(&net, 0).await;
+    let survivors: Vec<&str> = names.into_iter().filter(|n| *n != dead).collect();
+    // The engine's own election timers are off: only being told that the leader is gone can
+    // make a survivor stand.
+    for name in &survivors {
+        let node = net.node(name).expect("survivor");
+        for partition in 0..partitions {
+            node.group(partition)
+                .expect("group")
+                .runtime_config()
+                .elect(false);
+        }
+    }
+    stop(&net, &dead).await;
+    let lost_at = Instant::now();
+    for name in &survivors {
+        let node = net.node(name).expect("survivor");
+        node.leader_lost(&dead, lost_at, || true);
+    }
+    let next = leader(&net, 0).await;
+    assert_ne!(next, dead);
+    let after = key_in(0, partitions);
+    write(&net, 0, &after).await;
+    for name in &survivors {
+        stop(&net, name).await;
+    }
+}

@@ -587,7 +587,7 @@ async fn open_cluster(
     server
         .cast(NodeServerMessage::SubscribeToEvents {
             id: "sessions".into(),
-            subscription: Box::new(crate::cluster::Sessions(cluster.clone())),
+            subscription: Box::new(crate::cluster::Sessions::new(cluster.clone())),
         })
         .context("subscribing to the transport's sessions")?;
     let timing = crate::cluster::raft::Timing {

@@ -3,7 +3,6 @@
 //! (see [`Request::serve`](super::request::Request::serve)), and so start-up and a regained
 //! majority run the same recovery.
 
-use super::CallError;
 use super::accounts::Accounts;
 use super::catalog::Catalog;
 use super::flight::{self, FlightCommand, FlightDirectory};
@@ -123,18 +122,19 @@ impl Services {
             tracing::info!(orders = unsettled.len(), "recovering unsettled orders");
         }
         for (id, status, expires_at) in unsettled {
-            let outcome = match status {
+            let command = match status {
                 OrderStatus::Held => {
                     self.orders.deadlines().at(expires_at, id);
                     continue;
                 }
-                _ => self
-                    .orders
-                    .call(&id, OrderCommand::Recover)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| CallError::Unavailable(e.to_string())),
+                OrderStatus::Pending | OrderStatus::Paying | OrderStatus::Refunding => {
+                    OrderCommand::Recover
+                }
+                // Ended with seats still to release: activated, its actor releases them on its
+                // own timer (a flight that cannot be reached does not hold up the others here).
+                _ => OrderCommand::Get,
             };
+            let outcome = self.orders.call(&id, command).await;
             if let Err(e) = outcome {
                 tracing::warn!(order = %id, error = %e, "order not recovered yet; it recovers on its next request");
             }

@@ -14,6 +14,8 @@ use tokio::time::Instant;
 pub(super) struct Peer {
     pub(super) addr: String,
     pub(super) last_heard: Instant,
+    /// Its last session closed since it was last heard from: down until heard again.
+    pub(super) lost: bool,
 }
 
 impl Cluster {
@@ -45,7 +47,7 @@ impl Cluster {
         let was_up = state
             .peers
             .get(node)
-            .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after);
+            .is_some_and(|p| !p.lost && p.last_heard.elapsed() < self.inner.timing.down_after);
         if !was_up {
             tracing::info!(peer = node, addr, "peer is up");
         }
@@ -54,6 +56,7 @@ impl Cluster {
             Peer {
                 addr: addr.to_owned(),
                 last_heard: Instant::now(),
+                lost: false,
             },
         );
     }
@@ -61,6 +64,14 @@ impl Cluster {
     /// Whether `node` is this node or a peer heard from recently.
     pub fn is_up(&self, node: &str) -> bool {
         node == self.inner.node || self.peer_up(&self.read(), node)
+    }
+
+    /// `node`'s last session closed: it counts as down (and is dialled again) until it is
+    /// heard from again.
+    pub fn lost(&self, node: &str) {
+        if let Some(peer) = self.write().peers.get_mut(node) {
+            peer.lost = true;
+        }
     }
 
     /// When `node` was last heard from, if ever.
@@ -73,7 +84,7 @@ impl Cluster {
             && state
                 .peers
                 .get(node)
-                .is_some_and(|p| p.last_heard.elapsed() < self.inner.timing.down_after)
+                .is_some_and(|p| !p.lost && p.last_heard.elapsed() < self.inner.timing.down_after)
     }
 
     /// The gateway of a peer that is up.

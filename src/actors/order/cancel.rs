@@ -28,16 +28,10 @@ impl OrderActor {
             NotificationKind::OrderCancelled
         };
         match state.order.status {
-            OrderStatus::Held => self.end_hold(state, OrderEvent::Cancelled, kind).await?,
-            OrderStatus::Paying => {
-                self.refund(&state.order).await?;
-                if !self.release_all(&state.order).await {
-                    return Err(OrderError::Unavailable(
-                        "a flight could not be reached; cancelling resumes automatically".into(),
-                    ));
-                }
-                let next = Self::after(&state.order, OrderEvent::Cancelled)?;
-                self.save(state, Change::to(next).noting(kind)).await?;
+            // A paying order is refunded and ended at once (its seats released, or reminded to
+            // be): left `paying`, its resumption would confirm the seats after the refund.
+            OrderStatus::Held | OrderStatus::Paying => {
+                self.end_hold(state, OrderEvent::Cancelled, kind).await?
             }
             OrderStatus::Confirmed | OrderStatus::Refunding => {
                 let now = Utc::now();

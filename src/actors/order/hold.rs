@@ -63,13 +63,13 @@ impl OrderActor {
     }
 
     /// Releases the seats of an order that ended while a flight could not be reached (its
-    /// reminder, [`keys::release`], says so), then drops the reminder. A hold whose deadline
-    /// has passed needs no call: the flight has let it go by itself. Safe only because the end
-    /// is on disk: such an order never holds again (a retry of a failed request makes a new
-    /// order), so no later hold can be undone by mistake.
+    /// reminder, [`keys::release`], says so), then drops the reminder — also once the hold's
+    /// deadline has passed, when the flights have let the held seats go by themselves. Safe
+    /// only because the end is on disk: such an order never holds again (a retry of a failed
+    /// request makes a new order), so no later hold can be undone by mistake.
     pub(super) async fn release_again(&self, state: &mut OrderState) -> Result<(), OrderError> {
-        let lapsed = Utc::now() >= state.order.expires_at;
-        if !lapsed && !step(&state.order.id, "release", self.release_all(&state.order)).await {
+        let released = step(&state.order.id, "release", self.release_all(&state.order)).await;
+        if !released && Utc::now() < state.order.expires_at {
             return Err(OrderError::Unavailable(
                 "a flight could not be reached yet; releasing the seats resumes automatically"
                     .into(),
@@ -220,7 +220,7 @@ impl OrderActor {
         }
     }
 
-    /// Ends a held order (expired or cancelled): any charge a lost or late gateway answer may
+    /// Ends a held (or paying) order (expired or cancelled): any charge a lost or late gateway answer may
     /// have taken is refunded, the seats are released, then the end is saved (which makes the
     /// releases durable with it). A release that fails is retried once the end is saved (see
     /// [`OrderActor::release_again`]).

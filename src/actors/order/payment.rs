@@ -110,12 +110,6 @@ impl OrderActor {
             .any(|r| matches!(r, Ok(Err(FlightError::Confirm(_)))));
         if cancelled || lapsed {
             // Never sell a seat that may be resold, nor one on a cancelled flight.
-            self.refund(&state.order).await?;
-            if !self.release_all(&state.order).await {
-                return Err(OrderError::Unavailable(
-                    "the charge was refunded; releasing the seats resumes automatically".into(),
-                ));
-            }
             let (event, kind, why) = if cancelled {
                 (
                     OrderEvent::Cancelled,
@@ -129,8 +123,8 @@ impl OrderActor {
                     "the hold expired",
                 )
             };
-            let next = Self::after(&state.order, event)?;
-            self.save(state, Change::to(next).noting(kind)).await?;
+            // Refunded, released (or reminded to release), ended: never confirmed later.
+            self.end_hold(state, event, kind).await?;
             return Err(OrderError::NotPayable(format!(
                 "{why} before the payment completed; the charge was refunded"
             )));

@@ -9,7 +9,8 @@ use ractor::ActorRef;
 use std::time::Duration;
 
 /// How soon an unfinished saga step (a charged order not yet confirmed, a refund under way,
-/// seats still to be released) is retried when a participant could not be reached.
+/// an interrupted hold, seats still to be released) is retried when a participant could not
+/// be reached.
 pub(super) const RESUME_AFTER: Duration = Duration::from_secs(2);
 /// How long an order's actor stays after its last command (at most `passivate_after`).
 const ORDER_IDLE: Duration = Duration::from_secs(1);
@@ -17,7 +18,11 @@ const ORDER_IDLE: Duration = Duration::from_secs(1);
 impl OrderActor {
     /// Schedules a retry of an unfinished saga step, once.
     pub(super) fn resume_later(&self, myself: &ActorRef<OrderMessage>, state: &mut OrderState) {
+        // A `pending` order that is not being placed any more (its hold failed to finish, or
+        // its compensation did) is compensated on retry.
+        let interrupted = state.order.status == OrderStatus::Pending && state.unwritten.is_none();
         let unfinished = state.unreleased
+            || interrupted
             || matches!(
                 state.order.status,
                 OrderStatus::Paying | OrderStatus::Refunding

@@ -755,6 +755,10 @@ async fn groups_by_leader(
 /// Customers booking one seat at a time on one flight through some nodes, each booking retried
 /// with its idempotency key until it is answered (a client cannot tell a write lost in a
 /// failover from one that landed).
+/// A buyer's pause after each booking of [`Load`]'s: the load lasts about
+/// `max_seats_per_user_per_flight` (9) × this, plus the outages it meets.
+const PACE: Duration = Duration::from_millis(300);
+
 struct Load {
     stop: Arc<AtomicBool>,
     booked: Arc<Mutex<Vec<Booked>>>,
@@ -796,6 +800,11 @@ impl Load {
                             break;
                         }
                         let key = format!("{prefix}-{attempt}");
+                        if attempt > 0 && !unanswered {
+                            // Paced, so that the load outlasts the fault under test (a release
+                            // build would otherwise use up every buyer's seats before it).
+                            tokio::time::sleep(PACE).await;
+                        }
                         let sent = Instant::now();
                         match api.place_order(&economy(&[&target], 1), Some(&key)).await {
                             Ok(placed) => {

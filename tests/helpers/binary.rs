@@ -73,11 +73,16 @@ impl Server {
             .expect("contrail starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // Echoed lines name their node by its data directory.
+        let who = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         std::thread::spawn(move || {
             let echo = std::env::var_os("TEST_NODE_LOG").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if echo {
-                    eprintln!("{line}");
+                    eprintln!("[{who}] {line}");
                 }
                 if let Some(addr) = serde_json::from_str::<Value>(&line)
                     .ok()

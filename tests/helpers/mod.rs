@@ -258,9 +258,20 @@ impl TestApp {
         (admin, flights.remove(0))
     }
 
-    /// Seat statuses of a flight as `seat -> status`.
+    /// Seat statuses of a flight as `seat -> status` (retried while its partition changes
+    /// leaders).
     pub async fn seat_statuses(&self, flight: &str) -> std::collections::BTreeMap<String, String> {
-        let seats = self.api().seats(flight).await;
+        // As a client honouring Retry-After: a partition changing leaders answers 503 a moment.
+        let mut seats = self.api().seats(flight).await;
+        for _ in 0..60 {
+            match &seats {
+                Err(e) if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    seats = self.api().seats(flight).await;
+                }
+                _ => break,
+            }
+        }
         let seats = seats.unwrap_or_else(|e| panic!("seats of {flight}: {e}"));
         seats.into_iter().map(|s| (s.seat, s.status)).collect()
     }

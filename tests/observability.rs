@@ -355,11 +355,16 @@ async fn one_booking_across_two_nodes_is_one_trace_with_spans_from_both() {
     assert!(own.starts_with("00-") && own.len() == 55, "{own}");
     let order_id = order["id"].as_str().expect("order id").to_owned();
 
+    // Exporters send a span when it ends, in batches: wait until every span's parent (but the
+    // client's) has arrived too, or the tree would be judged before it is whole.
     let spans_of = trace_of(&spans, &trace, |t| {
         t.iter()
             .any(|s| s.service == "node-b" && s.name == "flight.hold")
             && t.iter()
                 .any(|s| s.service == "node-a" && s.name == "POST /api/v1/orders")
+            && t.iter().all(|s| {
+                s.parent == client_span || s.parent.is_empty() || t.iter().any(|p| p.id == s.parent)
+            })
     })
     .await;
     let request = spans_of

@@ -433,7 +433,13 @@ impl Actor for OrderActor {
                     .store
                     .get(&keys::order(&id))?
                     .ok_or_else(|| format!("order {id} does not exist"))?;
-                let unreleased = self.store.contains(&keys::release(&id))?;
+                // Only an ended order can have a reminder (it is written with the end): the
+                // orders a payment or a cancellation loads need no second read.
+                let ended = matches!(
+                    order.status,
+                    OrderStatus::Failed | OrderStatus::Expired | OrderStatus::Cancelled
+                );
+                let unreleased = ended && self.store.contains(&keys::release(&id))?;
                 (order, None, unreleased)
             }
         };

@@ -61,7 +61,10 @@ impl Replication {
             };
             let raft = raft.clone();
             let silent = silent.clone();
-            let at = since + lease + MARGIN + NEXT_TURN * u32::try_from(turn).unwrap_or(u32::MAX);
+            let at = since
+                + lease
+                + MARGIN
+                + NEXT_TURN.saturating_mul(u32::try_from(turn).unwrap_or(u32::MAX));
             let peer = peer.to_owned();
             tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;

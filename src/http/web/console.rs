@@ -280,7 +280,13 @@ async fn create(what: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
                 Err(e) => Err(e),
             },
             _ => match flight_request(&form) {
-                Ok(request) => create_flight(&user, &ctx, request).await.map(|_| ()),
+                Ok(request) => match create_flight(&user, &ctx, request).await {
+                    Ok(view) => {
+                        listed(&ctx, &view.id).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
         };
@@ -293,6 +299,24 @@ async fn create(what: String, v: Visitor, ctx: Ctx, form: Form) -> Response {
     .await;
     finish(&v, outcome)
 }
+
+/// Waits (a moment at most) until this node's search read model lists flight `id`: in a
+/// cluster a flight created on another partition's leader reaches it asynchronously, and the
+/// catalog page the console redirects to lists flights from it.
+async fn listed(ctx: &Ctx, id: &str) {
+    let Some(id) = crate::domain::ids::FlightId::parse(id) else {
+        return;
+    };
+    for _ in 0..LISTED_POLLS {
+        if ctx.services.index.read().get(&id).is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// At most 2 s of [`listed`]'s 20 ms looks.
+const LISTED_POLLS: usize = 100;
 
 /// Cabin lines such as `business 1-4 ACDF`, one per cabin.
 fn parse_layout(text: &str) -> Result<Vec<CabinRequest>, ApiError> {

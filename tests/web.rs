@@ -735,7 +735,19 @@ async fn an_admin_removes_a_dead_node_of_a_replicated_cluster_in_the_console() {
         after.contains("node-a") && after.contains("node-b"),
         "{after}"
     );
-    let view = members[0].app.admin().await.cluster().await.expect("view");
+    // As a client honouring Retry-After: the removal moves partitions between leaders.
+    let api = members[0].app.admin().await;
+    let mut view = api.cluster().await;
+    for _ in 0..60 {
+        match &view {
+            Err(e) if e.status() == Some(reqwest::StatusCode::SERVICE_UNAVAILABLE) => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                view = api.cluster().await;
+            }
+            _ => break,
+        }
+    }
+    let view = view.expect("view");
     assert_eq!(view.members.len(), 2, "{:?}", view.members);
     let _ = admin.close().await;
 }

@@ -289,7 +289,13 @@ proptest! {
     /// a sold seat is only ever freed by its own order, and a seat an order holds (unexpired)
     /// or bought is never taken by another order.
     #[test]
-    fn seat_map_invariants_hold_for_any_sequence(ops in prop::collection::vec(op(), 1..60)) {
+    fn seat_map_invariants_hold_for_any_sequence(
+        ops in prop::collection::vec(op(), 1..60),
+        unit_ms in prop_oneof![Just(1000i64), Just(350), Just(1)],
+    ) {
+        // Time moves in units of a second or of a part of one, so deadlines fall on and between
+        // whole seconds (the map's scans compare whole seconds first).
+        let t = |units: i64| t(0) + chrono::Duration::milliseconds(units * unit_ms);
         let layout = layout();
         // Seat index 12 is not on the aircraft ("9Z"), to exercise unknown seats.
         let mut all: Vec<SeatName> = SeatMap::new(&layout).seats().iter().map(|s| s.name).collect();
@@ -327,8 +333,57 @@ proptest! {
                 Op::Sweep => Ok(map.sweep_expired(t(now)).len()),
                 Op::Tick(d) => { now += d; Ok(0) }
             };
-            if changed.is_err() {
+            if let Err(why) = &changed {
                 prop_assert_eq!(&map, &before, "a failed {:?} changed the map", op);
+                // A refusal is right: judged on the seats' states alone, as stated.
+                let holder = match &op {
+                    Op::HoldSeats(who, ..) | Op::HoldCabin(who, ..) => Some(&o[*who]),
+                    _ => None,
+                };
+                if let Some(holder) = holder {
+                    let takeable = |s: &Seat| match &s.status {
+                        SeatStatus::Available => true,
+                        SeatStatus::Held(h) => h.order == holder.order || h.expires_at <= t(now),
+                        SeatStatus::Sold(_) => false,
+                    };
+                    let live = map.seats().iter().filter(|s| match &s.status {
+                        SeatStatus::Held(h) => h.user == holder.user && h.expires_at > t(now),
+                        SeatStatus::Sold(s) => s.user == holder.user,
+                        SeatStatus::Available => false,
+                    }).count();
+                    match &op {
+                        Op::HoldSeats(_, seats, _) if why.ends_with("is not available") => {
+                            let names: Vec<SeatName> = seats.iter().map(|&i| all[i]).collect();
+                            prop_assert!(
+                                map.seats().iter().any(|s| names.contains(&s.name) && !takeable(s)),
+                                "{:?} refused ({}) though every seat could be taken", op, why
+                            );
+                        }
+                        Op::HoldCabin(_, business, count, _) if why.starts_with("only ") => {
+                            let cabin = if *business { Cabin::Business } else { Cabin::Economy };
+                            let n = map.seats().iter().filter(|s| s.cabin == cabin && takeable(s)).count();
+                            prop_assert!(n < usize::from(*count), "{:?} refused ({}) with {} seats takeable", op, why, n);
+                        }
+                        _ if why.starts_with("at most") => {
+                            prop_assert!(live > 0, "{:?} refused ({}) with nothing live", op, why);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // The inline summaries agree with the states, and what is computed from them is what
+            // the states say.
+            for s in map.seats() {
+                prop_assert_eq!(s.hint, Hint::of(&s.status));
+            }
+            let held = |s: &&Seat| match &s.status {
+                SeatStatus::Held(h) => Some(h.expires_at),
+                _ => None,
+            };
+            prop_assert_eq!(map.earliest_hold(), map.seats().iter().filter_map(|s| held(&s)).min());
+            for (cabin, until) in map.full_cabins() {
+                let in_cabin = map.seats().iter().filter(|s| s.cabin == cabin);
+                prop_assert_eq!(until, in_cabin.filter_map(|s| held(&s)).min());
             }
             // No customer ends up with more live seats than the cap.
             for user in [&o[0].user, &o[2].user] {

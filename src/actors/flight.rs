@@ -560,6 +560,12 @@ impl Actor for FlightActor {
                 if cmd == FlightCommand::Cancel {
                     return self.cancel(&myself, state, reply);
                 }
+                // A new hold's deadline: the flight's tick must come by then. (Every older hold
+                // has its tick scheduled already, by its own hold or by the last tick's sweep.)
+                let deadline = match &cmd {
+                    FlightCommand::Hold { expires_at, .. } => Some(*expires_at),
+                    _ => None,
+                };
                 match state.apply(cmd, Utc::now(), self.hold_cap) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -568,9 +574,7 @@ impl Actor for FlightActor {
                         let _ = reply.send(Ok(value));
                     }
                     Ok((value, changed)) => {
-                        if let FlightReply::Held { .. } = &value
-                            && let Some(deadline) = state.seats.earliest_hold()
-                        {
+                        if let Some(deadline) = deadline {
                             let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                             self.tick_at(&myself, state, Instant::now() + wait);
                         }

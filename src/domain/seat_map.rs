@@ -387,6 +387,7 @@ impl SeatMap {
         cap: Option<u16>,
     ) -> Result<Vec<SeatName>, HoldError> {
         let order = Probe::order(&holder.order);
+        let user = Probe::user(&holder.user);
         let now = Now::new(now);
         let picked = match request {
             SeatRequest::Seats(names) => self.pick_named(names, &order, now)?,
@@ -397,7 +398,6 @@ impl SeatMap {
         if let Some(cap) = cap {
             // What the customer would have afterwards: every live seat they hold or own
             // (through any order), plus the ones picked now.
-            let user = Probe::user(&holder.user);
             let elsewhere = self
                 .seats
                 .iter()
@@ -408,7 +408,11 @@ impl SeatMap {
                 return Err(HoldError::CapExceeded { cap });
             }
         }
-        let hint = Hint::held(&holder.order, &holder.user, expires_at);
+        let hint = Hint {
+            order: order.print,
+            user: user.print,
+            until: secs(expires_at),
+        };
         let held = SeatStatus::Held(Box::new(Hold {
             order: holder.order.clone(),
             user: holder.user.clone(),

@@ -70,12 +70,29 @@ pub enum OrderCommand {
 /// the first final outcome, which retries get again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
-    /// A digest of the request the key was first used with.
+    /// The [`fingerprint`] of the request the key was first used with (records written by
+    /// earlier builds hold the request itself).
     pub fingerprint: String,
     /// The order it placed (or paid).
     pub order: OrderId,
     /// For payments: the first final outcome.
     pub outcome: Option<Result<(), OrderError>>,
+}
+
+impl KeyRecord {
+    /// Whether the key was first used with the request whose fingerprint is `fingerprint`.
+    pub fn same_request(&self, fingerprint: &str) -> bool {
+        let legacy = || self::fingerprint(&self.fingerprint) == fingerprint;
+        self.fingerprint == fingerprint || legacy()
+    }
+}
+
+/// A request's fingerprint: 128 bits of xxh3 of its canonical form, in hex (32 characters,
+/// however long the request). It tells a retry from another request sent with the same
+/// Idempotency-Key by mistake; keys are per customer, so a collision someone crafted could
+/// only replay their own first request to them.
+pub fn fingerprint(canonical: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(canonical.as_bytes()))
 }
 
 /// What an order actor starts from.
@@ -369,7 +386,7 @@ impl OrderActor {
                 state.key = Some(key);
                 Ok(())
             }
-            Err(first) if first.fingerprint == record.fingerprint => {
+            Err(first) if first.same_request(&record.fingerprint) => {
                 Err(OrderError::PlacedAs(first.order))
             }
             Err(_) => Err(OrderError::KeyReused),
@@ -506,5 +523,45 @@ impl Actor for OrderActor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyRecord, fingerprint};
+    use crate::domain::ids::OrderId;
+
+    fn record(fingerprint: String) -> KeyRecord {
+        KeyRecord {
+            fingerprint,
+            order: OrderId::generate_in("0123456789abcdef"),
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_is_short_whatever_the_request() {
+        let long = format!("{{\"passengers\":[{{\"name\":\"{}\"}}]}}", "x".repeat(4000));
+        for request in ["", "{}", long.as_str()] {
+            let f = fingerprint(request);
+            assert_eq!(f.len(), 32, "{f}");
+            assert!(f.bytes().all(|b| b.is_ascii_hexdigit()), "{f}");
+        }
+        assert_ne!(fingerprint("{\"a\":1}"), fingerprint("{\"a\":2}"));
+    }
+
+    #[test]
+    fn a_key_matches_its_own_request_only() {
+        let first = record(fingerprint("{\"a\":1}"));
+        assert!(first.same_request(&fingerprint("{\"a\":1}")));
+        assert!(!first.same_request(&fingerprint("{\"a\":2}")));
+    }
+
+    #[test]
+    fn a_key_recorded_with_the_whole_request_still_matches_its_retry() {
+        // Records written before fingerprints were digests hold the request itself.
+        let legacy = record("{\"a\":1}".to_owned());
+        assert!(legacy.same_request(&fingerprint("{\"a\":1}")));
+        assert!(!legacy.same_request(&fingerprint("{\"a\":2}")));
     }
 }

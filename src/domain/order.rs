@@ -200,7 +200,8 @@ pub struct Order {
     pub charge_id: Option<String>,
     /// Issued tickets' ids.
     pub tickets: Vec<super::ids::TicketId>,
-    /// Fingerprint of the request that created it (for Idempotency-Key checks).
+    /// Fingerprint of the request that created it: a digest of 32 hex characters (orders
+    /// written by earlier builds hold the request itself; nothing reads it back).
     pub request_hash: String,
     /// Why it failed, for a `failed` order (replayed to a client retrying the request).
     pub failure: Option<HoldFailure>,

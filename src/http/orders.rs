@@ -350,7 +350,8 @@ pub(super) async fn place(
     let segments = parse_segments(req).map_err(ApiError::from)?;
     let names: Vec<String> = req.passengers.iter().map(|p| p.name.clone()).collect();
     let passengers = validate_request(&segments, &names).map_err(ApiError::from)?;
-    let fingerprint = serde_json::to_string(req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let canonical = serde_json::to_string(req).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let fingerprint = crate::actors::order::fingerprint(&canonical);
     let placed = ctx
         .services
         .orders

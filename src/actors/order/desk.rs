@@ -181,7 +181,7 @@ impl Orders {
     /// Answers a retried placement with the first request's order (its saga's outcome, which
     /// its actor reports only once it is durable).
     async fn replay(&self, first: KeyRecord, fingerprint: &str) -> Result<Placed, OrderError> {
-        if first.fingerprint != fingerprint {
+        if !first.same_request(fingerprint) {
             return Err(OrderError::KeyReused);
         }
         let order = self.call(&first.order, OrderCommand::Place).await?;
@@ -213,7 +213,7 @@ impl Orders {
         };
         let guard_key = keys::idempotency(user, "pay", &key);
         let mut record = KeyRecord {
-            fingerprint: format!("{order}:{token}"),
+            fingerprint: super::fingerprint(&format!("{order}:{token}")),
             order: order.clone(),
             outcome: None,
         };
@@ -223,7 +223,7 @@ impl Orders {
             .await?
         {
             Ok(()) => {}
-            Err(first) if first.fingerprint != record.fingerprint => {
+            Err(first) if !first.same_request(&record.fingerprint) => {
                 return Err(OrderError::KeyReused);
             }
             Err(first) => {
@@ -338,7 +338,7 @@ pub struct PlaceOrder {
     pub segments: Vec<(FlightId, SeatRequest)>,
     /// Travellers.
     pub passengers: Vec<Passenger>,
-    /// The request's fingerprint (for Idempotency-Key reuse checks).
+    /// The request's [`fingerprint`](super::fingerprint) (for Idempotency-Key reuse checks).
     pub fingerprint: String,
     /// The Idempotency-Key.
     pub key: Option<String>,

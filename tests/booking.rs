@@ -350,8 +350,46 @@ async fn customers_see_only_their_own_and_cannot_hoard() {
     assert_eq!(r.err().and_then(|e| e.status()), not_found);
     let r = other.cancel_order(&id).await;
     assert_eq!(r.err().and_then(|e| e.status()), not_found);
+    let r = other.pay(&id, "tok_visa", Some("other-key")).await;
+    assert_eq!(r.err().and_then(|e| e.status()), not_found);
+    // None of that touched the order: still held, nothing charged, nobody told.
+    let held = owner.order(&id).await.expect("the owner reads it");
+    assert_eq!((held.status.as_str(), held.tickets.len()), ("held", 0));
+    assert_eq!(owner.notifications().await.expect("notes").len(), 0);
     admin.order(&id).await.expect("an admin reads any order");
     assert_eq!(other.orders().await.expect("orders"), vec![]);
+    assert_eq!(other.tickets().await.expect("tickets"), vec![]);
+    // A key sent with someone else's order is not used up by the 404.
+    let own = book(&other, &[&flight], 1).await.id;
+    let paid = other
+        .pay(&own, "tok_visa", Some("other-key"))
+        .await
+        .expect("the key pays the caller's own order");
+    assert_eq!(paid.status, "confirmed");
+    let listed: Vec<String> = other
+        .orders()
+        .await
+        .expect("orders")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(listed, vec![own.clone()]);
+    let tickets = other.tickets().await.expect("tickets");
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].order_id, own);
+    // An admin may pay a customer's order; the customer then sees it with its tickets.
+    let paid = admin
+        .pay(&id, "tok_visa", None)
+        .await
+        .expect("an admin pays any order");
+    assert_eq!((paid.status.as_str(), paid.tickets.len()), ("confirmed", 2));
+    let mine = owner.orders().await.expect("orders");
+    assert_eq!(
+        mine.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    assert_eq!(mine[0].tickets.len(), 2);
+    assert_eq!(owner.tickets().await.expect("tickets").len(), 2);
     assert_eq!(
         app.api().orders().await.err().and_then(|e| e.status()),
         Some(StatusCode::UNAUTHORIZED)
@@ -638,4 +676,64 @@ async fn beyond_its_capacity_a_node_refuses_at_once_and_loses_nothing() {
         assert_eq!(order.status, "confirmed");
         assert_eq!(order.tickets.len(), 1);
     }
+}
+
+/// Orders and tickets written by earlier builds, which listed them through an index of their
+/// own (`user_order/…`, `user_ticket/…`) and whose ids need not carry the customer's tag, are
+/// still listed and readable next to new ones (which have no index entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_tickets_indexed_by_earlier_builds_are_still_listed() {
+    use contrail::domain::ids::{OrderId, TicketId, UserId};
+    use contrail::domain::order::{Order as Stored, TicketRecord};
+    use contrail::persistence::{Store, WriteBatch, keys};
+
+    let mut app = spawn_app().await;
+    let (flight, customer) = flight_and_customer(&app).await;
+    let new = book(&customer, &[&flight], 1).await.id;
+    customer.pay(&new, "tok_visa", None).await.expect("paid");
+    let user = UserId::parse(&customer.me().await.expect("me").id).expect("user id");
+    let node = app.node.take().expect("node");
+    node.shutdown().await.expect("shutdown");
+    let old = {
+        let store = Store::open(&app.data_dir()).expect("open");
+        let new = OrderId::parse(&new).expect("order id");
+        let mut order: Stored = store.get(&keys::order(&new)).expect("read").expect("order");
+        let mut ticket: TicketRecord = store
+            .get(&keys::ticket(&order.tickets[0]))
+            .expect("read")
+            .expect("ticket");
+        // The same purchase as an earlier build wrote it: ids under a tag of their own, an
+        // hour older, indexed.
+        order.id = OrderId::generate();
+        order.created_at -= chrono::Duration::hours(1);
+        ticket.id = TicketId::generate();
+        ticket.order_id = order.id.clone();
+        ticket.issued_at -= chrono::Duration::hours(1);
+        order.tickets = vec![ticket.id.clone()];
+        assert_ne!(order.id.tag(), user.tag());
+        let mut batch = WriteBatch::new();
+        let created = order.created_at.timestamp_millis();
+        batch.put(&keys::order(&order.id), &order).expect("put");
+        batch
+            .put(&keys::order_of(&user, created, &order.id), &order.id)
+            .expect("put");
+        batch.put(&keys::ticket(&ticket.id), &ticket).expect("put");
+        batch
+            .put(&keys::ticket_of(&user, &ticket.id), &ticket.id)
+            .expect("put");
+        store.commit(batch).expect("commit").await.expect("durable");
+        (order.id.to_string(), ticket.id.to_string())
+    };
+    app.restart().await;
+    let customer = app.signed_as(&customer);
+    let orders = customer.orders().await.expect("orders");
+    let ids: Vec<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, vec![new.as_str(), old.0.as_str()], "newest first");
+    assert_eq!(orders[1].tickets.len(), 1);
+    let tickets = customer.tickets().await.expect("tickets");
+    let ids: Vec<&str> = tickets.iter().map(|t| t.order_id.as_str()).collect();
+    assert_eq!(ids, vec![new.as_str(), old.0.as_str()], "newest first");
+    let read = customer.order(&old.0).await.expect("the old order by id");
+    assert_eq!(read.status, "confirmed");
+    customer.ticket(&old.1).await.expect("the old ticket by id");
 }

@@ -22,7 +22,7 @@ use super::payment::PaymentMessage;
 use super::root::Slot;
 use super::ticket::TicketDirectory;
 use crate::domain::ids::OrderId;
-use crate::domain::order::{HoldFailure, Order, OrderEvent, OrderStatus};
+use crate::domain::order::{HoldFailure, Order, OrderEvent, OrderStatus, Viewer};
 use crate::domain::outbox::{Channel, Delivery};
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -50,13 +50,20 @@ pub enum OrderCommand {
     Place,
     /// The order as it is.
     Get,
-    /// Pay with a card token.
+    /// Pay with a card token: for the order's customer or an admin (anyone else is told
+    /// [`OrderError::NotFound`], and nothing happens).
     Pay {
         /// The card token.
         token: String,
+        /// Who pays.
+        by: Viewer,
     },
-    /// Cancel: a held order is released, a paid one refunded (before departure).
-    Cancel,
+    /// Cancel: a held order is released, a paid one refunded (before departure); for the
+    /// order's customer or an admin, like `Pay`.
+    Cancel {
+        /// Who cancels.
+        by: Viewer,
+    },
     /// The airline cancelled one of the order's flights: cancel or refund, whatever the time.
     FlightCancelled,
     /// Finish an interrupted saga step (sent at start-up).
@@ -191,7 +198,7 @@ impl Entity for OrderActor {
             OrderCommand::Place => "place",
             OrderCommand::Get => "get",
             OrderCommand::Pay { .. } => "pay",
-            OrderCommand::Cancel => "cancel",
+            OrderCommand::Cancel { .. } => "cancel",
             OrderCommand::FlightCancelled => "flight_cancelled",
             OrderCommand::Recover => "recover",
             OrderCommand::Expire => "expire",
@@ -287,10 +294,15 @@ impl OrderActor {
     ) -> Result<(), ActorProcessingErr> {
         state.last_active = Instant::now();
         let mut result = match cmd {
+            OrderCommand::Pay { by, .. } | OrderCommand::Cancel { by }
+                if !state.order.visible_to(&by) =>
+            {
+                Err(OrderError::NotFound)
+            }
             OrderCommand::Place => self.place(state).await,
             OrderCommand::Get => Ok(state.order.clone()),
-            OrderCommand::Pay { token } => self.pay(state, token).await,
-            OrderCommand::Cancel => self.cancel(state, false).await,
+            OrderCommand::Pay { token, .. } => self.pay(state, token).await,
+            OrderCommand::Cancel { .. } => self.cancel(state, false).await,
             OrderCommand::FlightCancelled => self.cancel(state, true).await,
             OrderCommand::Recover => self.recover(state).await,
             OrderCommand::Expire => self.expire_if_due(state).await,
@@ -370,11 +382,10 @@ impl OrderActor {
         key: Option<(String, KeyRecord)>,
     ) -> Result<(), OrderError> {
         let order = &state.order;
+        // No index entry: the order's id carries its customer's tag, under which the
+        // customer's orders are listed (`keys::orders_tagged`).
         let mut batch = WriteBatch::new();
-        batch.put(&keys::order(&order.id), order)?.put(
-            &keys::order_of(&order.user, order.created_at.timestamp_millis(), &order.id),
-            &order.id,
-        )?;
+        batch.put(&keys::order(&order.id), order)?;
         let Some((key, record)) = key else {
             self.store.record(batch)?;
             state.unsynced = true;

@@ -166,7 +166,9 @@ impl PaymentActor {
                         charge_id: charge.charge_id,
                     };
                 }
-                tokio::time::sleep(latency).await;
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
                 match token.as_str() {
                     "tok_visa" if fastrand::f64() >= decline_rate => {}
                     "tok_visa" => {

@@ -14,7 +14,7 @@ use super::flight::FlightActor;
 use super::notification::{OutboxList, RetryDelivery};
 use super::order::OrderActor;
 use super::order::desk::{
-    AllOrders, GetOrder, GetTicket, NotificationsOf, OrdersOf, PayOrder, PlaceOrder, TicketsOf,
+    AllOrders, GetTicket, NotificationsOf, OrdersOf, PayOrder, PlaceOrder, TicketsOf,
 };
 use super::router::Operation;
 use super::services::{Counts, Services};
@@ -92,7 +92,6 @@ requests! {
     Ticket(EntityCall<TicketActor>),
     PlaceOrder(PlaceOrder),
     PayOrder(PayOrder),
-    GetOrder(GetOrder),
     OrdersOf(OrdersOf),
     AllOrders(AllOrders),
     GetTicket(GetTicket),

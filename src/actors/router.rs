@@ -43,8 +43,8 @@ pub trait Operation: Into<Request> + Send + Sized + 'static {
 /// Implements [`Operation`] for a request served by one of [`Services`]' facades:
 ///
 /// ```text
-/// operation!(GetOrder => Result<Option<Order>, OrderError>, by orders: Orders,
-///     tag |r| r.0.tag(), |r| orders.stored(&r.0));
+/// operation!(GetTicket => Result<Option<TicketRecord>, OrderError>, by orders: Orders,
+///     tag |r| r.0.tag(), |r| Ok(orders.store.get(&keys::ticket(&r.0))?));
 /// ```
 ///
 /// `by orders: Orders` names the field of [`Services`] that serves it (and binds it in the

@@ -55,6 +55,12 @@ macro_rules! entity_id {
                 Self(format!("{}_{}{}", $prefix, tag, &random[..TAG_LEN]))
             }
 
+            /// The start every id that [`Self::generate_in`] places with `tag` shares, to
+            /// find them by a prefix scan.
+            pub fn tagged(tag: &str) -> String {
+                format!("{}_{}", $prefix, tag)
+            }
+
             /// The placement tag: the first 16 hex digits after the prefix (or all of a
             /// shorter id, which then names nothing stored and is placed arbitrarily).
             pub fn tag(&self) -> &str {

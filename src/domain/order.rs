@@ -226,6 +226,23 @@ impl Order {
         self.status = next(self.status, event)?;
         Ok(())
     }
+
+    /// Whether `viewer` may see (and act on) the order: their own once placed, or any placed
+    /// order for an admin. A pending order is still being placed and a failed one never
+    /// existed for its customer; to anyone it is not shown, it does not exist.
+    pub fn visible_to(&self, viewer: &Viewer) -> bool {
+        let placed = !matches!(self.status, OrderStatus::Pending | OrderStatus::Failed);
+        placed && (viewer.admin || self.user == viewer.user)
+    }
+}
+
+/// Who asks to see or act on an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// The caller.
+    pub user: UserId,
+    /// The caller may see every customer's orders.
+    pub admin: bool,
 }
 
 /// Validates what a client asks for: 1 to [`MAX_PASSENGERS`] named passengers and 1 to
@@ -328,6 +345,38 @@ mod tests {
                     Err(err) => prop_assert_eq!(err.from, status),
                 }
             }
+        }
+    }
+
+    fn order_of(user: &UserId, status: OrderStatus) -> Order {
+        let now = Utc::now();
+        Order {
+            id: OrderId::generate_in(user.tag()),
+            user: user.clone(),
+            status,
+            segments: vec![],
+            passengers: vec![],
+            created_at: now,
+            expires_at: now,
+            total_cents: 0,
+            currency: None,
+            charge_id: None,
+            tickets: vec![],
+            request_hash: String::new(),
+            failure: None,
+        }
+    }
+
+    proptest! {
+        /// A placed order is its customer's and every admin's to see; nobody sees an order
+        /// still being placed or one that failed, not even an admin.
+        #[test]
+        fn who_sees_an_order(status in 0..9usize, own in any::<bool>(), admin in any::<bool>()) {
+            let customer = UserId::generate();
+            let order = order_of(&customer, ALL[status]);
+            let user = if own { customer } else { UserId::generate() };
+            let placed = !matches!(ALL[status], OrderStatus::Pending | OrderStatus::Failed);
+            prop_assert_eq!(order.visible_to(&Viewer { user, admin }), placed && (own || admin));
         }
     }
 

@@ -11,7 +11,7 @@ use crate::actors::order::desk::{PayOrder, PlaceOrder};
 use crate::domain::ValidationError;
 use crate::domain::aircraft::{Cabin, SeatName};
 use crate::domain::ids::{FlightId, OrderId, TicketId};
-use crate::domain::order::{Order, OrderStatus, TicketRecord, TicketStatus, validate_request};
+use crate::domain::order::{Order, TicketRecord, TicketStatus, Viewer, validate_request};
 use crate::domain::seat_map::SeatRequest;
 use crate::domain::user::{Role, User};
 use chrono::{DateTime, Utc};
@@ -306,22 +306,17 @@ fn parse_segments(req: &OrderRequest) -> Result<Vec<(FlightId, SeatRequest)>, Va
         .collect()
 }
 
-/// The caller's order, or 404 (also for someone else's order, so ids cannot be probed).
-async fn owned(ctx: &Ctx, user: &User, id: &str) -> Result<Order, ApiError> {
-    let id = OrderId::parse(id).ok_or(ApiError::NotFound)?;
-    let order = ctx
-        .services
-        .orders
-        .get(&id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or(ApiError::NotFound)?;
-    // A pending order is still being placed and a failed one never existed for its customer.
-    let visible = !matches!(order.status, OrderStatus::Pending | OrderStatus::Failed);
-    if visible && (order.user == user.id || user.may(Role::Admin)) {
-        Ok(order)
-    } else {
-        Err(ApiError::NotFound)
+/// An order id from a path: one of ours in shape, or 404.
+fn order_id(id: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(id).ok_or(ApiError::NotFound)
+}
+
+/// The caller, as an order sees them: someone else's order is not found (404), so ids cannot
+/// be probed (see [`Order::visible_to`]).
+fn viewer(user: &User) -> Viewer {
+    Viewer {
+        user: user.id.clone(),
+        admin: user.may(Role::Admin),
     }
 }
 
@@ -406,13 +401,15 @@ async fn get(id: String, user: User, ctx: Ctx) -> Handled {
 
 /// One of the user's orders, from its actor.
 pub(super) async fn order_view(user: &User, ctx: &Ctx, id: &str) -> Result<OrderView, ApiError> {
-    let order = owned(ctx, user, id).await?;
     let order = ctx
         .services
         .orders
-        .call(&order.id, OrderCommand::Get)
+        .call(&order_id(id)?, OrderCommand::Get)
         .await
         .map_err(ApiError::from)?;
+    if !order.visible_to(&viewer(user)) {
+        return Err(ApiError::NotFound);
+    }
     view(ctx, &order).await
 }
 
@@ -436,19 +433,20 @@ pub(super) async fn pay_order(
     key: Option<String>,
     req: PayRequest,
 ) -> Result<OrderView, ApiError> {
-    let order = owned(ctx, user, id).await?;
+    let order = order_id(id)?;
     if req.payment_token.is_empty() || req.payment_token.chars().count() > 128 {
         return Err(ApiError::from(ValidationError::new(
             "payment_token",
             "must be 1 to 128 characters",
         )));
     }
+    // The order's actor checks that the caller may pay it before anything happens.
     let order = ctx
         .services
         .orders
         .pay(PayOrder {
-            user: user.id.clone(),
-            order: order.id.clone(),
+            by: viewer(user),
+            order,
             token: req.payment_token,
             key,
         })
@@ -466,11 +464,10 @@ async fn cancel(id: String, user: User, ctx: Ctx) -> Handled {
 
 /// Cancels one of the user's orders (released if held, refunded if confirmed).
 pub(super) async fn cancel_order(user: &User, ctx: &Ctx, id: &str) -> Result<OrderView, ApiError> {
-    let order = owned(ctx, user, id).await?;
     let order = ctx
         .services
         .orders
-        .call(&order.id, OrderCommand::Cancel)
+        .call(&order_id(id)?, OrderCommand::Cancel { by: viewer(user) })
         .await
         .map_err(ApiError::from)?;
     view(ctx, &order).await

@@ -61,12 +61,19 @@ pub fn order(id: &OrderId) -> String {
     format!("{ORDERS}{id}")
 }
 
-/// Prefix of a user's order index (`user_order/{user}/{created_ms:016}/{order}` to order id).
+/// Prefix of the orders whose ids carry `tag`: a customer's orders carry the customer's tag,
+/// so these are the customer's orders (and, should two tags collide, another's).
+pub fn orders_tagged(tag: &str) -> String {
+    format!("{ORDERS}{}", OrderId::tagged(tag))
+}
+
+/// Prefix of a user's order index (`user_order/{user}/{created_ms:016}/{order}` to order id),
+/// which earlier builds wrote for every order; read, no longer written (see [`orders_tagged`]).
 pub fn orders_of(user: &UserId) -> String {
     format!("user_order/{user}/")
 }
 
-/// One entry of a user's order index; keys sort oldest first.
+/// One entry of a user's order index (written by earlier builds); keys sort oldest first.
 pub fn order_of(user: &UserId, created_ms: i64, id: &OrderId) -> String {
     format!("user_order/{user}/{created_ms:016}/{id}")
 }
@@ -76,7 +83,14 @@ pub fn ticket(id: &TicketId) -> String {
     format!("ticket/{id}")
 }
 
-/// Prefix of a user's ticket index.
+/// Prefix of the tickets whose ids carry `tag` (a ticket carries its order's tag, which is
+/// its customer's).
+pub fn tickets_tagged(tag: &str) -> String {
+    format!("ticket/{}", TicketId::tagged(tag))
+}
+
+/// Prefix of a user's ticket index: an entry for each ticket whose id does not carry its
+/// customer's tag (all of them, in data written by earlier builds).
 pub fn tickets_of(user: &UserId) -> String {
     format!("user_ticket/{user}/")
 }

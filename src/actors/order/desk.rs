@@ -10,11 +10,12 @@ use crate::actors::router::{RouterRef, Share, operation};
 use crate::actors::sold_out::SoldOut;
 use crate::domain::ids::TicketId;
 use crate::domain::ids::{FlightId, OrderId, UserId};
-use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord};
+use crate::domain::order::{Order, OrderStatus, Passenger, Segment, TicketRecord, Viewer};
 use crate::domain::seat_map::SeatRequest;
 use crate::persistence::{Store, StoreError, WriteBatch, keys};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -201,28 +202,28 @@ impl Orders {
     /// as it stands (paid orders are not charged twice).
     async fn pay_here(&self, request: PayOrder) -> Result<Order, OrderError> {
         let PayOrder {
-            user,
+            by,
             order,
             token,
             key: idempotency_key,
         } = request;
-        let (user, order) = (&user, &order);
+        let order = &order;
         let _permit = self.admit()?;
         let Some(key) = idempotency_key else {
-            return self.call(order, OrderCommand::Pay { token }).await;
+            return self.call(order, OrderCommand::Pay { token, by }).await;
         };
-        let guard_key = keys::idempotency(user, "pay", &key);
+        let guard_key = keys::idempotency(&by.user, "pay", &key);
         let mut record = KeyRecord {
             fingerprint: super::fingerprint(&format!("{order}:{token}")),
             order: order.clone(),
             outcome: None,
         };
-        match self
+        let first_use = match self
             .store
             .record_if_absent(&guard_key, &record, WriteBatch::new())
             .await?
         {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(first) if !first.same_request(&record.fingerprint) => {
                 return Err(OrderError::KeyReused);
             }
@@ -230,17 +231,24 @@ impl Orders {
                 if let Some(Err(e)) = first.outcome {
                     return Err(e);
                 }
+                false
             }
-        }
-        let result = self.call(order, OrderCommand::Pay { token }).await;
+        };
+        let result = self.call(order, OrderCommand::Pay { token, by }).await;
         let settled = matches!(
             result,
             Ok(_) | Err(OrderError::PaymentDeclined(_) | OrderError::NotPayable(_))
         );
+        let mut batch = WriteBatch::new();
         if settled {
             record.outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
-            let mut batch = WriteBatch::new();
             batch.put(&guard_key, &record)?;
+        } else if first_use && matches!(result, Err(OrderError::NotFound)) {
+            // No order of the caller's by that id: the key is not used up (a request that
+            // named the wrong order can be corrected and sent again with it).
+            batch.delete(&guard_key);
+        }
+        if !batch.is_empty() {
             self.store.record(batch)?;
         }
         result
@@ -253,11 +261,6 @@ impl Orders {
             Err(CallError::NotFound) => Err(OrderError::NotFound),
             Err(e) => Err(OrderError::Unavailable(e.to_string())),
         }
-    }
-
-    /// An order as last written by its actor (on its owner node).
-    pub async fn get(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
-        self.router.call(GetOrder(id.clone()), self).await
     }
 
     /// An order stored on this node.
@@ -350,8 +353,8 @@ operation!(PlaceOrder => Result<Placed, OrderError>, by orders: Orders, tag |r| 
 /// is [`OrderError::KeyReused`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PayOrder {
-    /// The customer.
-    pub user: UserId,
+    /// Who pays (the order's customer, or an admin).
+    pub by: Viewer,
     /// The order.
     pub order: OrderId,
     /// The card token.
@@ -359,28 +362,31 @@ pub struct PayOrder {
     /// The Idempotency-Key.
     pub key: Option<String>,
 }
-operation!(PayOrder => Result<Order, OrderError>, by orders: Orders, tag |r| r.user.tag(), |r| orders.pay_here(r).await);
-
-/// One order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GetOrder(pub OrderId);
-operation!(GetOrder => Result<Option<Order>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| orders.stored(&r.0));
+operation!(PayOrder => Result<Order, OrderError>, by orders: Orders, tag |r| r.by.user.tag(), |r| orders.pay_here(r).await);
 
 /// A user's orders, newest first (failed and unfinished attempts left out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrdersOf(pub UserId);
 operation!(OrdersOf => Result<Vec<Order>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
-    let mut list = Vec::new();
-    for entry in orders.store.scan::<OrderId>(&keys::orders_of(&r.0)) {
-        let (_, id) = entry?;
-        match orders.stored(&id)? {
-            Some(order) if !matches!(order.status, OrderStatus::Failed | OrderStatus::Pending) => {
-                list.push(order)
-            }
-            _ => {}
+    let user = &r.0;
+    let mut list: Vec<Order> = Vec::new();
+    // A customer's orders carry the customer's tag.
+    for entry in orders.store.scan::<Order>(&keys::orders_tagged(user.tag())) {
+        let (_, order) = entry?;
+        if order.user == *user {
+            list.push(order);
         }
     }
-    list.reverse();
+    // Orders of earlier builds are also in the index those builds kept.
+    let found: HashSet<OrderId> = list.iter().map(|o| o.id.clone()).collect();
+    for entry in orders.store.scan::<OrderId>(&keys::orders_of(user)) {
+        let (_, id) = entry?;
+        if !found.contains(&id) {
+            list.extend(orders.stored(&id)?);
+        }
+    }
+    list.retain(|o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending));
+    list.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     Ok(list)
 });
 
@@ -422,14 +428,24 @@ operation!(GetTicket => Result<Option<TicketRecord>, OrderError>, by orders: Ord
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TicketsOf(pub UserId);
 operation!(TicketsOf => Result<Vec<TicketRecord>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
+    let user = &r.0;
     let mut out: Vec<TicketRecord> = Vec::new();
-    for entry in orders.store.scan::<TicketId>(&keys::tickets_of(&r.0)) {
-        let (_, id) = entry?;
-        if let Some(t) = orders.store.get(&keys::ticket(&id))? {
-            out.push(t);
+    // A ticket carries its order's tag, which is its customer's…
+    for entry in orders.store.scan::<TicketRecord>(&keys::tickets_tagged(user.tag())) {
+        let (_, ticket) = entry?;
+        if ticket.user == *user {
+            out.push(ticket);
         }
     }
-    out.sort_by_key(|t| std::cmp::Reverse(t.issued_at));
+    // …except the tickets of orders placed by earlier builds, which are indexed.
+    let found: HashSet<TicketId> = out.iter().map(|t| t.id.clone()).collect();
+    for entry in orders.store.scan::<TicketId>(&keys::tickets_of(user)) {
+        let (_, id) = entry?;
+        if !found.contains(&id) {
+            out.extend(orders.store.get::<TicketRecord>(&keys::ticket(&id))?);
+        }
+    }
+    out.sort_by(|a, b| (b.issued_at, &b.id).cmp(&(a.issued_at, &a.id)));
     Ok(out)
 });
 

@@ -150,7 +150,11 @@ impl OrderActor {
                     issued_at: now,
                 };
                 batch.put(&keys::ticket(&ticket.id), &ticket)?;
-                batch.put(&keys::ticket_of(&ticket.user, &ticket.id), &ticket.id)?;
+                // Listed under the customer's tag; indexed only if the order (from an earlier
+                // build) does not carry it.
+                if ticket.id.tag() != ticket.user.tag() {
+                    batch.put(&keys::ticket_of(&ticket.user, &ticket.id), &ticket.id)?;
+                }
                 next.tickets.push(ticket.id);
             }
         }

@@ -573,7 +573,7 @@ async fn open_cluster(
     };
     let server = NodeServer::new(
         addr.port(),
-        cookie.expose_secret().to_owned(),
+        crate::cluster::wire::session_cookie(cookie.expose_secret()),
         node.clone(),
         "contrail".into(),
         tls.as_ref().map(Tls::incoming),

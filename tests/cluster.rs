@@ -6,7 +6,7 @@
 mod helpers;
 
 use contrail_client::{Client, Order};
-use helpers::cluster::{Member, balanced, cluster, flights_owned_by, formed, settled};
+use helpers::cluster::{COOKIE, Member, balanced, cluster, flights_owned_by, formed, settled};
 use helpers::{
     TestApp, aircraft, airport, book, economy, eventually, flight, flight_spec, status_of,
 };
@@ -312,10 +312,18 @@ async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_
     assert_eq!(order.status, "held");
 
     // Two impostors that know the cookie: one with a certificate from another CA, one
-    // without TLS at all. Neither becomes a member, however long they try.
+    // without TLS at all; and a node with the cluster's certificate that authenticates with
+    // another cookie, as a build of another wire version does (the version is part of the
+    // cookie, `cluster::wire::session_cookie`). None becomes a member, however long they try.
     let impostor_env = other_ca.node_env("node-x");
     let x = Member::start_with("node-x", root.path(), &[a.port], &env_refs(&impostor_env));
     let y = Member::start("node-y", root.path(), &[a.port]);
+    let mut other_wire = cluster_ca.node_env("node-z");
+    other_wire.push((
+        "CONTRAIL__CLUSTER__COOKIE".to_owned(),
+        format!("{COOKIE}/wire-1"),
+    ));
+    let z = Member::start_with("node-z", root.path(), &[a.port], &env_refs(&other_wire));
     let admitted = eventually(Duration::from_secs(6), || async {
         let view = a
             .app
@@ -327,7 +335,7 @@ async fn nodes_talk_over_mutual_tls_and_a_node_without_the_clusters_certificate_
     })
     .await;
     assert!(!admitted, "a node without the cluster's certificate joined");
-    for impostor in [&x, &y] {
+    for impostor in [&x, &y, &z] {
         let ready = impostor.app.api().ready().await;
         assert!(ready.is_err(), "{} claims to be serving", impostor.name);
     }

@@ -292,13 +292,15 @@ impl OrderActor {
         cmd: OrderCommand,
         reply: Reply,
     ) -> Result<(), ActorProcessingErr> {
+        if let OrderCommand::Pay { by, .. } | OrderCommand::Cancel { by } = &cmd
+            && !state.order.visible_to(by)
+        {
+            // Not theirs: nothing happens (nor does it keep the actor from passivating).
+            let _ = reply.send(Err(OrderError::NotFound));
+            return Ok(());
+        }
         state.last_active = Instant::now();
         let mut result = match cmd {
-            OrderCommand::Pay { by, .. } | OrderCommand::Cancel { by }
-                if !state.order.visible_to(&by) =>
-            {
-                Err(OrderError::NotFound)
-            }
             OrderCommand::Place => self.place(state).await,
             OrderCommand::Get => Ok(state.order.clone()),
             OrderCommand::Pay { token, .. } => self.pay(state, token).await,

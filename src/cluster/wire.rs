@@ -9,6 +9,21 @@ use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
+/// The version of what nodes send each other (requests and their answers, consensus messages,
+/// heartbeats), raised with every change to one of those types: postcard carries no field
+/// names, so two builds that disagree on a shape misread each other (a field read as another,
+/// one left out). It is part of the cookie nodes authenticate with ([`session_cookie`]), so
+/// nodes of different versions never connect.
+///
+/// 2: an order's `Pay` and `Cancel` name who asks, `PayOrder` carries a `Viewer`, and
+/// `GetOrder` is gone.
+pub const WIRE_VERSION: u32 = 2;
+
+/// The cookie the transport authenticates peers with: the configured one and [`WIRE_VERSION`].
+pub fn session_cookie(cookie: &str) -> String {
+    format!("{cookie}/wire-{WIRE_VERSION}")
+}
+
 /// The shard gateway's message: the only remote-capable actor of a node.
 #[derive(RactorClusterMessage)]
 pub enum GatewayMessage {

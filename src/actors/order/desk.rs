@@ -212,18 +212,24 @@ impl Orders {
         let Some(key) = idempotency_key else {
             return self.call(order, OrderCommand::Pay { token, by }).await;
         };
+        // Someone else's order (or none) is not found before the key is recorded: the key is
+        // not used up by a request that named the wrong order. Who may see an order never
+        // changes once it is placed, so the answer holds for the payment below.
+        if !self.call(order, OrderCommand::Get).await?.visible_to(&by) {
+            return Err(OrderError::NotFound);
+        }
         let guard_key = keys::idempotency(&by.user, "pay", &key);
         let mut record = KeyRecord {
             fingerprint: super::fingerprint(&format!("{order}:{token}")),
             order: order.clone(),
             outcome: None,
         };
-        let first_use = match self
+        match self
             .store
             .record_if_absent(&guard_key, &record, WriteBatch::new())
             .await?
         {
-            Ok(()) => true,
+            Ok(()) => {}
             Err(first) if !first.same_request(&record.fingerprint) => {
                 return Err(OrderError::KeyReused);
             }
@@ -231,24 +237,17 @@ impl Orders {
                 if let Some(Err(e)) = first.outcome {
                     return Err(e);
                 }
-                false
             }
-        };
+        }
         let result = self.call(order, OrderCommand::Pay { token, by }).await;
         let settled = matches!(
             result,
             Ok(_) | Err(OrderError::PaymentDeclined(_) | OrderError::NotPayable(_))
         );
-        let mut batch = WriteBatch::new();
         if settled {
             record.outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
+            let mut batch = WriteBatch::new();
             batch.put(&guard_key, &record)?;
-        } else if first_use && matches!(result, Err(OrderError::NotFound)) {
-            // No order of the caller's by that id: the key is not used up (a request that
-            // named the wrong order can be corrected and sent again with it).
-            batch.delete(&guard_key);
-        }
-        if !batch.is_empty() {
             self.store.record(batch)?;
         }
         result
@@ -445,7 +444,8 @@ operation!(TicketsOf => Result<Vec<TicketRecord>, OrderError>, by orders: Orders
             out.extend(orders.store.get::<TicketRecord>(&keys::ticket(&id))?);
         }
     }
-    out.sort_by(|a, b| (b.issued_at, &b.id).cmp(&(a.issued_at, &a.id)));
+    // Newest first; one order's tickets (issued together) in the order of their ids.
+    out.sort_by(|a, b| b.issued_at.cmp(&a.issued_at).then_with(|| a.id.cmp(&b.id)));
     Ok(out)
 });
 

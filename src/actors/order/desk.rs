@@ -262,11 +262,6 @@ impl Orders {
         }
     }
 
-    /// An order stored on this node.
-    fn stored(&self, id: &OrderId) -> Result<Option<Order>, OrderError> {
-        Ok(self.store.get(&keys::order(id))?)
-    }
-
     /// A user's orders, newest first (failed attempts left out).
     pub async fn list(&self, user: &UserId) -> Result<Vec<Order>, OrderError> {
         self.router.call(OrdersOf(user.clone()), self).await
@@ -363,27 +358,49 @@ pub struct PayOrder {
 }
 operation!(PayOrder => Result<Order, OrderError>, by orders: Orders, tag |r| r.by.user.tag(), |r| orders.pay_here(r).await);
 
+/// A customer's records of one kind (orders or tickets): those under the customer's placement
+/// tag (`tagged`, kept if `mine`: the tags of two customers could collide), and those the index
+/// of earlier builds lists (`indexed`: its prefix, a record's id, and a record's key by id),
+/// each once.
+fn customers_own<T, Id>(
+    store: &Store,
+    tagged: &str,
+    mine: impl Fn(&T) -> bool,
+    indexed: (&str, impl Fn(&T) -> Id, impl Fn(&Id) -> String),
+) -> Result<Vec<T>, OrderError>
+where
+    T: serde::de::DeserializeOwned,
+    Id: serde::de::DeserializeOwned + Eq + std::hash::Hash,
+{
+    let mut out = Vec::new();
+    for entry in store.scan::<T>(tagged) {
+        let (_, record) = entry?;
+        if mine(&record) {
+            out.push(record);
+        }
+    }
+    let (index, id_of, key_of) = indexed;
+    let found: HashSet<Id> = out.iter().map(&id_of).collect();
+    for entry in store.scan::<Id>(index) {
+        let (_, id) = entry?;
+        if !found.contains(&id) {
+            out.extend(store.get::<T>(&key_of(&id))?);
+        }
+    }
+    Ok(out)
+}
+
 /// A user's orders, newest first (failed and unfinished attempts left out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrdersOf(pub UserId);
 operation!(OrdersOf => Result<Vec<Order>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
     let user = &r.0;
-    let mut list: Vec<Order> = Vec::new();
-    // A customer's orders carry the customer's tag.
-    for entry in orders.store.scan::<Order>(&keys::orders_tagged(user.tag())) {
-        let (_, order) = entry?;
-        if order.user == *user {
-            list.push(order);
-        }
-    }
-    // Orders of earlier builds are also in the index those builds kept.
-    let found: HashSet<OrderId> = list.iter().map(|o| o.id.clone()).collect();
-    for entry in orders.store.scan::<OrderId>(&keys::orders_of(user)) {
-        let (_, id) = entry?;
-        if !found.contains(&id) {
-            list.extend(orders.stored(&id)?);
-        }
-    }
+    let mut list = customers_own(
+        &orders.store,
+        &keys::orders_tagged(user.tag()),
+        |o: &Order| o.user == *user,
+        (&keys::orders_of(user), |o: &Order| o.id.clone(), keys::order),
+    )?;
     list.retain(|o| !matches!(o.status, OrderStatus::Failed | OrderStatus::Pending));
     list.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     Ok(list)
@@ -428,22 +445,13 @@ operation!(GetTicket => Result<Option<TicketRecord>, OrderError>, by orders: Ord
 pub struct TicketsOf(pub UserId);
 operation!(TicketsOf => Result<Vec<TicketRecord>, OrderError>, by orders: Orders, tag |r| r.0.tag(), |r| {
     let user = &r.0;
-    let mut out: Vec<TicketRecord> = Vec::new();
-    // A ticket carries its order's tag, which is its customer's…
-    for entry in orders.store.scan::<TicketRecord>(&keys::tickets_tagged(user.tag())) {
-        let (_, ticket) = entry?;
-        if ticket.user == *user {
-            out.push(ticket);
-        }
-    }
-    // …except the tickets of orders placed by earlier builds, which are indexed.
-    let found: HashSet<TicketId> = out.iter().map(|t| t.id.clone()).collect();
-    for entry in orders.store.scan::<TicketId>(&keys::tickets_of(user)) {
-        let (_, id) = entry?;
-        if !found.contains(&id) {
-            out.extend(orders.store.get::<TicketRecord>(&keys::ticket(&id))?);
-        }
-    }
+    // A ticket carries its order's tag, which is its customer's (but for orders of earlier builds).
+    let mut out = customers_own(
+        &orders.store,
+        &keys::tickets_tagged(user.tag()),
+        |t: &TicketRecord| t.user == *user,
+        (&keys::tickets_of(user), |t: &TicketRecord| t.id.clone(), keys::ticket),
+    )?;
     // Newest first; one order's tickets (issued together) in the order of their ids.
     out.sort_by(|a, b| b.issued_at.cmp(&a.issued_at).then_with(|| a.id.cmp(&b.id)));
     Ok(out)

@@ -409,13 +409,19 @@ impl Dispatch {
 
     /// An operator retries failed delivery `id`: it starts over now. `None`: no such delivery
     /// on this node; `Err`: it is not failed (its state).
-    pub fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Delivery>, RetryError> {
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Delivery>, RetryError> {
         // Claimed first: of two retries at once (or a retry racing the sweep), one wins; the
         // other finds it pending.
         if self.working.insert(id.to_owned(), ()).is_some() {
             return Err(RetryError::NotFailed(DeliveryState::Pending));
         }
-        let retried = self.restart(id);
+        // Read after every write before: a delivery whose attempt just ended (and let its
+        // claim go) may not be visible as it ended yet, and would look failed still — two
+        // retries one after the other would both start it over.
+        let retried = match self.store.caught_up().await {
+            Ok(()) => self.restart(id),
+            Err(e) => Err(e.into()),
+        };
         match &retried {
             Ok(Some(delivery)) => self.spawn(delivery.clone(), &tracing::Span::current()),
             _ => {
@@ -591,7 +597,7 @@ pub enum Retried {
 }
 super::router::operation!(RetryDelivery => Retried, by outbox: Arc<Dispatch>,
 tag |r| crate::domain::outbox::tag_of_id(&r.0).to_owned(),
-|r| match outbox.retry(&r.0) {
+|r| match outbox.retry(&r.0).await {
     Ok(Some(d)) => Retried::Pending(d),
     Ok(None) => Retried::NotFound,
     Err(RetryError::NotFailed(state)) => Retried::NotFailed(state),

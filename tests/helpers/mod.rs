@@ -225,7 +225,8 @@ impl TestApp {
             // this signup's): the account exists; sign in as a client would.
             Err(e) if e.to_string().contains("email_taken") => {
                 let client = self.signed_in(&signup.email, &signup.password).await;
-                let me = client.me().await;
+                // As patient as the signup: a partition may be changing leaders (503).
+                let me = seed::patiently(|| client.me()).await;
                 me.unwrap_or_else(|e| panic!("me after a retried signup: {e}"))
                     .id
             }
